@@ -1,0 +1,37 @@
+"""`oodida agent --config agent.toml`: run the on-board agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from agent.config import load_agent_config
+from agent.main import run_agent
+from oodida.errors import OodidaError
+from oodida.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="oodida agent", description="Run the on-board agent of one vehicle.")
+    parser.add_argument("--config", required=True, help="the agent's TOML configuration file")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides the config")
+    parser.add_argument("--log-format", choices=["text", "journal"], default="text")
+    args = parser.parse_args(argv)
+    try:
+        config = load_agent_config(args.config)
+    except OodidaError as exc:
+        print(f"oodida agent: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.log_level, fmt=args.log_format)
+    try:
+        asyncio.run(run_agent(config))
+    except OodidaError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

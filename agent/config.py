@@ -1,0 +1,95 @@
+"""The agent's configuration: one TOML file, decoded into typed objects.
+
+Unknown keys are errors; relative paths are relative to the file. A CAN source is
+configured, not coded: any python-can interface and channel, or a recorded log
+replayed at a chosen speed from a chosen offset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import msgspec
+from msgspec import Meta
+
+from oodida.errors import OodidaError
+from wire.messages import Identity, SignalName
+
+
+class ConfigError(OodidaError, ValueError):
+    """The configuration file is missing, malformed, or names impossible values."""
+
+
+class ServerLink(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    token: Annotated[str, Meta(min_length=8, max_length=512)]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 7400
+    backoff_min: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds before the first retry
+    backoff_max: Annotated[float, Meta(gt=0, le=600)] = 10.0
+    status_interval: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    connect_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
+
+
+class LogSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="log", tag_field="kind"):
+    """A recorded log (any format `can.LogReader` reads) replayed as if live."""
+
+    path: str
+    dbc: str
+    signals: Annotated[list[SignalName], Meta(max_length=10_000)] | None = None  # None: every DBC signal
+    channel: str | None = None  # keep only frames of this channel, e.g. "can0"
+    speed: Annotated[float, Meta(ge=0, le=1000)] = 1.0  # 1 = real time, 0 = as fast as possible
+    offset: Annotated[float, Meta(ge=0)] = 0.0  # seconds into the log to start at
+    loop: bool = False
+
+
+class BusSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="bus", tag_field="kind"):
+    """A live bus through python-can: `socketcan`/`vcan0`, `virtual`/`demo`, ..."""
+
+    interface: str
+    channel: str
+    dbc: str
+    signals: Annotated[list[SignalName], Meta(max_length=10_000)] | None = None
+    bitrate: Annotated[int, Meta(gt=0)] | None = None
+    kernel_filters: bool = True  # let the kernel drop frames the DBC cannot decode
+
+
+Source = Union[LogSource, BusSource]
+
+
+class Buffer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    retention: Annotated[float, Meta(gt=0, le=86_400 * 7)] = 300.0  # seconds of history per signal
+    max_samples: Annotated[int, Meta(ge=16, le=100_000_000)] = 200_000  # hard cap per signal
+
+
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    vehicle: Identity
+    server: ServerLink
+    sources: Annotated[list[Source], Meta(min_length=1, max_length=64)]
+    buffer: Buffer = Buffer()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _resolve(base: Path, path: str) -> str:
+    return path if Path(path).is_absolute() else str((base / path).resolve())
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read agent config {path}: {exc.strerror}") from None
+    try:
+        config = msgspec.toml.decode(raw, type=AgentConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    sources: list[Source] = []
+    for source in config.sources:
+        changes = {"dbc": _resolve(path.parent, source.dbc)}
+        if isinstance(source, LogSource):
+            changes["path"] = _resolve(path.parent, source.path)
+        sources.append(msgspec.structs.replace(source, **changes))
+    return msgspec.structs.replace(config, sources=sources)

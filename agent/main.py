@@ -1,0 +1,117 @@
+"""The on-board agent: sources into the store, tasks from the server, results back.
+
+Everything untrusted or slow is kept off the event loop: sources read in threads,
+methods compute in threads (and, later, in the sandbox worker). The loop only talks
+to the server, so the vehicle stays reachable whatever the data does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from agent.config import AgentConfig, BusSource, LogSource
+from agent.outbox import Outbox
+from agent.pump import Pump
+from agent.store import SignalStore
+from agent.tasks import SignalResolver, TaskRunner
+from agent.uplink import Uplink
+from hw.dbc import SignalDecoder
+from hw.sources import open_source
+from wire.messages import SourceState, VehicleStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    store: SignalStore
+    pumps: list[Pump]
+    outbox: Outbox
+    runner: TaskRunner
+    uplink: Uplink
+
+    def status(self) -> VehicleStatus:
+        decoders = {id(p.decoder): p.decoder for p in self.pumps}.values()
+        return VehicleStatus(
+            frames=sum(p.frames for p in self.pumps),
+            unknown_frames=sum(d.unknown_frames for d in decoders),
+            malformed_frames=sum(d.malformed_frames for d in decoders),
+            signal_time=self.store.signal_time,
+            sources=[
+                SourceState(name=p.name[:256], state=p.state, frames=p.frames, error=p.error)  # type: ignore[arg-type]
+                for p in self.pumps
+            ],
+            signals=self.store.names,
+            running=len(self.runner.running),
+            pending_results=len(self.outbox),
+        )
+
+
+def build_agent(config: AgentConfig) -> Agent:
+    """Open every source and decoder; raises with a clear reason if one cannot be."""
+    store = SignalStore(retention=config.buffer.retention, max_samples=config.buffer.max_samples)
+    pumps = []
+    decoders = []
+    for index, source_config in enumerate(config.sources):
+        every = SignalDecoder(source_config.dbc)
+        names = None if source_config.signals is None else [every.resolve(n) for n in source_config.signals]
+        decoder = SignalDecoder(source_config.dbc, names) if names is not None else every
+        store.declare(list(decoder.signal_names))
+        decoders.append(decoder)
+        if isinstance(source_config, LogSource):
+            source = open_source(
+                "log",
+                path=source_config.path,
+                speed=source_config.speed,
+                offset=source_config.offset,
+                loop=source_config.loop,
+                channel=source_config.channel,
+            )
+        else:
+            assert isinstance(source_config, BusSource)
+            options = dict(interface=source_config.interface, channel=source_config.channel)
+            if source_config.bitrate is not None:
+                options["bitrate"] = source_config.bitrate
+            if source_config.kernel_filters:
+                options["can_filters"] = decoder.can_filters()
+            source = open_source("bus", **options)
+        pumps.append(Pump(f"{index}:{source.describe()}", source, decoder, store))
+    outbox = Outbox()
+    resolver = SignalResolver(decoders, store)
+    uplink = Uplink(config.vehicle, config.server, outbox)
+    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result)
+    agent = Agent(config, store, pumps, outbox, runner, uplink)
+    uplink.bind(on_task=runner.submit, on_cancel=runner.cancel, status=agent.status)
+    return agent
+
+
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; then stop cleanly."""
+    agent = build_agent(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    agent.store._loop = loop
+    for pump in agent.pumps:
+        pump.start()
+    log.info("vehicle %s: %d source(s), %d signals", config.vehicle, len(agent.pumps), len(agent.store.names))
+    uplink = asyncio.create_task(agent.uplink.run(), name="uplink")
+    try:
+        await stop.wait()
+    finally:
+        log.info("vehicle %s stopping", config.vehicle)
+        uplink.cancel()
+        await agent.runner.stop()
+        await asyncio.gather(uplink, return_exceptions=True)
+        if agent.uplink.channel is not None:
+            await agent.uplink.channel.close()
+        for pump in agent.pumps:
+            pump.stop()

@@ -1,0 +1,283 @@
+"""The agent's recent history of every recorded signal, and the windows cut from it.
+
+One ring buffer per signal (timestamps and values as float64 numpy arrays). Buffers
+start small and grow while their oldest sample is younger than the retention period,
+up to a hard cap of samples; past that the oldest samples are overwritten. So a
+signal at 100 Hz and one at 1 Hz both keep `retention` seconds, in bounded memory.
+
+Reader threads append; the asyncio loop cuts windows. One lock guards both, held only
+for an append or a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from analytics.series import Series
+from oodida.errors import OodidaError
+from wire.messages import WindowSpec
+
+
+class WindowError(OodidaError):
+    """A window cannot be cut: unknown signal, data overwritten, source ended."""
+
+
+class RingBuffer:
+    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total")
+
+    def __init__(self, *, retention: float, max_samples: int, initial: int = 1024) -> None:
+        self.cap = min(initial, max_samples)
+        self.max_samples = max_samples
+        self.retention = retention
+        self.t = np.empty(self.cap, dtype=np.float64)
+        self.v = np.empty(self.cap, dtype=np.float64)
+        self.head = 0  # next slot to write
+        self.n = 0  # samples held
+        self.total = 0  # samples ever appended: the sequence number of the next one
+
+    def append(self, t: float, v: float) -> None:
+        if self.n == self.cap and self.cap < self.max_samples:
+            oldest = self.t[self.head]  # when full, head is also the oldest slot
+            if t - oldest < self.retention:
+                self._grow()
+        self.t[self.head] = t
+        self.v[self.head] = v
+        self.head += 1
+        if self.head == self.cap:
+            self.head = 0
+        if self.n < self.cap:
+            self.n += 1
+        self.total += 1
+
+    def _grow(self) -> None:
+        t, v = self.ordered()
+        cap = min(self.cap * 2, self.max_samples)
+        self.t = np.empty(cap, dtype=np.float64)
+        self.v = np.empty(cap, dtype=np.float64)
+        self.t[: self.n] = t
+        self.v[: self.n] = v
+        self.head = self.n
+        self.cap = cap
+
+    def ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the held samples, oldest first."""
+        if self.n < self.cap:
+            start = self.head - self.n
+            return self.t[start : self.head].copy(), self.v[start : self.head].copy()
+        return np.concatenate((self.t[self.head :], self.t[: self.head])), np.concatenate(
+            (self.v[self.head :], self.v[: self.head])
+        )
+
+    @property
+    def first_seq(self) -> int:
+        return self.total - self.n
+
+
+@dataclass
+class _Mark:
+    """Where a `next` window starts: signal time and per-signal sequence numbers."""
+
+    time: float | None
+    seqs: dict[str, int]
+
+
+@dataclass
+class Window:
+    series: dict[str, Series]  # keyed by the names the task used
+    t_start: float | None
+    t_end: float | None
+
+    @property
+    def samples(self) -> dict[str, int]:
+        return {name: int(s.t.size) for name, s in self.series.items()}
+
+
+class SignalStore:
+    def __init__(self, *, retention: float = 300.0, max_samples: int = 200_000) -> None:
+        self.retention = retention
+        self.max_samples = max_samples
+        self._buffers: dict[str, RingBuffer] = {}
+        self._lock = threading.Lock()
+        self.signal_time: float | None = None  # newest timestamp seen on any signal
+        self.sources_running = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[Callable[[], bool]] = []
+        self._last_wake = 0.0
+        self._wake_pending = False
+
+    # --- writing (reader threads) ----------------------------------------------------
+
+    def declare(self, names: list[str]) -> None:
+        """Create buffers up front, so a signal that has not appeared yet is known."""
+        with self._lock:
+            for name in names:
+                if name not in self._buffers:
+                    self._buffers[name] = RingBuffer(retention=self.retention, max_samples=self.max_samples)
+
+    def add(self, t: float, values: list[tuple[str, float]]) -> None:
+        """Append one frame's decoded values, all stamped `t`."""
+        with self._lock:
+            buffers = self._buffers
+            for name, value in values:
+                buffers[name].append(t, value)
+            if self.signal_time is None or t > self.signal_time:
+                self.signal_time = t
+        if self._waiters:
+            self._wake_soon()
+
+    def source_ended(self) -> None:
+        with self._lock:
+            self.sources_running -= 1
+        self._wake_soon(force=True)
+
+    def _wake_soon(self, force: bool = False) -> None:
+        # Throttled: at most one loop wake-up per 5 ms, not one per frame.
+        now = time.monotonic()
+        if self._loop is None or self._wake_pending or (not force and now - self._last_wake < 0.005):
+            return
+        self._wake_pending = True
+        self._last_wake = now
+        try:
+            self._loop.call_soon_threadsafe(self._check_waiters)
+        except RuntimeError:  # loop closed at shutdown
+            pass
+
+    def _check_waiters(self) -> None:
+        self._wake_pending = False
+        self._waiters = [w for w in self._waiters if not w()]
+
+    # --- reading (asyncio loop) ------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._buffers)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._buffers
+
+    def latest(self, names: dict[str, str], spec: WindowSpec) -> Window:
+        """The last `amount` seconds (before the newest signal time) or samples.
+        `names` maps the task's names to buffer names."""
+        with self._lock:
+            end = self.signal_time
+            series: dict[str, Series] = {}
+            for asked, name in names.items():
+                t, v = self._buffers[name].ordered()
+                if spec.unit == "s":
+                    if end is None:
+                        lo = hi = 0
+                    else:
+                        lo = int(np.searchsorted(t, end - spec.amount, side="right"))
+                        hi = int(np.searchsorted(t, end, side="right"))
+                    series[asked] = Series(t[lo:hi], v[lo:hi])
+                else:
+                    n = int(spec.amount)
+                    series[asked] = Series(t[-n:], v[-n:])
+        if spec.unit == "s":
+            start = None if end is None else end - spec.amount
+            return Window(series, start, end)
+        return Window(series, *_span(series))
+
+    def mark(self, names: dict[str, str]) -> _Mark:
+        with self._lock:
+            return _Mark(self.signal_time, {name: self._buffers[name].total for name in names.values()})
+
+    def _next_ready(self, names: dict[str, str], spec: WindowSpec, mark: _Mark) -> Window | None:
+        with self._lock:
+            if spec.unit == "s":
+                if self.signal_time is None:
+                    return None
+                if mark.time is None:  # nothing had arrived when the task did: start at the first sample
+                    firsts = [b.t[(b.head - b.n) % b.cap] for b in self._buffers.values() if b.n]
+                    mark.time = min(firsts) - 1e-9 if firsts else None
+                    if mark.time is None:
+                        return None
+                end = mark.time + spec.amount
+                if self.signal_time < end:
+                    return None
+                series = {}
+                for asked, name in names.items():
+                    t, v = self._buffers[name].ordered()
+                    lo = int(np.searchsorted(t, mark.time, side="right"))
+                    hi = int(np.searchsorted(t, end, side="right"))
+                    if lo == 0 and t.size and self._buffers[name].first_seq > 0 and t[0] > mark.time:
+                        raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
+                    series[asked] = Series(t[lo:hi], v[lo:hi])
+                return Window(series, mark.time, end)
+            n = int(spec.amount)
+            for name in names.values():
+                if self._buffers[name].total < mark.seqs[name] + n:
+                    return None
+            series = {}
+            for asked, name in names.items():
+                buf = self._buffers[name]
+                t, v = buf.ordered()
+                lo = mark.seqs[name] - buf.first_seq
+                if lo < 0:
+                    raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
+                series[asked] = Series(t[lo : lo + n], v[lo : lo + n])
+            return Window(series, *_span(series))
+
+    def _progress(self, names: dict[str, str], spec: WindowSpec, mark: _Mark) -> str:
+        with self._lock:
+            if spec.unit == "s":
+                got = 0.0 if self.signal_time is None or mark.time is None else self.signal_time - mark.time
+                return f"{max(got, 0.0):.3f} of {spec.amount:g} s of signal time arrived"
+            parts = [
+                f"{asked} {self._buffers[name].total - mark.seqs[name]} of {int(spec.amount)}"
+                for asked, name in names.items()
+            ]
+            return "samples arrived: " + ", ".join(parts)
+
+    async def window(self, names: dict[str, str], spec: WindowSpec, *, timeout: float) -> Window:
+        """Cut a window: at once for `latest`, when the data is in for `next`; a
+        `WindowError` that says how far it got if it is not in within `timeout` s."""
+        if spec.kind == "latest":
+            return self.latest(names, spec)
+        mark = self.mark(names)
+        self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Window] = self._loop.create_future()
+
+        def check() -> bool:
+            if future.done():
+                return True
+            try:
+                ready = self._next_ready(names, spec, mark)
+            except WindowError as exc:
+                future.set_exception(exc)
+                return True
+            if ready is not None:
+                future.set_result(ready)
+                return True
+            if self.sources_running <= 0:
+                future.set_exception(
+                    WindowError(f"every signal source has ended; the window cannot fill ({self._progress(names, spec, mark)})")
+                )
+                return True
+            return False
+
+        if check():
+            return await future
+        self._waiters.append(check)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise WindowError(
+                f"window not complete within {timeout:g} s ({self._progress(names, spec, mark)})"
+            ) from None
+
+
+def _span(series: dict[str, Series]) -> tuple[float | None, float | None]:
+    starts = [float(s.t[0]) for s in series.values() if s.t.size]
+    ends = [float(s.t[-1]) for s in series.values() if s.t.size]
+    return (min(starts) if starts else None, max(ends) if ends else None)
+
+
+__all__ = ["RingBuffer", "SignalStore", "Window", "WindowError"]

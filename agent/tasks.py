@@ -1,0 +1,147 @@
+"""Runs the server's tasks: cut the window, run the on-board method, keep the result.
+
+Each (assignment, iteration) runs once however often the server sends it (it resends
+to a vehicle that reconnects). The numeric work runs in a thread so the link stays
+responsive; the window wait honours the task's deadline, and a failure of any kind
+becomes an error result that says why, never a dead agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from agent.outbox import Key, Outbox
+from agent.store import SignalStore, WindowError
+from analytics import registry
+from analytics.arrays import from_wire, to_wire
+from hw.dbc import SignalDecoder
+from hw.errors import UnknownSignalError
+from oodida.errors import OodidaError
+from wire.messages import Result, Task
+
+log = logging.getLogger(__name__)
+
+BUILTIN_CODE_HASH = "builtin:0.1"
+
+
+class SignalResolver:
+    """Maps the names analysts use (bare or `MESSAGE.SIGNAL`) to recorded signals."""
+
+    def __init__(self, decoders: list[SignalDecoder], store: SignalStore) -> None:
+        self.decoders = decoders
+        self.store = store
+
+    def resolve(self, names: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in names:
+            out[name] = self._one(name)
+        return out
+
+    def _one(self, name: str) -> str:
+        if name in self.store:
+            return name
+        problems = []
+        for decoder in self.decoders:
+            try:
+                canonical = decoder.resolve(name)
+            except UnknownSignalError as exc:
+                problems.append(exc.reason)
+                continue
+            if canonical in self.store:
+                return canonical
+            problems.append(f"{canonical} is in the DBC but this vehicle does not record it")
+        raise WindowError(f"signal {name!r} is not available on this vehicle: " + "; ".join(problems))
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        vehicle: str,
+        store: SignalStore,
+        resolver: SignalResolver,
+        outbox: Outbox,
+        send: Callable[[Result], Awaitable[None]],
+    ) -> None:
+        self.vehicle = vehicle
+        self.store = store
+        self.resolver = resolver
+        self.outbox = outbox
+        self.send = send
+        self.running: dict[Key, asyncio.Task[None]] = {}
+        self._done: dict[Key, None] = {}  # recently finished keys, oldest first
+
+    def submit(self, task: Task) -> None:
+        key = (task.assignment, task.iteration)
+        if key in self.running or key in self.outbox or key in self._done:
+            log.debug("task %s already running or done; ignored", key)
+            return
+        job = asyncio.create_task(self._run(task), name=f"task-{key[0]}-{key[1]}")
+        self.running[key] = job
+        job.add_done_callback(lambda _: self.running.pop(key, None))
+
+    def cancel(self, assignment: int) -> None:
+        for (a, i), job in list(self.running.items()):
+            if a == assignment:
+                log.info("cancelling assignment %d iteration %d", a, i)
+                job.cancel()
+
+    async def stop(self) -> None:
+        jobs = list(self.running.values())
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _run(self, task: Task) -> None:
+        started = time.monotonic()
+        common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle)
+        try:
+            names = self.resolver.resolve(task.signals)
+            window = await self.store.window(names, task.window, timeout=task.deadline)
+            state = from_wire(task.state)
+            partial = await asyncio.to_thread(
+                registry.run_on_board, task.methods, window.series, task.params, state
+            )
+            result = Result(
+                **common,
+                ok=True,
+                code_hash=BUILTIN_CODE_HASH,
+                value=to_wire(partial),
+                samples=window.samples,
+                t_start=window.t_start,
+                t_end=window.t_end,
+                elapsed=time.monotonic() - started,
+            )
+        except asyncio.CancelledError:
+            log.info("task %d/%d cancelled", task.assignment, task.iteration)
+            raise
+        except OodidaError as exc:
+            result = self._failure(common, str(exc), started)
+        except Exception as exc:  # a method's bug on odd data: report it, keep serving
+            log.exception("task %d/%d failed", task.assignment, task.iteration)
+            result = self._failure(common, f"{type(exc).__name__}: {exc}", started)
+        key = (task.assignment, task.iteration)
+        self._done[key] = None
+        while len(self._done) > 1000:
+            self._done.pop(next(iter(self._done)))
+        self.outbox.put(result)
+        log.info(
+            "assignment %d iteration %d: %s in %.3f s",
+            task.assignment,
+            task.iteration,
+            "ok" if result.ok else f"error: {result.error}",
+            result.elapsed,
+        )
+        await self.send(result)
+
+    @staticmethod
+    def _failure(common: dict, reason: str, started: float) -> Result:
+        return Result(
+            **common,
+            ok=False,
+            code_hash=BUILTIN_CODE_HASH,
+            error=reason[:4000],
+            elapsed=time.monotonic() - started,
+        )

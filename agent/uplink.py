@@ -1,0 +1,133 @@
+"""The agent's connection to the server: connect, hand over, reconnect with backoff.
+
+The link may drop at any time (a vehicle drives into a tunnel). Tasks keep running
+while it is down; their results wait in the outbox and go out on the next connect.
+Backoff doubles from `backoff_min` to `backoff_max`, with jitter so a fleet that lost
+the server together does not return in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Callable
+
+from agent.config import ServerLink
+from agent.outbox import Outbox
+from link import Channel, ChannelError, HandshakeRefused, connect
+from wire import RemoteProtocolError, Role
+from wire.messages import CancelTask, Error, Result, ResultAck, Task, VehicleStatus
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = "oodida-agent/0.1"
+
+
+class Uplink:
+    def __init__(
+        self,
+        vehicle: str,
+        config: ServerLink,
+        outbox: Outbox,
+    ) -> None:
+        self.vehicle = vehicle
+        self.config = config
+        self.outbox = outbox
+        self.on_task: Callable[[Task], None] = lambda task: None
+        self.on_cancel: Callable[[int], None] = lambda assignment: None
+        self.status: Callable[[], VehicleStatus] | None = None
+        self.channel: Channel | None = None
+        self.connected = asyncio.Event()
+        self.connections = 0
+
+    def bind(
+        self,
+        *,
+        on_task: Callable[[Task], None],
+        on_cancel: Callable[[int], None],
+        status: Callable[[], VehicleStatus],
+    ) -> None:
+        """Connect the uplink to the task runner (built after it, as it sends through it)."""
+        self.on_task, self.on_cancel, self.status = on_task, on_cancel, status
+
+    async def send_result(self, result: Result) -> None:
+        """Send now if connected; otherwise it waits in the outbox for the next connect."""
+        channel = self.channel
+        if channel is None:
+            return
+        try:
+            await channel.send(result)
+        except ChannelError as exc:
+            log.info("result %d/%d not sent now (%s); it stays in the outbox", result.assignment, result.iteration, exc)
+
+    async def run(self) -> None:
+        backoff = self.config.backoff_min
+        while True:
+            try:
+                channel, _ = await connect(
+                    self.config.host,
+                    self.config.port,
+                    role=Role.VEHICLE,
+                    identity=self.vehicle,
+                    token=self.config.token,
+                    software=SOFTWARE,
+                    timeout=self.config.connect_timeout,
+                )
+            except HandshakeRefused as exc:
+                log.error("%s; retrying in %.0f s", exc, self.config.backoff_max)
+                await asyncio.sleep(self.config.backoff_max)
+                continue
+            except ChannelError as exc:
+                delay = backoff * random.uniform(0.5, 1.0)
+                log.info("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self.config.backoff_max)
+                continue
+            backoff = self.config.backoff_min
+            self.connections += 1
+            log.info("connected to %s:%d", self.config.host, self.config.port)
+            try:
+                await self._serve(channel)
+            except ChannelError as exc:
+                log.warning("lost the server: %s", exc)
+            finally:
+                self.channel = None
+                self.connected.clear()
+                await channel.close()
+            await asyncio.sleep(self.config.backoff_min * random.uniform(0.5, 1.0))
+
+    async def _serve(self, channel: Channel) -> None:
+        assert self.status is not None, "bind() before run()"
+        await channel.send(self.status())
+        for result in self.outbox.pending():
+            await channel.send(result)
+        self.channel = channel
+        self.connected.set()
+        reporter = asyncio.create_task(self._report_status(channel))
+        try:
+            while True:
+                try:
+                    message = await channel.recv()
+                except RemoteProtocolError as exc:
+                    if exc.fatal:
+                        raise ChannelError(f"server broke protocol: {exc.reason}") from None
+                    log.warning("bad message from the server: %s", exc.reason)
+                    await channel.send_bytes(channel.conn.error(exc.reason))
+                    continue
+                if isinstance(message, Task):
+                    self.on_task(message)
+                elif isinstance(message, ResultAck):
+                    self.outbox.ack((message.assignment, message.iteration))
+                elif isinstance(message, CancelTask):
+                    self.on_cancel(message.assignment)
+                elif isinstance(message, Error):
+                    log.warning("server says: %s", message.reason)
+        finally:
+            reporter.cancel()
+
+    async def _report_status(self, channel: Channel) -> None:
+        assert self.status is not None
+        while True:
+            await asyncio.sleep(self.config.status_interval)
+            await channel.send(self.status())

@@ -1,0 +1,5 @@
+import sys
+
+from oodida.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The one `oodida` command. It only dispatches: `agent` goes to the agent package,
+`demo` to the demo, everything else to the server package (server and analyst
+commands). The imports are lazy so the agent never loads server code and vice versa.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: oodida COMMAND [options]
+
+commands:
+  demo       run a local fleet (a server and 5 agents replaying a real drive) and an assignment
+  server     run the off-board server          (oodida server --config server.toml)
+  agent      run a vehicle's on-board agent    (oodida agent --config agent.toml)
+  submit     start an assignment               (oodida submit [FILE.toml] [--signals ...] [--wait])
+  status     vehicles connected, assignments and their progress
+  results    an assignment's results           (oodida results ID [--follow])
+  cancel     stop an assignment                (oodida cancel ID)
+
+Every command takes --help.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "agent":
+        from agent.cli import main as agent_main
+
+        return agent_main(rest)
+    if command == "demo":
+        from oodida.demo import main as demo_main
+
+        return demo_main(rest)
+    from server.cli import main as server_main
+
+    return server_main(argv)

@@ -1,0 +1,389 @@
+"""The off-board server: accepts vehicles and analysts, runs assignments.
+
+One asyncio process. Every connection starts with the handshake; then a vehicle's
+messages go to the assignment runners, an analyst's requests are answered. Nothing a
+peer sends may end the process: bad messages get an `error` reply with the reason,
+and an unauthenticated peer that misbehaves is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from analytics import registry
+from analytics.base import MethodError
+from link import Channel, ChannelClosed, ChannelError
+from server.config import ServerConfig
+from server.reports import build_report
+from server.runner import AssignmentRunner
+from server.store import Store
+from wire import Connection, RemoteProtocolError, Role, Side, version_problem
+from wire.messages import (
+    AssignmentInfo,
+    AssignmentSpec,
+    Cancel,
+    Cancelled,
+    CancelTask,
+    Error,
+    ErrorCode,
+    Hello,
+    Message,
+    Result,
+    ResultAck,
+    ResultsEnd,
+    ResultsRequest,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Submitted,
+    Task,
+    VehicleInfo,
+    VehicleStatus,
+)
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = "oodida-server/0.1"
+
+
+@dataclass
+class VehicleSession:
+    vehicle: str
+    channel: Channel
+    connected_at: float
+    status: VehicleStatus | None = None
+
+
+@dataclass
+class Subscribers:
+    queues: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = field(default_factory=dict)
+
+
+class SubmitRefused(Exception):
+    """An assignment the server cannot run; the message is the reason for the analyst."""
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = Store(config.database)
+        self.vehicles: dict[str, VehicleSession] = {}
+        self.runners: dict[int, AssignmentRunner] = {}
+        self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self.port: int | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        interrupted = self.store.interrupt_running("the server restarted while it ran")
+        if interrupted:
+            log.warning("assignments %s were running when the server last stopped; marked interrupted", interrupted)
+        self._server = await asyncio.start_server(
+            self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("listening on %s:%d, database %s", self.config.listen.host, self.port, self.config.database)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for runner in list(self.runners.values()):
+            if runner.task is not None:
+                runner.task.cancel()
+        for task in list(self._connections):
+            task.cancel()
+        tasks = [r.task for r in self.runners.values() if r.task] + list(self._connections)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.store.close()
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        channel = Channel(reader, writer, Connection(Side.SERVER, max_frame=self.config.max_frame))
+        try:
+            hello = await self._handshake(channel)
+            if hello is None:
+                return
+            if hello.role is Role.VEHICLE:
+                await self._serve_vehicle(channel, hello.identity)
+            else:
+                await self._serve_analyst(channel, hello.identity)
+        except ChannelError as exc:
+            log.debug("connection %s ended: %s", channel.peer, exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # never let one connection take the server down
+            log.exception("connection %s failed", channel.peer)
+        finally:
+            self._connections.discard(task)
+            await channel.close()
+
+    async def _handshake(self, channel: Channel) -> Hello | None:
+        try:
+            hello = await asyncio.wait_for(channel.recv(), self.config.handshake_timeout)
+        except asyncio.TimeoutError:
+            log.info("%s sent no hello within %s s; closing", channel.peer, self.config.handshake_timeout)
+            return None
+        except RemoteProtocolError as exc:
+            log.info("%s broke the handshake: %s", channel.peer, exc.reason)
+            await channel.send_bytes(channel.conn.error(exc.reason))
+            return None
+        assert isinstance(hello, Hello)
+        problem = version_problem(hello)
+        if problem is None:
+            expected = (
+                self.config.auth.vehicle_token if hello.role is Role.VEHICLE else self.config.auth.analyst_token
+            )
+            if not hmac.compare_digest(hello.token.encode(), expected.encode()):
+                problem = f"bad credential for {hello.role.value} {hello.identity!r}"
+        if problem is not None:
+            log.warning("refused %s from %s: %s", hello.identity, channel.peer, problem)
+            code = ErrorCode.VERSION if hello.version != 1 else ErrorCode.AUTH
+            await channel.send_bytes(channel.conn.reject(problem, code))
+            return None
+        await channel.send_bytes(channel.conn.accept(hello, session=secrets.token_hex(8), server=self.config.name))
+        log.info("%s %s connected from %s", hello.role.value, hello.identity, channel.peer)
+        return hello
+
+    async def _serve_vehicle(self, channel: Channel, vehicle: str) -> None:
+        old = self.vehicles.get(vehicle)
+        if old is not None:
+            log.warning("vehicle %s connected again from %s; dropping its old connection", vehicle, channel.peer)
+            await old.channel.close()
+        session = VehicleSession(vehicle, channel, time.time())
+        self.vehicles[vehicle] = session
+        try:
+            for runner in list(self.runners.values()):
+                task = runner.task_for(vehicle)
+                if task is not None:
+                    await self.send_task(vehicle, task)
+            while True:
+                try:
+                    message = await channel.recv()
+                except RemoteProtocolError as exc:
+                    if exc.fatal:
+                        raise ChannelClosed(exc.reason) from None
+                    await channel.send_bytes(channel.conn.error(exc.reason))
+                    continue
+                if isinstance(message, Result):
+                    await self._on_result(session, message)
+                elif isinstance(message, VehicleStatus):
+                    session.status = message
+                elif isinstance(message, Error):
+                    log.warning("vehicle %s reports: %s", vehicle, message.reason)
+        finally:
+            if self.vehicles.get(vehicle) is session:
+                del self.vehicles[vehicle]
+                log.info("vehicle %s disconnected", vehicle)
+
+    async def _on_result(self, session: VehicleSession, result: Result) -> None:
+        if result.vehicle != session.vehicle:
+            await session.channel.send(
+                Error(reason=f"vehicle {session.vehicle} may not send results of {result.vehicle}", code=ErrorCode.UNEXPECTED)
+            )
+            return
+        ack = ResultAck(assignment=result.assignment, iteration=result.iteration)
+        row = self.store.assignment(result.assignment)
+        if row is None or result.vehicle not in row.vehicles:
+            await session.channel.send(
+                Error(
+                    reason=f"assignment {result.assignment} has no place for a result of {result.vehicle}; dropped",
+                    code=ErrorCode.NOT_FOUND,
+                )
+            )
+            await session.channel.send(ack)  # so the vehicle stops resending it
+            return
+        runner = self.runners.get(result.assignment)
+        on_time = runner is not None and runner.on_result(result)
+        if not self.store.add_result(result, late=not on_time):
+            log.debug("duplicate result %d/%d from %s", result.assignment, result.iteration, result.vehicle)
+        await session.channel.send(ack)
+
+    # --- what runners need (the Fleet protocol) -------------------------------------------
+
+    async def send_task(self, vehicle: str, task: Task) -> bool:
+        session = self.vehicles.get(vehicle)
+        if session is None:
+            return False
+        try:
+            await session.channel.send(task)
+            return True
+        except ChannelError as exc:
+            log.info("cannot send task to %s: %s", vehicle, exc)
+            return False
+
+    async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None:
+        for vehicle in vehicles:
+            session = self.vehicles.get(vehicle)
+            if session is not None:
+                try:
+                    await session.channel.send(CancelTask(assignment=assignment))
+                except ChannelError:
+                    pass
+
+    def publish(self, assignment: int, event: tuple[str, Any]) -> None:
+        for queue in self._subscribers.get(assignment, ()):
+            queue.put_nowait(event)
+        if event[0] == "end":
+            self.runners.pop(assignment, None)
+
+    # --- analysts ------------------------------------------------------------------------
+
+    async def _serve_analyst(self, channel: Channel, analyst: str) -> None:
+        requests: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    message = await channel.recv()
+                except RemoteProtocolError as exc:
+                    if exc.fatal:
+                        raise ChannelClosed(exc.reason) from None
+                    await channel.send_bytes(channel.conn.error(exc.reason))
+                    continue
+                if isinstance(message, Error):
+                    log.info("analyst %s reports: %s", analyst, message.reason)
+                    continue
+                task = asyncio.create_task(self._answer(channel, analyst, message))
+                requests.add(task)
+                task.add_done_callback(requests.discard)
+        finally:
+            for task in requests:
+                task.cancel()
+
+    async def _answer(self, channel: Channel, analyst: str, message: Message) -> None:
+        request = getattr(message, "id", None)
+        try:
+            if isinstance(message, Submit):
+                await channel.send(self.submit(message, analyst))
+            elif isinstance(message, StatusRequest):
+                await channel.send(self.status(message.id))
+            elif isinstance(message, ResultsRequest):
+                await self._stream_results(channel, message)
+            elif isinstance(message, Cancel):
+                await channel.send(self.cancel(message))
+        except SubmitRefused as exc:
+            await channel.send(Error(reason=str(exc), code=ErrorCode.REFUSED, id=request))
+        except LookupError as exc:
+            await channel.send(Error(reason=str(exc.args[0]), code=ErrorCode.NOT_FOUND, id=request))
+        except ChannelError:
+            pass
+        except Exception as exc:
+            log.exception("request %r of analyst %s failed", message, analyst)
+            try:
+                await channel.send(Error(reason=f"internal error: {exc}", code=ErrorCode.INTERNAL, id=request))
+            except ChannelError:
+                pass
+
+    def submit(self, message: Submit, analyst: str) -> Submitted:
+        spec = message.spec
+        try:
+            registry.check(spec.on_board, spec.params, spec.signals)
+        except MethodError as exc:
+            raise SubmitRefused(str(exc)) from None
+        connected = sorted(self.vehicles)
+        if spec.vehicles is None:
+            if not connected:
+                raise SubmitRefused("no vehicle is connected")
+            vehicles = connected
+        elif isinstance(spec.vehicles, int):
+            if len(connected) < spec.vehicles:
+                raise SubmitRefused(f"{spec.vehicles} vehicles asked for, {len(connected)} connected")
+            vehicles = connected[: spec.vehicles]
+        else:
+            vehicles = list(spec.vehicles)
+            offline = [v for v in vehicles if v not in self.vehicles]
+            if len(offline) == len(vehicles):
+                raise SubmitRefused(f"none of the vehicles is connected: {', '.join(offline)}")
+        assignment = self.store.create_assignment(spec, vehicles)
+        runner = AssignmentRunner(self, self.store, assignment, spec, vehicles)
+        self.runners[assignment] = runner
+        runner.start()
+        log.info("analyst %s submitted assignment %d for %d vehicles", analyst, assignment, len(vehicles))
+        return Submitted(id=message.id, assignment=assignment, vehicles=vehicles)
+
+    def status(self, request: int) -> StatusReply:
+        vehicles = [
+            VehicleInfo(vehicle=s.vehicle, connected_at=s.connected_at, address=s.channel.peer, status=s.status)
+            for s in sorted(self.vehicles.values(), key=lambda s: s.vehicle)
+        ]
+        assignments = [
+            AssignmentInfo(
+                assignment=row.id,
+                name=row.name,
+                state=row.state,  # type: ignore[arg-type]
+                iterations=row.spec.iterations,
+                completed=self.store.completed_iterations(row.id),
+                vehicles=row.vehicles,
+                created=row.created,
+                reason=row.reason,
+            )
+            for row in self.store.assignments()
+        ]
+        return StatusReply(id=request, server_time=time.time(), vehicles=vehicles, assignments=assignments)
+
+    def cancel(self, message: Cancel) -> Cancelled:
+        row = self.store.assignment(message.assignment)
+        if row is None:
+            raise LookupError(f"no assignment {message.assignment}")
+        runner = self.runners.get(message.assignment)
+        if runner is not None:
+            runner.cancel()
+            state = "cancelled"
+        else:
+            state = row.state
+        return Cancelled(id=message.id, assignment=message.assignment, state=state)  # type: ignore[arg-type]
+
+    async def _stream_results(self, channel: Channel, request: ResultsRequest) -> None:
+        row = self.store.assignment(request.assignment)
+        if row is None:
+            raise LookupError(f"no assignment {request.assignment}")
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        subscribers = self._subscribers.setdefault(request.assignment, set())
+        subscribers.add(queue)  # before reading the store, so nothing falls in between
+        try:
+            sent = request.since
+            for it in self.store.iterations(request.assignment, since=sent):
+                await channel.send(build_report(self.store, row.spec, it, request.id))
+                sent = it.iteration
+            running = request.assignment in self.runners
+            while request.follow and running:
+                kind, _ = await queue.get()
+                for it in self.store.iterations(request.assignment, since=sent):
+                    await channel.send(build_report(self.store, row.spec, it, request.id))
+                    sent = it.iteration
+                running = kind != "end"
+            final = self.store.assignment(request.assignment)
+            assert final is not None
+            await channel.send(
+                ResultsEnd(id=request.id, assignment=request.assignment, state=final.state, reason=final.reason)  # type: ignore[arg-type]
+            )
+        finally:
+            subscribers.discard(queue)
+            if not subscribers:
+                self._subscribers.pop(request.assignment, None)
+
+
+async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    """Run the server until cancelled."""
+    server = Server(config)
+    await server.start()
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()

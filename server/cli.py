@@ -1,0 +1,234 @@
+"""The analyst's commands and `oodida server`.
+
+Every analyst command talks to the server over the same protocol as the vehicles,
+prints readable tables by default and JSON (one object per line) with `--json`.
+Exit codes: 0 done, 1 the server refused or the assignment failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from oodida.errors import OodidaError
+from oodida.logs import setup_logging
+from server.client import AnalystClient, RequestFailed
+from server.render import plain, render_report, render_status, report_json
+from server.spec import build_spec, parse_param, parse_window
+from wire.messages import IterationReport, ResultsEnd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "127.0.0.1:7400"
+
+
+def _add_connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server", default=os.environ.get("OODIDA_SERVER", DEFAULT_SERVER), help="HOST:PORT (env OODIDA_SERVER)"
+    )
+    p.add_argument("--token-file", help="file holding the analyst token (else env OODIDA_TOKEN)")
+    p.add_argument("--as", dest="identity", default=os.environ.get("USER", "analyst") or "analyst")
+    p.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oodida", description="Distributed analytics on a fleet of vehicles.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("server", help="run the off-board server")
+    p.add_argument("--config", required=True)
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument("--log-format", choices=["text", "journal"], default="text")
+
+    p = sub.add_parser("submit", help="start an assignment")
+    _add_connection(p)
+    p.add_argument("file", nargs="?", help="assignment TOML file (flags override its keys)")
+    p.add_argument("--name")
+    p.add_argument("--signals", help="comma-separated signal names, as in the DBC")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--vehicles", help="comma-separated vehicle ids")
+    group.add_argument("--count", type=int, help="the first N connected vehicles")
+    p.add_argument("--window", help="e.g. 5s, 100samples, latest:10s")
+    p.add_argument("--window-kind", choices=["next", "latest"])
+    p.add_argument("--iterations", type=int, help="0 = until cancelled")
+    p.add_argument("--on-board", help="comma-separated built-in methods, e.g. mean,min,max,histogram")
+    p.add_argument("--off-board", choices=["fleet", "none"])
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter (TOML value)")
+    p.add_argument("--quorum", type=float, help="answers that close an iteration: a count, or a fraction ≤ 1")
+    p.add_argument("--deadline", type=float, help="seconds per iteration")
+    p.add_argument("--wait", action="store_true", help="block until done and print every iteration")
+
+    p = sub.add_parser("status", help="vehicles connected, assignments and their progress")
+    _add_connection(p)
+
+    p = sub.add_parser("results", help="an assignment's results")
+    _add_connection(p)
+    p.add_argument("assignment", type=int)
+    p.add_argument("--follow", action="store_true", help="keep printing new iterations until it ends")
+    p.add_argument("--since", type=int, default=0, help="only iterations after this one")
+
+    p = sub.add_parser("cancel", help="stop an assignment after its current iteration")
+    _add_connection(p)
+    p.add_argument("assignment", type=int)
+    return parser
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
+    token = os.environ.get("OODIDA_TOKEN")
+    if not token:
+        raise UsageError("no analyst token: pass --token-file or set OODIDA_TOKEN")
+    return token
+
+
+class UsageError(OodidaError):
+    pass
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--server {text!r}: write HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def _connect(args: argparse.Namespace) -> AnalystClient:
+    host, port = _address(args.server)
+    return await AnalystClient.connect(host, port, _token(args), identity=args.identity[:64] or "analyst")
+
+
+def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    print(json.dumps(obj) if args.json else text, flush=True)
+
+
+async def follow_results(
+    client: AnalystClient, assignment: int, *, follow: bool, since: int, as_json: bool, methods: list[str] | None
+) -> str:
+    """Print every iteration as it arrives; returns the assignment's final state."""
+    final = "running"
+    async for item in client.results(assignment, follow=follow, since=since):
+        if isinstance(item, IterationReport):
+            if as_json:
+                print(json.dumps(report_json(item)), flush=True)
+            else:
+                print(render_report(item, methods) + "\n", flush=True)
+        elif isinstance(item, ResultsEnd):
+            final = item.state
+            if not as_json:
+                reason = f" ({item.reason})" if item.reason else ""
+                print(f"assignment {assignment}: {item.state}{reason}", flush=True)
+    return final
+
+
+async def _submit(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {
+        "name": args.name,
+        "signals": args.signals.split(",") if args.signals else None,
+        "vehicles": args.vehicles.split(",") if args.vehicles else args.count,
+        "window": parse_window(args.window) if args.window else None,
+        "window_kind": args.window_kind,
+        "iterations": args.iterations,
+        "on_board": args.on_board.split(",") if args.on_board else None,
+        "off_board": args.off_board,
+        "params": dict(parse_param(p) for p in args.param) or None,
+        "quorum": (int(args.quorum) if args.quorum is not None and args.quorum > 1 else args.quorum),
+        "deadline": args.deadline,
+    }
+    spec = build_spec(args.file, overrides)
+    async with await _connect(args) as client:
+        submitted = await client.submit(spec)
+        _emit(
+            args,
+            {"assignment": submitted.assignment, "vehicles": submitted.vehicles},
+            f"assignment {submitted.assignment} started on {len(submitted.vehicles)} vehicles: "
+            + ", ".join(submitted.vehicles),
+        )
+        if not args.wait:
+            return 0
+        final = await follow_results(
+            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.on_board
+        )
+    return 0 if final == "done" else 1
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with await _connect(args) as client:
+        status = await client.status()
+    import msgspec
+
+    _emit(args, plain(msgspec.to_builtins(status)), render_status(status))
+    return 0
+
+
+async def _results(args: argparse.Namespace) -> int:
+    async with await _connect(args) as client:
+        final = await follow_results(
+            client, args.assignment, follow=args.follow, since=args.since, as_json=args.json, methods=None
+        )
+    return 0 if final in ("done", "running") else 1
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    async with await _connect(args) as client:
+        reply = await client.cancel(args.assignment)
+    _emit(args, {"assignment": reply.assignment, "state": reply.state}, f"assignment {reply.assignment}: {reply.state}")
+    return 0
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from server.app import serve
+    from server.config import load_server_config
+
+    config = load_server_config(args.config)
+    setup_logging(args.log_level, fmt=args.log_format)
+    try:
+        asyncio.run(_serve_until_signal(config, serve))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve_until_signal(config: Any, serve: Any) -> None:
+    import signal
+
+    task = asyncio.create_task(serve(config))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+COMMANDS = {"submit": _submit, "status": _status, "results": _results, "cancel": _cancel}
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "server":
+            return _run_server(args)
+        setup_logging("warning")
+        return asyncio.run(COMMANDS[args.command](args))
+    except RequestFailed as exc:
+        print(f"oodida {args.command}: refused: {exc.reason}", file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"oodida {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OodidaError as exc:
+        print(f"oodida {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

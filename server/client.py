@@ -1,0 +1,119 @@
+"""The analyst's side of the protocol: submit, status, results, cancel.
+
+Used by the `oodida` CLI, the demo and the tests; one request at a time per client,
+answers matched by request id. A refusal comes back as `RequestFailed` carrying the
+server's reason, never as a bare protocol error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import AsyncIterator
+
+from link import Channel, connect
+from oodida.errors import OodidaError
+from wire import RemoteProtocolError, Role
+from wire.messages import (
+    AssignmentSpec,
+    Cancel,
+    Cancelled,
+    Error,
+    IterationReport,
+    Message,
+    ResultsEnd,
+    ResultsRequest,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Submitted,
+)
+
+
+class RequestFailed(OodidaError):
+    """The server refused or could not carry out a request; `str()` is its reason."""
+
+    def __init__(self, reason: str, code: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class AnalystClient:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, token: str, *, identity: str = "analyst", timeout: float = 10.0
+    ) -> AnalystClient:
+        channel, _ = await connect(
+            host, port, role=Role.ANALYST, identity=identity, token=token, software="oodida-cli/0.1", timeout=timeout
+        )
+        return cls(channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AnalystClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _recv(self, request: int) -> Message:
+        while True:
+            try:
+                message = await self.channel.recv()
+            except RemoteProtocolError as exc:
+                raise RequestFailed(f"bad reply from the server: {exc.reason}") from None
+            if isinstance(message, Error):
+                if message.id in (None, request):
+                    raise RequestFailed(message.reason, message.code.value)
+                continue
+            if getattr(message, "id", None) == request:
+                return message
+
+    async def _ask(self, message: Message, request: int, expect: type[Message]) -> Message:
+        async with self._lock:
+            await self.channel.send(message)
+            reply = await self._recv(request)
+        if not isinstance(reply, expect):
+            raise RequestFailed(f"unexpected reply {type(reply).__name__} to {type(message).__name__}")
+        return reply
+
+    async def submit(self, spec: AssignmentSpec) -> Submitted:
+        request = next(self._ids)
+        reply = await self._ask(Submit(id=request, spec=spec), request, Submitted)
+        assert isinstance(reply, Submitted)
+        return reply
+
+    async def status(self) -> StatusReply:
+        request = next(self._ids)
+        reply = await self._ask(StatusRequest(id=request), request, StatusReply)
+        assert isinstance(reply, StatusReply)
+        return reply
+
+    async def cancel(self, assignment: int) -> Cancelled:
+        request = next(self._ids)
+        reply = await self._ask(Cancel(id=request, assignment=assignment), request, Cancelled)
+        assert isinstance(reply, Cancelled)
+        return reply
+
+    async def results(
+        self, assignment: int, *, follow: bool = False, since: int = 0
+    ) -> AsyncIterator[IterationReport | ResultsEnd]:
+        """Each stored (and, with `follow`, each new) iteration; the last item is the
+        `ResultsEnd` that gives the assignment's state."""
+        request = next(self._ids)
+        async with self._lock:
+            await self.channel.send(ResultsRequest(id=request, assignment=assignment, follow=follow, since=since))
+            while True:
+                message = await self._recv(request)
+                if isinstance(message, IterationReport):
+                    yield message
+                elif isinstance(message, ResultsEnd):
+                    yield message
+                    return

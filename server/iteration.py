@@ -1,0 +1,91 @@
+"""One iteration of an assignment as a pure state machine: no sockets, no clocks.
+
+The runner feeds it results and the current time; it says when to close and what the
+outcome is. Quorum: the iteration closes as soon as `quorum` selected vehicles have
+answered (by default all of them), or at the deadline with whatever arrived.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from wire.messages import Result
+
+
+class Status(enum.StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"  # every selected vehicle answered
+    QUORUM = "quorum"  # closed at quorum; the others are missing
+    PARTIAL = "partial"  # deadline passed below quorum; aggregated what came
+    FAILED = "failed"  # no usable answer
+    CANCELLED = "cancelled"
+
+
+def quorum_count(quorum: int | float | None, selected: int) -> int:
+    """The number of answers that closes an iteration of `selected` vehicles."""
+    if quorum is None:
+        return selected
+    if isinstance(quorum, float):
+        return max(1, min(selected, math.ceil(quorum * selected - 1e-9)))
+    return max(1, min(selected, quorum))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    ok: dict[str, Result]
+    failed: dict[str, Result]
+    missing: list[str]
+    reason: str
+
+
+@dataclass
+class Iteration:
+    assignment: int
+    number: int
+    selected: tuple[str, ...]
+    quorum: int
+    deadline_at: float  # on the runner's monotonic clock
+    answers: dict[str, Result] = field(default_factory=dict)
+    status: Status = Status.OPEN
+
+    def add(self, result: Result) -> bool:
+        """Take a result; False for a vehicle not selected, or one already answered."""
+        if self.status is not Status.OPEN or result.vehicle not in self.selected or result.vehicle in self.answers:
+            return False
+        self.answers[result.vehicle] = result
+        return True
+
+    def waiting_for(self) -> list[str]:
+        return [v for v in self.selected if v not in self.answers]
+
+    def should_close(self, now: float) -> bool:
+        return len(self.answers) >= self.quorum or now >= self.deadline_at
+
+    def close(self, now: float, *, cancelled: bool = False) -> Outcome:
+        ok = {v: r for v, r in self.answers.items() if r.ok}
+        failed = {v: r for v, r in self.answers.items() if not r.ok}
+        missing = self.waiting_for()
+        answered = len(self.answers)
+        missing_text = f"; no answer from {', '.join(missing)}" if missing else ""
+        if cancelled:
+            status, reason = Status.CANCELLED, f"cancelled with {answered} of {len(self.selected)} answers"
+        elif not ok:
+            status = Status.FAILED
+            reason = (
+                f"no usable answer: {answered} of {len(self.selected)} vehicles answered, none successfully"
+                + missing_text
+            )
+        elif answered == len(self.selected):
+            status, reason = Status.COMPLETE, f"all {answered} vehicles answered"
+        elif answered >= self.quorum:
+            status, reason = Status.QUORUM, f"quorum of {self.quorum} reached{missing_text}"
+        else:
+            status = Status.PARTIAL
+            reason = f"deadline passed with {answered} of {self.quorum} needed answers{missing_text}"
+        if failed:
+            reason += "; failed on " + ", ".join(sorted(failed))
+        self.status = status
+        return Outcome(status, ok, failed, missing, reason)

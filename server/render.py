@@ -1,0 +1,187 @@
+"""Iteration reports as text tables for people, and as JSON for scripts.
+
+Rows are vehicles then the fleet, one block per signal, one column per method, so an
+analyst sees at a glance how each vehicle compares with the fleet. Histograms are
+drawn as a line of bars; `--json` has the exact numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from analytics.arrays import from_wire
+from wire.messages import IterationReport, StatusReply
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def plain(value: Any) -> Any:
+    """A report value as JSON-ready data (arrays to lists, NaN/inf to strings)."""
+    value = from_wire(value)
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def report_json(report: IterationReport) -> dict[str, Any]:
+    return {
+        "assignment": report.assignment,
+        "iteration": report.iteration,
+        "iterations": report.iterations,
+        "status": report.status,
+        "reason": report.reason,
+        "started": report.started,
+        "closed": report.closed,
+        "missing": report.missing,
+        "vehicles": {
+            v: {
+                "ok": r.ok,
+                "value": plain(r.value),
+                "error": r.error,
+                "samples": r.samples,
+                "code_hash": r.code_hash,
+                "late": r.late,
+            }
+            for v, r in sorted(report.vehicles.items())
+        },
+        "fleet": plain(report.fleet),
+    }
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+            return f"{x:.3e}"
+        return f"{x:.3f}"
+    return str(x)
+
+
+def sparkline(counts: list[int]) -> str:
+    top = max(counts, default=0)
+    if top <= 0:
+        return "·" * len(counts)
+    return "".join(BARS[0] if c == 0 else BARS[max(1, math.ceil(c / top * (len(BARS) - 1)))] for c in counts)
+
+
+def _cell(method: str, value: Any) -> str:
+    if method == "histogram" and isinstance(value, dict):
+        counts = [int(c) for c in value.get("counts", [])]
+        extra = ""
+        if value.get("below") or value.get("above"):
+            extra = f" ({value.get('below', 0)}<,>{value.get('above', 0)})"
+        return sparkline(counts) + extra
+    if method == "quantiles" and isinstance(value, dict):
+        return " ".join(f"{k}={_num(v)}" for k, v in value.items())
+    if method == "last" and isinstance(value, dict):
+        return _num(value.get("value"))
+    return _num(value)
+
+
+def _per_signal(value: Any) -> bool:
+    """Built-in results other than k-means are {signal: value}."""
+    return isinstance(value, dict) and "centroids" not in value and "phase" not in value
+
+
+def render_report(report: IterationReport, methods: list[str] | None = None) -> str:
+    total = report.iterations or "∞"
+    took = report.closed - report.started
+    lines = [
+        f"── assignment {report.assignment} · iteration {report.iteration} of {total} · "
+        f"{report.status} · {took:.1f} s ── {report.reason or ''}".rstrip()
+    ]
+    fleet = plain(report.fleet)
+    rows: dict[str, Any] = {v: plain(r.value) for v, r in sorted(report.vehicles.items()) if r.ok}
+    if fleet is not None:
+        rows["fleet"] = fleet
+    sample = next(iter(rows.values()), None)
+    methods = methods or (list(sample) if isinstance(sample, dict) else [])
+    tabular = [m for m in methods if m != "kmeans" and isinstance(sample, dict) and _per_signal(sample.get(m))]
+    if tabular:
+        signals: list[str] = []
+        for m in tabular:
+            for s in sample[m]:
+                if s not in signals:
+                    signals.append(s)
+        width = max(len(v) for v in rows) + 2
+        for signal in signals:
+            cells = {
+                who: [_cell(m, (value.get(m) or {}).get(signal)) for m in tabular] for who, value in rows.items()
+            }
+            widths = [max(len(m), *(len(c[i]) for c in cells.values())) for i, m in enumerate(tabular)]
+            header = f"{signal:<{width + 2}}" + "  ".join(f"{m:>{w}}" for m, w in zip(tabular, widths))
+            lines.append(header)
+            for who, row in cells.items():
+                lines.append(f"  {who:<{width}}" + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths)))
+    for m in methods:
+        if m in tabular:
+            continue
+        value = fleet.get(m) if isinstance(fleet, dict) else None
+        if m == "kmeans" and isinstance(value, dict):
+            lines.extend(_render_kmeans(value))
+        elif value is not None:
+            lines.append(f"{m}: {value}")
+    for who, r in sorted(report.vehicles.items()):
+        if not r.ok:
+            lines.append(f"  {who}: error: {r.error}")
+        elif r.late:
+            lines.append(f"  {who}: answered after the iteration closed (stored, not aggregated)")
+    if report.missing:
+        lines.append(f"  no answer from: {', '.join(report.missing)}")
+    return "\n".join(lines)
+
+
+def _render_kmeans(value: dict[str, Any]) -> list[str]:
+    lines = []
+    features = value.get("features") or []
+    head = "k-means" + (" (initialised)" if value.get("phase") == "init" else "")
+    if value.get("inertia") is not None:
+        head += f" · inertia {_num(value.get('inertia'))}"
+    lines.append(head)
+    centroids = value.get("centroids") or []
+    counts = value.get("counts") or [None] * len(centroids)
+    lines.append("  " + "  ".join(f"{f:>14}" for f in ["cluster", *features, "points"]))
+    for i, (c, n) in enumerate(zip(centroids, counts)):
+        lines.append("  " + "  ".join(f"{x:>14}" for x in [str(i), *(_num(float(x)) for x in c), _num(n)]))
+    return lines
+
+
+def render_status(status: StatusReply) -> str:
+    lines = [f"vehicles connected: {len(status.vehicles)}"]
+    for v in status.vehicles:
+        s = v.status
+        since = dt.datetime.fromtimestamp(v.connected_at).strftime("%H:%M:%S")
+        if s is None:
+            lines.append(f"  {v.vehicle:<16} since {since}  (no status yet)")
+            continue
+        sources = ", ".join(f"{src.state}" + (f" ({src.error})" if src.error else "") for src in s.sources)
+        lines.append(
+            f"  {v.vehicle:<16} since {since}  frames {s.frames}  unknown {s.unknown_frames}  "
+            f"malformed {s.malformed_frames}  signals {len(s.signals)}  tasks {s.running}  "
+            f"unsent {s.pending_results}  sources: {sources}"
+        )
+    lines.append(f"assignments: {len(status.assignments)}")
+    for a in status.assignments:
+        total = a.iterations or "∞"
+        name = f" {a.name!r}" if a.name else ""
+        reason = f"  ({a.reason})" if a.reason else ""
+        lines.append(
+            f"  {a.assignment:>5}{name}  {a.state:<11} {a.completed}/{total} iterations  "
+            f"{len(a.vehicles)} vehicles{reason}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""What analysts see of an iteration, built from what the store holds.
+
+Vehicles send partial results (a mean as count and sum, a quantile as a value
+histogram); analysts want the same readable form for each vehicle as for the fleet.
+The store keeps the partials, and this module summarises them on the way out, so a
+report built live and one built a week later from the database are the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from analytics import registry
+from analytics.arrays import from_wire, to_wire
+from server.store import IterationRow, Store
+from wire.messages import AssignmentSpec, IterationReport, VehicleReport
+
+log = logging.getLogger(__name__)
+
+
+def vehicle_value(spec: AssignmentSpec, value: Any) -> Any:
+    """A vehicle's partial result in readable form (the method's own summary)."""
+    try:
+        return to_wire(registry.summarize(spec.on_board, from_wire(value)))
+    except Exception as exc:  # a vehicle's odd partial must not break the report
+        log.warning("cannot summarise a partial result: %s", exc)
+        return value
+
+
+def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request: int) -> IterationReport:
+    results = store.results(row.assignment, row.iteration)
+    late = store.late_vehicles(row.assignment, row.iteration)
+    vehicles = {
+        r.vehicle: VehicleReport(
+            ok=r.ok,
+            code_hash=r.code_hash,
+            value=vehicle_value(spec, r.value) if r.ok else None,
+            error=r.error,
+            samples=r.samples,
+            late=r.vehicle in late,
+        )
+        for r in results
+    }
+    return IterationReport(
+        id=request,
+        assignment=row.assignment,
+        iteration=row.iteration,
+        iterations=spec.iterations,
+        status=row.status,  # type: ignore[arg-type]
+        vehicles=vehicles,
+        missing=row.missing,
+        started=row.started,
+        closed=row.closed if row.closed is not None else row.started,
+        fleet=row.fleet,
+        reason=row.reason,
+    )

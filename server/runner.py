@@ -1,0 +1,168 @@
+"""Drives one assignment, iteration by iteration.
+
+For each iteration: send the task (with the previous iteration's fleet state) to the
+selected vehicles, wait for quorum or the deadline, run the off-board step on the
+successful answers, store the outcome and tell the subscribers. A vehicle that is
+gone never stalls the fleet beyond the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from analytics import registry
+from analytics.arrays import from_wire, to_wire
+from server.iteration import Iteration, Status, quorum_count
+from server.store import Store
+from wire.messages import AssignmentSpec, Result, Task
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+
+class Fleet(Protocol):
+    """What a runner needs of the server: send to a vehicle, announce news."""
+
+    async def send_task(self, vehicle: str, task: Task) -> bool: ...
+
+    async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None: ...
+
+    def publish(self, assignment: int, event: tuple[str, Any]) -> None: ...
+
+
+class AssignmentRunner:
+    def __init__(self, fleet: Fleet, store: Store, assignment: int, spec: AssignmentSpec, vehicles: list[str]):
+        self.fleet = fleet
+        self.store = store
+        self.id = assignment
+        self.spec = spec
+        self.vehicles = vehicles
+        self.current: Iteration | None = None
+        self.current_task: dict[str, Task] = {}
+        self._wake = asyncio.Event()
+        self._cancelled = False
+        self.task: asyncio.Task[None] | None = None
+        self.state: Any = None
+        self.completed = 0
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run(), name=f"assignment-{self.id}")
+        return self.task
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._wake.set()
+
+    def task_for(self, vehicle: str) -> Task | None:
+        """The open iteration's task for a vehicle that (re)connects and has not answered."""
+        if self.current is None or vehicle not in self.current.waiting_for():
+            return None
+        return self.current_task.get(vehicle)
+
+    def on_result(self, result: Result) -> bool:
+        """A result for this assignment's open iteration; False if it is not one."""
+        it = self.current
+        if it is None or result.iteration != it.number:
+            return False
+        if it.add(result):
+            if it.should_close(time.monotonic()):
+                self._wake.set()
+            return True
+        return result.vehicle in it.answers  # a duplicate of an answer we hold
+
+    async def run(self) -> None:
+        spec = self.spec
+        number = 0
+        final, reason = "done", None
+        try:
+            while spec.iterations == 0 or number < spec.iterations:
+                if self._cancelled:
+                    final = "cancelled"
+                    break
+                number += 1
+                await self._iterate(number)
+                if self._cancelled:
+                    final = "cancelled"
+                    break
+        except asyncio.CancelledError:
+            final, reason = "cancelled", "server shutting down"
+            raise
+        except Exception as exc:  # a bug here must end this assignment, not the server
+            log.exception("assignment %d failed", self.id)
+            final, reason = "failed", f"internal error: {exc}"
+        finally:
+            self.current = None
+            self.store.finish_assignment(self.id, final, reason)
+            self.fleet.publish(self.id, ("end", final))
+            log.info("assignment %d %s after %d iterations", self.id, final, self.completed)
+
+    async def _iterate(self, number: int) -> None:
+        spec = self.spec
+        started_wall = time.time()
+        started = time.monotonic()
+        it = Iteration(
+            assignment=self.id,
+            number=number,
+            selected=tuple(self.vehicles),
+            quorum=quorum_count(spec.quorum, len(self.vehicles)),
+            deadline_at=started + spec.deadline,
+        )
+        self.store.open_iteration(self.id, number, started_wall)
+        task = Task(
+            assignment=self.id,
+            iteration=number,
+            signals=spec.signals,
+            window=spec.window,
+            methods=spec.on_board,
+            params=spec.params,
+            deadline=spec.deadline,
+            state=self.state,
+        )
+        self.current_task = {v: task for v in self.vehicles}
+        self._wake.clear()
+        self.current = it
+        await asyncio.gather(*(self.fleet.send_task(v, task) for v in self.vehicles))
+        while not self._cancelled and not it.should_close(time.monotonic()):
+            remaining = it.deadline_at - time.monotonic()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0.0))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+        outcome = it.close(time.monotonic(), cancelled=self._cancelled)
+        self.current = None
+        self.current_task = {}
+        if outcome.missing:
+            await self.fleet.cancel_tasks(outcome.missing, self.id)
+        fleet_value: Any = None
+        status, reason = outcome.status, outcome.reason
+        if outcome.ok and spec.off_board == "fleet" and status is not Status.CANCELLED:
+            partials = {v: from_wire(r.value) for v, r in outcome.ok.items()}
+            try:
+                fleet, next_state = await asyncio.to_thread(
+                    registry.run_off_board, spec.on_board, partials, spec.params, from_wire(self.state)
+                )
+                fleet_value = to_wire(fleet)
+                if next_state is not None:
+                    self.state = to_wire(next_state)
+            except Exception as exc:
+                log.warning("assignment %d iteration %d: off-board step failed: %s", self.id, number, exc)
+                status, reason = Status.FAILED, f"off-board step failed: {exc}; {reason}"
+        self.store.close_iteration(
+            self.id,
+            number,
+            status=status.value,
+            missing=outcome.missing,
+            fleet=fleet_value,
+            state=self.state,
+            reason=reason,
+            closed=time.time(),
+        )
+        self.completed = number
+        log.info("assignment %d iteration %d %s: %s", self.id, number, status.value, reason)
+        self.fleet.publish(self.id, ("iteration", number))

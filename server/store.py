@@ -1,0 +1,257 @@
+"""The server's SQLite store: assignments, iterations, results.
+
+Results are keyed by (assignment, iteration, vehicle) and inserted with
+`INSERT OR IGNORE`, so a result delivered twice is stored once. Values are stored as
+the CBOR the vehicle sent (arrays stay typed arrays), never re-encoded as text.
+WAL mode: the analyst reading results never blocks the iteration loop writing them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgspec
+
+from wire.codec import decode_value, encode_value
+from wire.messages import AssignmentSpec, Result
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS assignments (
+    id        INTEGER PRIMARY KEY,
+    name      TEXT NOT NULL,
+    spec      BLOB NOT NULL,
+    vehicles  TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    created   REAL NOT NULL,
+    finished  REAL,
+    reason    TEXT
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    assignment INTEGER NOT NULL REFERENCES assignments(id),
+    iteration  INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    started    REAL NOT NULL,
+    closed     REAL,
+    missing    TEXT,
+    fleet      BLOB,
+    state      BLOB,
+    reason     TEXT,
+    PRIMARY KEY (assignment, iteration)
+);
+CREATE TABLE IF NOT EXISTS results (
+    assignment INTEGER NOT NULL,
+    iteration  INTEGER NOT NULL,
+    vehicle    TEXT NOT NULL,
+    ok         INTEGER NOT NULL,
+    value      BLOB,
+    error      TEXT,
+    code_hash  TEXT NOT NULL,
+    samples    TEXT NOT NULL,
+    t_start    REAL,
+    t_end      REAL,
+    elapsed    REAL NOT NULL,
+    received   REAL NOT NULL,
+    late       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (assignment, iteration, vehicle)
+);
+"""
+
+
+def dump_value(value: Any) -> bytes:
+    return encode_value(value)
+
+
+def load_value(blob: bytes | None) -> Any:
+    return None if blob is None else decode_value(blob)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentRow:
+    id: int
+    name: str
+    spec: AssignmentSpec
+    vehicles: list[str]
+    state: str
+    created: float
+    finished: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IterationRow:
+    assignment: int
+    iteration: int
+    status: str
+    started: float
+    closed: float | None
+    missing: list[str]
+    fleet: Any
+    reason: str | None
+
+
+class Store:
+    """Thin, synchronous: every call is one short transaction on a local file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- assignments ---------------------------------------------------------
+
+    def create_assignment(self, spec: AssignmentSpec, vehicles: list[str]) -> int:
+        cur = self.db.execute(
+            "INSERT INTO assignments (name, spec, vehicles, state, created) VALUES (?, ?, ?, 'running', ?)",
+            (spec.name, msgspec.json.encode(spec), json.dumps(vehicles), time.time()),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def finish_assignment(self, assignment: int, state: str, reason: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE assignments SET state = ?, finished = ?, reason = ? WHERE id = ? AND state = 'running'",
+            (state, time.time(), reason, assignment),
+        )
+
+    def interrupt_running(self, reason: str) -> list[int]:
+        """Mark assignments a previous server process left running; returns their ids."""
+        ids = [row[0] for row in self.db.execute("SELECT id FROM assignments WHERE state = 'running'")]
+        self.db.execute(
+            "UPDATE assignments SET state = 'interrupted', finished = ?, reason = ? WHERE state = 'running'",
+            (time.time(), reason),
+        )
+        return ids
+
+    def assignment(self, assignment: int) -> AssignmentRow | None:
+        row = self.db.execute(
+            "SELECT id, name, spec, vehicles, state, created, finished, reason FROM assignments WHERE id = ?",
+            (assignment,),
+        ).fetchone()
+        return None if row is None else self._assignment_row(row)
+
+    def assignments(self, limit: int = 50) -> list[AssignmentRow]:
+        rows = self.db.execute(
+            "SELECT id, name, spec, vehicles, state, created, finished, reason FROM assignments"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [self._assignment_row(r) for r in rows]
+
+    @staticmethod
+    def _assignment_row(row: tuple) -> AssignmentRow:
+        return AssignmentRow(
+            id=row[0],
+            name=row[1],
+            spec=msgspec.json.decode(row[2], type=AssignmentSpec),
+            vehicles=json.loads(row[3]),
+            state=row[4],
+            created=row[5],
+            finished=row[6],
+            reason=row[7],
+        )
+
+    # --- iterations ------------------------------------------------------------
+
+    def open_iteration(self, assignment: int, iteration: int, started: float) -> None:
+        self.db.execute(
+            "INSERT INTO iterations (assignment, iteration, status, started) VALUES (?, ?, 'open', ?)",
+            (assignment, iteration, started),
+        )
+
+    def close_iteration(
+        self,
+        assignment: int,
+        iteration: int,
+        *,
+        status: str,
+        missing: list[str],
+        fleet: Any,
+        state: Any,
+        reason: str | None,
+        closed: float,
+    ) -> None:
+        self.db.execute(
+            "UPDATE iterations SET status = ?, closed = ?, missing = ?, fleet = ?, state = ?, reason = ?"
+            " WHERE assignment = ? AND iteration = ?",
+            (status, closed, json.dumps(missing), dump_value(fleet), dump_value(state), reason, assignment, iteration),
+        )
+
+    def completed_iterations(self, assignment: int) -> int:
+        (n,) = self.db.execute(
+            "SELECT COUNT(*) FROM iterations WHERE assignment = ? AND status != 'open'", (assignment,)
+        ).fetchone()
+        return int(n)
+
+    def iterations(self, assignment: int, since: int = 0) -> Iterator[IterationRow]:
+        rows = self.db.execute(
+            "SELECT assignment, iteration, status, started, closed, missing, fleet, reason FROM iterations"
+            " WHERE assignment = ? AND iteration > ? AND status != 'open' ORDER BY iteration",
+            (assignment, since),
+        ).fetchall()
+        for r in rows:
+            yield IterationRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "[]"), load_value(r[6]), r[7])
+
+    # --- results -----------------------------------------------------------------
+
+    def add_result(self, result: Result, *, late: bool = False) -> bool:
+        """Store a vehicle's result once; False when this key was already stored."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
+            " t_start, t_end, elapsed, received, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                result.assignment,
+                result.iteration,
+                result.vehicle,
+                int(result.ok),
+                dump_value(result.value),
+                result.error,
+                result.code_hash,
+                json.dumps(result.samples),
+                result.t_start,
+                result.t_end,
+                result.elapsed,
+                time.time(),
+                int(late),
+            ),
+        )
+        return cur.rowcount == 1
+
+    def results(self, assignment: int, iteration: int) -> list[Result]:
+        rows = self.db.execute(
+            "SELECT vehicle, ok, value, error, code_hash, samples, t_start, t_end, elapsed, late FROM results"
+            " WHERE assignment = ? AND iteration = ? ORDER BY vehicle",
+            (assignment, iteration),
+        )
+        return [
+            Result(
+                assignment=assignment,
+                iteration=iteration,
+                vehicle=r[0],
+                ok=bool(r[1]),
+                value=load_value(r[2]),
+                error=r[3],
+                code_hash=r[4],
+                samples=json.loads(r[5]),
+                t_start=r[6],
+                t_end=r[7],
+                elapsed=r[8],
+            )
+            for r in rows
+        ]
+
+    def late_vehicles(self, assignment: int, iteration: int) -> set[str]:
+        rows = self.db.execute(
+            "SELECT vehicle FROM results WHERE assignment = ? AND iteration = ? AND late = 1", (assignment, iteration)
+        )
+        return {r[0] for r in rows}

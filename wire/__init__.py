@@ -1,0 +1,26 @@
+"""The protocol, sans-IO: messages, CBOR encoding, framing and the connection state
+machine. No sockets, no asyncio, no numpy: `link` and the services do the I/O."""
+
+from wire.connection import CLOSED, NEED_DATA, Connection, Side, State, version_problem
+from wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ValidationError
+from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from wire.messages import PROTOCOL_VERSION, ErrorCode, Role
+
+__all__ = [
+    "CLOSED",
+    "DEFAULT_MAX_FRAME",
+    "NEED_DATA",
+    "PROTOCOL_VERSION",
+    "Connection",
+    "ErrorCode",
+    "FrameDecoder",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Role",
+    "Side",
+    "State",
+    "ValidationError",
+    "encode_frame",
+    "version_problem",
+]

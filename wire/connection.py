@@ -1,0 +1,217 @@
+"""The protocol as a state machine over bytes, in the manner of h11.
+
+`Connection` takes bytes (`receive_data`), hands out messages (`next_event`) and turns
+messages into bytes (`send`). It does no I/O: the agent, the server, the CLI and the
+tests drive the same object. Which message may arrive in which state, for which role,
+is the table `RECEIVABLE` below; anything else is the peer's protocol error.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from wire.codec import decode_payload, encode_payload
+from wire.errors import LocalProtocolError, RemoteProtocolError
+from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from wire.messages import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Cancelled,
+    CancelTask,
+    Error,
+    ErrorCode,
+    Hello,
+    IterationReport,
+    Message,
+    Result,
+    ResultAck,
+    ResultsEnd,
+    ResultsRequest,
+    Role,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Submitted,
+    Task,
+    VehicleStatus,
+    Welcome,
+)
+
+
+class Side(enum.Enum):
+    CLIENT = "client"  # agents and analysts: they dial and say hello
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"  # nothing but hello / welcome / error
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class Sentinel(enum.Enum):
+    NEED_DATA = "need data"  # no complete message buffered yet
+    CLOSED = "closed"  # the peer ended the stream cleanly
+
+
+NEED_DATA: Final = Sentinel.NEED_DATA
+CLOSED: Final = Sentinel.CLOSED
+
+# (our side, state, peer's role) -> message types the peer may send us
+RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
+    (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello}),
+    (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, VehicleStatus, Error}),
+    (Side.SERVER, State.READY, Role.ANALYST): frozenset({Submit, StatusRequest, ResultsRequest, Cancel, Error}),
+    (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Welcome, Error}),
+    (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Welcome, Error}),
+    (Side.CLIENT, State.READY, Role.VEHICLE): frozenset({Task, CancelTask, ResultAck, Error}),
+    (Side.CLIENT, State.READY, Role.ANALYST): frozenset(
+        {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Error}
+    ),
+}
+
+
+class Connection:
+    """One end of one conversation.
+
+    A client is built knowing its role and starts by sending `Hello`. A server learns
+    the peer's role from the `Hello` it receives, and answers with `Welcome` (via
+    `accept`) or an `Error` (via `reject`), which closes the connection. Until then it
+    accepts nothing but `Hello`, and any protocol error is fatal: an unauthenticated
+    peer gets no second chance.
+    """
+
+    def __init__(self, side: Side, *, role: Role | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        if (side is Side.CLIENT) != (role is not None):
+            raise ValueError("a client connection needs its role; a server learns it from the hello")
+        self.side = side
+        self.peer_role: Role | None = None if side is Side.SERVER else role
+        self.our_role = role
+        self.peer_identity: str | None = None
+        self.state = State.HANDSHAKE
+        self.max_frame = max_frame
+        self._frames = FrameDecoder(max_frame=max_frame)
+        self._hello_sent = False
+        self._hello_received = False
+
+    # --- receiving ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; b"" when it closed its side."""
+        try:
+            self._frames.receive_data(data)
+        except RemoteProtocolError:
+            self.state = State.CLOSED
+            raise
+
+    def next_event(self) -> Message | Sentinel:
+        """The next message from the peer, NEED_DATA, or CLOSED at a clean end.
+
+        Raises `RemoteProtocolError` for a bad frame or message. When `fatal` is
+        False the connection goes on (reply with an error and read on); when True,
+        or before the handshake completed, the connection is closed.
+        """
+        if self.state is State.CLOSED and not self._frames.buffered:
+            return CLOSED
+        try:
+            payload = self._frames.next_frame()
+        except RemoteProtocolError:
+            self.state = State.CLOSED
+            raise
+        if payload is None:
+            if self._frames.eof:
+                self.state = State.CLOSED
+                return CLOSED
+            return NEED_DATA
+        try:
+            message = decode_payload(payload)
+        except RemoteProtocolError as exc:
+            if self.state is State.HANDSHAKE:
+                self.state = State.CLOSED
+                raise RemoteProtocolError(f"{exc.reason} (during handshake)", fatal=True) from None
+            raise
+        self._check_receivable(message)
+        return message
+
+    def _check_receivable(self, message: Message) -> None:
+        role = self.peer_role if (self.side is Side.CLIENT or self.state is State.READY) else None
+        if self.side is Side.SERVER and self.state is State.HANDSHAKE and self._hello_received:
+            allowed: frozenset[type[Message]] = frozenset()  # one hello, then wait for our answer
+        else:
+            allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
+        if type(message) not in allowed:
+            fatal = self.state is not State.READY
+            if fatal:
+                self.state = State.CLOSED
+            who = f"a {role.value}" if role else "an unauthenticated peer"
+            raise RemoteProtocolError(
+                f"{type(message).__struct_config__.tag!r} is not allowed from {who} now (state {self.state.value})",
+                fatal=fatal,
+            )
+        if isinstance(message, Hello):
+            self._hello_received = True
+        elif isinstance(message, Welcome) and self.state is State.HANDSHAKE:
+            if message.version != PROTOCOL_VERSION:
+                self.state = State.CLOSED
+                raise RemoteProtocolError(
+                    f"server speaks protocol version {message.version}, we speak {PROTOCOL_VERSION}", fatal=True
+                )
+            self.state = State.READY
+        elif isinstance(message, Error) and self.state is State.HANDSHAKE:
+            self.state = State.CLOSED
+
+    # --- sending ----------------------------------------------------------------
+
+    def send(self, message: Message) -> bytes:
+        """The bytes to write for `message`; refuses what the protocol forbids now."""
+        if self.state is State.CLOSED and not (isinstance(message, Error)):
+            raise LocalProtocolError(f"cannot send {type(message).__name__}: connection is closed")
+        if self.side is Side.CLIENT and self.state is State.HANDSHAKE:
+            if not isinstance(message, Hello) or self._hello_sent:
+                raise LocalProtocolError("a client must send exactly one hello first, then wait for welcome")
+            if message.role is not self.our_role:
+                raise LocalProtocolError(f"hello says role {message.role}, connection was made as {self.our_role}")
+            self._hello_sent = True
+        elif self.side is Side.SERVER and self.state is State.HANDSHAKE:
+            if isinstance(message, Welcome):
+                raise LocalProtocolError("use accept() to welcome a peer")
+            if not isinstance(message, Error):
+                raise LocalProtocolError(f"cannot send {type(message).__name__} before the handshake completed")
+            self.state = State.CLOSED
+        return encode_frame(encode_payload(message), max_frame=self.max_frame)
+
+    def accept(self, hello: Hello, *, session: str, server: str = "") -> bytes:
+        """Welcome the peer whose hello the application has checked."""
+        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or not self._hello_received:
+            raise LocalProtocolError("accept() is for a server that received a hello")
+        self.peer_role = hello.role
+        self.peer_identity = hello.identity
+        self.state = State.READY
+        welcome = Welcome(version=PROTOCOL_VERSION, session=session, server=server)
+        return encode_frame(encode_payload(welcome), max_frame=self.max_frame)
+
+    def reject(self, reason: str, code: ErrorCode = ErrorCode.AUTH) -> bytes:
+        """Refuse the peer; the connection is closed after these bytes."""
+        data = encode_frame(encode_payload(Error(reason=reason, code=code)), max_frame=self.max_frame)
+        self.state = State.CLOSED
+        return data
+
+    def hello(self, identity: str, token: str, *, software: str = "") -> bytes:
+        """The client's first bytes."""
+        if self.our_role is None:
+            raise LocalProtocolError("only a client says hello")
+        return self.send(
+            Hello(version=PROTOCOL_VERSION, role=self.our_role, identity=identity, token=token, software=software)
+        )
+
+    def error(self, reason: str, code: ErrorCode = ErrorCode.BAD_MESSAGE, request: int | None = None) -> bytes:
+        """An error reply; allowed in every state (it is how we say why we close)."""
+        return encode_frame(encode_payload(Error(reason=reason[:4096], code=code, id=request)), max_frame=self.max_frame)
+
+
+def version_problem(hello: Hello) -> str | None:
+    """Why we cannot talk to this peer's protocol version, or None."""
+    if hello.version != PROTOCOL_VERSION:
+        return f"protocol version {hello.version} is not supported; this server speaks {PROTOCOL_VERSION}"
+    return None

@@ -1,0 +1,324 @@
+"""Every message of the protocol, as typed, validated structs.
+
+A message is a CBOR map whose `type` names it. msgspec checks every field of every
+incoming message against these declarations (type, range, length, pattern) and
+`__post_init__` checks the free-form values (results, parameters, state) with
+`check_value`, so the rest of the system only ever sees well-formed messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import Meta
+
+from wire.values import check_value
+
+PROTOCOL_VERSION = 1
+
+# Field types with their limits. Identities and signal names are restricted so they
+# are safe in logs, file names and SQL (we use parameters anyway) and short.
+Identity = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
+SignalName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
+MethodName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+AssignmentId = Annotated[int, Meta(ge=1, le=2**53)]
+IterationNo = Annotated[int, Meta(ge=1, le=10**9)]
+RequestId = Annotated[int, Meta(ge=0, le=2**53)]
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Seconds = Annotated[float, Meta(ge=0, le=10**7)]
+Text = Annotated[str, Meta(max_length=4096)]
+Token = Annotated[str, Meta(max_length=512)]
+CodeHash = Annotated[str, Meta(max_length=128)]
+Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
+
+MAX_SIGNALS = 64
+MAX_METHODS = 16
+MAX_VEHICLES = 100_000
+
+
+class Role(enum.StrEnum):
+    VEHICLE = "vehicle"
+    ANALYST = "analyst"
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_MESSAGE = "bad_message"  # did not decode or did not validate
+    UNEXPECTED = "unexpected"  # valid message, but not allowed now or for this role
+    AUTH = "auth"  # handshake refused
+    VERSION = "version"  # protocol versions do not match
+    NOT_FOUND = "not_found"  # no such assignment
+    REFUSED = "refused"  # a request that cannot be carried out (reason says why)
+    INTERNAL = "internal"  # our fault; the reason says what failed
+
+
+class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    """Base of every message; `type` on the wire is the subclass's tag."""
+
+
+# --- handshake ---------------------------------------------------------------
+
+
+class Hello(Message, tag="hello"):
+    version: int
+    role: Role
+    identity: Identity
+    token: Token
+    software: Annotated[str, Meta(max_length=64)] = ""
+
+
+class Welcome(Message, tag="welcome"):
+    version: int
+    session: Annotated[str, Meta(max_length=64)]
+    server: Annotated[str, Meta(max_length=64)] = ""
+
+
+class Error(Message, tag="error"):
+    reason: Text
+    code: ErrorCode = ErrorCode.BAD_MESSAGE
+    id: RequestId | None = None
+
+
+# --- assignments --------------------------------------------------------------
+
+
+class WindowSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How much data one iteration takes from each vehicle.
+
+    `next`: the next `amount` seconds (signal time) or samples after the task arrives.
+    `latest`: the last `amount` seconds or samples already buffered.
+    """
+
+    amount: Annotated[float, Meta(gt=0, le=10**9)]
+    unit: Literal["s", "samples"] = "s"
+    kind: Literal["next", "latest"] = "next"
+
+    def __post_init__(self) -> None:
+        if self.unit == "samples" and self.amount != int(self.amount):
+            raise ValueError(f"a window of samples needs a whole number, got {self.amount}")
+
+
+class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an analyst asks for. Checked by the server before anything runs."""
+
+    signals: Annotated[list[SignalName], Meta(min_length=1, max_length=MAX_SIGNALS)]
+    window: WindowSpec
+    # ids, a count (the first N connected vehicles by id), or None for all connected
+    vehicles: Annotated[list[Identity], Meta(min_length=1, max_length=MAX_VEHICLES)] | Annotated[
+        int, Meta(ge=1, le=MAX_VEHICLES)
+    ] | None = None
+    iterations: Annotated[int, Meta(ge=0, le=10**6)] = 1  # 0 = until cancelled
+    on_board: Annotated[list[MethodName], Meta(min_length=1, max_length=MAX_METHODS)] = msgspec.field(
+        default_factory=lambda: ["count"]
+    )
+    off_board: Literal["fleet", "none"] = "fleet"
+    params: dict[Annotated[str, Meta(max_length=64)], Any] = msgspec.field(default_factory=dict)
+    # answers that close an iteration: a count, a fraction of the selected vehicles, or all
+    quorum: Annotated[int, Meta(ge=1, le=MAX_VEHICLES)] | Annotated[float, Meta(gt=0, le=1)] | None = None
+    deadline: Annotated[float, Meta(gt=0, le=86_400)] = 60.0  # seconds per iteration
+    name: Annotated[str, Meta(max_length=128)] = ""
+
+    def __post_init__(self) -> None:
+        check_value(self.params, max_depth=8, max_items=100_000)
+        if isinstance(self.vehicles, list) and len(set(self.vehicles)) != len(self.vehicles):
+            raise ValueError("vehicles lists a vehicle twice")
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError("signals lists a signal twice")
+
+
+# --- server <-> vehicle ---------------------------------------------------------
+
+
+class Task(Message, tag="task"):
+    """One iteration's work for one vehicle; `state` is what the previous iteration's
+    off-board step produced for the vehicles (for example k-means centroids)."""
+
+    assignment: AssignmentId
+    iteration: IterationNo
+    signals: Annotated[list[SignalName], Meta(min_length=1, max_length=MAX_SIGNALS)]
+    window: WindowSpec
+    methods: Annotated[list[MethodName], Meta(min_length=1, max_length=MAX_METHODS)]
+    params: dict[Annotated[str, Meta(max_length=64)], Any]
+    deadline: Annotated[float, Meta(gt=0, le=86_400)]
+    state: Any = None
+
+    def __post_init__(self) -> None:
+        check_value(self.params, max_depth=8, max_items=100_000)
+        check_value(self.state)
+
+
+class CancelTask(Message, tag="cancel_task"):
+    assignment: AssignmentId
+
+
+class Result(Message, tag="result"):
+    """A vehicle's answer for one (assignment, iteration); the key makes it idempotent."""
+
+    assignment: AssignmentId
+    iteration: IterationNo
+    vehicle: Identity
+    ok: bool
+    code_hash: CodeHash
+    value: Any = None
+    error: Text | None = None
+    samples: dict[SignalName, Count] = msgspec.field(default_factory=dict)
+    t_start: Timestamp | None = None
+    t_end: Timestamp | None = None
+    elapsed: Seconds = 0.0
+
+    def __post_init__(self) -> None:
+        check_value(self.value)
+        if self.ok and self.error is not None:
+            raise ValueError("a result cannot be ok and carry an error")
+        if not self.ok and not self.error:
+            raise ValueError("a failed result must say why (error)")
+
+
+class ResultAck(Message, tag="result_ack"):
+    assignment: AssignmentId
+    iteration: IterationNo
+
+
+class SourceState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(max_length=256)]
+    state: Literal["starting", "running", "ended", "failed"]
+    frames: Count = 0
+    error: Text | None = None
+
+
+class VehicleStatus(Message, tag="vehicle_status"):
+    """Sent by an agent on connect and periodically: what it reads and how it goes."""
+
+    frames: Count
+    unknown_frames: Count
+    malformed_frames: Count
+    signal_time: Timestamp | None
+    sources: Annotated[list[SourceState], Meta(max_length=64)]
+    signals: Annotated[list[SignalName], Meta(max_length=10_000)]
+    running: Annotated[int, Meta(ge=0, le=10_000)] = 0
+    pending_results: Count = 0
+
+
+# --- server <-> analyst ----------------------------------------------------------
+
+
+class Submit(Message, tag="submit"):
+    id: RequestId
+    spec: AssignmentSpec
+
+
+class Submitted(Message, tag="submitted"):
+    id: RequestId
+    assignment: AssignmentId
+    vehicles: list[Identity]
+
+
+class StatusRequest(Message, tag="status"):
+    id: RequestId
+
+
+class VehicleInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    vehicle: Identity
+    connected_at: Timestamp
+    address: Annotated[str, Meta(max_length=128)]
+    status: VehicleStatus | None = None
+
+
+class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    assignment: AssignmentId
+    name: Annotated[str, Meta(max_length=128)]
+    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    iterations: Annotated[int, Meta(ge=0)]
+    completed: Annotated[int, Meta(ge=0)]
+    vehicles: list[Identity]
+    created: Timestamp
+    reason: Text | None = None
+
+
+class StatusReply(Message, tag="status_reply"):
+    id: RequestId
+    server_time: Timestamp
+    vehicles: list[VehicleInfo]
+    assignments: list[AssignmentInfo]
+
+
+class ResultsRequest(Message, tag="results"):
+    id: RequestId
+    assignment: AssignmentId
+    follow: bool = False
+    since: Annotated[int, Meta(ge=0, le=10**9)] = 0  # iterations after this one
+
+
+class VehicleReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    ok: bool
+    code_hash: CodeHash
+    value: Any = None  # readable per-vehicle value (the method's summary)
+    error: Text | None = None
+    samples: dict[SignalName, Count] = msgspec.field(default_factory=dict)
+    late: bool = False
+
+    def __post_init__(self) -> None:
+        check_value(self.value)
+
+
+class IterationReport(Message, tag="iteration"):
+    """One closed iteration as the analyst sees it."""
+
+    id: RequestId
+    assignment: AssignmentId
+    iteration: IterationNo
+    iterations: Annotated[int, Meta(ge=0)]
+    status: Literal["complete", "quorum", "partial", "failed", "cancelled"]
+    vehicles: dict[Identity, VehicleReport]
+    missing: list[Identity]
+    started: Timestamp
+    closed: Timestamp
+    fleet: Any = None
+    reason: Text | None = None
+
+    def __post_init__(self) -> None:
+        check_value(self.fleet)
+
+
+class ResultsEnd(Message, tag="results_end"):
+    id: RequestId
+    assignment: AssignmentId
+    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    reason: Text | None = None
+
+
+class Cancel(Message, tag="cancel"):
+    id: RequestId
+    assignment: AssignmentId
+
+
+class Cancelled(Message, tag="cancelled"):
+    id: RequestId
+    assignment: AssignmentId
+    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+
+
+AnyMessage = Union[
+    Hello,
+    Welcome,
+    Error,
+    Task,
+    CancelTask,
+    Result,
+    ResultAck,
+    VehicleStatus,
+    Submit,
+    Submitted,
+    StatusRequest,
+    StatusReply,
+    ResultsRequest,
+    IterationReport,
+    ResultsEnd,
+    Cancel,
+    Cancelled,
+]
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__  # type: ignore[attr-defined]
+}
