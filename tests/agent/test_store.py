@@ -1,0 +1,140 @@
+"""Ring buffers and windows: exact slices of signal time, whatever the arrival pace."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from agent.store import RingBuffer, SignalStore, WindowError
+from tests.conftest import run
+from wire.messages import WindowSpec
+
+SPEED = "SPEED.SPEED"
+
+
+def test_ring_buffer_grows_within_retention_then_overwrites_oldest():
+    buf = RingBuffer(retention=10.0, max_samples=64, initial=4)
+    for i in range(20):  # 20 samples within 10 s: grows 4 -> 8 -> 16 -> 32
+        buf.append(i * 0.1, float(i))
+    t, v = buf.ordered()
+    assert buf.cap == 32 and v.tolist() == [float(i) for i in range(20)]
+    buf = RingBuffer(retention=1.0, max_samples=64, initial=4)
+    for i in range(10):  # 1 sample per second: retention 1 s keeps the buffer at 4
+        buf.append(float(i), float(i))
+    t, v = buf.ordered()
+    assert buf.cap == 4 and v.tolist() == [6.0, 7.0, 8.0, 9.0] and buf.first_seq == 6
+
+
+def test_ring_buffer_hard_cap_holds():
+    buf = RingBuffer(retention=1e9, max_samples=8, initial=2)
+    for i in range(100):
+        buf.append(float(i), float(i))
+    assert buf.cap == 8 and buf.ordered()[1].tolist() == [float(i) for i in range(92, 100)]
+
+
+def feed(store: SignalStore, t: np.ndarray, v: np.ndarray, name: str = SPEED) -> None:
+    for ti, vi in zip(t.tolist(), v.tolist()):
+        store.add(ti, [(name, vi)])
+
+
+def test_latest_seconds_window_is_the_exact_slice(decoded_log):
+    t, v = decoded_log["series"][SPEED]
+    store = SignalStore()
+    store.declare([SPEED])
+    feed(store, t, v)
+    w = store.latest({"SPEED": SPEED}, WindowSpec(amount=10.0, kind="latest"))
+    mask = (t > t[-1] - 10.0) & (t <= t[-1])
+    assert np.array_equal(w.series["SPEED"].v, v[mask])
+    assert np.array_equal(w.series["SPEED"].t, t[mask])
+    w = store.latest({"SPEED": SPEED}, WindowSpec(amount=100, unit="samples", kind="latest"))
+    assert np.array_equal(w.series["SPEED"].v, v[-100:])
+
+
+def test_next_window_by_seconds_fed_from_another_thread(decoded_log):
+    """The replay thread races ahead; the window is still exactly (T0, T0 + 5 s]."""
+    t, v = decoded_log["series"][SPEED]
+    store = SignalStore()
+    store.declare([SPEED])
+    half = len(t) // 2
+    feed(store, t[:half], v[:half])
+    t0 = t[half - 1]
+
+    async def main():
+        store._loop = asyncio.get_running_loop()
+        store.sources_running = 1
+        waiting = asyncio.create_task(store.window({"SPEED": SPEED}, WindowSpec(amount=5.0), timeout=30))
+        await asyncio.sleep(0)  # the window is registered before the data arrives
+        feeder = threading.Thread(target=feed, args=(store, t[half:], v[half:]))
+        feeder.start()
+        w = await waiting
+        feeder.join()
+        return w
+
+    w = run(main())
+    mask = (t > t0) & (t <= t0 + 5.0)
+    assert np.array_equal(w.series["SPEED"].v, v[mask])
+    assert w.t_start == t0 and w.t_end == t0 + 5.0
+
+
+def test_next_window_by_samples():
+    store = SignalStore()
+    store.declare(["a"])
+    feed(store, np.arange(10.0), np.arange(10.0), "a")
+
+    async def main():
+        store._loop = asyncio.get_running_loop()
+        store.sources_running = 1
+        waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=3, unit="samples"), timeout=5))
+        await asyncio.sleep(0)
+        feed(store, np.arange(10.0, 20.0), np.arange(10.0, 20.0), "a")
+        return await waiting
+
+    w = run(main())
+    assert w.series["a"].v.tolist() == [10.0, 11.0, 12.0]
+
+
+def test_next_window_that_cannot_fill_says_how_far_it_got():
+    store = SignalStore()
+    store.declare(["a"])
+    feed(store, np.arange(3.0), np.arange(3.0), "a")
+
+    async def main():
+        store._loop = asyncio.get_running_loop()
+        store.sources_running = 1
+        return await store.window({"a": "a"}, WindowSpec(amount=50.0), timeout=0.2)
+
+    with pytest.raises(WindowError, match=r"within 0.2 s \(0.000 of 50 s of signal time arrived\)"):
+        run(main())
+
+
+def test_next_window_fails_at_once_when_every_source_has_ended():
+    store = SignalStore()
+    store.declare(["a"])
+    feed(store, np.arange(3.0), np.arange(3.0), "a")
+
+    async def main():
+        store._loop = asyncio.get_running_loop()
+        store.sources_running = 0
+        return await store.window({"a": "a"}, WindowSpec(amount=50, unit="samples"), timeout=30)
+
+    with pytest.raises(WindowError, match="every signal source has ended"):
+        run(main(), timeout=5)
+
+
+def test_next_window_whose_samples_were_overwritten_is_an_error():
+    store = SignalStore(retention=0.001, max_samples=16)
+    store.declare(["a"])
+
+    async def main():
+        store._loop = asyncio.get_running_loop()
+        store.sources_running = 1
+        waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=20, unit="samples"), timeout=5))
+        await asyncio.sleep(0)
+        feed(store, np.arange(40.0), np.arange(40.0), "a")
+        return await waiting
+
+    with pytest.raises(WindowError, match="overwritten"):
+        run(main())

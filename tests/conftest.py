@@ -1,0 +1,49 @@
+"""Shared fixtures: where the recorded drive is, and its decoded signals for checks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Coroutine, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+DATA = Path(__file__).resolve().parents[1] / "data"
+LOG = DATA / "rav4-2017-comma2k19.log"
+DBC = DATA / "toyota_rav4_2017.dbc"
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run a coroutine to completion with a hard timeout (no pytest-asyncio needed)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture(scope="session")
+def decoded_log() -> dict[str, Any]:
+    """Every can0 frame of the drive decoded by cantools itself (the reference),
+    as {canonical signal: (timestamps, values)} plus the log's first timestamp."""
+    import can
+    import cantools
+    import numpy as np
+
+    db = cantools.database.load_file(str(DBC), strict=False)
+    ids = {m.frame_id: m for m in db.messages}
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    first = None
+    with can.LogReader(str(LOG)) as reader:
+        for msg in reader:
+            if first is None:
+                first = msg.timestamp
+            if msg.channel != "can0" or msg.arbitration_id not in ids:
+                continue
+            m = ids[msg.arbitration_id]
+            values = m.decode(bytes(msg.data), decode_choices=False)
+            for name, value in values.items():
+                t, v = series.setdefault(f"{m.name}.{name}", ([], []))
+                t.append(msg.timestamp)
+                v.append(float(value))
+    return {
+        "first": first,
+        "series": {k: (np.array(t), np.array(v)) for k, (t, v) in series.items()},
+    }
