@@ -1,0 +1,96 @@
+"""A live CAN bus through python-can, as a frame source.
+
+Only the arguments named here reach python-can, and its configuration files and
+environment variables are ignored (`ignore_config=True`): what a vehicle reads must
+be what its agent's config says, not what a stray ~/.canrc adds. python-can's errors
+are translated into `SourceError` here, at the boundary, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import can
+
+from hw.errors import SourceError
+from hw.source import FrameSource
+
+logger = logging.getLogger(__name__)
+
+# How long one `recv` may block: the bound on how late `stop` is noticed.
+_RECV_TIMEOUT = 0.1
+
+
+class BusSource(FrameSource):
+    """Frames received from one CAN interface; `can_filters` go to the kernel where it can."""
+
+    def __init__(
+        self,
+        interface: str,
+        channel: str | int,
+        *,
+        can_filters: Sequence[dict[str, Any]] | None = None,
+        bitrate: int | None = None,
+        receive_own_messages: bool = False,
+    ) -> None:
+        self._interface = interface
+        self._channel = channel
+        self._filtered = bool(can_filters)
+        self._closed = False
+        self._failed = False
+        options: dict[str, Any] = {}
+        if bitrate is not None:
+            options["bitrate"] = bitrate
+        if receive_own_messages:
+            options["receive_own_messages"] = True
+        try:
+            self._bus = can.Bus(
+                interface=interface,
+                channel=channel,
+                can_filters=list(can_filters) if can_filters else None,
+                ignore_config=True,
+                **options,
+            )
+        except NotImplementedError as exc:
+            # An unknown interface name is a plain NotImplementedError; a known one
+            # whose driver library is missing is CanInterfaceNotImplementedError.
+            known = ", ".join(sorted(can.VALID_INTERFACES))
+            raise SourceError(f"cannot open CAN bus {interface}:{channel}: {exc} (known: {known})") from exc
+        except (can.CanError, OSError, ImportError) as exc:
+            # Some backends raise OSError for a missing device instead of a CanError.
+            raise SourceError(f"cannot open CAN bus {interface}:{channel}: {exc}") from exc
+
+    @property
+    def ended(self) -> bool:
+        return self._closed or self._failed
+
+    def describe(self) -> str:
+        filtered = ", filtered" if self._filtered else ""
+        return f"CAN bus {self._interface}:{self._channel}{filtered}"
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus.shutdown()
+
+    def frames(self, stop: threading.Event) -> Iterator[can.Message]:
+        if self._closed:
+            raise SourceError(f"{self.describe()} is closed")
+        recv = self._bus.recv
+        while not stop.is_set():
+            try:
+                message = recv(timeout=_RECV_TIMEOUT)
+            except (can.CanError, OSError) as exc:
+                if self._closed or stop.is_set():
+                    return  # closed under us during shutdown: not a failure
+                self._failed = True
+                raise SourceError(f"{self.describe()} failed: {exc}") from exc
+            if message is None:
+                continue
+            if message.channel is None:
+                # Downstream picks the DBC by channel; some backends leave it unset.
+                message.channel = self._channel
+            yield message

@@ -1,0 +1,327 @@
+"""Decoding the few DBC signals an assignment wants, at bus speed, in pure Python.
+
+cantools decodes every signal of a message into a dict on every frame; an agent wants
+a handful of signals out of a bus carrying thousands of frames a second, most of them
+of no interest. So the DBC is read once, each wanted signal is compiled into a few
+integers (shift, mask, sign bit) and two floats (scale, offset), and a frame costs one
+dict lookup, one `int.from_bytes` (two if the message mixes byte orders), and a shift
+and a mask per wanted signal.
+
+The arithmetic is cantools' own (`raw * scale + offset` with the DBC's factors), so
+values equal those of `decode_message(..., decode_choices=False)`, always as floats
+(cantools gives ints for integer scalings). Messages whose layout the fast path does
+not cover (multiplexed, float signals, signals that overrun the declared length) go
+through cantools itself, for that message only. One deliberate difference: a message
+whose signals overlap (a DBC bug; PCS_HUD in the RAV4 DBC) is refused whole by
+cantools, while here each signal is decoded as declared, with a warning at start.
+
+Decoding is channel-agnostic: the caller must send each bus's frames to that bus's
+decoder (ids overlap between buses, e.g. on the RAV4 radar bus).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import cantools.database
+from cantools.database.can import Database, Message, Signal
+
+from hw.errors import DbcError, UnknownSignalError
+
+logger = logging.getLogger(__name__)
+
+_STANDARD_MASK = 0x7FF
+_EXTENDED_MASK = 0x1FFFFFFF
+
+# One compiled signal: (output name, shift, mask, sign bit or 0, 2 * sign bit, scale, offset).
+_Field = tuple[str, int, int, int, int, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to decode one message: its fields, or cantools for the odd layouts."""
+
+    length: int
+    # Split by byte order so the loops need no per-signal test; each reads its own
+    # integer view of the payload.
+    big: tuple[_Field, ...]
+    little: tuple[_Field, ...]
+    # Set when the fast path cannot be trusted for this message; maps DBC signal
+    # names to output names.
+    fallback: Message | None = None
+    fallback_names: tuple[tuple[str, str], ...] = ()
+
+
+class SignalDecoder:
+    """Decodes chosen DBC signals from raw CAN frames, never raising on a bad frame.
+
+    Counters (`frames`, `unknown_frames`, `malformed_frames`) rather than exceptions or
+    log lines per frame: a noisy bus must cost neither the agent's life nor its disk.
+    The counters are plain ints, so one decoder serves one reader thread.
+    """
+
+    def __init__(self, dbc_path: str | os.PathLike[str], signals: Iterable[str] | None = None) -> None:
+        path = os.fspath(dbc_path)
+        try:
+            db = cantools.database.load_file(path, strict=False)
+        except FileNotFoundError as exc:
+            raise DbcError(f"DBC file not found: {path}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DbcError(f"cannot read DBC file {path}: {exc}") from exc
+        except Exception as exc:
+            # cantools raises parser errors of several unrelated types.
+            raise DbcError(f"cannot parse DBC file {path}: {exc}") from exc
+        if not isinstance(db, Database):
+            raise DbcError(f"{path} is not a CAN database (got {type(db).__name__})")
+        self._init(db, signals, os.path.basename(path))
+
+    @classmethod
+    def from_database(cls, db: Database, signals: Iterable[str] | None = None) -> SignalDecoder:
+        """Build from an already loaded database, so tests and tools need not write files."""
+        self = cls.__new__(cls)
+        self._init(db, signals, "<database>")
+        return self
+
+    def _init(self, db: Database, signals: Iterable[str] | None, label: str) -> None:
+        self._db = db
+        self._label = label
+        self.frames = 0
+        self.unknown_frames = 0
+        self.malformed_frames = 0
+        self._warned_ids: set[int] = set()
+
+        self._by_canonical: dict[str, tuple[Message, Signal]] = {}
+        self._by_bare: dict[str, list[str]] = {}
+        for message in db.messages:
+            for signal in message.signals:
+                canonical = f"{message.name}.{signal.name}"
+                self._by_canonical[canonical] = (message, signal)
+                self._by_bare.setdefault(signal.name, []).append(canonical)
+
+        if signals is None:
+            requested = list(self._by_canonical)
+        else:
+            if isinstance(signals, str):
+                raise TypeError("signals must be an iterable of names, not a single str")
+            requested = list(signals)
+            if not requested:
+                raise ValueError("no signals requested; pass None for every signal in the DBC")
+
+        wanted: dict[str, list[tuple[str, Signal]]] = {}
+        seen: dict[str, str] = {}
+        for name in requested:
+            canonical = self.resolve(name)
+            if canonical in seen:
+                raise ValueError(f"signal {canonical} requested twice (as {seen[canonical]!r} and {name!r})")
+            seen[canonical] = name
+            message, signal = self._by_canonical[canonical]
+            wanted.setdefault(message.name, []).append((name, signal))
+
+        self._signal_names = tuple(requested)
+        self._plans: dict[int, _Plan] = {}
+        for message in db.messages:
+            if message.frame_id in self._plans:
+                # Frames reach us as (id, data) without the IDE bit; a DBC using one
+                # number as both a standard and an extended id cannot be told apart.
+                logger.warning("%s: id 0x%X is defined twice; %s wins", label, message.frame_id, message.name)
+            chosen = wanted.get(message.name)
+            if chosen:
+                self._plans[message.frame_id] = _compile(message, chosen)
+            else:
+                # Kept, with its length, so that short frames are counted here too.
+                self._plans[message.frame_id] = _Plan(length=message.length, big=(), little=())
+        self._wanted_messages = tuple(
+            sorted((m for m in db.messages if m.name in wanted), key=lambda m: m.frame_id)
+        )
+        self.frame_ids: frozenset[int] = frozenset(m.frame_id for m in self._wanted_messages)
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        """The names used in `decode`'s output, as the caller asked for them, in order."""
+        return self._signal_names
+
+    def resolve(self, name: str) -> str:
+        """The canonical `MESSAGE.SIGNAL` name, so two spellings of a signal are one."""
+        if name in self._by_canonical:
+            return name
+        if "." not in name:
+            candidates = self._by_bare.get(name, [])
+            if len(candidates) == 1:
+                return candidates[0]
+            if candidates:
+                raise UnknownSignalError(
+                    name,
+                    f"signal name {name!r} is ambiguous in {self._label}: it is in "
+                    f"{len(candidates)} messages; use one of {', '.join(candidates)}",
+                    candidates,
+                )
+        close = self._close_matches(name)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownSignalError(name, f"unknown signal {name!r} in {self._label}{hint}", close)
+
+    def _close_matches(self, name: str) -> list[str]:
+        # Case-insensitive: "speed" should suggest SPEED.SPEED.
+        keys = {key.upper(): key for key in (*self._by_canonical, *self._by_bare)}
+        found = difflib.get_close_matches(name.upper(), keys, n=5, cutoff=0.6)
+        return [keys[key] for key in found]
+
+    def decode(self, arbitration_id: int, data: bytes | bytearray) -> list[tuple[str, float]] | None:
+        """The wanted signals of one frame, or None when the DBC does not know its id.
+
+        `[]` means "known, but nothing wanted here" or "too short to decode"; the
+        difference shows in `malformed_frames`. The order of signals within one
+        frame's list carries no meaning.
+        """
+        self.frames += 1
+        plan = self._plans.get(arbitration_id)
+        if plan is None:
+            self.unknown_frames += 1
+            return None
+        size = len(data)
+        if size < plan.length:
+            self._malformed(arbitration_id, f"{size} bytes, DBC says {plan.length}")
+            return []
+        if plan.fallback is not None:
+            return self._decode_fallback(plan, arbitration_id, data)
+        big_fields = plan.big
+        little_fields = plan.little
+        if not big_fields and not little_fields:
+            return []
+        if size != plan.length:
+            # As cantools does: excess bytes are ignored.
+            data = data[: plan.length]
+        out = []
+        if big_fields:
+            word = int.from_bytes(data, "big")
+            for name, shift, mask, sign, wrap, scale, offset in big_fields:
+                raw = (word >> shift) & mask
+                if raw & sign:
+                    raw -= wrap
+                out.append((name, raw * scale + offset))
+        if little_fields:
+            word = int.from_bytes(data, "little")
+            for name, shift, mask, sign, wrap, scale, offset in little_fields:
+                raw = (word >> shift) & mask
+                if raw & sign:
+                    raw -= wrap
+                out.append((name, raw * scale + offset))
+        return out
+
+    def _decode_fallback(
+        self, plan: _Plan, arbitration_id: int, data: bytes | bytearray
+    ) -> list[tuple[str, float]]:
+        assert plan.fallback is not None
+        try:
+            decoded = plan.fallback.decode(bytes(data), decode_choices=False, scaling=True)
+        except Exception as exc:
+            # cantools raises several unrelated types on bad payloads (an unknown
+            # multiplexer value among them); a bad frame must not kill the reader.
+            self._malformed(arbitration_id, f"cantools: {exc}")
+            return []
+        assert isinstance(decoded, dict)
+        return [
+            (name, float(decoded[dbc_name]))  # type: ignore[arg-type]
+            for dbc_name, name in plan.fallback_names
+            if dbc_name in decoded
+        ]
+
+    def _malformed(self, arbitration_id: int, reason: str) -> None:
+        self.malformed_frames += 1
+        if arbitration_id not in self._warned_ids:
+            self._warned_ids.add(arbitration_id)
+            logger.warning("malformed frame 0x%X (%s); further ones are only counted", arbitration_id, reason)
+
+    def can_filters(self) -> list[dict[str, Any]]:
+        """python-can filters passing only frames with wanted signals, for the kernel to apply."""
+        return [
+            {
+                "can_id": message.frame_id,
+                "can_mask": _EXTENDED_MASK if message.is_extended_frame else _STANDARD_MASK,
+                "extended": bool(message.is_extended_frame),
+            }
+            for message in self._wanted_messages
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"<SignalDecoder {self._label}: {len(self._signal_names)} signals in "
+            f"{len(self.frame_ids)} messages; frames={self.frames} "
+            f"unknown={self.unknown_frames} malformed={self.malformed_frames}>"
+        )
+
+
+def _compile(message: Message, chosen: list[tuple[str, Signal]]) -> _Plan:
+    """Turn the wanted signals of one message into shift/mask fields, or a fallback."""
+    length = message.length
+    if (
+        message.is_multiplexed()
+        or message.is_container
+        or any(signal.is_float or not _fits(signal, length) for _, signal in chosen)
+    ):
+        logger.debug("message %s decoded through cantools (layout outside the fast path)", message.name)
+        return _Plan(
+            length=length,
+            big=(),
+            little=(),
+            fallback=message,
+            fallback_names=tuple((signal.name, name) for name, signal in chosen),
+        )
+    _warn_overlaps(message, [signal for _, signal in chosen])
+    big: list[_Field] = []
+    little: list[_Field] = []
+    for name, signal in chosen:
+        is_big = signal.byte_order == "big_endian"
+        # Big-endian: the payload read as one big-endian integer holds the signal
+        # with its LSB this many bits above the integer's LSB.
+        shift = 8 * length - (_msb(signal) + signal.length) if is_big else signal.start
+        mask = (1 << signal.length) - 1
+        sign = 1 << (signal.length - 1) if signal.is_signed else 0
+        # Same factors cantools multiplies by; floats so every output is a float.
+        scale = float(signal.conversion.scale)
+        offset = float(signal.conversion.offset)
+        (big if is_big else little).append((name, shift, mask, sign, sign << 1, scale, offset))
+    return _Plan(length=length, big=tuple(big), little=tuple(little))
+
+
+def _msb(signal: Signal) -> int:
+    """A Motorola signal's MSB in network order (bit 0 = MSB of byte 0).
+
+    cantools, like the DBC, numbers a big-endian start bit in "sawtooth" order
+    (7..0 in byte 0, 15..8 in byte 1, ...) and points it at the MSB.
+    """
+    return 8 * (signal.start // 8) + (7 - signal.start % 8)
+
+
+def _fits(signal: Signal, length: int) -> bool:
+    first = _msb(signal) if signal.byte_order == "big_endian" else signal.start
+    return first >= 0 and first + signal.length <= 8 * length and signal.length > 0
+
+
+def _bits(signal: Signal) -> set[int]:
+    """The payload bits a signal covers, as (byte * 8 + bit-in-byte) numbers."""
+    if signal.byte_order == "little_endian":
+        return set(range(signal.start, signal.start + signal.length))
+    msb = _msb(signal)
+    return {8 * (p // 8) + 7 - p % 8 for p in range(msb, msb + signal.length)}
+
+
+def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
+    """Say so when a DBC bug makes signals share bits: cantools refuses such a message
+    outright, we decode each signal as declared, and the operator should know."""
+    pairs = set()
+    for signal in chosen:
+        mine = _bits(signal)
+        for other in message.signals:
+            if other is not signal and mine & _bits(other):
+                pairs.add(" and ".join(sorted((signal.name, other.name))))
+    if pairs:
+        logger.warning(
+            "DBC message %s: overlapping signals (%s); each is decoded as declared",
+            message.name,
+            "; ".join(sorted(pairs)),
+        )
