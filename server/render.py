@@ -93,6 +93,17 @@ def _cell(method: str, value: Any) -> str:
     return _num(value)
 
 
+def _title(method: str, signal: str, rows: dict[str, Any]) -> str:
+    """Column title; a histogram's says its range and bin count."""
+    if method == "histogram":
+        for value in rows.values():
+            h = (value.get(method) or {}).get(signal)
+            if isinstance(h, dict) and h.get("edges"):
+                edges = h["edges"]
+                return f"histogram {edges[0]:g}…{edges[-1]:g} ({len(edges) - 1} bins)"
+    return method
+
+
 def _per_signal(value: Any) -> bool:
     """Built-in results other than k-means are {signal: value}."""
     return isinstance(value, dict) and "centroids" not in value and "phase" not in value
@@ -123,11 +134,13 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
             cells = {
                 who: [_cell(m, (value.get(m) or {}).get(signal)) for m in tabular] for who, value in rows.items()
             }
-            widths = [max(len(m), *(len(c[i]) for c in cells.values())) for i, m in enumerate(tabular)]
-            header = f"{signal:<{width + 2}}" + "  ".join(f"{m:>{w}}" for m, w in zip(tabular, widths))
-            lines.append(header)
+            titles = [_title(m, signal, rows) for m in tabular]
+            widths = [max(len(t), *(len(c[i]) for c in cells.values())) for i, t in enumerate(titles)]
+            lines.append(signal)
+            align = ["<" if m == "histogram" else ">" for m in tabular]
+            lines.append(f"  {'':<{width}}" + "  ".join(f"{t:{a}{w}}" for t, a, w in zip(titles, align, widths)))
             for who, row in cells.items():
-                lines.append(f"  {who:<{width}}" + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths)))
+                lines.append(f"  {who:<{width}}" + "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths)))
     for m in methods:
         if m in tabular:
             continue
