@@ -196,3 +196,43 @@ def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decod
         assert set(r.vehicles) == {"car-1", "car-2"}
         assert r.closed - r.started < spec.deadline + 2.0
     assert "car-3" not in {v.vehicle for v in status.vehicles}
+
+
+def test_cancel_and_results_from_the_command_line(replayed_fleet):
+    """An open-ended assignment runs until `oodida cancel`; `oodida results` then
+    replays every stored iteration and says how it ended."""
+    env = {**os.environ, "OODIDA_TOKEN": replayed_fleet.token_analyst}
+    server = ["--server", f"127.0.0.1:{replayed_fleet.port}"]
+    spec = AssignmentSpec(
+        signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=0, on_board=["count"]
+    )
+
+    async def main():
+        client = await replayed_fleet.client()
+        try:
+            submitted = await client.submit(spec)
+            async for item in client.results(submitted.assignment, follow=True):
+                if item.iteration == 3:
+                    break
+            return submitted.assignment
+        finally:
+            await client.close()
+
+    assignment = run(main())
+    cancel = subprocess.run(
+        [sys.executable, "-m", "oodida", "cancel", str(assignment), "--json", *server],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert json.loads(cancel.stdout) == {"assignment": assignment, "state": "cancelled"}
+    follow = subprocess.run(
+        [sys.executable, "-m", "oodida", "results", str(assignment), "--follow", *server],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert f"assignment {assignment}: cancelled" in follow.stdout
+    assert follow.stdout.count(f"── assignment {assignment} · iteration") >= 3
+    missing = subprocess.run(
+        [sys.executable, "-m", "oodida", "results", "9999", *server],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert missing.returncode == 1 and "no assignment 9999" in missing.stderr
