@@ -99,7 +99,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
-    agent.store._loop = loop
+    agent.store.bind_loop(loop)
     for pump in agent.pumps:
         pump.start()
     log.info("vehicle %s: %d source(s), %d signals", config.vehicle, len(agent.pumps), len(agent.store.names))

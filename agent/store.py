@@ -113,6 +113,10 @@ class SignalStore:
 
     # --- writing (reader threads) ----------------------------------------------------
 
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that waits for windows; reader threads wake it when data comes."""
+        self._loop = loop
+
     def declare(self, names: list[str]) -> None:
         """Create buffers up front, so a signal that has not appeared yet is known."""
         with self._lock:
@@ -242,7 +246,7 @@ class SignalStore:
         if spec.kind == "latest":
             return self.latest(names, spec)
         mark = self.mark(names)
-        self._loop = asyncio.get_running_loop()
+        self.bind_loop(asyncio.get_running_loop())
         future: asyncio.Future[Window] = self._loop.create_future()
 
         def check() -> bool:

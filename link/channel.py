@@ -13,7 +13,7 @@ from collections import deque
 
 from oodida.errors import OodidaError
 from wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side
-from wire.messages import Error, ErrorCode, Hello, Message, Welcome
+from wire.messages import Error, ErrorCode, Message, Welcome
 
 log = logging.getLogger(__name__)
 
@@ -125,4 +125,4 @@ class HandshakeRefused(ChannelError):
         self.code = code
 
 
-__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect", "Hello"]
+__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect"]

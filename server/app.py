@@ -13,7 +13,7 @@ import hmac
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from analytics import registry
@@ -23,10 +23,9 @@ from server.config import ServerConfig
 from server.reports import build_report
 from server.runner import AssignmentRunner
 from server.store import Store
-from wire import Connection, RemoteProtocolError, Role, Side, version_problem
+from wire import PROTOCOL_VERSION, Connection, RemoteProtocolError, Role, Side, version_problem
 from wire.messages import (
     AssignmentInfo,
-    AssignmentSpec,
     Cancel,
     Cancelled,
     CancelTask,
@@ -49,20 +48,12 @@ from wire.messages import (
 
 log = logging.getLogger(__name__)
 
-SOFTWARE = "oodida-server/0.1"
-
-
 @dataclass
 class VehicleSession:
     vehicle: str
     channel: Channel
     connected_at: float
     status: VehicleStatus | None = None
-
-
-@dataclass
-class Subscribers:
-    queues: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = field(default_factory=dict)
 
 
 class SubmitRefused(Exception):
@@ -152,7 +143,7 @@ class Server:
                 problem = f"bad credential for {hello.role.value} {hello.identity!r}"
         if problem is not None:
             log.warning("refused %s from %s: %s", hello.identity, channel.peer, problem)
-            code = ErrorCode.VERSION if hello.version != 1 else ErrorCode.AUTH
+            code = ErrorCode.VERSION if hello.version != PROTOCOL_VERSION else ErrorCode.AUTH
             await channel.send_bytes(channel.conn.reject(problem, code))
             return None
         await channel.send_bytes(channel.conn.accept(hello, session=secrets.token_hex(8), server=self.config.name))

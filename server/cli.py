@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+import msgspec
+
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from server.client import AnalystClient, RequestFailed
@@ -164,8 +166,6 @@ async def _submit(args: argparse.Namespace) -> int:
 async def _status(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
         status = await client.status()
-    import msgspec
-
     _emit(args, plain(msgspec.to_builtins(status)), render_status(status))
     return 0
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from analytics import registry
 from analytics.arrays import from_wire, to_wire
 from server.iteration import Iteration, Status, quorum_count
 from server.store import Store
 from wire.messages import AssignmentSpec, Result, Task
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +87,7 @@ class AssignmentRunner:
                     final = "cancelled"
                     break
         except asyncio.CancelledError:
-            final, reason = "cancelled", "server shutting down"
+            final, reason = "interrupted", "the server stopped while it ran"
             raise
         except Exception as exc:  # a bug here must end this assignment, not the server
             log.exception("assignment %d failed", self.id)

@@ -63,7 +63,7 @@ def test_next_window_by_seconds_fed_from_another_thread(decoded_log):
     t0 = t[half - 1]
 
     async def main():
-        store._loop = asyncio.get_running_loop()
+        store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
         waiting = asyncio.create_task(store.window({"SPEED": SPEED}, WindowSpec(amount=5.0), timeout=30))
         await asyncio.sleep(0)  # the window is registered before the data arrives
@@ -85,7 +85,7 @@ def test_next_window_by_samples():
     feed(store, np.arange(10.0), np.arange(10.0), "a")
 
     async def main():
-        store._loop = asyncio.get_running_loop()
+        store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
         waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=3, unit="samples"), timeout=5))
         await asyncio.sleep(0)
@@ -102,7 +102,7 @@ def test_next_window_that_cannot_fill_says_how_far_it_got():
     feed(store, np.arange(3.0), np.arange(3.0), "a")
 
     async def main():
-        store._loop = asyncio.get_running_loop()
+        store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
         return await store.window({"a": "a"}, WindowSpec(amount=50.0), timeout=0.2)
 
@@ -116,7 +116,7 @@ def test_next_window_fails_at_once_when_every_source_has_ended():
     feed(store, np.arange(3.0), np.arange(3.0), "a")
 
     async def main():
-        store._loop = asyncio.get_running_loop()
+        store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 0
         return await store.window({"a": "a"}, WindowSpec(amount=50, unit="samples"), timeout=30)
 
@@ -129,7 +129,7 @@ def test_next_window_whose_samples_were_overwritten_is_an_error():
     store.declare(["a"])
 
     async def main():
-        store._loop = asyncio.get_running_loop()
+        store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
         waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=20, unit="samples"), timeout=5))
         await asyncio.sleep(0)

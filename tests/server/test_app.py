@@ -18,7 +18,7 @@ from server.app import Server
 from server.client import AnalystClient, RequestFailed
 from server.config import Auth, Listen, ServerConfig
 from tests.conftest import run
-from wire import RemoteProtocolError, Role
+from wire import Role
 from wire.messages import (
     AssignmentSpec,
     Error,
