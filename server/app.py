@@ -275,7 +275,7 @@ class Server:
         except Exception as exc:
             log.exception("request %r of analyst %s failed", message, analyst)
             try:
-                await channel.send(Error(reason=f"internal error: {exc}", code=ErrorCode.INTERNAL, id=request))
+                await channel.send(Error(reason=f"internal error: {exc}"[:4000], code=ErrorCode.INTERNAL, id=request))
             except ChannelError:
                 pass
 

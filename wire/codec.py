@@ -9,6 +9,7 @@ size-checked before any other code sees it.
 from __future__ import annotations
 
 import enum
+import io
 from typing import Any
 
 import cbor2
@@ -88,6 +89,15 @@ def _tag_hook(*args: Any) -> Any:
     raise ValidationError(f"CBOR tag {tag.tag} is not allowed")
 
 
+def _refuse_sharing(*args: Any) -> Any:
+    # Value sharing (tags 28/29) and string references (25/256) let a few bytes stand
+    # for a huge or cyclic value, which the size checks would walk item by item and
+    # re-encoding would blow up to its full size: refused outright.
+    raise ValidationError("CBOR value sharing and string references (tags 25, 28, 29, 256) are not allowed")
+
+
+_SEMANTIC_DECODERS = {tag: _refuse_sharing for tag in (25, 28, 29, 256)}
+
 MAX_DEPTH = 64
 
 
@@ -97,14 +107,17 @@ def decode_payload(payload: bytes) -> Message:
     Any failure is the peer's: it becomes a `RemoteProtocolError` that says why and
     is not fatal (the frame boundary is intact, so the connection can go on).
     """
+    stream = io.BytesIO(payload)
     try:
-        obj = cbor2.loads(
-            payload,
+        obj = cbor2.CBORDecoder(
+            stream,
             tag_hook=_tag_hook,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            read_size=len(payload),
             max_depth=MAX_DEPTH,
             allow_duplicate_keys=False,
             strict_hashable_types=True,
-        )
+        ).decode()
     except ValidationError as exc:
         raise RemoteProtocolError(f"bad value: {exc}", fatal=False) from None
     except RecursionError:
@@ -112,6 +125,9 @@ def decode_payload(payload: bytes) -> Message:
     except Exception as exc:  # cbor2 raises a zoo of types on hostile input
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
         raise RemoteProtocolError(f"undecodable CBOR: {exc}{cause}", fatal=False) from None
+    if stream.tell() != len(payload):  # a frame holds one CBOR item, nothing after it
+        extra = len(payload) - stream.tell()
+        raise RemoteProtocolError(f"{extra} bytes of trailing data after the CBOR item", fatal=False)
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"a message must be a CBOR map, got {type(obj).__name__}", fatal=False)
     kind = obj.get("type")

@@ -179,6 +179,12 @@ class Connection:
             if not isinstance(message, Error):
                 raise LocalProtocolError(f"cannot send {type(message).__name__} before the handshake completed")
             self.state = State.CLOSED
+        elif self.state is State.READY:
+            # what we may send is what the other side may receive (the same table)
+            other = Side.SERVER if self.side is Side.CLIENT else Side.CLIENT
+            if type(message) not in RECEIVABLE[(other, State.READY, self.peer_role)]:
+                who = f"{self.side.value} of a {self.peer_role.value}" if self.peer_role else self.side.value
+                raise LocalProtocolError(f"a {who} connection cannot send {type(message).__name__}")
         return encode_frame(encode_payload(message), max_frame=self.max_frame)
 
     def accept(self, hello: Hello, *, session: str, server: str = "") -> bytes:

@@ -84,7 +84,8 @@ class FrameDecoder:
             payload = bytes(self._buf[HEADER.size : end])
             del self._buf[:end]
             self._need = None
-            self._check_header()
+            # The next header is checked on the next call (or the next receive_data):
+            # checking it here would lose this whole frame if the next one is bad.
             return payload
         if self.eof and self._buf:
             self._fail(f"connection closed inside a frame ({len(self._buf)} bytes of it received)")

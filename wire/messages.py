@@ -20,9 +20,10 @@ PROTOCOL_VERSION = 1
 
 # Field types with their limits. Identities and signal names are restricted so they
 # are safe in logs, file names and SQL (we use parameters anyway) and short.
-Identity = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
-SignalName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
-MethodName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# `\Z`, not `$`: msgspec uses re.search, and `$` also matches before a final newline.
+Identity = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}\Z")]
+SignalName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}\Z")]
+MethodName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
 AssignmentId = Annotated[int, Meta(ge=1, le=2**53)]
 IterationNo = Annotated[int, Meta(ge=1, le=10**9)]
 RequestId = Annotated[int, Meta(ge=0, le=2**53)]
