@@ -66,7 +66,11 @@ def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
             )
             submitted = await client.submit(spec)
             items = [r async for r in client.results(submitted.assignment, follow=True)]
-            status = await client.status()
+            for _ in range(100):  # the agent reports its counters every 0.2 s
+                status = await client.status()
+                if status.vehicles[0].status.frames:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             await client.close()
             stop_player.set()
