@@ -24,6 +24,8 @@ from wire.messages import SourceState, VehicleStatus
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_TIMEOUT = 5.0
+
 
 @dataclass
 class Agent:
@@ -110,7 +112,10 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         log.info("vehicle %s stopping", config.vehicle)
         uplink.cancel()
         await agent.runner.stop()
-        await asyncio.gather(uplink, return_exceptions=True)
+        try:  # bounded: a stuck close must not keep the agent from exiting
+            await asyncio.wait_for(asyncio.gather(uplink, return_exceptions=True), SHUTDOWN_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.error("uplink did not stop within %s s; exiting anyway", SHUTDOWN_TIMEOUT)
         if agent.uplink.channel is not None:
             await agent.uplink.channel.close()
         for pump in agent.pumps:

@@ -68,11 +68,15 @@ class Channel:
             self.conn.receive_data(data)
 
     async def close(self) -> None:
-        """Close the stream; never raises, never hangs long (shielded from cancellation)."""
+        """Close the stream without hanging (at most 2 s) or raising our errors.
+
+        A cancellation that arrives meanwhile is re-raised once the stream is closed:
+        swallowing it here once left an agent deaf to SIGTERM (its uplink task, told
+        to stop while closing a dead connection, went on reconnecting)."""
         try:
             self.writer.close()
             await asyncio.shield(asyncio.wait_for(self.writer.wait_closed(), timeout=2.0))
-        except (OSError, asyncio.TimeoutError, asyncio.CancelledError, RuntimeError):
+        except (OSError, asyncio.TimeoutError, RuntimeError):
             pass
 
 
