@@ -24,6 +24,9 @@ from oodida.errors import OodidaError
 from wire.messages import WindowSpec
 
 
+WAKE_INTERVAL = 0.005  # seconds between two checks of pending windows
+
+
 class WindowError(OodidaError):
     """A window cannot be cut: unknown signal, data overwritten, source ended."""
 
@@ -77,6 +80,55 @@ class RingBuffer:
     @property
     def first_seq(self) -> int:
         return self.total - self.n
+
+    @property
+    def oldest_t(self) -> float | None:
+        return float(self.t[(self.head - self.n) % self.cap]) if self.n else None
+
+    def _take(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """`count` samples from physical slot `start` on, wrapping: copies of just
+        those, so cutting a 5 s window from a 300 s buffer costs 5 s of copying."""
+        end = start + count
+        if end <= self.cap:
+            return self.t[start:end].copy(), self.v[start:end].copy()
+        rest = end - self.cap
+        return (
+            np.concatenate((self.t[start:], self.t[:rest])),
+            np.concatenate((self.v[start:], self.v[:rest])),
+        )
+
+    def between(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Samples with lo < t <= hi (timestamps ascend within the buffer)."""
+        oldest = (self.head - self.n) % self.cap
+        if self.n < self.cap or oldest == 0:
+            t = self.t[oldest : oldest + self.n]
+            i = int(np.searchsorted(t, lo, side="right"))
+            j = int(np.searchsorted(t, hi, side="right"))
+            return self._take(oldest + i, max(j - i, 0))
+        first, second = self.t[oldest:], self.t[: self.head]  # older part, newer part
+        i = _rank(first, second, lo)
+        j = _rank(first, second, hi)
+        return self._take((oldest + i) % self.cap, max(j - i, 0))
+
+    def last(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        count = min(count, self.n)
+        return self._take((self.head - count) % self.cap, count)
+
+    def from_seq(self, seq: int, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """`count` samples from sequence number `seq` on; None if they were overwritten."""
+        if seq < self.first_seq:
+            return None
+        offset = seq - self.first_seq
+        count = min(count, self.n - offset)
+        return self._take((self.head - self.n + offset) % self.cap, count)
+
+
+def _rank(first: np.ndarray, second: np.ndarray, x: float) -> int:
+    """How many samples of the wrapped buffer (first, then second) have t <= x."""
+    i = int(np.searchsorted(first, x, side="right"))
+    if i < first.size:
+        return i
+    return first.size + int(np.searchsorted(second, x, side="right"))
 
 
 @dataclass
@@ -141,19 +193,28 @@ class SignalStore:
         self._wake_soon(force=True)
 
     def _wake_soon(self, force: bool = False) -> None:
-        # Throttled: at most one loop wake-up per 5 ms, not one per frame.
-        now = time.monotonic()
-        if self._loop is None or self._wake_pending or (not force and now - self._last_wake < 0.005):
+        """Have the loop re-check pending windows: at most once per 5 ms, not once per
+        frame, and never dropping the last wake-up (a check is always scheduled after
+        the newest data, however the throttle falls)."""
+        if self._loop is None or self._wake_pending:
             return
         self._wake_pending = True
-        self._last_wake = now
+        delay = 0.0 if force else max(0.0, self._last_wake + WAKE_INTERVAL - time.monotonic())
         try:
-            self._loop.call_soon_threadsafe(self._check_waiters)
+            self._loop.call_soon_threadsafe(self._schedule_check, delay)
         except RuntimeError:  # loop closed at shutdown
-            pass
+            self._wake_pending = False
+
+    def _schedule_check(self, delay: float) -> None:
+        assert self._loop is not None
+        if delay > 0:
+            self._loop.call_later(delay, self._check_waiters)
+        else:
+            self._check_waiters()
 
     def _check_waiters(self) -> None:
-        self._wake_pending = False
+        self._wake_pending = False  # first: data added from now on schedules another check
+        self._last_wake = time.monotonic()
         self._waiters = [w for w in self._waiters if not w()]
 
     # --- reading (asyncio loop) ------------------------------------------------------
@@ -173,17 +234,13 @@ class SignalStore:
             end = self.signal_time
             series: dict[str, Series] = {}
             for asked, name in names.items():
-                t, v = self._buffers[name].ordered()
-                if spec.unit == "s":
-                    if end is None:
-                        lo = hi = 0
-                    else:
-                        lo = int(np.searchsorted(t, end - spec.amount, side="right"))
-                        hi = int(np.searchsorted(t, end, side="right"))
-                    series[asked] = Series(t[lo:hi], v[lo:hi])
+                buf = self._buffers[name]
+                if spec.unit == "samples":
+                    series[asked] = Series(*buf.last(int(spec.amount)))
+                elif end is None:
+                    series[asked] = Series(np.empty(0), np.empty(0))
                 else:
-                    n = int(spec.amount)
-                    series[asked] = Series(t[-n:], v[-n:])
+                    series[asked] = Series(*buf.between(end - spec.amount, end))
         if spec.unit == "s":
             start = None if end is None else end - spec.amount
             return Window(series, start, end)
@@ -208,12 +265,11 @@ class SignalStore:
                     return None
                 series = {}
                 for asked, name in names.items():
-                    t, v = self._buffers[name].ordered()
-                    lo = int(np.searchsorted(t, mark.time, side="right"))
-                    hi = int(np.searchsorted(t, end, side="right"))
-                    if lo == 0 and t.size and self._buffers[name].first_seq > 0 and t[0] > mark.time:
+                    buf = self._buffers[name]
+                    oldest = buf.oldest_t
+                    if buf.first_seq > 0 and oldest is not None and oldest > mark.time:
                         raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
-                    series[asked] = Series(t[lo:hi], v[lo:hi])
+                    series[asked] = Series(*buf.between(mark.time, end))
                 return Window(series, mark.time, end)
             n = int(spec.amount)
             for name in names.values():
@@ -221,12 +277,10 @@ class SignalStore:
                     return None
             series = {}
             for asked, name in names.items():
-                buf = self._buffers[name]
-                t, v = buf.ordered()
-                lo = mark.seqs[name] - buf.first_seq
-                if lo < 0:
+                taken = self._buffers[name].from_seq(mark.seqs[name], n)
+                if taken is None:
                     raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
-                series[asked] = Series(t[lo : lo + n], v[lo : lo + n])
+                series[asked] = Series(*taken)
             return Window(series, *_span(series))
 
     def _progress(self, names: dict[str, str], spec: WindowSpec, mark: _Mark) -> str:

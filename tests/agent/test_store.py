@@ -138,3 +138,63 @@ def test_next_window_whose_samples_were_overwritten_is_an_error():
 
     with pytest.raises(WindowError, match="overwritten"):
         run(main())
+
+
+@pytest.mark.parametrize("fill", [5, 16, 17, 23, 40, 47])
+def test_cutting_a_wrapped_ring_equals_cutting_the_ordered_copy(fill):
+    """Windows are cut from the ring in place; they must equal slices of the
+    oldest-first copy, whatever the wrap position."""
+    buf = RingBuffer(retention=0.0, max_samples=16, initial=16)
+    for i in range(fill):
+        buf.append(float(i), float(i) * 10)
+    t, v = buf.ordered()
+    for lo, hi in [(-1.0, 100.0), (t[0], t[-1]), (t[0] - 0.5, t[0] + 3.5), (t[-1] - 4.0, t[-1]), (1e9, 2e9)]:
+        mask = (t > lo) & (t <= hi)
+        bt, bv = buf.between(lo, hi)
+        assert bt.tolist() == t[mask].tolist() and bv.tolist() == v[mask].tolist()
+    for n in (0, 1, 5, 16, 99):
+        assert buf.last(n)[1].tolist() == v[len(v) - min(n, len(v)) :].tolist()
+    for seq in range(buf.first_seq, buf.total):
+        got = buf.from_seq(seq, 3)
+        assert got is not None and got[1].tolist() == v[seq - buf.first_seq : seq - buf.first_seq + 3].tolist()
+    if buf.first_seq:
+        assert buf.from_seq(buf.first_seq - 1, 3) is None
+
+
+def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
+    """Wake-ups are throttled; the last one must never be dropped, or a window whose
+    data arrived just after a check, within one throttle interval, would wait for
+    more data forever (until its deadline)."""
+
+    def burst(store: SignalStore, checked: threading.Event) -> None:
+        for i in range(3):  # too little for the window; triggers a check
+            store.add(i * 0.1, [("a", float(i))])
+        checked.wait(1)
+        for i in range(3, 50):  # the rest, right after that check, then silence
+            store.add(i * 0.1, [("a", float(i))])
+
+    async def main():
+        store = SignalStore()
+        store.declare(["a"])
+        store.bind_loop(asyncio.get_running_loop())
+        store.sources_running = 1
+        checked = threading.Event()
+        original = store._check_waiters
+
+        def spy() -> None:
+            original()
+            checked.set()
+
+        store._check_waiters = spy  # type: ignore[method-assign]
+        waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=1.0), timeout=2))
+        await asyncio.sleep(0)
+        feeder = threading.Thread(target=burst, args=(store, checked))
+        feeder.start()
+        try:
+            return await waiting
+        finally:
+            feeder.join()
+
+    for _ in range(5):
+        w = run(main(), timeout=10)
+        assert w.series["a"].v.size == 10
