@@ -188,8 +188,13 @@ class Server:
             )
             return
         ack = ResultAck(assignment=result.assignment, iteration=result.iteration)
-        row = self.store.assignment(result.assignment)
-        if row is None or result.vehicle not in row.vehicles:
+        runner = self.runners.get(result.assignment)
+        if runner is not None:  # the common case: no database read per result
+            selected = result.vehicle in runner.vehicles
+        else:
+            row = self.store.assignment(result.assignment)
+            selected = row is not None and result.vehicle in row.vehicles
+        if not selected:
             await session.channel.send(
                 Error(
                     reason=f"assignment {result.assignment} has no place for a result of {result.vehicle}; dropped",
@@ -198,7 +203,6 @@ class Server:
             )
             await session.channel.send(ack)  # so the vehicle stops resending it
             return
-        runner = self.runners.get(result.assignment)
         on_time = runner is not None and runner.on_result(result)
         if not self.store.add_result(result, late=not on_time):
             log.debug("duplicate result %d/%d from %s", result.assignment, result.iteration, result.vehicle)
