@@ -28,9 +28,11 @@ class Pump:
         self.frames = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
+        # Counted from now, not from start(): a window asked for before the first
+        # frame must wait for this source, not conclude that every source has ended.
+        store.sources_running += 1
 
     def start(self) -> None:
-        self.store.sources_running += 1
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+from agent.modules import ModuleRunner, module_hash
 from agent.outbox import Key, Outbox
 from agent.store import SignalStore, WindowError
 from analytics import registry
@@ -64,7 +65,9 @@ class TaskRunner:
         resolver: SignalResolver,
         outbox: Outbox,
         send: Callable[[Result], Awaitable[None]],
+        modules: ModuleRunner | None = None,
     ) -> None:
+        self.modules = modules or ModuleRunner()
         self.vehicle = vehicle
         self.store = store
         self.resolver = resolver
@@ -93,22 +96,29 @@ class TaskRunner:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        await self.modules.close()
 
     async def _run(self, task: Task) -> None:
         started = time.monotonic()
-        common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle)
+        code_hash = BUILTIN_CODE_HASH if task.module is None else module_hash(task.module)
+        common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=code_hash)
         try:
             names = self.resolver.resolve(task.signals)
             window = await self.store.window(names, task.window, timeout=task.deadline)
             state = from_wire(task.state)
-            partial = await asyncio.to_thread(
-                registry.run_on_board, task.methods, window.series, task.params, state
-            )
+            if task.module is not None:
+                value, flags = await self.modules.on_board(task.module, window, task.params, state)
+                if flags:
+                    log.info("assignment %d iteration %d: module result flagged: %s", task.assignment,
+                             task.iteration, "; ".join(flags[:5]))
+            else:
+                value = await asyncio.to_thread(
+                    registry.run_on_board, task.methods, window.series, task.params, state
+                )
             result = Result(
                 **common,
                 ok=True,
-                code_hash=BUILTIN_CODE_HASH,
-                value=to_wire(partial),
+                value=to_wire(value),
                 samples=window.samples,
                 t_start=window.t_start,
                 t_end=window.t_end,
@@ -117,7 +127,7 @@ class TaskRunner:
         except asyncio.CancelledError:
             log.info("task %d/%d cancelled", task.assignment, task.iteration)
             raise
-        except OodidaError as exc:
+        except OodidaError as exc:  # incl. a sandbox Violation, whose text names the rule
             result = self._failure(common, str(exc), started)
         except Exception as exc:  # a method's bug on odd data: report it, keep serving
             log.exception("task %d/%d failed", task.assignment, task.iteration)
@@ -141,7 +151,6 @@ class TaskRunner:
         return Result(
             **common,
             ok=False,
-            code_hash=BUILTIN_CODE_HASH,
             error=reason[:4000],
             elapsed=time.monotonic() - started,
         )

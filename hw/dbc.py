@@ -320,7 +320,7 @@ def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
             if other is not signal and mine & _bits(other):
                 pairs.add(" and ".join(sorted((signal.name, other.name))))
     if pairs:
-        logger.warning(
+        logger.info(
             "DBC message %s: overlapping signals (%s); each is decoded as declared",
             message.name,
             "; ".join(sorted(pairs)),

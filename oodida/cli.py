@@ -17,6 +17,8 @@ commands:
   status     vehicles connected, assignments and their progress
   results    an assignment's results           (oodida results ID [--follow])
   cancel     stop an assignment                (oodida cancel ID)
+  check      check your modules under the sandbox policy (oodida check mine.py)
+  try        run your module in the sandbox on a recorded log (oodida try mine.py --log LOG --dbc DBC)
 
 Every command takes --help.
 """
@@ -32,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.cli import main as agent_main
 
         return agent_main(rest)
+    if command == "try":  # the agent's own code path, on a recorded log
+        from agent.trial import main as trial_main
+
+        return trial_main(rest)
     if command == "demo":
         from oodida.demo import main as demo_main
 

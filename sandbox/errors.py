@@ -19,6 +19,7 @@ class Rule(enum.StrEnum):
     FORBIDDEN_IMPORT = "forbidden import"
     FORBIDDEN_ATTRIBUTE = "forbidden attribute"
     FORBIDDEN_NAME = "forbidden name"
+    FORBIDDEN_SYNTAX = "forbidden syntax"
     MISSING_ENTRY = "missing entry point"
     DISALLOWED_RETURN = "disallowed return type"
     RESULT_TOO_LARGE = "result too large"

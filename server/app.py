@@ -21,6 +21,7 @@ from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
 from server.config import ServerConfig
 from server.reports import build_report
+from server.modules import OffBoardRunner, check_spec_modules
 from server.runner import AssignmentRunner
 from server.store import Store
 from wire import PROTOCOL_VERSION, Connection, RemoteProtocolError, Role, Side, version_problem
@@ -70,6 +71,7 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self.port: int | None = None
+        self.off_board = OffBoardRunner()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class Server:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        await self.off_board.close()
         self.store.close()
 
     # --- connections ------------------------------------------------------------------
@@ -286,9 +289,13 @@ class Server:
     def submit(self, message: Submit, analyst: str) -> Submitted:
         spec = message.spec
         try:
-            registry.check(spec.on_board, spec.params, spec.signals)
+            if spec.methods:
+                registry.check(spec.methods, spec.params, spec.signals)
         except MethodError as exc:
             raise SubmitRefused(str(exc)) from None
+        problems = check_spec_modules(spec)
+        if problems:
+            raise SubmitRefused("the module breaks the sandbox policy:\n" + "\n".join(problems))
         connected = sorted(self.vehicles)
         if spec.vehicles is None:
             if not connected:
@@ -304,7 +311,7 @@ class Server:
             if len(offline) == len(vehicles):
                 raise SubmitRefused(f"none of the vehicles is connected: {', '.join(offline)}")
         assignment = self.store.create_assignment(spec, vehicles)
-        runner = AssignmentRunner(self, self.store, assignment, spec, vehicles)
+        runner = AssignmentRunner(self, self.store, assignment, spec, vehicles, self.off_board)
         self.runners[assignment] = runner
         runner.start()
         log.info("analyst %s submitted assignment %d for %d vehicles", analyst, assignment, len(vehicles))

@@ -61,9 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-board", help="comma-separated built-in methods, e.g. mean,min,max,histogram")
     p.add_argument("--off-board", choices=["fleet", "none"])
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter (TOML value)")
+    p.add_argument("--on-board-module", metavar="FILE.py", help="your module's on_board(window, params, state)")
+    p.add_argument("--off-board-module", metavar="FILE.py", help="your module's off_board(results, params, state)")
     p.add_argument("--quorum", type=float, help="answers that close an iteration: a count, or a fraction ≤ 1")
     p.add_argument("--deadline", type=float, help="seconds per iteration")
     p.add_argument("--wait", action="store_true", help="block until done and print every iteration")
+
+    p = sub.add_parser("check", help="check modules under the sandbox policy (no server needed)")
+    p.add_argument("modules", nargs="+", metavar="FILE.py")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("status", help="vehicles connected, assignments and their progress")
     _add_connection(p)
@@ -142,6 +148,8 @@ async def _submit(args: argparse.Namespace) -> int:
         "iterations": args.iterations,
         "on_board": args.on_board.split(",") if args.on_board else None,
         "off_board": args.off_board,
+        "on_board_module": args.on_board_module,
+        "off_board_module": args.off_board_module,
         "params": dict(parse_param(p) for p in args.param) or None,
         "quorum": (int(args.quorum) if args.quorum is not None and args.quorum > 1 else args.quorum),
         "deadline": args.deadline,
@@ -214,11 +222,34 @@ async def _serve_until_signal(config: Any, serve: Any) -> None:
 COMMANDS = {"submit": _submit, "status": _status, "results": _results, "cancel": _cancel}
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Every problem of every module, with line numbers; exit 1 if any."""
+    from sandbox.check import check_file, format_problems
+
+    failed = False
+    for path in args.modules:
+        problems = check_file(path)
+        failed = failed or bool(problems)
+        if args.json:
+            print(json.dumps({
+                "module": path,
+                "ok": not problems,
+                "problems": [{"rule": p.rule.value, "line": p.line, "message": p.message} for p in problems],
+            }))
+        elif problems:
+            print(format_problems(path, problems))
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "server":
             return _run_server(args)
+        if args.command == "check":
+            return _check(args)
         setup_logging("warning")
         return asyncio.run(COMMANDS[args.command](args))
     except RequestFailed as exc:

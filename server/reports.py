@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 def vehicle_value(spec: AssignmentSpec, value: Any) -> Any:
     """A vehicle's partial result in readable form (the method's own summary)."""
+    if not spec.methods:  # an analyst's module: its value is already what they want to see
+        return value
     try:
-        return to_wire(registry.summarize(spec.on_board, from_wire(value)))
+        return to_wire(registry.summarize(spec.methods, from_wire(value)))
     except Exception as exc:  # a vehicle's odd partial must not break the report
         log.warning("cannot summarise a partial result: %s", exc)
         return value

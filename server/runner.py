@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from analytics import registry
 from analytics.arrays import from_wire, to_wire
 from server.iteration import Iteration, Status, quorum_count
+from server.modules import OffBoardRunner
 from server.store import Store
 from wire.messages import AssignmentSpec, Result, Task
 
@@ -33,7 +34,16 @@ class Fleet(Protocol):
 
 
 class AssignmentRunner:
-    def __init__(self, fleet: Fleet, store: Store, assignment: int, spec: AssignmentSpec, vehicles: list[str]):
+    def __init__(
+        self,
+        fleet: Fleet,
+        store: Store,
+        assignment: int,
+        spec: AssignmentSpec,
+        vehicles: list[str],
+        modules: OffBoardRunner | None = None,
+    ):
+        self.modules = modules
         self.fleet = fleet
         self.store = store
         self.id = assignment
@@ -98,6 +108,27 @@ class AssignmentRunner:
             self.fleet.publish(self.id, ("end", final))
             log.info("assignment %d %s after %d iterations", self.id, final, self.completed)
 
+    async def _off_board(self, answers: dict[str, Result]) -> Any:
+        """The fleet result of one iteration (None when there is no off-board step);
+        updates the state the vehicles get with the next task."""
+        spec = self.spec
+        if spec.off_board_module is not None:
+            if self.modules is None:
+                raise RuntimeError("this server runs no off-board modules")
+            results = {v: from_wire(r.value) for v, r in answers.items()}
+            fleet = await self.modules.off_board(spec.off_board_module, results, spec.params, from_wire(self.state))
+            self.state = to_wire(fleet)  # what off_board returned goes to the vehicles next
+            return self.state
+        if spec.off_board != "fleet" or not spec.methods:
+            return None
+        partials = {v: from_wire(r.value) for v, r in answers.items()}
+        fleet, next_state = await asyncio.to_thread(
+            registry.run_off_board, spec.methods, partials, spec.params, from_wire(self.state)
+        )
+        if next_state is not None:
+            self.state = to_wire(next_state)
+        return to_wire(fleet)
+
     async def _iterate(self, number: int) -> None:
         spec = self.spec
         started_wall = time.time()
@@ -115,10 +146,11 @@ class AssignmentRunner:
             iteration=number,
             signals=spec.signals,
             window=spec.window,
-            methods=spec.on_board,
+            methods=spec.methods,
             params=spec.params,
             deadline=spec.deadline,
             state=self.state,
+            module=spec.on_board_module,
         )
         self.current_task = {v: task for v in self.vehicles}
         self._wake.clear()
@@ -138,15 +170,9 @@ class AssignmentRunner:
             await self.fleet.cancel_tasks(outcome.missing, self.id)
         fleet_value: Any = None
         status, reason = outcome.status, outcome.reason
-        if outcome.ok and spec.off_board == "fleet" and status is not Status.CANCELLED:
-            partials = {v: from_wire(r.value) for v, r in outcome.ok.items()}
+        if outcome.ok and status is not Status.CANCELLED:
             try:
-                fleet, next_state = await asyncio.to_thread(
-                    registry.run_off_board, spec.on_board, partials, spec.params, from_wire(self.state)
-                )
-                fleet_value = to_wire(fleet)
-                if next_state is not None:
-                    self.state = to_wire(next_state)
+                fleet_value = await self._off_board(outcome.ok)
             except Exception as exc:
                 log.warning("assignment %d iteration %d: off-board step failed: %s", self.id, number, exc)
                 status, reason = Status.FAILED, f"off-board step failed: {exc}; {reason}"

@@ -48,6 +48,14 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def read_module(path: Path) -> dict[str, str]:
+    """A module file as the wire carries it: its name and its text."""
+    try:
+        return {"name": path.name, "source": path.read_text()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read module {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def build_spec(file: str | None, overrides: dict[str, Any]) -> AssignmentSpec:
     data: dict[str, Any] = {}
     if file is not None:
@@ -57,9 +65,15 @@ def build_spec(file: str | None, overrides: dict[str, Any]) -> AssignmentSpec:
             raise SpecError(f"cannot read assignment {file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{file} is not valid TOML: {exc}") from None
+    base = Path(file).parent if file is not None else Path.cwd()
+    for key in ("on_board_module", "off_board_module"):  # a path in the file, relative to it
+        if isinstance(data.get(key), str):
+            data[key] = read_module(base / data[key])
     for key, value in overrides.items():
         if value is None:
             continue
+        if key in ("on_board_module", "off_board_module"):
+            value = read_module(Path(value))
         if key == "params":
             data.setdefault("params", {}).update(value)
         elif key == "window_kind":

@@ -100,6 +100,17 @@ class WindowSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"a window of samples needs a whole number, got {self.amount}")
 
 
+MAX_MODULE_BYTES = 256 * 1024
+
+
+class ModuleSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An analyst's module as sent: its file name (for messages) and its text. It is
+    checked under the sandbox policy by the server and again by every agent."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")]
+    source: Annotated[str, Meta(max_length=MAX_MODULE_BYTES)]
+
+
 class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What an analyst asks for. Checked by the server before anything runs."""
 
@@ -110,10 +121,14 @@ class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         int, Meta(ge=1, le=MAX_VEHICLES)
     ] | None = None
     iterations: Annotated[int, Meta(ge=0, le=10**6)] = 1  # 0 = until cancelled
-    on_board: Annotated[list[MethodName], Meta(min_length=1, max_length=MAX_METHODS)] = msgspec.field(
+    on_board: Annotated[list[MethodName], Meta(max_length=MAX_METHODS)] = msgspec.field(
         default_factory=lambda: ["count"]
     )
     off_board: Literal["fleet", "none"] = "fleet"
+    # an analyst's module instead of the built-ins: `on_board(window, params, state)`
+    # on every vehicle, `off_board(results, params, state)` on the server
+    on_board_module: ModuleSource | None = None
+    off_board_module: ModuleSource | None = None
     params: dict[Annotated[str, Meta(max_length=64)], Any] = msgspec.field(default_factory=dict)
     # answers that close an iteration: a count, a fraction of the selected vehicles, or all
     quorum: Annotated[int, Meta(ge=1, le=MAX_VEHICLES)] | Annotated[float, Meta(gt=0, le=1)] | None = None
@@ -126,6 +141,13 @@ class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("vehicles lists a vehicle twice")
         if len(set(self.signals)) != len(self.signals):
             raise ValueError("signals lists a signal twice")
+        if not self.on_board and self.on_board_module is None:
+            raise ValueError("no on-board method: name built-ins in on_board or give an on_board_module")
+
+    @property
+    def methods(self) -> list[str]:
+        """The built-in on-board methods, or none when a module computes on board."""
+        return [] if self.on_board_module is not None else self.on_board
 
 
 # --- server <-> vehicle ---------------------------------------------------------
@@ -139,14 +161,17 @@ class Task(Message, tag="task"):
     iteration: IterationNo
     signals: Annotated[list[SignalName], Meta(min_length=1, max_length=MAX_SIGNALS)]
     window: WindowSpec
-    methods: Annotated[list[MethodName], Meta(min_length=1, max_length=MAX_METHODS)]
+    methods: Annotated[list[MethodName], Meta(max_length=MAX_METHODS)]
     params: dict[Annotated[str, Meta(max_length=64)], Any]
     deadline: Annotated[float, Meta(gt=0, le=86_400)]
     state: Any = None
+    module: ModuleSource | None = None  # when set, it computes instead of `methods`
 
     def __post_init__(self) -> None:
         check_value(self.params, max_depth=8, max_items=100_000)
         check_value(self.state)
+        if not self.methods and self.module is None:
+            raise ValueError("a task needs built-in methods or a module")
 
 
 class CancelTask(Message, tag="cancel_task"):

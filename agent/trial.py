@@ -1,0 +1,140 @@
+"""`oodida try mine.py --log LOG --dbc DBC`: run a module as a vehicle would, locally.
+
+Analysts test here before they ship. It is the agent's own path: the log is replayed
+through the same decoder into the same signal store, the window is cut the same way,
+and the module runs in the same sandbox worker with the same limits. Exit 0 with the
+value printed, or 1 with the rule it broke and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from agent.modules import ModuleRunner, module_hash
+from agent.pump import Pump
+from agent.store import SignalStore
+from agent.tasks import SignalResolver
+from analytics.arrays import from_wire
+from hw.dbc import SignalDecoder
+from hw.sources import open_source
+from oodida.errors import OodidaError
+from oodida.logs import setup_logging
+from sandbox.errors import Violation
+from sandbox.supervisor import SandboxLimits
+from wire.messages import ModuleSource, WindowSpec
+
+_WINDOW = re.compile(r"^\s*(?:(next|latest)\s*:\s*)?([0-9]*\.?[0-9]+)\s*(s|samples?)?\s*$")
+
+
+def _window(text: str) -> WindowSpec:
+    m = _WINDOW.match(text)
+    if not m:
+        raise OodidaError(f"window {text!r}: write e.g. 5s, 100samples, latest:10s")
+    kind, amount, unit = m.groups()
+    return WindowSpec(amount=float(amount), unit="s" if unit in (None, "s") else "samples", kind=kind or "next")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, _, raw = text.partition("=")
+    try:
+        return key.strip(), tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), raw
+
+
+def plain(value: Any) -> Any:
+    value = from_wire(value)
+    if hasattr(value, "tolist"):
+        return plain(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
+    path = Path(args.module)
+    module = ModuleSource(name=path.name, source=path.read_text())
+    every = SignalDecoder(args.dbc)
+    signals = [every.resolve(s) for s in args.signals.split(",")]
+    decoder = SignalDecoder(args.dbc, signals)
+    store = SignalStore(retention=1e9, max_samples=10_000_000)
+    store.declare(list(decoder.signal_names))
+    store.bind_loop(asyncio.get_running_loop())
+    source = open_source("log", path=args.log, speed=0.0, offset=args.offset, loop=False, channel=args.channel)
+    pump = Pump("trial", source, decoder, store)
+    names = SignalResolver([decoder], store).resolve(args.signals.split(","))
+    spec = _window(args.window)
+    runner = ModuleRunner(SandboxLimits(call_timeout=args.call_timeout))
+    params = dict(_param(p) for p in args.param)
+    try:
+        if spec.kind == "next":  # as on a vehicle: the task is there before the data
+            waiting = asyncio.create_task(store.window(names, spec, timeout=args.timeout))
+            await asyncio.sleep(0)
+            pump.start()
+            window = await waiting
+        else:
+            pump.start()
+            while pump.state in ("starting", "running"):
+                await asyncio.sleep(0.02)
+            window = store.latest(names, spec)
+        out: dict[str, Any] = {
+            "module": module.name,
+            "code_hash": module_hash(module),
+            "window": {"kind": spec.kind, "samples": window.samples, "t_start": window.t_start, "t_end": window.t_end},
+        }
+        try:
+            value, flags = await runner.on_board(module, window, params, None)
+            out.update(ok=True, value=plain(value), flags=flags)
+        except Violation as exc:
+            out.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
+        return out
+    finally:
+        pump.stop()
+        await runner.close()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="oodida try", description="Run your module's on_board in the real sandbox on a recorded log."
+    )
+    parser.add_argument("module", metavar="FILE.py")
+    parser.add_argument("--log", required=True, help="a CAN log python-can reads (e.g. candump -L)")
+    parser.add_argument("--dbc", required=True)
+    parser.add_argument("--signals", required=True, help="comma-separated signal names, as in the DBC")
+    parser.add_argument("--window", default="10s", help="e.g. 10s (the first 10 s), 500samples, latest:10s")
+    parser.add_argument("--channel", help="keep only this channel's frames (e.g. can0)")
+    parser.add_argument("--offset", type=float, default=0.0, help="seconds into the log to start at")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the window")
+    parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds the module may run (as on a vehicle)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging("warning")
+    try:
+        out = asyncio.run(run_trial(args))
+    except (OodidaError, OSError) as exc:
+        print(f"oodida try: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out))
+    elif out["ok"]:
+        print(f"{out['module']} ({out['code_hash'][:12]}) on {out['window']['samples']}:")
+        print(json.dumps(out["value"], indent=2))
+        for flag in out["flags"]:
+            print(f"flag: {flag}")
+    else:
+        line = f" (line {out['line']})" if out.get("line") else ""
+        print(f"{out['module']}: {out['rule']}: {out['error']}{line}", file=sys.stderr)
+    return 0 if out["ok"] else 1
