@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import sys
 import types
 from typing import Any
 
@@ -20,7 +21,6 @@ from RestrictedPython.Guards import (
     full_write_guard,
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
-    safer_getattr,
 )
 
 from sandbox.errors import PolicyError, Problem, Rule, Violation
@@ -30,7 +30,7 @@ ENTRY_POINTS: dict[str, int] = {"on_board": 3, "off_board": 3, "migrate": 1}
 ALLOWED_IMPORTS: frozenset[str] = frozenset(FACADES)
 FORBIDDEN_BUILTINS = frozenset(
     "eval exec compile open __import__ globals locals vars breakpoint input help memoryview dir type object "
-    "super getattr setattr delattr hasattr classmethod staticmethod property id exit quit".split()
+    "super getattr setattr delattr hasattr classmethod staticmethod property id exit quit format".split()
 )
 # Attributes that reach frames, code, memory or files, even without a leading "_".
 FORBIDDEN_ATTRIBUTES = frozenset(
@@ -132,7 +132,11 @@ def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
         raise ForbiddenAttribute(f".{name} is not allowed")
     if isinstance(obj, (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)):
         raise ForbiddenAttribute(f"attributes of {type(obj).__name__} objects are not allowed")
-    return safer_getattr(obj, name)
+    if isinstance(obj, str) and name in ("format", "format_map"):
+        raise ForbiddenAttribute(f"str.{name} is not allowed")
+    # Not safer_getattr(obj, name): it returns None for a missing attribute, and a
+    # refused `np.load` must say so, not fail later as "None is not callable".
+    return getattr(obj, name)
 
 
 def _getitem(obj: Any, key: Any) -> Any:
@@ -164,9 +168,15 @@ class BoundedPrint(PrintCollector):
 
 
 def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-    if level or name not in ALLOWED_IMPORTS:
-        raise ForbiddenImport(f"{name} is not allowed (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})")
-    return _FACADES[name]
+    if not level and name in ALLOWED_IMPORTS:
+        return _FACADES[name]
+    # numpy's C code imports its own helpers lazily (`numpy._core._methods` for
+    # ndarray.mean) through the builtins of the calling frame: ours. User code cannot
+    # write such an import (the compile check refuses dotted and underscored names),
+    # so an already loaded numpy submodule is numpy talking to itself.
+    if not level and name.startswith("numpy.") and name in sys.modules:
+        return sys.modules[name]
+    raise ForbiddenImport(f"{name} is not allowed (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})")
 
 
 _FACADES = {name: make() for name, make in FACADES.items()}
@@ -242,8 +252,10 @@ def translate(exc: BaseException, filename: str) -> Violation:
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return Violation(Rule.ERROR, f"{type(exc).__name__} is not allowed", line)
     message = str(exc)
-    if isinstance(exc, AttributeError) and "not allowed" in message:
+    if isinstance(exc, AttributeError) and ("not allowed" in message or "not available in the sandbox" in message):
         return Violation(Rule.FORBIDDEN_ATTRIBUTE, message, line)
+    if isinstance(exc, TypeError) and "attribute-less object" in message:
+        return Violation(Rule.FORBIDDEN_ATTRIBUTE, "changing attributes of this object is not allowed", line)
     return Violation(Rule.ERROR, f"{type(exc).__name__}: {message}"[:2000], line)
 
 

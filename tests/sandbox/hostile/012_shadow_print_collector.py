@@ -1,0 +1,6 @@
+# expect: compile forbidden name
+# why: replace the print collector
+_print_ = 1
+
+def on_board(window, params, state):
+    return 1

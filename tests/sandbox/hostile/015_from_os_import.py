@@ -1,0 +1,6 @@
+# expect: compile forbidden import
+# why: from-import
+from os import environ
+
+def on_board(window, params, state):
+    return dict(environ)

@@ -1,0 +1,6 @@
+# expect: compile forbidden import
+# why: importlib loads anything
+import importlib
+
+def on_board(window, params, state):
+    return importlib.import_module('os')

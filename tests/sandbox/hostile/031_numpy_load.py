@@ -1,0 +1,6 @@
+# expect: runtime forbidden attribute
+# why: np.load reads (and unpickles) files
+import numpy as np
+
+def on_board(window, params, state):
+    return np.load('/etc/passwd')

@@ -1,0 +1,4 @@
+# expect: runtime result too large
+# why: two million items
+def on_board(window, params, state):
+    return list(range(2000000))

@@ -1,0 +1,4 @@
+# expect: compile forbidden name
+# why: read the parent's environment
+def on_board(window, params, state):
+    return open('/proc/1/environ', 'rb').read()

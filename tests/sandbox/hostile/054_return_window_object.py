@@ -1,0 +1,4 @@
+# expect: runtime disallowed return type
+# why: hand back the window's own object
+def on_board(window, params, state):
+    return window['SPEED']
