@@ -62,11 +62,20 @@ class Buffer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_samples: Annotated[int, Meta(ge=16, le=100_000_000)] = 200_000  # hard cap per signal
 
 
+class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Limits for analysts' modules on this vehicle."""
+
+    call_timeout: Annotated[float, Meta(gt=0, le=3600)] = 10.0  # wall-clock seconds per call
+    memory_mb: Annotated[int, Meta(ge=128, le=1 << 20)] = 1024  # the worker's address space
+    uid: Annotated[int, Meta(ge=1)] = 65534  # the worker's uid when the agent runs as root
+
+
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     vehicle: Identity
     server: ServerLink
     sources: Annotated[list[Source], Meta(min_length=1, max_length=64)]
     buffer: Buffer = Buffer()
+    sandbox: Sandbox = Sandbox()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -13,6 +13,7 @@ import signal
 from dataclasses import dataclass
 
 from agent.config import AgentConfig, BusSource, LogSource
+from agent.modules import ModuleRunner
 from agent.outbox import Outbox
 from agent.pump import Pump
 from agent.store import SignalStore
@@ -20,6 +21,7 @@ from agent.tasks import SignalResolver, TaskRunner
 from agent.uplink import Uplink
 from hw.dbc import SignalDecoder
 from hw.sources import open_source
+from sandbox.supervisor import SandboxLimits
 from wire.messages import SourceState, VehicleStatus
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,10 @@ def build_agent(config: AgentConfig) -> Agent:
     outbox = Outbox()
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
-    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result)
+    limits = SandboxLimits(
+        call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid
+    )
+    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result, ModuleRunner(limits))
     agent = Agent(config, store, pumps, outbox, runner, uplink)
     uplink.bind(on_task=runner.submit, on_cancel=runner.cancel, status=agent.status)
     return agent

@@ -75,6 +75,7 @@ class LocalFleet:
     signals: list[str] | None = None  # None: every signal in the DBC
     log_level: str = "info"
     server_options: dict[str, Any] = field(default_factory=dict)
+    agent_sandbox: dict[str, Any] = field(default_factory=dict)  # the agents' [sandbox] table
     port: int = field(default_factory=free_port)
     token_vehicle: str = field(default_factory=lambda: secrets.token_hex(16))
     token_analyst: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -138,6 +139,8 @@ class LocalFleet:
             f'[server]\nhost = "127.0.0.1"\nport = {self.port}\ntoken = "{self.token_vehicle}"\n'
             f"backoff_min = 0.1\nbackoff_max = 2.0\nstatus_interval = 0.5\n\n"
             f'[[sources]]\nkind = "log"\n{lines}'
+            + ("\n[sandbox]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.agent_sandbox.items())
+               if self.agent_sandbox else "")
         )
         return path
 

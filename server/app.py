@@ -23,6 +23,7 @@ from server.config import ServerConfig
 from server.reports import build_report
 from server.modules import OffBoardRunner, check_spec_modules
 from server.runner import AssignmentRunner
+from sandbox.supervisor import SandboxLimits
 from server.store import Store
 from wire import PROTOCOL_VERSION, Connection, RemoteProtocolError, Role, Side, version_problem
 from wire.messages import (
@@ -71,7 +72,10 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self.port: int | None = None
-        self.off_board = OffBoardRunner()
+        sandbox = config.sandbox
+        self.off_board = OffBoardRunner(
+            SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
+        )
 
     # --- lifecycle ------------------------------------------------------------------
 

@@ -32,8 +32,17 @@ class Auth(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     analyst_token: Annotated[str, Meta(min_length=8, max_length=512)]
 
 
+class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Limits for analysts' off-board modules."""
+
+    call_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    memory_mb: Annotated[int, Meta(ge=128, le=1 << 20)] = 2048
+    uid: Annotated[int, Meta(ge=1)] = 65534
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     auth: Auth
+    sandbox: Sandbox = Sandbox()
     listen: Listen = Listen()
     database: str = "oodida-server.sqlite3"
     name: Annotated[str, Meta(max_length=64)] = "oodida"

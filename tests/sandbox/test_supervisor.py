@@ -1,0 +1,113 @@
+"""The supervisor's promises: a long-lived worker, a budget per call, and a fresh
+worker (with every module re-loaded) after any breach or death."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from sandbox.errors import Rule
+from sandbox.supervisor import SandboxLimits, Supervisor
+from tests.conftest import run
+
+MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['x'].v))\n"
+SLOW = "def on_board(window, params, state):\n    while True:\n        pass\n"
+OFF = (
+    "def off_board(results, params, state):\n"
+    "    total = sum(r['n'] for r in results.values())\n"
+    "    return {'total': total, 'previous': state}\n"
+)
+WINDOW = {"x": (np.arange(10.0), np.arange(10.0))}
+
+
+def test_one_worker_serves_many_calls():
+    async def main():
+        s = Supervisor()
+        await s.start()
+        try:
+            digest = await s.load(MEAN, "mean.py")
+            pid = s.pid
+            for _ in range(50):
+                outcome = await s.call(digest, "on_board", window=WINDOW)
+                assert outcome.ok and outcome.value == 4.5
+            return pid, s.pid, s.restarts
+        finally:
+            await s.close()
+
+    before, after, restarts = run(main())
+    assert before == after and restarts == 0
+
+
+def test_a_timeout_kills_the_worker_and_the_next_call_gets_a_fresh_one_with_its_modules():
+    async def main():
+        s = Supervisor(SandboxLimits(call_timeout=0.5))
+        await s.start()
+        try:
+            mean = await s.load(MEAN, "mean.py")
+            slow = await s.load(SLOW, "slow.py")
+            first = s.pid
+            outcome = await s.call(slow, "on_board", window=WINDOW)
+            assert outcome.rule is Rule.TIMEOUT and "0.5 s" in outcome.message
+            with pytest.raises(ProcessLookupError):
+                os.kill(first, 0)
+            again = await s.call(mean, "on_board", window=WINDOW)  # re-loaded into the new worker
+            return first, s.pid, again
+        finally:
+            await s.close()
+
+    first, second, again = run(main())
+    assert first != second and again.ok and again.value == 4.5
+
+
+def test_a_worker_that_dies_mid_call_is_a_crash_and_is_replaced():
+    async def main():
+        s = Supervisor(SandboxLimits(call_timeout=5))
+        await s.start()
+        try:
+            slow = await s.load(SLOW, "slow.py")
+            mean = await s.load(MEAN, "mean.py")
+            call = asyncio.create_task(s.call(slow, "on_board", window=WINDOW))
+            await asyncio.sleep(0.3)
+            os.kill(s.pid, signal.SIGSEGV)
+            outcome = await call
+            after = await s.call(mean, "on_board", window=WINDOW)
+            return outcome, after
+        finally:
+            await s.close()
+
+    outcome, after = run(main())
+    assert outcome.rule is Rule.CRASH and "SIGSEGV" in outcome.message
+    assert after.ok
+
+
+def test_off_board_gets_results_and_state():
+    async def main():
+        s = Supervisor()
+        await s.start()
+        try:
+            digest = await s.load(OFF, "off.py")
+            return await s.call(digest, "off_board", results={"a": {"n": 2}, "b": {"n": 3}}, params={}, state=[1])
+        finally:
+            await s.close()
+
+    outcome = run(main())
+    assert outcome.ok and outcome.value == {"total": 5, "previous": [1]}
+
+
+def test_nan_results_are_allowed_and_flagged():
+    src = "def on_board(window, params, state):\n    return {'x': float('nan'), 'ok': 1.0}\n"
+
+    async def main():
+        s = Supervisor()
+        await s.start()
+        try:
+            return await s.call(await s.load(src, "nan.py"), "on_board", window=WINDOW)
+        finally:
+            await s.close()
+
+    outcome = run(main())
+    assert outcome.ok and outcome.flags == ["nan at $.x"]
