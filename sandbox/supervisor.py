@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import mmap
 import os
 import signal
 import subprocess
@@ -45,6 +46,7 @@ class SandboxLimits:
     max_result_bytes: int = 16 * 2**20
     uid: int = 65534
     netns: bool = True
+    arena_mb: int = 64  # shared memory for windows; a bigger window goes over the pipe
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Supervisor:
         self._loaded: set[str] = set()  # hashes loaded into the current worker
         self._lock = asyncio.Lock()
         self.restarts = 0
-        self._cpu_used = 0.0
+        self._arena: mmap.mmap | None = None
 
     @property
     def pid(self) -> int | None:
@@ -86,6 +88,10 @@ class Supervisor:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         limits = self.limits
+        # A fresh arena per worker, mapped by it before its seccomp filter loads.
+        arena_fd = os.memfd_create("oodida-arena", os.MFD_CLOEXEC)
+        os.ftruncate(arena_fd, limits.arena_mb << 20)
+        self._arena = mmap.mmap(arena_fd, limits.arena_mb << 20)
         config = {
             "rfd": to_r,
             "wfd": from_w,
@@ -94,6 +100,8 @@ class Supervisor:
             "open_files": limits.open_files,
             "uid": limits.uid,
             "netns": limits.netns,
+            "arena_fd": arena_fd,
+            "arena_size": limits.arena_mb << 20,
         }
         import json
 
@@ -107,13 +115,14 @@ class Supervisor:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
-                pass_fds=(to_r, from_w),
+                pass_fds=(to_r, from_w, arena_fd),
                 env=env,
                 cwd="/",
             )
         finally:
             os.close(to_r)
             os.close(from_w)
+            os.close(arena_fd)
         self._to_worker, self._from_worker = to_w, from_r
         self._loaded = set()
         try:
@@ -142,6 +151,9 @@ class Supervisor:
                 except OSError:
                     pass
         self._to_worker = self._from_worker = None
+        if self._arena is not None:
+            self._arena.close()
+            self._arena = None
 
     async def close(self) -> None:
         async with self._lock:
@@ -193,15 +205,35 @@ class Supervisor:
             "op": "call", "hash": digest, "entry": entry, "params": params, "state": state,
             "max_bytes": self.limits.max_result_bytes,
         }
-        if window is not None:
-            request["window"] = {k: [np.asarray(t, np.float64), np.asarray(v, np.float64)] for k, (t, v) in window.items()}
         if results is not None:
             request["results"] = dict(results)
         async with self._lock:
             broken = await self._ensure(digest)
             if broken is not None:
                 return broken
+            if window is not None:
+                arrays = {k: (np.asarray(t, np.float64), np.asarray(v, np.float64)) for k, (t, v) in window.items()}
+                placed = self._place(arrays)
+                if placed is not None:
+                    request["arena"] = placed
+                else:  # too big for the arena: raw bytes over the pipe
+                    request["window"] = {k: [t, v] for k, (t, v) in arrays.items()}
             return await self._request(request)
+
+    def _place(self, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[int]] | None:
+        """Copy the window into the shared arena; {name: [offset_t, offset_v, n]}."""
+        arena = self._arena
+        need = sum(t.nbytes + v.nbytes for t, v in arrays.values())
+        if arena is None or need > len(arena):
+            return None
+        placed, offset = {}, 0
+        for name, (t, v) in arrays.items():
+            n = len(t)
+            np.frombuffer(arena, np.float64, n, offset)[:] = t
+            np.frombuffer(arena, np.float64, n, offset + t.nbytes)[:] = v
+            placed[name] = [offset, offset + t.nbytes, n]
+            offset += t.nbytes + v.nbytes
+        return placed
 
     async def _request(self, request: dict[str, Any]) -> CallOutcome:
         assert self._to_worker is not None and self._from_worker is not None and self.proc is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import sys
 import time
 from typing import Any
@@ -47,8 +48,9 @@ def _warm_up() -> None:
 
 
 class Worker:
-    def __init__(self, rfd: int, wfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, arena: mmap.mmap | None = None) -> None:
         self.rfd, self.wfd = rfd, wfd
+        self.arena = arena
         self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def serve(self) -> None:
@@ -90,7 +92,18 @@ class Worker:
         entry = request["entry"]
         started = time.perf_counter()
         if entry == "on_board":
-            window = {k: policy.make_signal(np.array(t), np.array(v)) for k, (t, v) in request["window"].items()}
+            if "arena" in request:
+                # Copied out of the arena: a module that kept a view would otherwise
+                # see the next call's window, maybe another assignment's data.
+                window = {
+                    k: policy.make_signal(
+                        np.frombuffer(self.arena, np.float64, n, ot).copy(),
+                        np.frombuffer(self.arena, np.float64, n, ov).copy(),
+                    )
+                    for k, (ot, ov, n) in request["arena"].items()
+                }
+            else:
+                window = {k: policy.make_signal(np.array(t), np.array(v)) for k, (t, v) in request["window"].items()}
             args: tuple[Any, ...] = (window, request.get("params") or {}, request.get("state"))
         elif entry == "off_board":
             args = (request.get("results") or {}, request.get("params") or {}, request.get("state"))
@@ -105,6 +118,7 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     rfd, wfd = config["rfd"], config["wfd"]
     try:
+        arena = mmap.mmap(config["arena_fd"], config["arena_size"], prot=mmap.PROT_READ)
         layers = confine(config, rfd, wfd)
     except Exception as exc:  # say why on the pipe: stderr goes nowhere
         protocol.write_message(wfd, {"ok": False, "message": f"worker start failed: {type(exc).__name__}: {exc}"})
@@ -112,7 +126,7 @@ def main() -> None:
     protocol.write_message(wfd, {"ok": True, "ready": True, "layers": [
         {"name": layer.name, "applied": layer.applied, "detail": layer.detail} for layer in layers
     ]})
-    Worker(rfd, wfd).serve()
+    Worker(rfd, wfd, arena).serve()
 
 
 def confine(config: dict[str, Any], rfd: int, wfd: int) -> list[hardening.Layer]:

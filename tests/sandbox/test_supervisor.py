@@ -111,3 +111,32 @@ def test_nan_results_are_allowed_and_flagged():
 
     outcome = run(main())
     assert outcome.ok and outcome.flags == ["nan at $.x"]
+
+
+KEEPER = (
+    "kept = []\n\n"
+    "def on_board(window, params, state):\n"
+    "    kept.append(window['x'].v)\n"
+    "    return [float(k.sum()) for k in kept]\n"
+)
+
+
+def test_windows_through_the_arena_are_private_copies_and_big_ones_use_the_pipe():
+    """A module that keeps last call's window must not see this call's data in it
+    (the arena is reused), and a window bigger than the arena still arrives."""
+
+    async def main():
+        s = Supervisor(SandboxLimits(arena_mb=1))
+        await s.start()
+        try:
+            digest = await s.load(KEEPER, "keeper.py")
+            a = await s.call(digest, "on_board", window={"x": (np.arange(10.0), np.ones(10))})
+            b = await s.call(digest, "on_board", window={"x": (np.arange(10.0), np.full(10, 2.0))})
+            n = 200_000  # 3.2 MB: more than the 1 MiB arena
+            c = await s.call(digest, "on_board", window={"x": (np.arange(float(n)), np.ones(n))})
+            return a, b, c
+        finally:
+            await s.close()
+
+    a, b, c = run(main())
+    assert a.value == [10.0] and b.value == [10.0, 20.0] and c.value == [10.0, 20.0, 200_000.0]
