@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/decode_throughput.py
 	$(BIN)/python bench/iteration_roundtrip.py
+	$(BIN)/python bench/sandbox_calls.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

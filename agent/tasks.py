@@ -106,11 +106,9 @@ class TaskRunner:
             names = self.resolver.resolve(task.signals)
             window = await self.store.window(names, task.window, timeout=task.deadline)
             state = from_wire(task.state)
+            flags: list[str] = []
             if task.module is not None:
                 value, flags = await self.modules.on_board(task.module, window, task.params, state)
-                if flags:
-                    log.info("assignment %d iteration %d: module result flagged: %s", task.assignment,
-                             task.iteration, "; ".join(flags[:5]))
             else:
                 value = await asyncio.to_thread(
                     registry.run_on_board, task.methods, window.series, task.params, state
@@ -123,6 +121,7 @@ class TaskRunner:
                 t_start=window.t_start,
                 t_end=window.t_end,
                 elapsed=time.monotonic() - started,
+                flags=[f[:256] for f in flags[:64]],
             )
         except asyncio.CancelledError:
             log.info("task %d/%d cancelled", task.assignment, task.iteration)

@@ -49,6 +49,7 @@ def report_json(report: IterationReport) -> dict[str, Any]:
                 "samples": r.samples,
                 "code_hash": r.code_hash,
                 "late": r.late,
+                "flags": r.flags,
             }
             for v, r in sorted(report.vehicles.items())
         },
@@ -150,6 +151,8 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
         elif value is not None:
             lines.append(f"{m}: {value}")
     for who, r in sorted(report.vehicles.items()):
+        if r.flags:
+            lines.append(f"  {who}: flagged: {'; '.join(r.flags[:5])}")
         if not r.ok:
             lines.append(f"  {who}: error: {r.error}")
         elif r.late:

@@ -41,6 +41,7 @@ def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request:
             error=r.error,
             samples=r.samples,
             late=r.vehicle in late,
+            flags=r.flags,
         )
         for r in results
     }

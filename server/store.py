@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS results (
     elapsed    REAL NOT NULL,
     received   REAL NOT NULL,
     late       INTEGER NOT NULL DEFAULT 0,
+    flags      TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (assignment, iteration, vehicle)
 );
 """
@@ -208,7 +209,7 @@ class Store:
         """Store a vehicle's result once; False when this key was already stored."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
-            " t_start, t_end, elapsed, received, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " t_start, t_end, elapsed, received, late, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 result.assignment,
                 result.iteration,
@@ -223,13 +224,14 @@ class Store:
                 result.elapsed,
                 time.time(),
                 int(late),
+                json.dumps(result.flags),
             ),
         )
         return cur.rowcount == 1
 
     def results(self, assignment: int, iteration: int) -> list[Result]:
         rows = self.db.execute(
-            "SELECT vehicle, ok, value, error, code_hash, samples, t_start, t_end, elapsed, late FROM results"
+            "SELECT vehicle, ok, value, error, code_hash, samples, t_start, t_end, elapsed, flags FROM results"
             " WHERE assignment = ? AND iteration = ? ORDER BY vehicle",
             (assignment, iteration),
         )
@@ -246,6 +248,7 @@ class Store:
                 t_start=r[6],
                 t_end=r[7],
                 elapsed=r[8],
+                flags=json.loads(r[9]),
             )
             for r in rows
         ]

@@ -192,6 +192,9 @@ class Result(Message, tag="result"):
     t_start: Timestamp | None = None
     t_end: Timestamp | None = None
     elapsed: Seconds = 0.0
+    flags: Annotated[list[Annotated[str, Meta(max_length=256)]], Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )  # e.g. NaN or infinity found in a module's value, with where
 
     def __post_init__(self) -> None:
         check_value(self.value)
@@ -283,6 +286,7 @@ class VehicleReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     error: Text | None = None
     samples: dict[SignalName, Count] = msgspec.field(default_factory=dict)
     late: bool = False
+    flags: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_value(self.value)

@@ -149,3 +149,13 @@ def test_check_and_try_from_the_command_line(tmp_path):
     result = json.loads(tried.stdout)
     assert result["ok"] and result["window"]["samples"]["SPEED"] > 0
     assert result["value"]["samples"] == result["window"]["samples"]["SPEED"]
+
+
+def test_nan_in_a_module_result_is_kept_and_flagged_for_the_analyst(fleet):
+    nan = ModuleSource(name="nan.py", source="def on_board(window, params, state):\n    return {'x': float('nan')}\n")
+    spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), on_board_module=nan)
+    items, _ = follow(fleet, spec)
+    for vehicle in fleet.vehicle_ids:
+        r = items[0].vehicles[vehicle]
+        assert r.ok and r.flags == ["nan at $.x"]
+        assert r.value["x"] != r.value["x"]  # NaN itself arrives
