@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +19,15 @@ from agent.modules import ModuleRunner, module_hash
 from agent.pump import Pump
 from agent.store import SignalStore
 from agent.tasks import SignalResolver
-from analytics.arrays import from_wire
+from analytics.arrays import to_json_ready
 from hw.dbc import SignalDecoder
 from hw.sources import open_source
+from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from sandbox.errors import Violation
 from sandbox.supervisor import SandboxLimits
 from wire.messages import ModuleSource, WindowSpec
-
-_WINDOW = re.compile(r"^\s*(?:(next|latest)\s*:\s*)?([0-9]*\.?[0-9]+)\s*(s|samples?)?\s*$")
-
-
-def _window(text: str) -> WindowSpec:
-    m = _WINDOW.match(text)
-    if not m:
-        raise OodidaError(f"window {text!r}: write e.g. 5s, 100samples, latest:10s")
-    kind, amount, unit = m.groups()
-    return WindowSpec(amount=float(amount), unit="s" if unit in (None, "s") else "samples", kind=kind or "next")
-
-
-def _param(text: str) -> tuple[str, Any]:
-    key, _, raw = text.partition("=")
-    try:
-        return key.strip(), tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key.strip(), raw
-
-
-def plain(value: Any) -> Any:
-    value = from_wire(value)
-    if hasattr(value, "tolist"):
-        return plain(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
 
 async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.module)
@@ -75,9 +41,9 @@ async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
     source = open_source("log", path=args.log, speed=0.0, offset=args.offset, loop=False, channel=args.channel)
     pump = Pump("trial", source, decoder, store)
     names = SignalResolver([decoder], store).resolve(args.signals.split(","))
-    spec = _window(args.window)
+    spec = WindowSpec(**{"kind": "next", **parse_window(args.window)})
     runner = ModuleRunner(SandboxLimits(call_timeout=args.call_timeout))
-    params = dict(_param(p) for p in args.param)
+    params = dict(parse_param(p) for p in args.param)
     try:
         if spec.kind == "next":  # as on a vehicle: the task is there before the data
             waiting = asyncio.create_task(store.window(names, spec, timeout=args.timeout))
@@ -96,7 +62,7 @@ async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
         }
         try:
             value, flags = await runner.on_board(module, window, params, None)
-            out.update(ok=True, value=plain(value), flags=flags)
+            out.update(ok=True, value=to_json_ready(value), flags=flags)
         except Violation as exc:
             out.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
         return out

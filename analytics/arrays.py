@@ -8,6 +8,8 @@ received bytes (read-only, no copy): methods never write into a partial.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,4 +71,19 @@ def from_wire(value: Any) -> Any:
         return [from_wire(item) for item in value]
     if isinstance(value, dict):
         return {key: from_wire(item) for key, item in value.items()}
+    return value
+
+
+def to_json_ready(value: Any) -> Any:
+    """A value for people and scripts: arrays to lists, NaN and infinities to strings
+    (JSON has no spelling for them)."""
+    value = from_wire(value)
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): to_json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value

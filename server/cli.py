@@ -17,11 +17,12 @@ from typing import Any
 
 import msgspec
 
+from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from server.client import AnalystClient, RequestFailed
 from server.render import plain, render_report, render_status, report_json
-from server.spec import build_spec, parse_param, parse_window
+from server.spec import build_spec
 from wire.messages import IterationReport, ResultsEnd
 
 log = logging.getLogger(__name__)

@@ -11,24 +11,13 @@ import datetime as dt
 import math
 from typing import Any
 
-from analytics.arrays import from_wire
+from analytics.arrays import to_json_ready
 from wire.messages import IterationReport, StatusReply
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
-def plain(value: Any) -> Any:
-    """A report value as JSON-ready data (arrays to lists, NaN/inf to strings)."""
-    value = from_wire(value)
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+plain = to_json_ready
 
 
 def report_json(report: IterationReport) -> dict[str, Any]:

@@ -6,7 +6,6 @@ validation the server applies, so a typo is caught before anything is sent.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,33 +18,6 @@ from wire.messages import AssignmentSpec
 
 class SpecError(OodidaError, ValueError):
     """The assignment as written cannot be run; the message says which part and why."""
-
-
-_WINDOW = re.compile(r"^\s*(?:(next|latest)\s*:\s*)?([0-9]*\.?[0-9]+)\s*(s|samples?)?\s*$")
-
-
-def parse_window(text: str) -> dict[str, Any]:
-    """`5s`, `100samples`, `latest:10s`, `next:2.5s` -> a window table."""
-    m = _WINDOW.match(text)
-    if not m:
-        raise SpecError(f"window {text!r}: write e.g. 5s, 100samples, latest:10s")
-    kind, amount, unit = m.groups()
-    window: dict[str, Any] = {"amount": float(amount), "unit": "s" if unit in (None, "s") else "samples"}
-    if kind:
-        window["kind"] = kind
-    return window
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """`k=3`, `bins=[0, 10, 20]`, `q=[0.1,0.9]`: the value is read as TOML, else text."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise SpecError(f"parameter {text!r}: write NAME=VALUE")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
 
 
 def read_module(path: Path) -> dict[str, str]:

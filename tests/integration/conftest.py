@@ -6,6 +6,23 @@ import asyncio
 import time
 
 from oodida.fleet import LocalFleet
+from tests.conftest import run
+
+
+def start_replayed(fleet: LocalFleet) -> None:
+    """Start the fleet and wait until every agent has replayed its log to the end,
+    so their buffers hold exactly the data the tests compute with numpy."""
+    fleet.start()
+
+    async def ready() -> None:
+        client = await fleet.client()
+        try:
+            await fleet.wait_connected(client)
+            await wait_sources(client, fleet)
+        finally:
+            await client.close()
+
+    run(ready(), timeout=90)
 
 
 async def wait_sources(client, fleet: LocalFleet, state: str = "ended", timeout: float = 60.0) -> None:

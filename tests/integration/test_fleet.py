@@ -13,7 +13,7 @@ import pytest
 
 from oodida.fleet import LocalFleet
 from tests.conftest import run
-from tests.integration.conftest import wait_sources
+from tests.integration.conftest import start_replayed
 from wire.messages import AssignmentSpec, WindowSpec
 
 pytestmark = pytest.mark.integration
@@ -34,17 +34,7 @@ def replayed_fleet(tmp_path_factory):
         signals=["SPEED", STEER],
     )
     with fleet:
-        fleet.start()
-
-        async def ready():
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client)
-                await wait_sources(client, fleet)
-            finally:
-                await client.close()
-
-        run(ready(), timeout=90)
+        start_replayed(fleet)
         yield fleet
 
 

@@ -3,7 +3,6 @@ board in the server's, and a hostile module that costs nothing but its own resul
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from oodida.fleet import LocalFleet
 from server.client import RequestFailed
 from tests.conftest import run
-from tests.integration.conftest import wait_sources
+from tests.integration.conftest import start_replayed
 from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
@@ -35,17 +34,7 @@ def fleet(tmp_path_factory):
         signals=["SPEED"], agent_sandbox={"call_timeout": 2.0},
     )
     with fleet:
-        fleet.start()
-
-        async def ready():
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client)
-                await wait_sources(client, fleet)
-            finally:
-                await client.close()
-
-        run(ready(), timeout=90)
+        start_replayed(fleet)
         yield fleet
 
 
