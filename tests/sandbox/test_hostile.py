@@ -18,7 +18,6 @@ import pytest
 from sandbox.errors import PolicyError, Rule
 from sandbox.policy import check_source
 from sandbox.supervisor import SandboxLimits, Supervisor
-from tests.conftest import run
 from tests.sandbox.corpus import load_corpus
 
 CORPUS = load_corpus()
