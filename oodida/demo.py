@@ -4,7 +4,9 @@ Five agents replay the same recorded RAV4 drive from different offsets (so each
 "vehicle" sees different road), a server gathers them, and the demo submits:
 1. statistics of speed and steering angle, 3 iterations of the next 5 s of driving;
 2. federated k-means on (speed, steering angle), 4 iterations over the latest 20 s,
-   where each iteration's centroids go to the vehicles with the next task.
+   where each iteration's centroids go to the vehicles with the next task;
+3. an analyst's own module (examples/speeding.py), run in every agent's sandbox on
+   board and in the server's off board.
 Every process is stopped at the end, on error and on Ctrl-C.
 """
 
@@ -21,7 +23,7 @@ from oodida.fleet import FleetError, LocalFleet
 from oodida.logs import setup_logging
 from server.cli import follow_results
 from server.client import RequestFailed
-from wire.messages import AssignmentSpec, WindowSpec
+from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]
 
@@ -39,6 +41,24 @@ STATS = AssignmentSpec(
     },
     deadline=30.0,
 )
+
+SPEEDING_MODULE = Path(__file__).resolve().parents[1] / "examples" / "speeding.py"
+
+
+def speeding() -> AssignmentSpec:
+    """The analyst's own module (examples/speeding.py), on board and off board, in the sandbox."""
+    module = ModuleSource(name="speeding.py", source=SPEEDING_MODULE.read_text())
+    return AssignmentSpec(
+        name="speeding (your own module)",
+        signals=["SPEED"],
+        window=WindowSpec(amount=10.0, unit="s", kind="latest"),
+        iterations=2,
+        on_board_module=module,
+        off_board_module=module,
+        params={"limit": 65.0},
+        deadline=30.0,
+    )
+
 
 KMEANS = AssignmentSpec(
     name="driving modes",
@@ -61,15 +81,16 @@ async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
         await fleet.wait_connected(client)
         say(f"{fleet.vehicles} vehicles connected in {time.monotonic() - started:.1f} s\n")
         ok = True
-        for spec in (STATS, KMEANS):
+        for spec in (STATS, KMEANS, speeding()):
             submitted = await client.submit(spec)
+            what = ", ".join(spec.methods) or spec.on_board_module.name  # type: ignore[union-attr]
             say(
-                f"assignment {submitted.assignment} '{spec.name}': {', '.join(spec.on_board)} of "
+                f"assignment {submitted.assignment} '{spec.name}': {what} of "
                 f"{', '.join(spec.signals)}, {spec.iterations} iterations of the {spec.window.kind} "
                 f"{spec.window.amount:g} {spec.window.unit}, on {', '.join(submitted.vehicles)}\n"
             )
             final = await follow_results(
-                client, submitted.assignment, follow=True, since=0, as_json=as_json, methods=spec.on_board
+                client, submitted.assignment, follow=True, since=0, as_json=as_json, methods=spec.methods
             )
             ok = ok and final == "done"
             say("")

@@ -167,7 +167,7 @@ async def _submit(args: argparse.Namespace) -> int:
         if not args.wait:
             return 0
         final = await follow_results(
-            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.on_board
+            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.methods
         )
     return 0 if final == "done" else 1
 

@@ -111,7 +111,10 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
     if fleet is not None:
         rows["fleet"] = fleet
     sample = next(iter(rows.values()), None)
-    methods = methods or (list(sample) if isinstance(sample, dict) else [])
+    if methods == [] or (methods is None and not _looks_builtin(sample)):
+        lines.extend(_render_module_values(rows))  # an analyst's module: its own shapes
+        methods = []
+    methods = methods if methods is not None else (list(sample) if isinstance(sample, dict) else [])
     tabular = [m for m in methods if m != "kmeans" and isinstance(sample, dict) and _per_signal(sample.get(m))]
     if tabular:
         signals: list[str] = []
@@ -149,6 +152,25 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
     if report.missing:
         lines.append(f"  no answer from: {', '.join(report.missing)}")
     return "\n".join(lines)
+
+
+def _looks_builtin(sample: Any) -> bool:
+    from analytics.registry import method_names
+
+    return isinstance(sample, dict) and bool(sample) and set(sample) <= set(method_names())
+
+
+def _render_module_values(rows: dict[str, Any]) -> list[str]:
+    """One line per vehicle (and the fleet): flat dicts as key=value, else the value."""
+    width = max((len(who) for who in rows), default=5) + 2
+    out = []
+    for who, value in rows.items():
+        if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            text = "  ".join(f"{k}={_num(v)}" for k, v in value.items())
+        else:
+            text = str(value)
+        out.append(f"  {who:<{width}}{text}")
+    return out
 
 
 def _render_kmeans(value: dict[str, Any]) -> list[str]:

@@ -41,8 +41,10 @@ def test_demo_runs_to_the_end_and_exits_0(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "5 vehicles connected" in out.stdout
-    assert out.stdout.count("· complete ·") == 3 + 4  # every iteration of both assignments
-    assert "assignment 1: done" in out.stdout and "assignment 2: done" in out.stdout
+    assert out.stdout.count("· complete ·") == 3 + 4 + 2  # every iteration of all three assignments
+    for assignment in (1, 2, 3):
+        assert f"assignment {assignment}: done" in out.stdout
+    assert "share_over=" in out.stdout  # the analyst's own module ran, off board too
     assert processes_mentioning(str(workdir)) == []
 
 
