@@ -1,101 +1,271 @@
-"""What the sandbox costs: a warm call, a big window, replacing a killed worker.
+"""What the sandbox costs: a warm worker's round trip, a 10^6-sample window, replacing
+a killed worker; each against baselines measured in the same run.
 
-Run on demand:  .venv/bin/python bench/sandbox_calls.py [--calls 2000]
+Run on demand, not as a test:
 
-Each figure comes with its baselines, measured in the same run: the same function
-called in this process (no sandbox at all), and a fresh process per call (what a
-sandbox without a long-lived worker would pay).
+    .venv/bin/python bench/sandbox_calls.py [--calls 2000] [--window-calls 30] [--spawns 20] [--kills 10] [--json]
+
+Figures (wall clock, time.perf_counter, medians and 99th percentiles):
+
+1. Small call: `on_board` returning `params['x'] + len(window)` over a 10-sample
+   window, through a warm, long-lived, fully confined worker (`Supervisor.call`:
+   arena write, CBOR request, pipe, RestrictedPython call, result check, CBOR reply).
+2. Window of 10^6 float64 samples (t and v: 16 MB) whose mean the module returns:
+   through the shared-memory arena with private copies (the default), with views
+   (copy_windows=False), and inline through the pipe as CBOR typed arrays (the path
+   for a window larger than the arena).
+3. Replacing a killed worker: from the moment a call's budget ends (SIGKILL) to the
+   next call's answer on the fresh worker (the replacement starts in the background
+   at the kill, then the module is re-loaded into it); and a worker killed from
+   outside between calls, to the next call's answer.
+
+Baselines, same run, same module source:
+
+- in-process: policy.load_module once, then policy.call_entry + check_result per
+  call in this process (the same restricted code, no process boundary, the window's
+  arrays handed over as they are; a second row adds the private copies the worker
+  makes by default);
+- fresh process per call: `python -I -S -c` that imports numpy and the policy,
+  compiles the module, reads the window's bytes from stdin, calls it and prints the
+  result (the same work as the worker, without its confinement); and a fresh,
+  confined worker per call (Supervisor start, load, call, close).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import signal
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from sandbox.supervisor import SandboxLimits, Supervisor
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-SMALL = "def on_board(window, params, state):\n    return {'n': len(window['x'].v)}\n"
-MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['x'].v))\n"
+from sandbox import policy  # noqa: E402
+from sandbox.results import check_result  # noqa: E402
+from sandbox.supervisor import SandboxLimits, Supervisor  # noqa: E402
+
+SMALL = "def on_board(window, params, state):\n    return params['x'] + len(window['s'])\n"
+MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['s'].v))\n"
+SPIN = "def on_board(window, params, state):\n    while True:\n        pass\n"
+
+FRESH = r'''
+import sys, json
+cfg = json.loads(sys.argv[1]); sys.path[:0] = cfg["path"]
+import numpy as np
+from sandbox import policy
+from sandbox.results import check_result
+data = sys.stdin.buffer.read()
+n = cfg["n"]
+arr = np.frombuffer(data, dtype=np.float64)
+window = {"s": policy.make_signal(arr[:n].copy(), arr[n:].copy())}
+ns = policy.load_module(cfg["source"], "m.py")
+value, flags = check_result(policy.call_entry(ns, "on_board", window, cfg["params"], None))
+print(json.dumps(value))
+'''
 
 
-def stats(samples: list[float]) -> str:
-    s = sorted(samples)
-    p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
-    return f"median {statistics.median(s) * 1e3:8.3f} ms  p99 {p99 * 1e3:8.3f} ms  (n {len(s)})"
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def in_process(fn, args, n: int) -> list[float]:
+def fmt(seconds: float) -> str:
+    if abs(seconds) < 1e-3:
+        return f"{seconds * 1e6:8.1f} µs"
+    if abs(seconds) < 1:
+        return f"{seconds * 1e3:8.2f} ms"
+    return f"{seconds:8.3f} s "
+
+
+class Table:
+    def add(self, name: str, samples: list[float]) -> float:
+        med = statistics.median(samples)
+        print(f"  {name:<60} median {fmt(med)}  p99 {fmt(pct(samples, 99))}  (n={len(samples)})", flush=True)
+        return med
+
+
+def window_of(n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return {"s": (np.arange(n) * 0.01, rng.normal(50, 10, n))}
+
+
+def in_process(
+    source: str, window: dict[str, tuple[np.ndarray, np.ndarray]], params: dict, n: int, copy: bool = False
+) -> list[float]:
+    namespace = policy.load_module(source, "m.py")
     out = []
     for _ in range(n):
-        t = time.perf_counter()
-        fn(*args)
-        out.append(time.perf_counter() - t)
+        started = time.perf_counter()
+        signals = {k: policy.make_signal(t.copy() if copy else t.view(), v.copy() if copy else v.view())
+                   for k, (t, v) in window.items()}
+        check_result(policy.call_entry(namespace, "on_board", signals, params, None))
+        out.append(time.perf_counter() - started)
     return out
 
 
-def fresh_process(code: str, n: int) -> list[float]:
+def fresh_process(source: str, window: dict[str, tuple[np.ndarray, np.ndarray]], params: dict, n: int) -> list[float]:
+    (t, v), = window.values()
+    data = np.concatenate([t, v]).astype(np.float64).tobytes()
+    path = [str(ROOT)] + [p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)]
+    cfg = json.dumps({"path": path, "n": len(t), "source": source, "params": params})
+    env = {"OPENBLAS_NUM_THREADS": "1"}
     out = []
     for _ in range(n):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
-        out.append(time.perf_counter() - t)
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", FRESH, cfg], input=data, capture_output=True,
+                              env=env, check=True)
+        out.append(time.perf_counter() - started)
+        json.loads(proc.stdout)
     return out
 
 
-async def main(calls: int) -> None:
-    s = Supervisor(SandboxLimits(call_timeout=30))
-    await s.start()
-    small = await s.load(SMALL, "small.py")
-    mean = await s.load(MEAN, "mean.py")
-    tiny = {"x": (np.arange(10.0), np.arange(10.0))}
-    big_t = np.arange(1_000_000, dtype=np.float64)
-    big = {"x": (big_t, np.sin(big_t))}
+async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - started)
+    return out
 
-    warm = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        await s.call(small, "on_board", window=tiny)
-        warm.append(time.perf_counter() - t)
-    base = in_process(lambda w: {"n": len(w["x"][1])}, (tiny,), calls)
-    spawn = fresh_process("import numpy as np; print(len(np.arange(10.0)))", 20)
-    print(f"small call, warm worker      {stats(warm)}")
-    print(f"  baseline in-process        {stats(base)}   ratio {statistics.median(warm) / statistics.median(base):,.0f}x")
-    print(f"  baseline process per call  {stats(spawn)}   ratio {statistics.median(spawn) / statistics.median(warm):,.0f}x slower than the warm worker")
 
-    window = []
-    for _ in range(30):
-        t = time.perf_counter()
-        outcome = await s.call(mean, "on_board", window=big)
-        window.append(time.perf_counter() - t)
-    assert outcome.ok and abs(outcome.value - float(np.mean(big["x"][1]))) < 1e-12
-    base = in_process(lambda w: float(np.mean(w["x"][1])), (big,), 30)
-    print(f"10^6 float64 window (mean)   {stats(window)}   (t and v, 16 MB, through the shared-memory arena)")
-    print(f"  baseline in-process        {stats(base)}   overhead {(statistics.median(window) - statistics.median(base)) * 1e3:.1f} ms")
+async def fresh_worker(source: str, window: dict, params: dict, n: int, limits: SandboxLimits) -> list[float]:
+    async def once() -> None:
+        async with Supervisor(limits) as s:
+            outcome = await s.call(await s.load(source, "m.py"), "on_board", window=window, params=params)
+            assert outcome.ok, outcome
 
-    replace = []
-    for _ in range(10):
-        os.kill(s.pid, signal.SIGKILL)
-        s.proc.wait()  # dead before the next call, as a worker the kernel killed would be
-        t = time.perf_counter()
-        outcome = await s.call(small, "on_board", window=tiny)  # spawns, confines, re-loads, calls
-        replace.append(time.perf_counter() - t)
-        assert outcome.ok
-    print(f"replace a killed worker      {stats(replace)}   (spawn + imports + all layers + re-load + call)")
-    print(f"  baseline process per call  {stats(spawn)}")
-    print(f"layers: {', '.join(l.name for l in s.layers if l.applied)}; not applied: "
-          f"{', '.join(l.name for l in s.layers if not l.applied) or 'none'}")
-    await s.close()
+    return await timed(n, once)
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"# sandbox calls: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, uid {os.geteuid()}")
+    limits = SandboxLimits(call_timeout=60)
+    summary: dict[str, float] = {}
+    table = Table()
+
+    # --- 1. small call ---------------------------------------------------------------------
+    print("\n1. small call (10-sample window, params, a number back)")
+    small = window_of(10)
+    params = {"x": 1}
+    async with Supervisor(limits) as s:
+        applied = [layer.name for layer in s.layers if layer.applied]
+        print(f"  worker {s.pid}: {len(applied)} of {len(s.layers)} layers applied ({', '.join(applied)})")
+        digest = await s.load(SMALL, "small.py")
+        for _ in range(100):  # warm
+            await s.call(digest, "on_board", window=small, params=params)
+        pid = s.pid
+
+        async def call_small() -> None:
+            outcome = await s.call(digest, "on_board", window=small, params=params)
+            assert outcome.ok and outcome.value == 11, outcome
+
+        sandboxed = table.add("warm worker (Supervisor.call)", await timed(args.calls, call_small))
+        assert s.pid == pid and s.restarts == 0
+    base_in = table.add("baseline: in-process (policy.call_entry + check_result)",
+                        in_process(SMALL, small, params, args.calls))
+    base_fresh = table.add("baseline: fresh `python -c` per call", fresh_process(SMALL, small, params, args.spawns))
+    base_worker = table.add("baseline: fresh confined worker per call",
+                            await fresh_worker(SMALL, small, params, args.spawns, limits))
+    print(f"  ratios: warm/in-process {sandboxed / base_in:7.1f}x   fresh python/warm {base_fresh / sandboxed:7.1f}x   "
+          f"fresh worker/warm {base_worker / sandboxed:7.1f}x")
+    summary.update(small_warm=sandboxed, small_in_process=base_in, small_fresh_python=base_fresh,
+                   small_fresh_worker=base_worker)
+
+    # --- 2. a window of 10^6 samples --------------------------------------------------------
+    n = args.window
+    print(f"\n2. window of {n:,} float64 samples (t and v: {2 * n * 8 / 1e6:.0f} MB), module returns the mean")
+    big = window_of(n)
+    expected = float(np.mean(big["s"][1]))
+    results: dict[str, float] = {}
+    variants = [
+        ("arena, private copies (default)", SandboxLimits(call_timeout=60, arena_mb=64)),
+        ("arena, read-only views (copy_windows=False)", SandboxLimits(call_timeout=60, arena_mb=64,
+                                                                       copy_windows=False)),
+        ("inline through the pipe (CBOR typed arrays)", SandboxLimits(call_timeout=60, arena_mb=1,
+                                                                       max_message_bytes=64 * 2**20,
+                                                                       max_result_bytes=32 * 2**20)),
+    ]
+    for name, lim in variants:
+        async with Supervisor(lim) as s:
+            digest = await s.load(MEAN, "mean.py")
+            pid = s.pid
+
+            async def call_big() -> None:
+                outcome = await s.call(digest, "on_board", window=big)
+                assert outcome.ok and abs(outcome.value - expected) < 1e-9, outcome
+
+            await call_big()
+            results[name] = table.add(name, await timed(args.window_calls, call_big))
+            assert s.pid == pid, "the worker was replaced during the window benchmark"
+    base_in_big = table.add("baseline: in-process (the arrays as they are)", in_process(MEAN, big, {},
+                                                                                        args.window_calls))
+    copies_in = table.add("  in-process with private copies (what copy_windows adds)",
+                          in_process(MEAN, big, {}, args.window_calls, copy=True))
+    base_fresh_big = table.add("baseline: fresh `python -c` per call (window on stdin)",
+                               fresh_process(MEAN, big, {}, max(3, args.spawns // 4)))
+    base_worker_big = table.add("baseline: fresh confined worker per call",
+                                await fresh_worker(MEAN, big, {}, max(3, args.spawns // 4), limits))
+    arena, views, inline = (results[v[0]] for v in variants)
+    print(f"  overhead over in-process: arena+copies {fmt(arena - base_in_big)}, arena+views {fmt(views - base_in_big)}, "
+          f"inline {fmt(inline - base_in_big)}")
+    print(f"  ratios: arena+copies/in-process {arena / base_in_big:5.1f}x   arena+views/in-process "
+          f"{views / base_in_big:5.1f}x   inline/arena {inline / arena:5.1f}x   fresh python/arena "
+          f"{base_fresh_big / arena:5.1f}x   fresh worker/arena {base_worker_big / arena:5.1f}x")
+    summary.update(window_arena=arena, window_views=views, window_inline=inline, window_in_process=base_in_big,
+                   window_in_process_copies=copies_in, window_fresh_python=base_fresh_big,
+                   window_fresh_worker=base_worker_big)
+
+    # --- 3. replacing a killed worker --------------------------------------------------------
+    print("\n3. replacing a killed worker (the module re-loaded, then a small call answered)")
+    after_timeout, after_kill = [], []
+    async with Supervisor(SandboxLimits(call_timeout=0.25)) as s:
+        spin = await s.load(SPIN, "spin.py")
+        digest = await s.load(SMALL, "small.py")
+        for _ in range(args.kills):
+            outcome = await s.call(spin, "on_board", window=small)
+            assert outcome.rule is not None and outcome.rule.value == "timeout", outcome
+            killed_at = time.perf_counter()  # the SIGKILL went out just before the outcome came back
+            outcome = await s.call(digest, "on_board", window=small, params=params)
+            after_timeout.append(time.perf_counter() - killed_at)
+            assert outcome.ok, outcome
+        for _ in range(args.kills):
+            old = s.pid
+            os.kill(old, 9)
+            killed_at = time.perf_counter()
+            while Path(f"/proc/{old}/stat").exists() and Path(f"/proc/{old}/stat").read_text().split()[2] != "Z":
+                await asyncio.sleep(0.0005)
+            outcome = await s.call(digest, "on_board", window=small, params=params)
+            after_kill.append(time.perf_counter() - killed_at)
+            assert outcome.ok and s.pid != old, outcome
+        restarts = s.restarts
+    replace = table.add("timeout (SIGKILL) -> next call answered by a fresh worker", after_timeout)
+    replace_ext = table.add("kill -9 from outside -> next call answered by a fresh worker", after_kill)
+    print(f"  ({restarts} workers replaced)")
+    print(f"  ratios: replacement/fresh python call {replace / base_fresh:5.2f}x   replacement/fresh worker call "
+          f"{replace / base_worker:5.2f}x   replacement/warm call {replace / sandboxed:7.0f}x   "
+          f"replacement/in-process {replace / base_in:7.0f}x")
+    summary.update(replace_after_timeout=replace, replace_after_kill=replace_ext)
+    if args.json:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=2000)
-    asyncio.run(main(parser.parse_args().calls))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000, help="small calls (and in-process baseline calls)")
+    parser.add_argument("--window", type=int, default=10**6, help="samples in the large window")
+    parser.add_argument("--window-calls", type=int, default=30)
+    parser.add_argument("--spawns", type=int, default=20, help="fresh processes / workers per baseline")
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="also print the medians as one JSON line")
+    asyncio.run(main(parser.parse_args()))

@@ -1,142 +1,443 @@
 """The compile policy for analysts' modules, and the restricted world they run in.
 
-RestrictedPython rewrites the module so every attribute read, item read, iteration,
-unpacking, write and print goes through a guard we supply; on top of its own
-refusals (names starting with "_", `exec`, `except*`) we refuse imports outside an
-allow-list, class definitions and the builtins that reach the interpreter. This is a
-guard rail, not the boundary: the worker process's OS confinement is (hardening.py).
+RestrictedPython (9.x) rewrites a module so that every attribute read, item read,
+iteration, unpacking, write and print goes through a guard we supply, and refuses
+on its own names that start with "_", `exec`/`eval`, `except*`, `async`, `nonlocal`
+and the inspection attributes of frames, tracebacks, generators and code. On top of
+that this policy
+
+- refuses at compile time, with line numbers, everything it can see statically:
+  imports outside the allow-list (by every route the AST shows), names outside our
+  builtins (`open`, `type`, `getattr`, ...) unless the module binds them itself,
+  attributes that reach memory, files or frames (`ctypes`, `tofile`, `base`,
+  `format`, `mro`, ...), members a facade does not have (`np.load`), writes to an
+  imported module (`math.sqrt = ...`), class definitions, missing entry points;
+- guards at run time what it cannot see: `_getattr_` refuses the same attributes
+  plus any attribute of a module, frame, traceback or code object and all but
+  `.args` of an exception (`AttributeError.obj` hands out the object it was raised
+  on); `_write_` allows writes into dicts, lists and numpy arrays only (a read-only
+  window array still refuses); ndarray methods are wrapped like facade functions
+  (no object or string dtypes through `astype`/`view`, no `out=`);
+- turns everything user code raises into one `Violation` (rule, message, line)
+  that carries no traceback, frame, exception chain or object of the module.
+
+This is a guard rail, not the boundary: the worker process's OS confinement is
+(hardening.py). The module is imported by the worker before its seccomp filter
+loads; nothing here imports lazily.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import operator
 import re
+import reprlib
 import sys
+import traceback
 import types
+import warnings
 from typing import Any
 
+import numpy as np
 from RestrictedPython import PrintCollector, compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (
-    full_write_guard,
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
+    raise_,
+    safer_getattr,
 )
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from sandbox.errors import PolicyError, Problem, Rule, Violation
-from sandbox.facade import FACADES
+from sandbox.facade import (
+    FACADE_MEMBERS,
+    FACADES,
+    Facade,
+    ForbiddenDtype,
+    Guarded,
+    MissingMember,
+    Spec,
+)
 
 ENTRY_POINTS: dict[str, int] = {"on_board": 3, "off_board": 3, "migrate": 1}
+ENTRY_SIGNATURES = {"on_board": "window, params, state", "off_board": "results, params, state", "migrate": "old_state"}
 ALLOWED_IMPORTS: frozenset[str] = frozenset(FACADES)
-FORBIDDEN_BUILTINS = frozenset(
-    "eval exec compile open __import__ globals locals vars breakpoint input help memoryview dir type object "
-    "super getattr setattr delattr hasattr classmethod staticmethod property id exit quit format".split()
+MAX_PRINT = 64 * 1024  # characters of print() output kept per call
+MAX_MESSAGE = 2000  # characters of an error message
+
+# --- builtins ----------------------------------------------------------------------------
+
+# RestrictedPython's safe_builtins, less what reaches the interpreter or leaks
+# addresses, plus the harmless ones analysts expect. Our `_getiter_` is plain
+# iter(), so builtins that iterate in C (sorted, tuple, zip, ...) bypass nothing.
+_REMOVED_FROM_SAFE = {"__build_class__", "id", "setattr", "delattr", "_getattr_"}
+_ADDED = {
+    name: getattr(builtins, name)
+    for name in [
+        "all", "any", "ascii", "bin", "bytes", "dict", "enumerate", "filter", "frozenset", "list", "map", "max",
+        "min", "next", "iter", "reversed", "set", "sorted", "sum", "tuple", "zip", "RecursionError",
+        "NotImplemented",
+    ]
+}
+BUILTINS: dict[str, Any] = {k: v for k, v in safe_builtins.items() if k not in _REMOVED_FROM_SAFE}
+BUILTINS.update(_ADDED)
+# Every other builtin of CPython (open, eval, exec, compile, type, object, getattr,
+# globals, vars, dir, memoryview, bytearray, super, input, breakpoint, exit, ...):
+# a module that uses one without binding the name itself is refused at compile time.
+# (`print` is RestrictedPython's: it becomes a call of `_print_`.) site.py adds a
+# few more that an interpreter started with -S (the worker) lacks: named here, so
+# the policy is the same in the worker and on the analyst's machine.
+_SITE_BUILTINS = frozenset({"exit", "quit", "help", "copyright", "credits", "license"})
+UNAVAILABLE_BUILTINS: frozenset[str] = frozenset(
+    n for n in set(dir(builtins)) | _SITE_BUILTINS if n not in BUILTINS and n != "print"
 )
-# Attributes that reach frames, code, memory or files, even without a leading "_".
-FORBIDDEN_ATTRIBUTES = frozenset(
-    "ctypes tofile dump dumps data base setflags mro format format_map gi_frame gi_code gi_yieldfrom "
-    "cr_frame cr_code cr_await ag_frame ag_code ag_await f_back f_globals f_locals f_builtins f_code "
-    "tb_frame tb_next func_globals func_code getfield newbyteorder".split()
-)
-MAX_PRINT = 64 * 1024
+
+# --- attributes --------------------------------------------------------------------------
+
+_MEMORY = "it reaches raw memory or the buffer behind an array"
+_FILES = "it reads or writes files"
+_FRAMES = "it reaches frames, code or globals of running code"
+FORBIDDEN_ATTRIBUTES: dict[str, str] = {
+    "ctypes": _MEMORY, "data": _MEMORY, "base": _MEMORY, "getfield": _MEMORY, "setfield": _MEMORY,
+    "setflags": "the window's arrays are read-only and stay so",
+    "tofile": _FILES, "dump": _FILES, "dumps": "it pickles",
+    "format": "str.format walks attributes of its arguments; use an f-string",
+    "format_map": "str.format_map walks attributes of its arguments; use an f-string",
+    "mro": "it walks the class hierarchy",
+    "obj": "an AttributeError's .obj hands out the object it was raised on",
+    "func_globals": _FRAMES, "func_code": _FRAMES,
+    **{name: _FRAMES for name in INSPECT_ATTRIBUTES},
+}
+# Methods of arrays and numpy scalars that take a dtype first: checked like facade calls.
+_DTYPE_FIRST = frozenset({"astype", "view"})
+_MODULE_LIKE = (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
 
 
 class ForbiddenAttribute(AttributeError):
-    pass
+    """A guard refused to read or write an attribute."""
+
+
+class ForbiddenWrite(TypeError):
+    """A guard refused a write into an object that is not plain data."""
 
 
 class ForbiddenImport(ImportError):
-    pass
+    """The import hook refused a name outside the allow-list."""
 
 
-def _lineno(message: str) -> int | None:
-    m = re.match(r"Line (\d+)", message)
-    return int(m.group(1)) if m else None
+# --- compile time ------------------------------------------------------------------------
 
 
 def check_source(source: str, filename: str = "<module>") -> list[Problem]:
     """Every reason this module may not run, with line numbers; [] when it may."""
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError as exc:
-        return [Problem(Rule.SYNTAX, exc.msg, exc.lineno, exc.offset)]
-    problems: list[Problem] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] not in ALLOWED_IMPORTS or "." in alias.name:
-                    problems.append(_import_problem(alias.name, node.lineno))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level or node.module not in ALLOWED_IMPORTS:
-                problems.append(_import_problem("." * node.level + (node.module or ""), node.lineno))
-        elif isinstance(node, ast.ClassDef):
-            problems.append(
-                Problem(Rule.FORBIDDEN_SYNTAX, "class definitions are not allowed; use functions and dicts", node.lineno)
-            )
-        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_BUILTINS:
-            problems.append(Problem(Rule.FORBIDDEN_NAME, f"{node.id} is not available in the sandbox", node.lineno))
-        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
-            problems.append(Problem(Rule.FORBIDDEN_ATTRIBUTE, f".{node.attr} is not allowed", node.lineno))
-    result = compile_restricted_exec(source, filename)
-    for message in result.errors:
-        line = _lineno(message)
-        text = re.sub(r"^Line \d+: ", "", message)
-        if "TryStar" in text:
-            rule, text = Rule.FORBIDDEN_SYNTAX, "except* is not allowed"
-        elif "attribute" in text:
-            rule = Rule.FORBIDDEN_ATTRIBUTE
-        elif "name" in text:
-            rule = Rule.FORBIDDEN_NAME
-        else:
-            rule = Rule.FORBIDDEN_SYNTAX
-        if not any(p.line == line and p.rule == rule for p in problems):
-            problems.append(Problem(rule, text, line))
-    problems.extend(_entry_problems(tree))
-    return sorted(problems, key=lambda p: (p.line or 0, p.rule.value))
-
-
-def _import_problem(name: str, line: int) -> Problem:
-    allowed = ", ".join(sorted(ALLOWED_IMPORTS))
-    return Problem(Rule.FORBIDDEN_IMPORT, f"{name or '.'} is not allowed (allowed: {allowed})", line)
-
-
-def _entry_problems(tree: ast.Module) -> list[Problem]:
-    found = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ENTRY_POINTS}
-    if not found:
-        return [Problem(Rule.MISSING_ENTRY, "define on_board(window, params, state) and/or "
-                        "off_board(results, params, state)")]
-    problems = []
-    for name, node in found.items():
-        args = node.args
-        positional = len(args.posonlyargs) + len(args.args)
-        if positional != ENTRY_POINTS[name] or args.vararg or args.kwonlyargs or args.kwarg:
-            want = {"on_board": "window, params, state", "off_board": "results, params, state", "migrate": "old_state"}
-            problems.append(Problem(Rule.MISSING_ENTRY, f"{name} must take ({want[name]})", node.lineno))
-    return problems
+    return _analyse(source, filename)[0]
 
 
 def compile_module(source: str, filename: str = "<module>") -> types.CodeType:
-    problems = check_source(source, filename)
-    if problems:
-        raise PolicyError(problems)
-    result = compile_restricted_exec(source, filename)
-    assert result.code is not None
-    return result.code
+    """The restricted code object of a module the policy accepts; PolicyError with
+    every problem otherwise."""
+    problems, code = _analyse(source, filename)
+    if problems or code is None:
+        raise PolicyError(problems or [Problem(Rule.SYNTAX, "the module cannot be compiled")])
+    return code
 
 
-# --- the restricted world -----------------------------------------------------------
+def _analyse(source: str, filename: str) -> tuple[list[Problem], types.CodeType | None]:
+    if type(source) is not str:
+        return [Problem(Rule.SYNTAX, "a module is Python source text")], None
+    if "\x00" in source:
+        line = source.count("\n", 0, source.index("\x00")) + 1
+        return [Problem(Rule.SYNTAX, "the source contains a NUL character", line)], None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "invalid escape sequence" and the like are not refusals
+            tree = ast.parse(source, filename)
+            problems = _Checker(tree).run()
+            result = compile_restricted_exec(source, filename)
+    except SyntaxError as exc:  # IndentationError and TabError too
+        return [Problem(Rule.SYNTAX, exc.msg or "invalid syntax", exc.lineno, exc.offset)], None
+    except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        message = f"the module cannot be compiled ({type(exc).__name__}: nested too deeply or too large)"
+        return [Problem(Rule.SYNTAX, message)], None
+    for message in result.errors:
+        problem = _restricted_problem(message)
+        if not any(p.line == problem.line and p.rule is problem.rule for p in problems):
+            problems.append(problem)
+    problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.col or 0, p.rule.value))
+    return problems, (None if problems else result.code)
+
+
+_RP_MESSAGE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
+
+
+def _restricted_problem(message: str) -> Problem:
+    """One of RestrictedPython's compile errors as a Problem with our rule."""
+    m = _RP_MESSAGE.match(message)
+    line, text = (int(m.group(1)) if m.group(1) != "None" else None, m.group(2)) if m else (None, message)
+    if "TryStar" in text:
+        return Problem(Rule.FORBIDDEN_SYNTAX, "except* is not allowed in the sandbox", line)
+    if "invalid attribute name" in text or "restricted name" in text:
+        return Problem(Rule.FORBIDDEN_ATTRIBUTE, text, line)
+    if "variable name" in text or "reserved name" in text:
+        return Problem(Rule.FORBIDDEN_NAME, text, line)
+    if "Exec calls" in text or "Eval calls" in text:
+        return Problem(Rule.FORBIDDEN_NAME, text, line)
+    if "imports are not allowed" in text or "import statements" in text:
+        return Problem(Rule.FORBIDDEN_IMPORT, text, line)
+    if text.startswith("SyntaxError"):
+        return Problem(Rule.SYNTAX, text, line)
+    return Problem(Rule.FORBIDDEN_SYNTAX, text, line)
+
+
+def _allowed() -> str:
+    return ", ".join(sorted(ALLOWED_IMPORTS))
+
+
+class _Checker(ast.NodeVisitor):
+    """What the policy sees in the AST, beyond RestrictedPython's own checks."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.problems: list[Problem] = []
+        # Every name the module binds anywhere (any scope): an analyst's own `type`
+        # or `format` variable is theirs, not the builtin.
+        self.bound: set[str] = set()
+        # name -> facade module, for names bound only by `import numpy as np`.
+        self.imported: dict[str, str] = {}
+        rebound: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                self.bound.add(node.id)
+                rebound.add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.bound.add(node.name)
+                rebound.add(node.name)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+                rebound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                self.bound.add(node.name)
+                rebound.add(node.name)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                self.bound.update(node.names)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    bound = alias.asname or alias.name.split(".")[0]
+                    self.bound.add(bound)
+                    if alias.name in ALLOWED_IMPORTS:
+                        self.imported.setdefault(bound, alias.name)
+                        if self.imported[bound] != alias.name:
+                            rebound.add(bound)
+                    else:
+                        rebound.add(bound)
+            elif isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    self.bound.add(alias.asname or alias.name)
+                    rebound.add(alias.asname or alias.name)
+            elif hasattr(ast, "MatchAs") and isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+                self.bound.add(node.name)
+                rebound.add(node.name)
+            elif hasattr(ast, "MatchMapping") and isinstance(node, ast.MatchMapping) and node.rest:
+                self.bound.add(node.rest)
+                rebound.add(node.rest)
+        for name in rebound:
+            self.imported.pop(name, None)
+
+    def run(self) -> list[Problem]:
+        self.visit(self.tree)
+        self.problems.extend(_entry_problems(self.tree))
+        return self.problems
+
+    def add(self, rule: Rule, message: str, node: ast.AST | None = None) -> None:
+        line = getattr(node, "lineno", None)
+        col = getattr(node, "col_offset", None)
+        self.problems.append(Problem(rule, message, line, None if col is None else col + 1))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name not in ALLOWED_IMPORTS:
+                top = alias.name.split(".")[0]
+                hint = f" (import {top} itself)" if top in ALLOWED_IMPORTS else ""
+                self.add(Rule.FORBIDDEN_IMPORT, f"{alias.name} is not allowed{hint} (allowed: {_allowed()})", node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        if node.level or node.module not in ALLOWED_IMPORTS:
+            self.add(Rule.FORBIDDEN_IMPORT, f"{module or '.'} is not allowed (allowed: {_allowed()})", node)
+            return
+        members = FACADE_MEMBERS[node.module]
+        for alias in node.names:
+            if alias.name != "*" and alias.name not in members:
+                self.add(Rule.FORBIDDEN_IMPORT, f"{node.module}.{alias.name} is not available in the sandbox", node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.add(Rule.FORBIDDEN_SYNTAX, "class definitions are not allowed in the sandbox; use functions, "
+                 "dicts and lists", node)
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if (isinstance(node.ctx, ast.Load) and node.id in UNAVAILABLE_BUILTINS and node.id not in self.bound
+                and not node.id.startswith("_")):  # RestrictedPython reports "_" names itself
+            self.add(Rule.FORBIDDEN_NAME, f"{node.id} is not available in the sandbox", node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        reason = FORBIDDEN_ATTRIBUTES.get(node.attr)
+        if reason is not None:
+            self.add(Rule.FORBIDDEN_ATTRIBUTE, f".{node.attr} is not allowed: {reason}", node)
+        elif isinstance(node.value, ast.Name) and node.value.id in self.imported and not node.attr.startswith("_"):
+            module = self.imported[node.value.id]
+            if not isinstance(node.ctx, ast.Load):
+                self.add(Rule.FORBIDDEN_ATTRIBUTE,
+                         f"modules are read-only in the sandbox: {module}.{node.attr} cannot be changed", node)
+            elif node.attr not in FACADE_MEMBERS[module]:
+                self.add(Rule.FORBIDDEN_ATTRIBUTE, f"{module}.{node.attr} is not available in the sandbox", node)
+        self.generic_visit(node)
+
+
+def _entry_problems(tree: ast.Module) -> list[Problem]:
+    found: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in ENTRY_POINTS:
+            found[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in ENTRY_POINTS:
+                    found[target.id] = node.value if isinstance(node.value, ast.Lambda) else node
+    if not {"on_board", "off_board"} & set(found):
+        return [Problem(Rule.MISSING_ENTRY, "define on_board(window, params, state) and/or "
+                        "off_board(results, params, state) at the top level of the module")]
+    problems = []
+    for name, node in found.items():
+        if not isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            continue  # `on_board = something`: checked when it is called
+        args = node.args
+        positional = len(args.posonlyargs) + len(args.args)
+        required = positional - len(args.defaults)
+        want = ENTRY_POINTS[name]
+        takes = (required <= want <= positional or (args.vararg is not None and required <= want))
+        kw_required = any(d is None for d in args.kw_defaults)
+        if not takes or kw_required:
+            problems.append(Problem(Rule.MISSING_ENTRY, f"{name} must take ({ENTRY_SIGNATURES[name]})",
+                                    getattr(node, "lineno", None)))
+    return problems
+
+
+# --- the restricted world ----------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """An exception argument as user code may see it: plain scalars as they are,
+    anything else by its type's name only."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value
+    return f"<{type(value).__name__}>"
 
 
 def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
-    if name in FORBIDDEN_ATTRIBUTES or name.startswith("_"):
-        raise ForbiddenAttribute(f".{name} is not allowed")
-    if isinstance(obj, (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)):
-        raise ForbiddenAttribute(f"attributes of {type(obj).__name__} objects are not allowed")
-    if isinstance(obj, str) and name in ("format", "format_map"):
-        raise ForbiddenAttribute(f"str.{name} is not allowed")
-    # Not safer_getattr(obj, name): it returns None for a missing attribute, and a
-    # refused `np.load` must say so, not fail later as "None is not callable".
-    return getattr(obj, name)
+    """`_getattr_`: RestrictedPython's safer_getattr, and stricter."""
+    if type(name) is not str:
+        raise TypeError("attribute names are str")
+    if name.startswith("_"):
+        raise ForbiddenAttribute(f".{name} is not allowed: names starting with '_' are not available in the sandbox")
+    reason = FORBIDDEN_ATTRIBUTES.get(name)
+    if reason is not None:
+        raise ForbiddenAttribute(f".{name} is not allowed: {reason}")
+    if isinstance(obj, _MODULE_LIKE):
+        raise ForbiddenAttribute(f"attributes of {type(obj).__name__} objects are not available in the sandbox")
+    if isinstance(obj, BaseException):
+        if name == "args":
+            return tuple(_plain(a) for a in obj.args)
+        raise ForbiddenAttribute(f".{name} of an exception is not available in the sandbox; use .args or str(e)")
+    try:
+        value = safer_getattr(obj, name, raise_)
+    except NotImplementedError as exc:  # safer_getattr's refusals (format, string.Formatter)
+        raise ForbiddenAttribute(str(exc)) from None
+    if isinstance(obj, (np.ndarray, np.generic)) and callable(value):
+        return Guarded(value, f"{type(obj).__name__}.{name}", _method_spec(name))
+    return value
+
+
+_METHOD_SPECS: dict[str, Spec] = {}
+
+
+def _method_spec(name: str) -> Spec:
+    spec = _METHOD_SPECS.get(name)
+    if spec is None:
+        # Methods of ndarray are C functions without signatures: any keyword but
+        # `out` (Guarded refuses it always), and the dtype astype/view take first is
+        # checked. (A positional `out` can only name an array the module made
+        # itself: the window's arrays are read-only.)
+        spec = _METHOD_SPECS[name] = Spec(None, None, 0 if name in _DTYPE_FIRST else None)
+    return spec
+
+
+class _ItemsOnly:
+    """What `_write_` hands back for a numpy array: item writes (`a[i] = x`, which
+    numpy refuses on a read-only window), never attribute writes (`a.shape = ...`,
+    `a.strides = ...`, `a.dtype = ...` reinterpret memory)."""
+
+    __slots__ = ("ob",)
+
+    def __init__(self, ob: Any) -> None:
+        object.__setattr__(self, "ob", ob)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.ob[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.ob[key]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ForbiddenAttribute(f"setting .{name} of an array is not allowed in the sandbox")
+
+    def __delattr__(self, name: str) -> None:
+        raise ForbiddenAttribute(f"deleting .{name} of an array is not allowed in the sandbox")
+
+
+class _Refused:
+    """What `_write_` hands back for anything else: every write refused."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        object.__setattr__(self, "what", what)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise ForbiddenWrite(f"changing items of {self.what} is not allowed in the sandbox")
+
+    def __delitem__(self, key: Any) -> None:
+        raise ForbiddenWrite(f"deleting items of {self.what} is not allowed in the sandbox")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ForbiddenAttribute(f"changing attributes of {object.__getattribute__(self, 'what')} is not "
+                                 "allowed in the sandbox")
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+
+_IMMUTABLE = frozenset({tuple, str, bytes, int, float, bool, complex, frozenset, type(None), range})
+
+
+def guarded_write(ob: Any) -> Any:
+    """`_write_`: dicts and lists as they are; arrays for item writes only; types
+    whose writes fail anyway as they are (their own error says why); anything else
+    (facades, flags, functions, signals, exceptions) refuses every write."""
+    t = type(ob)
+    if t is dict or t is list or t is set:
+        return ob
+    if t is np.ndarray:
+        return _ItemsOnly(ob)
+    if t in _IMMUTABLE:
+        return ob
+    return _Refused(_describe(ob))
+
+
+def _describe(ob: Any) -> str:
+    if isinstance(ob, (Facade, Guarded)):
+        return repr(ob)
+    return f"a {type(ob).__name__} object"
 
 
 def _getitem(obj: Any, key: Any) -> Any:
@@ -155,112 +456,189 @@ def _inplacevar(op: str, x: Any, y: Any) -> Any:
     return _INPLACE[op](x, y)
 
 
-class BoundedPrint(PrintCollector):
-    """print() output, kept up to MAX_PRINT characters: a print flood costs nothing."""
+def _apply(f: Any, *args: Any, **kwargs: Any) -> Any:
+    return f(*args, **kwargs)
 
-    total = 0
+
+class BoundedPrint(PrintCollector):
+    """print() output (RestrictedPython's `_print_`), at most MAX_PRINT characters
+    per call across all of a module's functions; beyond that it is counted and
+    dropped, so a print flood costs no memory. `printed` reads what was kept, with
+    a note of what was not. The budget is class-wide and reset by load_module and
+    call_entry (the worker runs one call at a time); user code cannot reach it."""
+
+    used = 0
+    dropped = 0
 
     def write(self, text: str) -> None:
-        room = MAX_PRINT - BoundedPrint.total
-        if room > 0:
-            super().write(text[:room])
-        BoundedPrint.total += len(text)
+        if type(text) is not str:
+            text = str(text)
+        room = MAX_PRINT - BoundedPrint.used
+        if room < len(text):
+            BoundedPrint.dropped += len(text) - max(room, 0)
+            text = text[:max(room, 0)]
+        if text:
+            BoundedPrint.used += len(text)
+            self.txt.append(text)
+
+    def __call__(self) -> str:
+        text = "".join(self.txt)
+        if BoundedPrint.dropped:
+            text += f"\n[... {BoundedPrint.dropped} more characters of output not kept]\n"
+        return text
+
+    @staticmethod
+    def reset() -> None:
+        BoundedPrint.used = 0
+        BoundedPrint.dropped = 0
 
 
 def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-    if not level and name in ALLOWED_IMPORTS:
-        return _FACADES[name]
+    """`__import__`: the facade for an allowed name, nothing else."""
+    if not level and type(name) is str and name in ALLOWED_IMPORTS:
+        namespace = globals if type(globals) is dict else {}
+        facades = namespace.get("__sandbox_facades__")
+        return facades[name] if facades else FACADES[name]()
     # numpy's C code imports its own helpers lazily (`numpy._core._methods` for
     # ndarray.mean) through the builtins of the calling frame: ours. User code cannot
-    # write such an import (the compile check refuses dotted and underscored names),
-    # so an already loaded numpy submodule is numpy talking to itself.
-    if not level and name.startswith("numpy.") and name in sys.modules:
+    # name such a module (the compile check refuses dotted and underscored imports,
+    # and `__import__` itself), so a numpy submodule already loaded is numpy talking
+    # to itself. It is never loaded here: no file is opened after the filter.
+    if not level and type(name) is str and name.startswith("numpy.") and name in sys.modules:
         return sys.modules[name]
-    raise ForbiddenImport(f"{name} is not allowed (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})")
+    raise ForbiddenImport(f"{name} is not allowed (allowed: {_allowed()})")
 
 
-_FACADES = {name: make() for name, make in FACADES.items()}
-
-_BUILTINS = {k: v for k, v in safe_builtins.items() if k not in FORBIDDEN_BUILTINS and k != "__build_class__"}
-_BUILTINS.update(
-    {
-        "__import__": _import,
-        "min": min, "max": max, "sum": sum, "sorted": sorted, "enumerate": enumerate, "zip": zip,
-        "map": map, "filter": filter, "any": any, "all": all, "list": list, "dict": dict, "tuple": tuple,
-        "set": set, "frozenset": frozenset, "reversed": reversed,
-    }
-)
-
-
-def make_globals(name: str) -> dict[str, Any]:
-    """A fresh global namespace for one module: nothing in it is shared mutable state."""
+def make_globals(name: str, filename: str = "<module>") -> dict[str, Any]:
+    """A fresh global namespace for one module: its own builtins dict and its own
+    facade objects, so nothing in it is shared mutable state."""
     return {
-        "__builtins__": dict(_BUILTINS),
+        "__builtins__": dict(BUILTINS, __import__=_import),
         "__name__": name,
+        "__sandbox_filename__": filename,
+        "__sandbox_facades__": {n: make() for n, make in FACADES.items()},
         "_getattr_": guarded_getattr,
         "_getitem_": _getitem,
         "_getiter_": iter,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": full_write_guard,
+        "_write_": guarded_write,
         "_inplacevar_": _inplacevar,
         "_print_": BoundedPrint,
-        "_apply_": lambda f, *a, **k: f(*a, **k),
+        "_apply_": _apply,
     }
 
 
 def load_module(source: str, filename: str = "<module>") -> dict[str, Any]:
+    """Compile (PolicyError if refused) and run the module's top level in a fresh
+    restricted namespace; the namespace. A breach while it runs is a Violation."""
     code = compile_module(source, filename)
-    namespace = make_globals(filename.rsplit("/", 1)[-1].removesuffix(".py") or "module")
+    namespace = make_globals(filename.rsplit("/", 1)[-1].removesuffix(".py") or "module", filename)
+    BoundedPrint.reset()
+    violation = None
     try:
-        exec(code, namespace)
+        exec(code, namespace)  # noqa: S102 — the restricted code, in its restricted namespace
     except BaseException as exc:  # noqa: BLE001 — translated, never re-raised as is
-        raise translate(exc, filename) from None
+        violation = translate(exc, filename)
+        _scrub(exc)
+        del exc
+    if violation is not None:
+        raise violation  # outside the except block: no __context__ to the module's frames
     return namespace
 
 
-def call_entry(namespace: dict[str, Any], entry: str, *args: Any, filename: str = "<module>") -> Any:
-    fn = namespace.get(entry)
+def call_entry(namespace: dict[str, Any], entry: str, *args: Any, filename: str | None = None) -> Any:
+    """Call one of the module's entry points; its return value as is (check it with
+    results.check_result). Anything it raises comes out as one Violation."""
+    if filename is None:
+        filename = namespace.get("__sandbox_filename__", "<module>")
+    fn = namespace.get(entry) if entry in ENTRY_POINTS else None
     if not isinstance(fn, types.FunctionType):
-        raise Violation(Rule.MISSING_ENTRY, f"the module does not define {entry}")
-    BoundedPrint.total = 0
+        raise Violation(Rule.MISSING_ENTRY, f"the module does not define {entry}({ENTRY_SIGNATURES.get(entry, '')})")
+    BoundedPrint.reset()
+    violation = None
     try:
         return fn(*args)
-    except BaseException as exc:  # noqa: BLE001
-        raise translate(exc, filename) from None
+    except BaseException as exc:  # noqa: BLE001 — translated, never re-raised as is
+        violation = translate(exc, filename)
+        _scrub(exc)
+        del exc
+    raise violation
 
 
-def translate(exc: BaseException, filename: str) -> Violation:
-    """An exception from user code as a rule and a message: no frames, no objects."""
+def _scrub(exc: BaseException) -> None:
+    """Drop every traceback (and the locals of finished frames) along the chain."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+            e.__traceback__ = None
+        for linked in (e.__context__, e.__cause__, *getattr(e, "exceptions", ())):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+        e.__context__ = e.__cause__ = None
+
+
+def _user_line(exc: BaseException, filename: str) -> int | None:
     line = None
     tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == filename:
             line = tb.tb_lineno
         tb = tb.tb_next
-    exc.__traceback__ = None
-    if isinstance(exc, ForbiddenAttribute):
-        return Violation(Rule.FORBIDDEN_ATTRIBUTE, str(exc), line)
-    if isinstance(exc, ForbiddenImport):
-        return Violation(Rule.FORBIDDEN_IMPORT, str(exc), line)
-    if isinstance(exc, NameError) and getattr(exc, "name", None) in FORBIDDEN_BUILTINS:
+    return line
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 300
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 20
+_SHORT.maxlevel = 3
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's text, cut short: a module can raise ValueError([0] * 10**7)."""
+    try:
+        if all(type(a) in (str, int, float, bool, type(None)) for a in exc.args):
+            text = str(exc)
+        else:
+            text = ", ".join(_SHORT.repr(a) for a in exc.args)
+    except Exception:  # noqa: BLE001 — e.g. an int argument too long to print
+        text = "(the message could not be shown)"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " [...]"
+
+
+def translate(exc: BaseException, filename: str) -> Violation:
+    """An exception from user code as a rule, a message and a line: text only."""
+    line = _user_line(exc, filename)
+    if isinstance(exc, (ForbiddenAttribute, MissingMember)):
+        return Violation(Rule.FORBIDDEN_ATTRIBUTE, _message(exc), line)
+    if isinstance(exc, ForbiddenWrite):
+        return Violation(Rule.FORBIDDEN_ATTRIBUTE, _message(exc), line)
+    if isinstance(exc, ImportError):  # the hook's refusals, and `from numpy import x` of a missing x
+        return Violation(Rule.FORBIDDEN_IMPORT, _message(exc), line)
+    if isinstance(exc, NameError) and getattr(exc, "name", None) in UNAVAILABLE_BUILTINS:
         return Violation(Rule.FORBIDDEN_NAME, f"{exc.name} is not available in the sandbox", line)
     if isinstance(exc, MemoryError):
-        return Violation(Rule.MEMORY, "out of memory", line)
+        return Violation(Rule.MEMORY, "out of memory (MemoryError)", line)
     if isinstance(exc, RecursionError):
         return Violation(Rule.ERROR, "RecursionError: recursion too deep", line)
-    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        return Violation(Rule.ERROR, f"{type(exc).__name__} is not allowed", line)
-    message = str(exc)
-    if isinstance(exc, AttributeError) and ("not allowed" in message or "not available in the sandbox" in message):
-        return Violation(Rule.FORBIDDEN_ATTRIBUTE, message, line)
-    if isinstance(exc, TypeError) and "attribute-less object" in message:
-        return Violation(Rule.FORBIDDEN_ATTRIBUTE, "changing attributes of this object is not allowed", line)
-    return Violation(Rule.ERROR, f"{type(exc).__name__}: {message}"[:2000], line)
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return Violation(Rule.ERROR, f"{type(exc).__name__} is not allowed in the sandbox", line)
+    if isinstance(exc, ForbiddenDtype):
+        return Violation(Rule.ERROR, f"ValueError: {_message(exc)}", line)
+    name = type(exc).__name__
+    message = _message(exc)
+    return Violation(Rule.ERROR, f"{name}: {message}" if message else name, line)
 
 
 class Signal:
-    """One signal of a window as user code sees it: read-only arrays, nothing else."""
+    """One signal of a window as user code sees it: `t` (timestamps, s) and `v`
+    (values), read-only float64 arrays; nothing else, and nothing can be set."""
 
     __slots__ = ("t", "v")
 
@@ -271,11 +649,30 @@ class Signal:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("window signals are read-only")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("window signals are read-only")
+
     def __len__(self) -> int:
         return len(self.v)
 
+    def __repr__(self) -> str:
+        return f"Signal({len(self.v)} samples)"
 
-def make_signal(t: Any, v: Any) -> Signal:
+    def __reduce__(self) -> Any:
+        raise TypeError("window signals cannot be pickled")
+
+
+def make_signal(t: np.ndarray, v: np.ndarray) -> Signal:
+    """The Signal user code sees. Arrays already float64 are frozen in place (no
+    copy: the caller hands over private copies); others are converted first."""
+    arrays = []
     for a in (t, v):
+        if type(a) is not np.ndarray or a.dtype != np.float64:
+            a = np.array(a, dtype=np.float64)
+        if a.ndim != 1:
+            raise ValueError(f"a signal's arrays are one-dimensional, not of shape {a.shape}")
         a.flags.writeable = False
-    return Signal(t, v)
+        arrays.append(a)
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(f"a signal's t and v differ in length ({len(arrays[0])} and {len(arrays[1])})")
+    return Signal(arrays[0], arrays[1])

@@ -1,19 +1,48 @@
 """Starts the sandbox worker, talks to it, and replaces it when it breaks.
 
-The worker is exec'd (never a fork of the agent or server, which would copy their
-secrets), with an empty environment but for fixed thread settings, and no
-descriptor but its two pipes. Every call has a wall-clock budget: past it the worker
-is killed with SIGKILL and the call's outcome says "timeout". A worker that dies for
-any reason is replaced on the next call and given back every module it had. The
-supervisor never raises for what a module does; it returns an outcome.
+The worker is exec'd (subprocess with close_fds, never a fork that runs agent code,
+which would copy the agent's secrets), in its own session, with an environment that
+holds only fixed thread settings for numeric libraries (`WORKER_ENV`), and with no
+descriptor but its request and reply pipes, a stderr pipe drained here, and the
+memfd of its shared-memory arena (which it maps and closes at once). It confines
+itself (hardening.py) and says which layers took; a layer that did not is logged
+at WARNING with the reason.
+
+Every request (load or call) has a wall-clock budget, `call_timeout`: past it the
+worker gets SIGKILL and the outcome says "timeout". A worker that dies for any other
+reason mid-request is a "crash" (or "memory" when the kernel's OOM killer did it,
+"timeout" when its CPU-time limit did), with the signal or exit status in the
+message. Either way a fresh worker is started at once, in the background, and the
+modules are loaded into it again, each when it is next called. Requests are
+serialised (one at a time per worker, an asyncio.Lock).
+
+The supervisor never raises for what a module does: it returns a `CallOutcome`.
+It raises `PolicyError` from `load` when the compile policy refuses a module (the
+worker compiles it, so hostile source is never parsed in the agent's process: the
+parser can raise MemoryError or RecursionError on crafted input), and `SandboxError`
+when the sandbox itself cannot work (a worker that will not start) or is misused.
+
+Recycling: the worker is long-lived, so its RLIMIT_CPU is a cumulative budget
+(`cpu_seconds`). Each reply carries the worker's CPU time; once it passes
+max(cpu_seconds / 2, cpu_seconds - 2 * call_timeout - 5) (a call can use at most
+its wall-clock budget of CPU: the worker has one thread) the worker is retired after
+that call and a fresh one started, so the limit itself only ever fires on a runaway.
+
+All of a Supervisor's methods must be awaited on one event loop, the one that
+started it: the worker's pipes are watched by that loop, and the worker's parent-
+death signal is tied to the thread that spawned it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import dataclasses
+import fcntl
 import hashlib
+import json
 import logging
-import mmap
 import os
 import signal
 import subprocess
@@ -26,27 +55,43 @@ from typing import Any, Mapping
 import numpy as np
 
 from sandbox import protocol
-from sandbox.errors import PolicyError, Rule, SandboxError
+from sandbox.arena import Arena, window_bytes
+from sandbox.errors import PolicyError, Problem, Rule, SandboxError
 from sandbox.hardening import Layer
-from sandbox.policy import check_source
 
 log = logging.getLogger(__name__)
 
-# No secrets, no paths from the caller: only what makes numeric libraries behave.
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+# No secrets, no paths, nothing from the caller's environment: only what keeps numeric
+# libraries single-threaded (the worker may not start threads once confined).
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+BOOT = (
+    "import sys, json; c = json.loads(sys.argv[1]); sys.path[:0] = c['path']; "
+    "from sandbox.worker import main; main(c)"
+)
+ROOT = str(Path(__file__).resolve().parents[1])
+MiB = 2**20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    call_timeout: float = 10.0  # wall-clock seconds per call
-    start_timeout: float = 30.0
-    memory_mb: int = 1024  # address space of the worker
-    cpu_seconds: int = 3600  # cumulative; the worker is recycled before it gets there
+    call_timeout: float = 10.0  # wall-clock seconds per load or call
+    start_timeout: float = 30.0  # for a worker to start and confine itself
+    memory_mb: int = 1024  # address space of the worker, on top of its arena
+    cpu_seconds: int = 600  # cumulative CPU of one worker; recycled before it gets there
     open_files: int = 16
-    max_result_bytes: int = 16 * 2**20
-    uid: int = 65534
+    arena_mb: int = 64  # shared memory for windows (see `Supervisor.call` for bigger ones)
+    arena_max_mb: int = 1024
+    max_message_bytes: int = 16 * MiB  # one pipe message, either way
+    max_result_bytes: int = 15 * MiB  # a module's value (check_result)
+    max_stdout: int = 64 * 1024  # characters of print() output kept per call
+    uid: int = 65534  # the worker's uid when the supervisor runs as root
     netns: bool = True
-    arena_mb: int = 64  # shared memory for windows; a bigger window goes over the pipe
+    seccomp: bool = True
+    # A module gets its window as private read-only copies (one memcpy in the worker),
+    # so one that keeps an array across calls never sees the next window in it.
+    # False: read-only views straight into the arena (no copy; valid for one call).
+    copy_windows: bool = True
 
 
 @dataclass
@@ -58,140 +103,383 @@ class CallOutcome:
     message: str | None = None
     line: int | None = None
     elapsed: float = 0.0
+    stdout: str = ""
+
+
+class _Broken(Exception):
+    """The worker died, was killed, or broke the protocol: `outcome` says how."""
+
+    def __init__(self, outcome: CallOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _oom_kills() -> int:
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+class _Worker:
+    """One worker process and the supervisor's ends of its pipes, on one event loop."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], to_fd: int, from_fd: int, err_fd: int, arena: Arena, max_message: int
+    ) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.to_fd, self.from_fd, self.err_fd = to_fd, from_fd, err_fd
+        self.arena = arena
+        self.loaded: set[str] = set()
+        self.layers: list[Layer] = []
+        self.cpu = 0.0
+        self.oom_base = _oom_kills()
+        self.stderr_tail = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self._frames = protocol.FrameReader(max_message)
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        for fd in (to_fd, from_fd, err_fd):
+            os.set_blocking(fd, False)
+        self._loop.add_reader(from_fd, self._on_reply)
+        self._loop.add_reader(err_fd, self._on_stderr)
+
+    # --- pipes ----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _on_reply(self) -> None:
+        try:
+            data = os.read(self.from_fd, 4 * MiB)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        try:
+            if not data:
+                raise protocol.PipeClosed("the worker closed its reply pipe")
+            self._ready.extend(self._frames.feed(data))
+        except (protocol.PipeClosed, protocol.ProtocolError) as exc:
+            self._error = exc
+            self._loop.remove_reader(self.from_fd)
+        self._wake()
+
+    def _on_stderr(self) -> None:
+        try:
+            data = os.read(self.err_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.remove_reader(self.err_fd)
+            return
+        self.stderr_tail += data
+        del self.stderr_tail[:-4096]
+
+    async def receive(self) -> bytes:
+        while not self._ready:
+            if self._error is not None:
+                raise self._error
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._ready.popleft()
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.to_fd, view):]
+            except BlockingIOError:
+                writable = self._loop.create_future()
+                self._loop.add_writer(self.to_fd, lambda: writable.done() or writable.set_result(None))
+                try:
+                    await writable
+                finally:
+                    self._loop.remove_writer(self.to_fd)
+            except OSError:  # EPIPE: the worker is gone
+                raise protocol.PipeClosed("the worker closed its request pipe") from None
+
+    # --- process ---------------------------------------------------------------------------
+
+    def close_pipes(self) -> None:
+        for fd in (self.to_fd, self.from_fd, self.err_fd):
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+                self._loop.remove_writer(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.to_fd = self.from_fd = self.err_fd = -1
+        self._error = self._error or protocol.PipeClosed("closed")
+        self._wake()
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGKILL)
+
+    async def wait(self, grace: float) -> int | None:
+        """The exit status once the process is gone (reaped), or None after `grace` seconds."""
+        deadline = time.monotonic() + grace
+        delay = 0.0005
+        while self.proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return self.proc.returncode
+
+    async def finish(self, grace: float = 1.0) -> int | None:
+        """Close the pipes (a healthy worker exits on EOF), SIGKILL after `grace`, reap."""
+        self.close_pipes()
+        code = await self.wait(grace)
+        if code is None:
+            self.kill()
+            code = await self.wait(10.0)
+        self.arena.close()
+        return code
+
+    def stderr_text(self) -> str:
+        return self.stderr_tail.decode("utf-8", "replace").strip()[-1000:]
 
 
 class Supervisor:
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
-        self.proc: subprocess.Popen[bytes] | None = None
         self.layers: list[Layer] = []
-        self._to_worker: int | None = None
-        self._from_worker: int | None = None
-        self._sources: dict[str, tuple[str, str]] = {}  # hash -> (source, name)
-        self._loaded: set[str] = set()  # hashes loaded into the current worker
+        self.restarts = 0  # workers replaced after a timeout or a death
+        self.recycles = 0  # workers retired near their CPU budget (or for a bigger arena)
+        self.spawned = 0
+        self._worker: _Worker | None = None
+        self._spawning: asyncio.Task[_Worker] | None = None
         self._lock = asyncio.Lock()
-        self.restarts = 0
-        self._arena: mmap.mmap | None = None
+        self._sources: dict[str, tuple[str, str]] = {}  # hash -> (source, name)
+        self._failed: dict[str, CallOutcome] = {}  # hash -> why its top level would not run
+        self._arena_size = self.limits.arena_mb * MiB
+        self._retiring: set[asyncio.Task[Any]] = set()
+        self._logged_missing: frozenset[str] | None = None
+        self._closed = False
+        lim = self.limits
+        self._recycle_at = max(lim.cpu_seconds * 0.5, lim.cpu_seconds - 2 * lim.call_timeout - 5)
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        w = self._worker
+        return w.pid if w is not None and w.proc.returncode is None else None
 
-    # --- lifecycle -----------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> list[Layer]:
+        """Start the worker (if none is running); every layer it reports. Layers not
+        applied are logged at WARNING with the reason."""
         async with self._lock:
-            await self._spawn()
+            await self._live_worker()
         return self.layers
 
-    async def _spawn(self) -> None:
-        to_r, to_w = os.pipe()
-        from_r, from_w = os.pipe()
-        limits = self.limits
-        # A fresh arena per worker, mapped by it before its seccomp filter loads.
-        arena_fd = os.memfd_create("oodida-arena", os.MFD_CLOEXEC)
-        os.ftruncate(arena_fd, limits.arena_mb << 20)
-        self._arena = mmap.mmap(arena_fd, limits.arena_mb << 20)
-        config = {
-            "rfd": to_r,
-            "wfd": from_w,
-            "memory_bytes": limits.memory_mb << 20,
-            "cpu_seconds": limits.cpu_seconds,
-            "open_files": limits.open_files,
-            "uid": limits.uid,
-            "netns": limits.netns,
-            "arena_fd": arena_fd,
-            "arena_size": limits.arena_mb << 20,
-        }
-        import json
-
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(WORKER_ENV, PYTHONPATH=root)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); "
-                 "from sandbox.worker import main; main()", json.dumps(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-                pass_fds=(to_r, from_w, arena_fd),
-                env=env,
-                cwd="/",
-            )
-        finally:
-            os.close(to_r)
-            os.close(from_w)
-            os.close(arena_fd)
-        self._to_worker, self._from_worker = to_w, from_r
-        self._loaded = set()
-        try:
-            ready = await asyncio.wait_for(asyncio.to_thread(protocol.read_message, from_r), limits.start_timeout)
-        except (asyncio.TimeoutError, protocol.PipeClosed, ValueError) as exc:
-            self._kill()
-            raise SandboxError(f"the sandbox worker did not start: {exc or 'timed out'}") from None
-        if not ready.get("ok"):
-            self._kill()
-            raise SandboxError(f"the sandbox worker did not start: {ready.get('message')}")
-        self.layers = [Layer(d["name"], d["applied"], d["detail"]) for d in ready["layers"]]
-        for layer in self.layers:
-            if not layer.applied:
-                log.warning("sandbox worker %d: layer %s not applied: %s", self.pid, layer.name, layer.detail)
-        log.info("sandbox worker %d ready: %s", self.pid, ", ".join(l.name for l in self.layers if l.applied))
-
-    def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait()
-        for fd in (self._to_worker, self._from_worker):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._to_worker = self._from_worker = None
-        if self._arena is not None:
-            self._arena.close()
-            self._arena = None
-
     async def close(self) -> None:
+        self._closed = True
         async with self._lock:
-            self._kill()
-            self.proc = None
+            if self._spawning is not None:
+                spawning, self._spawning = self._spawning, None
+                try:
+                    self._retire(await spawning)
+                except (Exception, asyncio.CancelledError):  # noqa: BLE001 — it is going away anyway
+                    pass
+            if self._worker is not None:
+                self._retire(self._worker)
+                self._worker = None
+        while self._retiring:
+            await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
-    # --- requests ----------------------------------------------------------------------
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _retire(self, worker: _Worker) -> None:
+        """Let a worker go in the background: EOF, then SIGKILL if it lingers; reaped."""
+        task = asyncio.ensure_future(worker.finish())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    def _command(self, config: dict[str, Any]) -> list[str]:
+        return [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", BOOT, json.dumps(config)]
+
+    async def _spawn(self) -> _Worker:
+        limits = self.limits
+        arena = Arena(self._arena_size)
+        to_r, to_w = os.pipe2(os.O_CLOEXEC)
+        from_r, from_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (to_w, from_r):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, F_SETPIPE_SZ, MiB)  # fewer wake-ups for large messages
+        path = [ROOT] + [p for p in sys.path if p and os.path.isabs(p) and p != ROOT and os.path.isdir(p)]
+        config = {
+            "rfd": to_r, "wfd": from_w, "arena_fd": arena.fd, "arena_size": arena.size,
+            "address_space": limits.memory_mb * MiB + arena.size, "cpu_seconds": limits.cpu_seconds,
+            "open_files": limits.open_files, "uid": limits.uid, "netns": limits.netns, "seccomp": limits.seccomp,
+            "max_message": limits.max_message_bytes, "max_result": limits.max_result_bytes,
+            "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows, "ppid": os.getpid(), "path": path,
+        }
+        try:
+            proc = subprocess.Popen(
+                self._command(config),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
+                pass_fds=(to_r, from_w, arena.fd), close_fds=True,
+                env=dict(WORKER_ENV), cwd="/", start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in (to_w, from_r, err_r):
+                os.close(fd)
+            arena.close()
+            raise SandboxError(f"cannot start the sandbox worker: {exc}") from None
+        finally:
+            for fd in (to_r, from_w, err_w):
+                os.close(fd)
+        worker = _Worker(proc, to_w, from_r, err_r, arena, limits.max_message_bytes)
+        try:
+            async with asyncio.timeout(limits.start_timeout):
+                ready = protocol.decode(await worker.receive())
+            if not (ready.get("ready") and ready.get("ok") is True and type(ready.get("layers")) is list):
+                raise SandboxError(str(ready.get("message") or "no ready message"))
+            worker.layers = [Layer(str(d["name"]), d["applied"] is True, str(d["detail"])) for d in ready["layers"]]
+            worker.cpu = float(ready.get("cpu") or 0.0)
+        except BaseException as exc:
+            code = await worker.finish(0.2)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            stderr = worker.stderr_text()
+            raise SandboxError(
+                f"the sandbox worker did not start ({why}; exit status {code})" + (f": {stderr}" if stderr else "")
+            ) from None
+        self.spawned += 1
+        self.layers = worker.layers
+        self._log_layers(worker)
+        return worker
+
+    def _log_layers(self, worker: _Worker) -> None:
+        missing = frozenset(layer.name for layer in worker.layers if not layer.applied)
+        if missing != self._logged_missing:
+            for layer in worker.layers:
+                if not layer.applied:
+                    log.warning("sandbox worker %d: layer %r not applied: %s", worker.pid, layer.name, layer.detail)
+            self._logged_missing = missing
+        log.info(
+            "sandbox worker %d ready: %d of %d layers (%s)", worker.pid,
+            len(worker.layers) - len(missing), len(worker.layers), ", ".join(layer.name for layer in worker.layers),
+        )
+
+    async def _live_worker(self) -> _Worker:
+        if self._closed:
+            raise SandboxError("the supervisor is closed")
+        worker = self._worker
+        if worker is not None and worker.proc.poll() is None:
+            return worker
+        if worker is not None:  # died between requests (killed from outside)
+            self._worker = None
+            self.restarts += 1
+            self._retire(worker)
+        if self._spawning is not None:
+            spawning, self._spawning = self._spawning, None
+            self._worker = await spawning
+        else:
+            self._worker = await self._spawn()
+        return self._worker
+
+    def _replace(self, worker: _Worker) -> None:
+        """`worker` is gone or going: start its successor now, in the background."""
+        if self._worker is worker:
+            self._worker = None
+        if not self._closed and self._spawning is None:
+            self._spawning = asyncio.ensure_future(self._spawn())
+            # a failure here is reported by the next request that awaits it
+            self._spawning.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def ping(self) -> float:
+        """Round trip to the worker (starting one if needed); the seconds it took."""
+        async with self._lock:
+            worker = await self._live_worker()
+            started = time.monotonic()
+            with contextlib.suppress(_Broken):
+                await self._exchange(worker, protocol.encode({"op": "ping"}), self.limits.call_timeout)
+            return time.monotonic() - started
 
     async def load(self, source: str, name: str) -> str:
-        """Check and load a module; its sha256. PolicyError with every problem if refused."""
-        problems = check_source(source, name)
-        if problems:
-            raise PolicyError(problems)
-        digest = hashlib.sha256(source.encode()).hexdigest()
-        self._sources[digest] = (source, name)
-        async with self._lock:
-            await self._ensure(digest)
-        return digest
+        """Compile and load a module in the worker; its sha256 (hex).
 
-    async def _ensure(self, digest: str) -> CallOutcome | None:
-        """A live worker with this module loaded; an outcome if loading broke a rule."""
-        if self.proc is None or self.proc.poll() is not None:
-            if self.proc is not None:
-                self.restarts += 1
-                self._kill()
-            await self._spawn()
-        if digest in self._loaded:
-            return None
+        PolicyError with every problem if the compile policy refuses it. A module
+        whose top level breaks a rule at run time (a loop, an error) is not an
+        exception here: its hash is returned and every call gets that outcome, until
+        it is loaded again.
+        """
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        async with self._lock:
+            worker = await self._live_worker()
+            if digest in worker.loaded:
+                return digest
+            self._sources[digest] = (source, name)
+            try:
+                failure = await self._load_into(worker, digest)
+            except PolicyError:
+                del self._sources[digest]
+                raise
+            if failure is None:
+                self._failed.pop(digest, None)
+            else:
+                self._failed[digest] = failure
+            return digest
+
+    async def _load_into(self, worker: _Worker, digest: str) -> CallOutcome | None:
         source, name = self._sources[digest]
-        outcome = await self._request({"op": "load", "source": source, "name": name})
-        if outcome.ok:
-            self._loaded.add(digest)
+        request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name},
+                                  self.limits.max_message_bytes)
+        try:
+            reply = await self._exchange(worker, request, self.limits.call_timeout)
+        except _Broken as broken:
+            outcome = broken.outcome
+            outcome.message = f"while loading {name}: {outcome.message}"
+            return outcome
+        if reply["ok"]:
+            worker.loaded.add(digest)
             return None
+        if "problems" in reply:
+            raise PolicyError(self._problems(reply["problems"]))
+        outcome = self._outcome(reply, 0.0)
+        outcome.message = f"while loading {name}: {outcome.message}"
         return outcome
+
+    @staticmethod
+    def _problems(raw: Any) -> list[Problem]:
+        problems = []
+        for p in raw if type(raw) is list else []:
+            try:
+                problems.append(Problem(Rule(p["rule"]), str(p["message"])[:4000],
+                                        p.get("line") if type(p.get("line")) is int else None,
+                                        p.get("col") if type(p.get("col")) is int else None))
+            except (KeyError, ValueError, TypeError, AttributeError):
+                continue
+        return problems or [Problem(Rule.SYNTAX, "the module was refused")]
 
     async def call(
         self,
-        digest: str,
+        module_hash: str,
         entry: str,
         *,
         window: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -199,80 +487,182 @@ class Supervisor:
         params: Any = None,
         state: Any = None,
     ) -> CallOutcome:
-        if digest not in self._sources:
-            raise SandboxError(f"module {digest[:12]} was never loaded")
-        request: dict[str, Any] = {
-            "op": "call", "hash": digest, "entry": entry, "params": params, "state": state,
-            "max_bytes": self.limits.max_result_bytes,
-        }
+        """Run one entry point of a loaded module; its outcome (never an exception for
+        what the module does).
+
+        `window` ({signal: (t, v)}) goes through the shared-memory arena; one that
+        does not fit goes through the pipe as raw float64 bytes if it fits in a
+        message, else the worker is replaced by one with an arena big enough (up to
+        `arena_max_mb`; past that the outcome says "memory")."""
+        if module_hash not in self._sources:
+            raise SandboxError(f"module {module_hash[:12]} was never loaded")
+        request: dict[str, Any] = {"op": "call", "hash": module_hash, "entry": entry, "params": params, "state": state}
         if results is not None:
             request["results"] = dict(results)
         async with self._lock:
-            broken = await self._ensure(digest)
-            if broken is not None:
-                return broken
-            if window is not None:
-                arrays = {k: (np.asarray(t, np.float64), np.asarray(v, np.float64)) for k, (t, v) in window.items()}
-                placed = self._place(arrays)
-                if placed is not None:
-                    request["arena"] = placed
-                else:  # too big for the arena: raw bytes over the pipe
-                    request["window"] = {k: [t, v] for k, (t, v) in arrays.items()}
-            return await self._request(request)
+            failed = self._failed.get(module_hash)
+            if failed is not None:
+                return dataclasses.replace(failed, elapsed=0.0)
+            worker = await self._live_worker()
+            needed = 0 if window is None else window_bytes(window)
+            inline = window is not None and needed > worker.arena.size
+            if inline and needed + 2**16 > self.limits.max_message_bytes:
+                if needed > self.limits.arena_max_mb * MiB:
+                    return CallOutcome(False, rule=Rule.MEMORY, message=(
+                        f"the window takes {needed / MiB:.1f} MiB, more than the sandbox's limit of "
+                        f"{self.limits.arena_max_mb} MiB of shared memory (arena_max_mb); ask for a shorter window"))
+                worker = await self._grow_arena(needed)
+                inline = False
+            if module_hash not in worker.loaded:
+                failure = await self._load_into(worker, module_hash)
+                if failure is not None:
+                    self._failed[module_hash] = failure
+                    return failure
+            try:
+                if inline:
+                    assert window is not None
+                    request["window_inline"] = {
+                        str(k): [np.asarray(t, np.float64), np.asarray(v, np.float64)] for k, (t, v) in window.items()
+                    }
+                elif window is not None:
+                    request["window"] = worker.arena.place(window)
+                frame = protocol.encode(request, self.limits.max_message_bytes)
+            except protocol.MessageTooLarge as exc:
+                return CallOutcome(False, rule=Rule.RESULT_TOO_LARGE, message=(
+                    f"the call's params, state and results take {exc.size} bytes, more than the sandbox's "
+                    f"{exc.limit}-byte message limit"))
+            except (TypeError, ValueError) as exc:
+                raise SandboxError(f"cannot pass this to the sandbox: {exc}") from None
+            started = time.monotonic()
+            try:
+                reply = await self._exchange(worker, frame, self.limits.call_timeout)
+            except _Broken as broken:
+                return broken.outcome
+            outcome = self._outcome(reply, time.monotonic() - started)
+            if worker.cpu >= self._recycle_at:
+                log.info("sandbox worker %d used %.0f s of CPU: replaced by a fresh one", worker.pid, worker.cpu)
+                self.recycles += 1
+                self._retire(worker)
+                self._replace(worker)
+            return outcome
 
-    def _place(self, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[int]] | None:
-        """Copy the window into the shared arena; {name: [offset_t, offset_v, n]}."""
-        arena = self._arena
-        need = sum(t.nbytes + v.nbytes for t, v in arrays.values())
-        if arena is None or need > len(arena):
-            return None
-        placed, offset = {}, 0
-        for name, (t, v) in arrays.items():
-            n = len(t)
-            np.frombuffer(arena, np.float64, n, offset)[:] = t
-            np.frombuffer(arena, np.float64, n, offset + t.nbytes)[:] = v
-            placed[name] = [offset, offset + t.nbytes, n]
-            offset += t.nbytes + v.nbytes
-        return placed
-
-    async def _request(self, request: dict[str, Any]) -> CallOutcome:
-        assert self._to_worker is not None and self._from_worker is not None and self.proc is not None
-        started = time.monotonic()
-        proc = self.proc
-        to_worker, from_worker = self._to_worker, self._from_worker
-
-        def exchange() -> dict[str, Any]:
-            protocol.write_message(to_worker, request)
-            return protocol.read_message(from_worker)
-
-        job = asyncio.ensure_future(asyncio.to_thread(exchange))
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(job), self.limits.call_timeout)
-        except asyncio.TimeoutError:
-            self._kill()  # unblocks the thread: the pipes close under it
-            await asyncio.gather(job, return_exceptions=True)
-            self.proc = None
-            return CallOutcome(False, rule=Rule.TIMEOUT, elapsed=time.monotonic() - started,
-                               message=f"the call took longer than {self.limits.call_timeout:g} s; the worker was killed")
-        except (protocol.PipeClosed, BrokenPipeError, OSError, ValueError) as exc:
-            code = proc.wait()
-            self._kill()
-            self.proc = None
-            return self._death(code, exc, time.monotonic() - started)
-        elapsed = time.monotonic() - started
-        if not reply.get("ok"):
-            return CallOutcome(False, rule=Rule(reply.get("rule", Rule.ERROR.value)), message=reply.get("message"),
-                               line=reply.get("line"), elapsed=elapsed)
-        return CallOutcome(True, value=reply.get("value"), flags=list(reply.get("flags") or []), elapsed=elapsed)
+    async def _grow_arena(self, needed: int) -> _Worker:
+        step = self.limits.arena_mb * MiB
+        self._arena_size = min(-(-needed // step) * step, self.limits.arena_max_mb * MiB)
+        log.info("a window needs %.1f MiB: a new sandbox worker with an arena of %d MiB",
+                 needed / MiB, self._arena_size // MiB)
+        old = self._worker
+        if old is not None:
+            self.recycles += 1
+            self._retire(old)
+            self._worker = None
+        if self._spawning is not None:  # started with the old size: let it go
+            spawning, self._spawning = self._spawning, None
+            with contextlib.suppress(Exception):
+                self._retire(await spawning)
+        return await self._live_worker()
 
     @staticmethod
-    def _death(code: int, exc: BaseException, elapsed: float) -> CallOutcome:
-        if code < 0:
-            sig = signal.Signals(-code)
-            rule = Rule.TIMEOUT if sig is signal.SIGXCPU else Rule.CRASH
-            message = f"the worker died of {sig.name}"
-            if sig is signal.SIGSYS:
-                message += " (a forbidden system call)"
-        else:
-            rule, message = Rule.CRASH, f"the worker exited with status {code}"
-        return CallOutcome(False, rule=rule, message=message, elapsed=elapsed)
+    def _outcome(reply: dict[str, Any], elapsed: float) -> CallOutcome:
+        stdout = reply.get("stdout") if type(reply.get("stdout")) is str else ""
+        if reply["ok"]:
+            flags = reply.get("flags")
+            flags = [str(f)[:500] for f in flags[:1000]] if type(flags) is list else []
+            return CallOutcome(True, value=reply.get("value"), flags=flags, elapsed=elapsed, stdout=stdout)
+        line = reply.get("line")
+        return CallOutcome(
+            False, rule=Rule(reply["rule"]), message=str(reply.get("message") or reply["rule"]),
+            line=line if type(line) is int else None, elapsed=elapsed, stdout=stdout,
+        )
+
+    async def _exchange(self, worker: _Worker, frame: bytes, budget: float) -> dict[str, Any]:
+        """Send one request and wait for its reply within `budget` seconds. Anything
+        but a well-formed reply ends this worker and raises _Broken with the outcome;
+        its successor is already starting."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(budget):
+                await worker.send(frame)
+                payload = await worker.receive()
+        except TimeoutError:
+            worker.kill()
+            await self._bury(worker)
+            raise _Broken(CallOutcome(
+                False, rule=Rule.TIMEOUT, elapsed=time.monotonic() - started,
+                message=f"the call took longer than {budget:g} s; the worker (pid {worker.pid}) was killed "
+                        "and replaced")) from None
+        except (protocol.PipeClosed, protocol.ProtocolError) as exc:
+            raise _Broken(await self._death(worker, exc, time.monotonic() - started)) from None
+        except BaseException:  # cancelled mid-request: its reply would answer the next one
+            worker.kill()
+            self.restarts += 1
+            self._retire(worker)
+            self._replace(worker)
+            raise
+        try:
+            reply = protocol.decode(payload)
+            self._check_reply(reply)
+        except protocol.ProtocolError as exc:
+            raise _Broken(await self._death(worker, exc, time.monotonic() - started)) from None
+        worker.cpu = reply.get("cpu", worker.cpu)
+        return reply
+
+    @staticmethod
+    def _check_reply(reply: dict[str, Any]) -> None:
+        ok = reply.get("ok")
+        if type(ok) is not bool:
+            raise protocol.ProtocolError("a reply without ok")
+        if not ok and "problems" not in reply:
+            try:
+                Rule(reply.get("rule"))
+            except ValueError:
+                raise protocol.ProtocolError(f"a reply with an unknown rule {reply.get('rule')!r}") from None
+        if type(reply.get("cpu", 0.0)) not in (int, float):
+            raise protocol.ProtocolError("a reply with a bad cpu field")
+
+    async def _bury(self, worker: _Worker) -> int | None:
+        """Reap a worker that is dying, count it, start its successor."""
+        self.restarts += 1
+        self._replace(worker)
+        code = await worker.wait(2.0)
+        if code is None:
+            worker.kill()
+            code = await worker.wait(10.0)
+        worker.close_pipes()
+        worker.arena.close()
+        tail = worker.stderr_text()
+        if tail:
+            log.warning("sandbox worker %d stderr: %s", worker.pid, tail)
+        return code
+
+    async def _death(self, worker: _Worker, exc: BaseException, elapsed: float) -> CallOutcome:
+        broken_protocol = isinstance(exc, protocol.ProtocolError)
+        if broken_protocol:
+            worker.kill()  # it is alive and talking nonsense: it is not ours any more
+        code = await self._bury(worker)
+        where = f"the worker (pid {worker.pid})"
+        if broken_protocol and code == -signal.SIGKILL:
+            return CallOutcome(False, rule=Rule.CRASH, elapsed=elapsed,
+                               message=f"{where} broke the protocol ({exc}) and was killed; it was replaced")
+        if code is None:
+            return CallOutcome(False, rule=Rule.CRASH, elapsed=elapsed, message=f"{where} would not exit")
+        if code >= 0:
+            return CallOutcome(False, rule=Rule.CRASH, elapsed=elapsed,
+                               message=f"{where} exited with status {code}; it was replaced")
+        try:
+            sig: signal.Signals | None = signal.Signals(-code)
+            name = sig.name  # type: ignore[union-attr]
+        except ValueError:
+            sig, name = None, f"signal {-code}"
+        rule, why = Rule.CRASH, f"{where} died of {name}"
+        if sig is signal.SIGXCPU:
+            rule, why = Rule.TIMEOUT, f"{where} used up its CPU-time limit of {self.limits.cpu_seconds} s (SIGXCPU)"
+        elif sig is signal.SIGKILL and worker.oom_base >= 0 and _oom_kills() > worker.oom_base:
+            rule, why = Rule.MEMORY, f"{where} was killed by the kernel's out-of-memory killer (SIGKILL)"
+        elif sig is signal.SIGKILL and worker.cpu >= self.limits.cpu_seconds:
+            rule, why = Rule.TIMEOUT, f"{where} used up its CPU-time limit of {self.limits.cpu_seconds} s (SIGKILL)"
+        elif sig is signal.SIGSYS:
+            why += ": the seccomp filter stopped a forbidden system call"
+        elif sig is signal.SIGXFSZ:
+            why += ": it tried to write a file"
+        return CallOutcome(False, rule=rule, elapsed=elapsed, message=why + "; it was replaced")

@@ -1,146 +1,448 @@
-"""The sandbox worker: a separate process, started by exec, that runs analysts' code.
+"""The sandbox worker: a separate, long-lived process, started by exec, that runs
+analysts' code.
 
-Started as `python -I -m sandbox.worker CONFIG` with an empty environment and only its
-two pipes. It confines itself (hardening.py), imports everything it will need, loads
-the seccomp filter, says which layers took, and then serves load and call requests
-until its input closes. It never writes anywhere but its output pipe.
+The supervisor starts it as
+
+    python -I -S -B -X utf8 -c BOOT CONFIG_JSON
+
+(`-I`: no PYTHON* variables, no user site, no script directory on the path; `-S`:
+no site.py, so no .pth file runs, and the import path comes explicitly in the
+config; `-B`: it writes no bytecode), with an environment that holds nothing but
+fixed thread settings for numeric libraries, and no descriptor but its request pipe
+(read), reply pipe (write), stdin and stdout on /dev/null, stderr (a pipe the
+supervisor drains) and the arena's memfd. `python -m sandbox.worker CONFIG_JSON`
+does the same by hand.
+
+At start it maps the arena, confines itself (`confine`; hardening.py says why in
+this order), imports and touches everything it will need before the uid switch and
+the filter, and sends one "ready" message that lists every layer, applied or not and
+why. Then it serves load, call and ping requests (protocol.py) one at a time until
+its request pipe closes. It never writes to stdout or stderr itself: print() in a
+module is collected, bounded, and returned with the reply.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import inspect
 import json
-import mmap
+import os
 import sys
 import time
-from typing import Any
+import warnings
+from typing import Any, NoReturn
 
+import cbor2  # noqa: F401 — imported before the filter, like everything else
 import numpy as np
 
 from sandbox import hardening, policy, protocol
-from sandbox.errors import PolicyError, Rule, Violation
+from sandbox.arena import ArenaView
+from sandbox.errors import PolicyError, Problem, Rule, Violation
 from sandbox.results import check_result
 
+try:  # loads libseccomp now (ctypes' find_library runs ldconfig: impossible later)
+    import pyseccomp  # noqa: F401
+except (ImportError, RuntimeError, OSError):
+    pass
 
-def _warm_up() -> None:
-    """Touch the lazily imported parts now: after the filter, no file can be opened."""
-    try:
-        import pyseccomp  # noqa: F401  (loads libseccomp while files can still be opened)
-    except ImportError:
-        pass
-    a = np.arange(100.0)
-    for fn in (np.mean, np.std, np.var, np.median, np.sort, np.unique, np.cumsum, np.histogram):
-        fn(a)
-    np.quantile(a, [0.1, 0.5])
-    np.percentile(a, 50)
-    np.linalg.norm(a)
-    np.polyfit(a, a, 1)
-    np.corrcoef(a, a)
-    ns = policy.load_module("import numpy as np\nimport math, statistics\ndef on_board(w, p, s):\n"
-                            "    print('x')\n    return {'m': float(np.mean(w['a'].v))}\n", "warmup.py")
-    policy.call_entry(ns, "on_board", {"a": policy.make_signal(a.copy(), a.copy())}, {}, None, filename="warmup.py")
-    check_result({"x": a, "y": [1.0, float("nan")]})
-    protocol.encode({"ok": True, "value": a})
-    try:
-        raise ValueError("warm")
-    except ValueError:
-        pass
+MAX_STDOUT = 64 * 1024
+MAX_MESSAGE_TEXT = 4000
+
+# policy.call_entry(namespace, entry, *args, filename=...) where the policy offers it
+_CALL_TAKES_FILENAME = "filename" in inspect.signature(policy.call_entry).parameters
+
+
+def _call_entry(namespace: dict[str, Any], entry: str, args: tuple[Any, ...], filename: str) -> Any:
+    if _CALL_TAKES_FILENAME:
+        return policy.call_entry(namespace, entry, *args, filename=filename)
+    return policy.call_entry(namespace, entry, *args)
+
+
+# --- print() output ----------------------------------------------------------------------
+
+
+class Stdout:
+    """What a module printed during one request, up to `limit` characters."""
+
+    def __init__(self, limit: int = MAX_STDOUT) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, text: Any) -> None:
+        if type(text) is not str:
+            text = str(text)
+        room = self.limit - self.size
+        if room <= 0:
+            self.dropped += len(text)
+            return
+        if len(text) > room:
+            self.dropped += len(text) - room
+            text = text[:room]
+        self.parts.append(text)
+        self.size += len(text)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        if self.dropped:
+            text += f"\n[... {self.dropped} more characters of output not kept]\n"
+        self.parts, self.size, self.dropped = [], 0, 0
+        return text
+
+
+STDOUT = Stdout()
+_CAPTURING: dict[type, type] = {}
+
+
+def capturing(collector: Any) -> Any:
+    """The module's print collector (RestrictedPython's `_print_`), also teeing into
+    STDOUT, so the supervisor gets the output whether or not the module reads
+    `printed`."""
+    if not isinstance(collector, type):
+        return collector
+    cls = _CAPTURING.get(collector)
+    if cls is None:
+
+        class Captured(collector):  # type: ignore[misc,valid-type]
+            def write(self, text: str) -> None:
+                STDOUT.add(text)
+                super().write(text)
+
+        Captured.__name__ = collector.__name__
+        cls = _CAPTURING[collector] = Captured
+    return cls
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    # numpy's RuntimeWarnings (mean of an empty slice, division by zero) are part of
+    # the module's output; no source line is read (no file can be opened).
+    STDOUT.add(f"{getattr(category, '__name__', 'Warning')}: {message}\n")
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_TEXT else text[:MAX_MESSAGE_TEXT] + " [...]"
+
+
+def _refusal(rule: Rule, message: str, line: int | None = None) -> dict[str, Any]:
+    return {"ok": False, "rule": rule.value, "message": _clip(message), "line": line}
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"rule": p.rule.value, "message": _clip(p.message), "line": p.line, "col": p.col}
 
 
 class Worker:
-    def __init__(self, rfd: int, wfd: int, arena: mmap.mmap | None = None) -> None:
+    def __init__(
+        self, rfd: int, wfd: int, arena: ArenaView | None, *, max_message: int, max_result: int,
+        copy_windows: bool = True,
+    ) -> None:
         self.rfd, self.wfd = rfd, wfd
         self.arena = arena
+        self.max_message = max_message
+        self.max_result = max_result
+        self.copy_windows = copy_windows
         self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._buffers: dict[tuple[str, int], np.ndarray] = {}
 
-    def serve(self) -> None:
+    def serve(self) -> NoReturn:
         while True:
             try:
-                request = protocol.read_message(self.rfd)
+                request = protocol.read_message(self.rfd, self.max_message, writable=True)
             except protocol.PipeClosed:
-                return
-            reply = self.handle(request)
-            protocol.write_message(self.wfd, reply)
+                os._exit(0)  # the supervisor closed the pipe: done (no interpreter teardown)
+            except (protocol.ProtocolError, MemoryError) as exc:
+                self.reply(_refusal(Rule.ERROR, f"bad request: {exc}"))
+                continue
+            self.reply(self.handle(request))
+
+    def reply(self, message: dict[str, Any]) -> None:
+        message["cpu"] = time.process_time()
+        try:
+            data = protocol.encode(message, self.max_message)
+        except protocol.MessageTooLarge as exc:
+            data = protocol.encode({
+                **_refusal(Rule.RESULT_TOO_LARGE, f"the reply takes {exc.size} bytes, more than the "
+                           f"{exc.limit}-byte limit"),
+                "stdout": message.get("stdout", "")[:1000], "cpu": message["cpu"],
+            })
+        except MemoryError:
+            message = None  # type: ignore[assignment]
+            gc.collect()
+            data = protocol.encode(_refusal(Rule.MEMORY, "out of memory while sending the result"))
+        except Exception as exc:  # noqa: BLE001 — a value check_result let through but CBOR cannot carry
+            data = protocol.encode(_refusal(Rule.DISALLOWED_RETURN, f"the result cannot be sent: {exc}"))
+        try:
+            protocol.write_all(self.wfd, data)
+        except protocol.PipeClosed:
+            os._exit(0)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         try:
-            if op == "load":
-                return self.load(request)
             if op == "call":
-                return self.call(request)
-            if op == "ping":
-                return {"ok": True}
-            return {"ok": False, "rule": Rule.ERROR.value, "message": f"unknown op {op!r}"}
+                reply = self.call(request)
+            elif op == "load":
+                reply = self.load(request)
+            elif op == "ping":
+                reply = {"ok": True}
+            else:
+                reply = _refusal(Rule.ERROR, f"unknown request {op!r}")
         except Violation as exc:
-            return {"ok": False, "rule": exc.rule.value, "message": exc.message, "line": exc.line}
-        except PolicyError as exc:
-            first = exc.problems[0]
-            return {"ok": False, "rule": first.rule.value, "message": str(exc), "line": first.line}
+            reply = _refusal(exc.rule, exc.message, exc.line)
         except MemoryError:
-            return {"ok": False, "rule": Rule.MEMORY.value, "message": "out of memory"}
+            reply = _refusal(Rule.MEMORY, "out of memory")
+        except RecursionError:
+            reply = _refusal(Rule.ERROR, "RecursionError: nested too deeply")
+        except Exception as exc:  # noqa: BLE001 — a request the worker cannot serve; say why
+            reply = _refusal(Rule.ERROR, f"the sandbox could not run the request: {type(exc).__name__}: {exc}")
+        finally:
+            request.clear()  # drop window arrays, params and state now
+        reply["stdout"] = STDOUT.take()
+        return reply
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
-        source, name = request["source"], request["name"]
-        digest = hashlib.sha256(source.encode()).hexdigest()
-        if digest not in self.modules:
-            self.modules[digest] = (name, policy.load_module(source, name))
+        source, name, digest = request["source"], request["name"], request["hash"]
+        if type(source) is not str or type(name) is not str:
+            return _refusal(Rule.ERROR, "load needs source and name as text")
+        if hashlib.sha256(source.encode()).hexdigest() != digest:
+            return _refusal(Rule.ERROR, "the module's hash does not match its source")
+        if digest in self.modules:
+            return {"ok": True, "hash": digest}
+        try:
+            namespace = policy.load_module(source, name)
+        except PolicyError as exc:
+            return {"ok": False, "problems": [_problem(p) for p in exc.problems]}
+        except Violation:
+            raise
+        except (MemoryError, RecursionError, SyntaxError, ValueError, OverflowError) as exc:
+            # The parser or compiler itself gave up (nesting too deep, too large):
+            # a compile-time refusal like any other.
+            text = str(exc) or "too deeply nested or too large"
+            problem = Problem(Rule.SYNTAX, f"the module cannot be compiled: {type(exc).__name__}: {text}")
+            return {"ok": False, "problems": [_problem(problem)]}
+        if "_print_" in namespace:
+            namespace["_print_"] = capturing(namespace["_print_"])
+        self.modules[digest] = (name, namespace)
         return {"ok": True, "hash": digest}
 
+    def window(self, request: dict[str, Any]) -> dict[str, Any]:
+        """{signal: Signal(t, v)}, read-only: copies out of the arena (or its views,
+        without copy_windows), or the arrays that came inline through the pipe."""
+        inline = request.get("window_inline")
+        if inline is not None:  # decoded as private writable copies; make_signal freezes them
+            return {str(k): policy.make_signal(t, v) for k, (t, v) in inline.items()}
+        if self.arena is None:
+            raise ValueError("this worker has no arena for windows")
+        window = {}
+        for key, desc in (request.get("window") or {}).items():
+            t, v = self.arena.signal_arrays(desc)
+            if self.copy_windows:
+                t, v = self._private((str(key), 0), t), self._private((str(key), 1), v)
+            window[str(key)] = policy.make_signal(t, v)
+        for slot in [slot for slot in self._buffers if slot[0] not in window]:
+            del self._buffers[slot]
+        return window
+
+    def _private(self, slot: tuple[str, int], src: np.ndarray) -> np.ndarray:
+        """A private copy of `src`: in last call's buffer for this slot when nothing
+        holds on to it any more (no page faults for a big window, call after call),
+        else in a fresh one (a module that kept last call's array keeps its data)."""
+        buf = self._buffers.get(slot)
+        n = src.shape[0]
+        # 3 references: the dict, `buf`, getrefcount's argument. Any view a module
+        # kept (a Signal, an array, a slice of one) holds the buffer as its base.
+        if buf is None or buf.shape[0] < n or sys.getrefcount(buf) > 3:
+            buf = np.empty(n, dtype=np.float64)
+            self._buffers[slot] = buf
+        out = buf[:n]
+        np.copyto(out, src)
+        return out
+
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        name, namespace = self.modules[request["hash"]]
-        entry = request["entry"]
-        started = time.perf_counter()
+        digest, entry = request["hash"], request["entry"]
+        module = self.modules.get(digest)
+        if module is None:
+            return _refusal(Rule.ERROR, f"module {str(digest)[:12]} is not loaded in this worker")
+        name, namespace = module
+        params = request.get("params")
+        params = {} if params is None else params
+        state = request.get("state")
         if entry == "on_board":
-            if "arena" in request:
-                # Copied out of the arena: a module that kept a view would otherwise
-                # see the next call's window, maybe another assignment's data.
-                window = {
-                    k: policy.make_signal(
-                        np.frombuffer(self.arena, np.float64, n, ot).copy(),
-                        np.frombuffer(self.arena, np.float64, n, ov).copy(),
-                    )
-                    for k, (ot, ov, n) in request["arena"].items()
-                }
-            else:
-                window = {k: policy.make_signal(np.array(t), np.array(v)) for k, (t, v) in request["window"].items()}
-            args: tuple[Any, ...] = (window, request.get("params") or {}, request.get("state"))
+            args: tuple[Any, ...] = (self.window(request), params, state)
         elif entry == "off_board":
-            args = (request.get("results") or {}, request.get("params") or {}, request.get("state"))
+            results = request.get("results")
+            args = ({} if results is None else results, params, state)
+        elif entry == "migrate":
+            args = (state,)
         else:
-            args = (request.get("state"),)
-        value = policy.call_entry(namespace, entry, *args, filename=name)
-        value, flags = check_result(value, max_bytes=request.get("max_bytes", 16 * 2**20))
-        return {"ok": True, "value": value, "flags": flags, "elapsed": time.perf_counter() - started}
+            return _refusal(Rule.MISSING_ENTRY, f"{entry!r} is not an entry point")
+        value = _call_entry(namespace, entry, args, name)
+        del args
+        value, flags = check_result(value, max_bytes=self.max_result)
+        return {"ok": True, "value": value, "flags": flags}
 
 
-def main() -> None:
-    config = json.loads(sys.argv[1])
-    rfd, wfd = config["rfd"], config["wfd"]
+# --- start ---------------------------------------------------------------------------------
+
+
+WARM_SOURCE = (
+    "import numpy as np\nimport math\nimport statistics\n"
+    "def on_board(window, params, state):\n"
+    "    print('warm', len(window['a'].v))\n"
+    "    x = window['a'].v\n"
+    "    try:\n        {}['k']\n    except KeyError as e:\n        pass\n"
+    "    return {'m': float(np.mean(x)), 'a': np.sort(x), 's': statistics.mean([1.0, 2.0]), "
+    "'r': math.sqrt(2.0), 'l': [1, 'x', None, (2, 3)]}\n"
+)
+
+
+def warm_up() -> hardening.Layer:
+    """Run every path a call will take once, while files can still be opened: lazy
+    imports, OpenSSL's hash setup, numpy's first use of each facade function, a
+    module compiled, loaded, called, its result checked and encoded. Reported as the
+    "imports" layer: a step that failed (the policy or a facade changed shape) means
+    a lazy import may be refused after the filter, which the worker then reports as
+    the module's error."""
+    failed: list[str] = []
+
+    def step(label: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 — reported in the layer, never fatal
+            failed.append(f"{label}: {type(exc).__name__}: {str(exc)[:200]}")
+            return None
+
+    a = np.arange(1.0, 9.0)
+    hashlib.sha256(b"warm").hexdigest()
+    time.process_time()
+
+    def facades() -> None:
+        from sandbox.facade import FACADES
+
+        for make in FACADES.values():
+            facade = make()
+            for member in dir(facade):
+                fn = getattr(facade, member, None)
+                if not callable(fn) or isinstance(fn, type):
+                    continue
+                for args in ((a,), (a, a), (list(a),), (3.0,), (a, 0.5)):
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            fn(*args)
+                    except Exception:  # noqa: BLE001, S112 — only the side effect (imports) matters
+                        continue
+
+    step("facades", facades)
+
+    def module() -> Any:
+        try:
+            namespace = policy.load_module(WARM_SOURCE, "warm_up.py")
+        except PolicyError:  # a policy without print(): the rest still warms
+            namespace = policy.load_module(WARM_SOURCE.replace("print(", "len("), "warm_up.py")
+        if "_print_" in namespace:
+            namespace["_print_"] = capturing(namespace["_print_"])
+        window = {"a": policy.make_signal(a.copy(), a.copy())}
+        value, _ = check_result(_call_entry(namespace, "on_board", (window, {}, None), "warm_up.py"))
+        return value
+
+    value = step("a module", module)
+    step("results", lambda: check_result({"x": np.array([1.0, np.nan]), "y": float("inf")}))
+    for label, bad in (("refused result", lambda: check_result(object())),
+                       ("refused module", lambda: policy.load_module("import os\n", "w.py"))):
+        try:
+            bad()
+        except (Violation, PolicyError):
+            pass
+        except Exception as exc:  # noqa: BLE001
+            failed.append(f"{label}: {type(exc).__name__}: {exc}")
+
+    def codec() -> None:
+        frame = protocol.encode({"ok": True, "value": value, "flags": [], "b": np.array([True])})
+        protocol.decode(frame[protocol.HEADER.size:], writable=True)
+
+    step("protocol", codec)
     try:
-        arena = mmap.mmap(config["arena_fd"], config["arena_size"], prot=mmap.PROT_READ)
-        layers = confine(config, rfd, wfd)
-    except Exception as exc:  # say why on the pipe: stderr goes nowhere
-        protocol.write_message(wfd, {"ok": False, "message": f"worker start failed: {type(exc).__name__}: {exc}"})
-        sys.exit(1)
-    protocol.write_message(wfd, {"ok": True, "ready": True, "layers": [
-        {"name": layer.name, "applied": layer.applied, "detail": layer.detail} for layer in layers
-    ]})
-    Worker(rfd, wfd, arena).serve()
+        raise MemoryError
+    except MemoryError:
+        pass
+    STDOUT.take()
+    if failed:
+        return hardening.Layer("imports", False, "warm-up incomplete, a lazy import may fail after the filter: "
+                               + "; ".join(failed))
+    return hardening.Layer(
+        "imports", True, "numpy, cbor2, RestrictedPython, the policy, facades, result checks and libseccomp "
+        "loaded and exercised before the uid switch and the filter",
+    )
 
 
-def confine(config: dict[str, Any], rfd: int, wfd: int) -> list[hardening.Layer]:
-    # Import and touch everything first: after the uid switch the interpreter's own
-    # files may be unreadable, and after the filter nothing can be opened at all.
-    _warm_up()
-    layers = [hardening.close_other_fds({0, 1, 2, rfd, wfd})]
+def confine(config: dict[str, Any], rfd: int | None = None, wfd: int | None = None) -> list[hardening.Layer]:
+    """Apply every layer to this process, in order (hardening.py says why this order);
+    the layers, applied or not. `rfd`/`wfd` default to config["rfd"]/config["wfd"]:
+    the only descriptors (with 0, 1, 2) that stay open, and the only ones the filter
+    lets it read and write (0 is never read; 1 and 2 are /dev/null and the stderr pipe
+    in the worker). Map the arena before this: its descriptor is closed here."""
+    rfd = config["rfd"] if rfd is None else rfd
+    wfd = config["wfd"] if wfd is None else wfd
+    layers = [hardening.close_descriptors({0, 1, 2, rfd, wfd})]
     if config.get("netns", True):
         layers.append(hardening.network_namespace())
-    layers.append(hardening.drop_uid(config.get("uid", 65534)))
+    else:
+        layers.append(hardening.Layer("network namespace", False, "disabled by the supervisor's configuration"))
+    layers.append(warm_up())  # before the uid switch: the interpreter's files may be unreadable after it
+    layers.append(hardening.drop_privileges(config.get("uid", 65534), config.get("gid")))
+    layers.append(hardening.drop_capabilities())
     layers.append(hardening.no_new_privs())
-    layers.append(hardening.rlimits(config["memory_bytes"], config["cpu_seconds"], config["open_files"]))
-    layers.append(hardening.seccomp_filter())
+    layers.append(hardening.not_dumpable())
+    layers.append(hardening.parent_death_signal(config.get("ppid")))
+    address_space = config.get("address_space", config.get("memory_bytes", 1 << 30))
+    layers.append(hardening.rlimits(address_space, config.get("cpu_seconds", 600), config.get("open_files", 16)))
+    sys.unraisablehook = lambda unraisable: None
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
+    gc.collect()
+    gc.freeze()  # everything so far lives for good: later collections skip it
+    if config.get("seccomp", True):
+        layers.append(hardening.seccomp_filter([rfd], [wfd, 1, 2]))
+    else:
+        layers.append(hardening.Layer("seccomp", False, "disabled by the supervisor's configuration"))
     return layers
+
+
+def main(config: dict[str, Any] | None = None) -> NoReturn:
+    if config is None:
+        config = json.loads(sys.argv[1])
+    wfd = config["wfd"]
+    try:
+        # The arena first: mapping it closes its descriptor, so none but the pipes survive.
+        arena = ArenaView(config["arena_fd"], config["arena_size"]) if config.get("arena_fd") is not None else None
+        layers = confine(config)
+        # From here on the worker writes nowhere but its reply pipe: Python's own
+        # messages go nowhere, a fatal error from C still reaches fd 2 (drained).
+        sys.stdout = sys.stderr = None  # type: ignore[assignment]
+        worker = Worker(
+            config["rfd"], wfd, arena,
+            max_message=config.get("max_message", protocol.MAX_MESSAGE),
+            max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
+            copy_windows=config.get("copy_windows", True),
+        )
+        STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
+    except BaseException as exc:  # noqa: BLE001 — say why on the pipe: stderr goes nowhere useful
+        try:
+            protocol.write_message(wfd, {"ok": False, "ready": True, "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os._exit(1)
+    protocol.write_message(wfd, {
+        "ok": True, "ready": True, "pid": os.getpid(), "cpu": time.process_time(),
+        "layers": [layer.as_dict() for layer in layers],
+    })
+    worker.serve()
 
 
 if __name__ == "__main__":

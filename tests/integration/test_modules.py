@@ -22,7 +22,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPEEDING = ModuleSource(name="speeding.py", source=(EXAMPLES / "speeding.py").read_text())
 HOSTILE = ModuleSource(
     name="hostile.py",
-    source="import numpy as np\n\ndef on_board(window, params, state):\n    return np.load('/etc/passwd')\n",
+    # through an alias the compile check cannot follow, so the vehicles must refuse it at run time
+    source="import numpy as np\n\ndef on_board(window, params, state):\n    mods = [np]\n    return mods[0].load('/etc/passwd')\n",
 )
 SLOW = ModuleSource(name="slow.py", source="def on_board(window, params, state):\n    while True:\n        pass\n")
 

@@ -1,5 +1,0 @@
-# expect: compile forbidden attribute
-# why: gi_frame.f_back reaches the caller's globals
-def on_board(window, params, state):
-    g = (x for x in [1])
-    return g.gi_frame.f_back.f_globals

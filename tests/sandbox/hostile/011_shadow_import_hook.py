@@ -1,5 +1,0 @@
-# expect: compile forbidden name
-# why: replace the import hook
-def on_board(window, params, state):
-    __import__ = None
-    return 1

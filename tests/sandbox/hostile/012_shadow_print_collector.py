@@ -1,6 +1,0 @@
-# expect: compile forbidden name
-# why: replace the print collector
-_print_ = 1
-
-def on_board(window, params, state):
-    return 1

@@ -1,6 +1,0 @@
-# expect: compile forbidden import
-# why: from-import
-from os import environ
-
-def on_board(window, params, state):
-    return dict(environ)

@@ -1,4 +1,0 @@
-# expect: compile forbidden attribute
-# why: ndarray.ctypes reaches raw memory
-def on_board(window, params, state):
-    return window['SPEED'].v.ctypes.data

@@ -1,5 +1,0 @@
-# expect: compile forbidden attribute
-# why: ndarray.tofile writes files
-def on_board(window, params, state):
-    window['SPEED'].v.tofile('/tmp/oodida-leak')
-    return 1

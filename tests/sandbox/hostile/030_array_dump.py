@@ -1,5 +1,0 @@
-# expect: compile forbidden attribute
-# why: ndarray.dump pickles to a file
-def on_board(window, params, state):
-    window['SPEED'].v.dump('/tmp/oodida-leak')
-    return 1

@@ -1,5 +1,0 @@
-# expect: compile forbidden attribute
-# why: make the shared window writable
-def on_board(window, params, state):
-    window['SPEED'].v.setflags(write=True)
-    return 1

@@ -1,4 +1,0 @@
-# expect: runtime memory
-# why: a string bigger than the address space
-def on_board(window, params, state):
-    return len('x' * 10 ** 11)

@@ -1,6 +1,0 @@
-# expect: runtime memory
-# why: grow until the address-space limit bites
-def on_board(window, params, state):
-    chunks = []
-    while True:
-        chunks.append('y' * 10 ** 7 + str(len(chunks)))

@@ -1,4 +1,0 @@
-# expect: compile forbidden name
-# why: read the parent's environment
-def on_board(window, params, state):
-    return open('/proc/1/environ', 'rb').read()

@@ -1,6 +1,0 @@
-# expect: compile forbidden import
-# why: kill the agent
-import os, signal
-
-def on_board(window, params, state):
-    os.kill(os.getppid(), signal.SIGKILL)

@@ -1,4 +1,0 @@
-# expect: runtime disallowed return type
-# why: hand back the window's own object
-def on_board(window, params, state):
-    return window['SPEED']

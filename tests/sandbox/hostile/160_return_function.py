@@ -1,0 +1,5 @@
+# expect: runtime disallowed return type
+# entry: on_board
+# why: a function object carries its globals
+def on_board(window, params, state):
+    return on_board

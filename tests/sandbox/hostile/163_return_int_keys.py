@@ -1,0 +1,5 @@
+# expect: runtime disallowed return type
+# entry: on_board
+# why: dict keys must be str
+def on_board(window, params, state):
+    return {1: 'a'}

@@ -1,0 +1,5 @@
+# expect: runtime disallowed return type
+# entry: on_board
+# why: a numpy flags object
+def on_board(window, params, state):
+    return [window['SPEED'].v.flags]

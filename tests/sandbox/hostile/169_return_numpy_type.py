@@ -1,0 +1,7 @@
+# expect: runtime disallowed return type
+# entry: on_board
+# why: a class object reaches the class hierarchy
+import numpy as np
+
+def on_board(window, params, state):
+    return [np.float64]

@@ -1,0 +1,5 @@
+# expect: runtime error
+# entry: on_board
+# why: neither does KeyboardInterrupt
+def on_board(window, params, state):
+    raise KeyboardInterrupt
