@@ -21,6 +21,9 @@ Figures (wall clock, time.perf_counter, medians and 99th percentiles):
 
 Baselines, same run, same module source:
 
+- floor (small call only): a 100-byte round trip over two pipes to an exec'd
+  process that echoes it back: what any separate worker pays on this host before
+  doing any work (two scheduler wake-ups);
 - in-process: policy.load_module once, then policy.call_entry + check_result per
   call in this process (the same restricted code, no process boundary, the window's
   arrays handed over as they are; a second row adds the private copies the worker
@@ -42,17 +45,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox import policy  # noqa: E402
-from sandbox.results import check_result  # noqa: E402
-from sandbox.supervisor import SandboxLimits, Supervisor  # noqa: E402
+from sandbox import policy
+from sandbox.results import check_result
+from sandbox.supervisor import SandboxLimits, Supervisor
 
 SMALL = "def on_board(window, params, state):\n    return params['x'] + len(window['s'])\n"
 MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['s'].v))\n"
@@ -74,9 +78,35 @@ print(json.dumps(value))
 '''
 
 
+ECHO = "import os, sys\nr, w = int(sys.argv[1]), int(sys.argv[2])\nwhile True:\n    d = os.read(r, 4096)\n" \
+       "    if not d:\n        break\n    os.write(w, d)\n"
+
+
+def pipe_floor(n: int) -> list[float]:
+    """A 100-byte round trip over two pipes to an exec'd process that echoes it: the
+    floor any worker process pays here (scheduler wake-ups), before any Python work."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", ECHO, str(r1), str(w2)], pass_fds=(r1, w2))
+    os.close(r1)
+    os.close(w2)
+    out = []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            os.write(w1, b"x" * 100)
+            os.read(r2, 4096)
+            out.append(time.perf_counter() - started)
+    finally:
+        os.close(w1)
+        proc.wait()
+        os.close(r2)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
 
 
 def fmt(seconds: float) -> str:
@@ -174,13 +204,14 @@ async def main(args: argparse.Namespace) -> None:
         assert s.pid == pid and s.restarts == 0
     base_in = table.add("baseline: in-process (policy.call_entry + check_result)",
                         in_process(SMALL, small, params, args.calls))
+    floor = table.add("floor: raw pipe round trip to an exec'd echo process", pipe_floor(args.calls))
     base_fresh = table.add("baseline: fresh `python -c` per call", fresh_process(SMALL, small, params, args.spawns))
     base_worker = table.add("baseline: fresh confined worker per call",
                             await fresh_worker(SMALL, small, params, args.spawns, limits))
-    print(f"  ratios: warm/in-process {sandboxed / base_in:7.1f}x   fresh python/warm {base_fresh / sandboxed:7.1f}x   "
-          f"fresh worker/warm {base_worker / sandboxed:7.1f}x")
-    summary.update(small_warm=sandboxed, small_in_process=base_in, small_fresh_python=base_fresh,
-                   small_fresh_worker=base_worker)
+    print(f"  ratios: warm/in-process {sandboxed / base_in:7.1f}x   warm/pipe floor {sandboxed / floor:5.1f}x   "
+          f"fresh python/warm {base_fresh / sandboxed:7.1f}x   fresh worker/warm {base_worker / sandboxed:7.1f}x")
+    summary.update(small_warm=sandboxed, small_in_process=base_in, small_pipe_floor=floor,
+                   small_fresh_python=base_fresh, small_fresh_worker=base_worker)
 
     # --- 2. a window of 10^6 samples --------------------------------------------------------
     n = args.window
@@ -201,7 +232,7 @@ async def main(args: argparse.Namespace) -> None:
             digest = await s.load(MEAN, "mean.py")
             pid = s.pid
 
-            async def call_big() -> None:
+            async def call_big(s: Supervisor = s, digest: str = digest) -> None:
                 outcome = await s.call(digest, "on_board", window=big)
                 assert outcome.ok and abs(outcome.value - expected) < 1e-9, outcome
 

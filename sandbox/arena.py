@@ -25,7 +25,7 @@ import ctypes
 import fcntl
 import mmap
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

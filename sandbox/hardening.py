@@ -37,8 +37,8 @@ import errno
 import os
 import resource
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -223,16 +223,14 @@ def rlimits(memory_bytes: int, cpu_seconds: int, open_files: int) -> Layer:
 # and abort() (rt_sig*, gettid, tgkill to itself). Everything else fails with EPERM
 # (an OSError in Python; "can't start new thread" for clone): open, socket, clone,
 # fork, kill of another process, ptrace, prctl, setrlimit, unshare, mount, ...
-ALLOWED_SYSCALLS = tuple(
-    """
-    munmap mremap brk madvise
-    futex sched_yield
-    clock_gettime clock_getres gettimeofday
-    getrandom
-    rt_sigaction rt_sigprocmask rt_sigreturn restart_syscall
-    getpid gettid getppid
-    close exit exit_group
-    """.split()
+ALLOWED_SYSCALLS = (
+    "munmap", "mremap", "brk", "madvise",
+    "futex", "sched_yield",
+    "clock_gettime", "clock_getres", "gettimeofday",
+    "getrandom",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "restart_syscall",
+    "getpid", "gettid", "getppid",
+    "close", "exit", "exit_group",
 )
 # Allowed only with arguments we can name: reads from the request pipe, writes to
 # the reply pipe, stdout and stderr (/dev/null and a drained pipe in the worker);

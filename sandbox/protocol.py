@@ -35,7 +35,8 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import cbor2
 import numpy as np
@@ -246,7 +247,7 @@ def decode(payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS
         raise
     except RecursionError:
         raise ProtocolError("CBOR nested too deeply") from None
-    except Exception as exc:  # cbor2 raises many types on malformed input
+    except Exception as exc:  # noqa: BLE001 — cbor2 raises many types on malformed input
         cause = exc.__cause__ if isinstance(exc.__cause__, ProtocolError) else None
         if cause is not None:
             raise cause from None

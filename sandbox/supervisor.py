@@ -48,9 +48,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Self
 
 import numpy as np
 
@@ -125,6 +126,11 @@ def _oom_kills() -> int:
     return -1
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Worker:
     """One worker process and the supervisor's ends of its pipes, on one event loop."""
 
@@ -145,6 +151,7 @@ class _Worker:
         self._ready: collections.deque[bytes] = collections.deque()
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._expecting = True  # the "ready" message
         for fd in (to_fd, from_fd, err_fd):
             os.set_blocking(fd, False)
         self._loop.add_reader(from_fd, self._on_reply)
@@ -167,6 +174,11 @@ class _Worker:
             if not data:
                 raise protocol.PipeClosed("the worker closed its reply pipe")
             self._ready.extend(self._frames.feed(data))
+            if (self._ready and not self._expecting) or len(self._ready) > 1:
+                # One reply per request, nothing in between: a worker that writes more
+                # is not ours any more, and must not make the agent buffer its output.
+                self._ready.clear()
+                raise protocol.ProtocolError("a reply nobody asked for")
         except (protocol.PipeClosed, protocol.ProtocolError) as exc:
             self._error = exc
             self._loop.remove_reader(self.from_fd)
@@ -194,16 +206,20 @@ class _Worker:
                 await self._waiter
             finally:
                 self._waiter = None
+        self._expecting = False
         return self._ready.popleft()
 
     async def send(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._expecting = True
         view = memoryview(data)
         while view:
             try:
                 view = view[os.write(self.to_fd, view):]
             except BlockingIOError:
-                writable = self._loop.create_future()
-                self._loop.add_writer(self.to_fd, lambda: writable.done() or writable.set_result(None))
+                writable: asyncio.Future[None] = self._loop.create_future()
+                self._loop.add_writer(self.to_fd, _resolve, writable)
                 try:
                     await writable
                 finally:
@@ -292,17 +308,15 @@ class Supervisor:
         async with self._lock:
             if self._spawning is not None:
                 spawning, self._spawning = self._spawning, None
-                try:
+                with contextlib.suppress(Exception, asyncio.CancelledError):  # it is going away anyway
                     self._retire(await spawning)
-                except (Exception, asyncio.CancelledError):  # noqa: BLE001 — it is going away anyway
-                    pass
             if self._worker is not None:
                 self._retire(self._worker)
                 self._worker = None
         while self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
-    async def __aenter__(self) -> Supervisor:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -336,7 +350,10 @@ class Supervisor:
             "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows, "ppid": os.getpid(), "path": path,
         }
         try:
-            proc = subprocess.Popen(
+            # Started here, on the event loop's thread and synchronously (a vfork and an
+            # exec, a few ms): the worker's parent-death signal follows the thread that
+            # started it, and the loop's thread lives as long as the supervisor.
+            proc = subprocess.Popen(  # noqa: ASYNC220
                 self._command(config),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
                 pass_fds=(to_r, from_w, arena.fd), close_fds=True,
@@ -451,7 +468,7 @@ class Supervisor:
         request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name},
                                   self.limits.max_message_bytes)
         try:
-            reply = await self._exchange(worker, request, self.limits.call_timeout)
+            reply = await self._exchange(worker, request, self.limits.call_timeout, load=True)
         except _Broken as broken:
             outcome = broken.outcome
             outcome.message = f"while loading {name}: {outcome.message}"
@@ -575,7 +592,7 @@ class Supervisor:
             line=line if type(line) is int else None, elapsed=elapsed, stdout=stdout,
         )
 
-    async def _exchange(self, worker: _Worker, frame: bytes, budget: float) -> dict[str, Any]:
+    async def _exchange(self, worker: _Worker, frame: bytes, budget: float, load: bool = False) -> dict[str, Any]:
         """Send one request and wait for its reply within `budget` seconds. Anything
         but a well-formed reply ends this worker and raises _Broken with the outcome;
         its successor is already starting."""
@@ -601,18 +618,18 @@ class Supervisor:
             raise
         try:
             reply = protocol.decode(payload)
-            self._check_reply(reply)
+            self._check_reply(reply, load)
         except protocol.ProtocolError as exc:
             raise _Broken(await self._death(worker, exc, time.monotonic() - started)) from None
         worker.cpu = reply.get("cpu", worker.cpu)
         return reply
 
     @staticmethod
-    def _check_reply(reply: dict[str, Any]) -> None:
+    def _check_reply(reply: dict[str, Any], load: bool) -> None:
         ok = reply.get("ok")
         if type(ok) is not bool:
             raise protocol.ProtocolError("a reply without ok")
-        if not ok and "problems" not in reply:
+        if not ok and not (load and "problems" in reply):
             try:
                 Rule(reply.get("rule"))
             except ValueError:

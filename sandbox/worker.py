@@ -152,12 +152,18 @@ class Worker:
     def serve(self) -> NoReturn:
         while True:
             try:
-                request = protocol.read_message(self.rfd, self.max_message, writable=True)
+                frame = protocol.read_frame(self.rfd, self.max_message)
             except protocol.PipeClosed:
                 os._exit(0)  # the supervisor closed the pipe: done (no interpreter teardown)
+            except protocol.MessageTooLarge:
+                os._exit(3)  # its body was not read: the stream is lost; the supervisor sees a crash
+            try:
+                request = protocol.decode(frame, writable=True)
             except (protocol.ProtocolError, MemoryError) as exc:
                 self.reply(_refusal(Rule.ERROR, f"bad request: {exc}"))
                 continue
+            finally:
+                del frame
             self.reply(self.handle(request))
 
     def reply(self, message: dict[str, Any]) -> None:

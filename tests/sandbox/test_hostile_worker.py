@@ -118,7 +118,7 @@ def test_a_hostile_module_meets_its_fate_and_nothing_leaks(module, sandbox):
         after = await supervisor.call(good, "on_board", window=window(), params={}, state=None)
         return refused, outcome, between, after, supervisor.pid
 
-    refused, outcome, (pid_between, restarts_between), after, pid_after = loop.run_until_complete(
+    refused, outcome, (_, restarts_between), after, pid_after = loop.run_until_complete(
         asyncio.wait_for(go(), 30))
 
     if stage == "compile":
