@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from agent.modules import ModuleRunner, module_hash
+from agent.modules import ModuleRunner
 from agent.outbox import Key, Outbox
 from agent.store import SignalStore, WindowError
 from analytics import registry
@@ -21,6 +21,7 @@ from analytics.arrays import from_wire, to_wire
 from hw.dbc import SignalDecoder
 from hw.errors import UnknownSignalError
 from oodida.errors import OodidaError
+from sandbox.supervisor import source_hash
 from wire.messages import Result, Task
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class TaskRunner:
 
     async def _run(self, task: Task) -> None:
         started = time.monotonic()
-        code_hash = BUILTIN_CODE_HASH if task.module is None else module_hash(task.module)
+        code_hash = BUILTIN_CODE_HASH if task.module is None else source_hash(task.module.source)
         common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=code_hash)
         try:
             names = self.resolver.resolve(task.signals)

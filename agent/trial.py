@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.modules import ModuleRunner, module_hash
+from agent.modules import ModuleRunner
 from agent.pump import Pump
 from agent.store import SignalStore
 from agent.tasks import SignalResolver
@@ -26,7 +26,7 @@ from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from sandbox.errors import Violation
-from sandbox.supervisor import SandboxLimits
+from sandbox.supervisor import SandboxLimits, source_hash
 from wire.messages import ModuleSource, WindowSpec
 
 async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,7 +57,7 @@ async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
             window = store.latest(names, spec)
         out: dict[str, Any] = {
             "module": module.name,
-            "code_hash": module_hash(module),
+            "code_hash": source_hash(module.source),
             "window": {"kind": spec.kind, "samples": window.samples, "t_start": window.t_start, "t_end": window.t_end},
         }
         try:

@@ -57,7 +57,7 @@ import numpy as np
 
 from sandbox import protocol
 from sandbox.arena import Arena, window_bytes
-from sandbox.errors import PolicyError, Problem, Rule, SandboxError
+from sandbox.errors import PolicyError, Problem, Rule, SandboxError, Violation
 from sandbox.hardening import Layer
 
 log = logging.getLogger(__name__)
@@ -446,7 +446,7 @@ class Supervisor:
         exception here: its hash is returned and every call gets that outcome, until
         it is loaded again.
         """
-        digest = hashlib.sha256(source.encode()).hexdigest()
+        digest = source_hash(source)
         async with self._lock:
             worker = await self._live_worker()
             if digest in worker.loaded:
@@ -683,3 +683,23 @@ class Supervisor:
         elif sig is signal.SIGXFSZ:
             why += ": it tried to write a file"
         return CallOutcome(False, rule=rule, elapsed=elapsed, message=why + "; it was replaced")
+
+
+def source_hash(source: str) -> str:
+    """The content hash a module is known by everywhere: in the worker, in results
+    (`code_hash`), in the registry of versions."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+async def run_entry(supervisor: Supervisor, source: str, name: str, entry: str, **arguments: Any) -> CallOutcome:
+    """Load (if need be) and call one entry point; the successful outcome, or a
+    `Violation` naming the rule the module broke, at load or at call."""
+    try:
+        digest = await supervisor.load(source, name)
+    except PolicyError as exc:
+        raise Violation(exc.problems[0].rule, str(exc)) from None
+    outcome = await supervisor.call(digest, entry, **arguments)
+    if not outcome.ok:
+        assert outcome.rule is not None
+        raise Violation(outcome.rule, outcome.message or "", outcome.line)
+    return outcome

@@ -9,22 +9,12 @@ comes back as a `Violation` naming the rule, for the iteration's report.
 from __future__ import annotations
 
 import ast
-import hashlib
-import logging
 from typing import Any
 
-from sandbox.errors import PolicyError, Problem, Rule, Violation
+from sandbox.errors import Problem, Rule
 from sandbox.policy import check_source
-from sandbox.supervisor import SandboxLimits, Supervisor
+from sandbox.supervisor import SandboxLimits, Supervisor, run_entry
 from wire.messages import AssignmentSpec, ModuleSource
-
-log = logging.getLogger(__name__)
-
-
-def module_hash(module: ModuleSource) -> str:
-    """The content hash a module is known by (and that results carry)."""
-    return hashlib.sha256(module.source.encode()).hexdigest()
-
 
 def defines(source: str, entry: str) -> bool:
     try:
@@ -48,35 +38,22 @@ def check_spec_modules(spec: AssignmentSpec) -> list[str]:
 
 
 class OffBoardRunner:
-    """Runs off-board modules in one sandbox worker, started when first needed."""
+    """Runs off-board modules in one sandbox worker, started when first needed (the
+    supervisor logs any layer the host cannot apply)."""
 
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
         self.supervisor: Supervisor | None = None
-        self._loaded: set[str] = set()
-
-    async def _ready(self) -> Supervisor:
-        if self.supervisor is None:
-            supervisor = Supervisor(self.limits)
-            layers = await supervisor.start()
-            for layer in layers:
-                if not layer.applied:
-                    log.warning("sandbox layer %s not applied: %s", layer.name, layer.detail)
-            self.supervisor = supervisor
-        return self.supervisor
 
     async def off_board(self, module: ModuleSource, results: dict[str, Any], params: Any, state: Any) -> Any:
-        supervisor = await self._ready()
-        try:
-            digest = await supervisor.load(module.source, module.name)
-        except PolicyError as exc:
-            raise Violation(exc.problems[0].rule, str(exc)) from None
-        outcome = await supervisor.call(digest, "off_board", results=results, params=params, state=state)
-        if not outcome.ok:
-            assert outcome.rule is not None
-            raise Violation(outcome.rule, outcome.message or "", outcome.line)
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.limits)
+        outcome = await run_entry(
+            self.supervisor, module.source, module.name, "off_board", results=results, params=params, state=state
+        )
         return outcome.value
 
     async def close(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.close()
+            self.supervisor = None
