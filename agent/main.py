@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -52,11 +53,17 @@ class Agent:
             signals=self.store.names,
             running=len(self.runner.running),
             pending_results=len(self.outbox),
+            pid=os.getpid(),
+            sandbox=self.runner.modules.info(),
+            modules={str(a): v.code_hash for a, v in self.runner.versions.current.items()},
         )
 
 
-def build_agent(config: AgentConfig) -> Agent:
-    """Open every source and decoder; raises with a clear reason if one cannot be."""
+def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Agent:
+    """Open every source and decoder; raises with a clear reason if one cannot be.
+
+    `modules`: a sandbox runner to share (simulated fleets in one process, benchmarks);
+    by default the agent has its own worker, as on a vehicle."""
     store = SignalStore(retention=config.buffer.retention, max_samples=config.buffer.max_samples)
     pumps = []
     decoders = []
@@ -90,15 +97,19 @@ def build_agent(config: AgentConfig) -> Agent:
     limits = SandboxLimits(
         call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid
     )
-    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result, ModuleRunner(limits))
+    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result, modules or ModuleRunner(limits))
     agent = Agent(config, store, pumps, outbox, runner, uplink)
-    uplink.bind(on_task=runner.submit, on_cancel=runner.cancel, status=agent.status)
+    uplink.bind(
+        on_task=runner.submit, on_cancel=runner.cancel, status=agent.status, on_module=runner.versions.load
+    )
     return agent
 
 
-async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+async def run_agent(
+    config: AgentConfig, stop: asyncio.Event | None = None, modules: ModuleRunner | None = None
+) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives; then stop cleanly."""
-    agent = build_agent(config)
+    agent = build_agent(config, modules)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

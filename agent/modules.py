@@ -11,30 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from agent.store import Window
-from sandbox.supervisor import SandboxLimits, Supervisor, run_entry
-from wire.messages import ModuleSource
+from sandbox.host import SandboxHost
+from wire.messages import ModuleSource, SandboxInfo
 
 
-class ModuleRunner:
-    """One long-lived sandbox worker for this agent, started when a module first runs
-    (the supervisor logs any layer the host cannot apply)."""
-
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
-        self.limits = limits or SandboxLimits()
-        self.supervisor: Supervisor | None = None
+class ModuleRunner(SandboxHost):
+    """This agent's sandbox worker (the supervisor logs any layer the host cannot apply)."""
 
     async def on_board(self, module: ModuleSource, window: Window, params: Any, state: Any) -> tuple[Any, list[str]]:
         """The module's value for this window and its flags (NaN/inf found); raises
         `Violation` naming the rule it broke."""
-        if self.supervisor is None:
-            self.supervisor = Supervisor(self.limits)
         arrays = {name: (s.t, s.v) for name, s in window.series.items()}
-        outcome = await run_entry(
-            self.supervisor, module.source, module.name, "on_board", window=arrays, params=params, state=state
-        )
+        outcome = await self.run(module.source, module.name, "on_board", window=arrays, params=params, state=state)
         return outcome.value, list(outcome.flags)
 
-    async def close(self) -> None:
-        if self.supervisor is not None:
-            await self.supervisor.close()
-            self.supervisor = None
+    def info(self) -> SandboxInfo | None:
+        stats = self.stats()
+        return None if stats is None else SandboxInfo(**stats)

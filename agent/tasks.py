@@ -14,6 +14,7 @@ import time
 from typing import Awaitable, Callable
 
 from agent.modules import ModuleRunner
+from agent.versions import ModuleVersions
 from agent.outbox import Key, Outbox
 from agent.store import SignalStore, WindowError
 from analytics import registry
@@ -21,12 +22,16 @@ from analytics.arrays import from_wire, to_wire
 from hw.dbc import SignalDecoder
 from hw.errors import UnknownSignalError
 from oodida.errors import OodidaError
-from sandbox.supervisor import source_hash
 from wire.messages import Result, Task
 
 log = logging.getLogger(__name__)
 
 BUILTIN_CODE_HASH = "builtin:0.1"
+NO_MODULE_HASH = "none"  # a module task on a vehicle that holds no version of the module
+
+
+class NoModule(OodidaError):
+    """A module task reached a vehicle that holds no version of the module."""
 
 
 class SignalResolver:
@@ -69,6 +74,7 @@ class TaskRunner:
         modules: ModuleRunner | None = None,
     ) -> None:
         self.modules = modules or ModuleRunner()
+        self.versions = ModuleVersions(self.modules)
         self.vehicle = vehicle
         self.store = store
         self.resolver = resolver
@@ -82,7 +88,9 @@ class TaskRunner:
         if key in self.running or key in self.outbox or key in self._done:
             log.debug("task %s already running or done; ignored", key)
             return
-        job = asyncio.create_task(self._run(task), name=f"task-{key[0]}-{key[1]}")
+        # the module version is fixed now, by the loads that arrived before this task
+        pending = self.versions.pending(task.assignment) if task.module_hash is not None else None
+        job = asyncio.create_task(self._run(task, pending), name=f"task-{key[0]}-{key[1]}")
         self.running[key] = job
         job.add_done_callback(lambda _: self.running.pop(key, None))
 
@@ -99,17 +107,28 @@ class TaskRunner:
         await asyncio.gather(*jobs, return_exceptions=True)
         await self.modules.close()
 
-    async def _run(self, task: Task) -> None:
+    async def _run(self, task: Task, pending: asyncio.Task | None) -> None:
         started = time.monotonic()
-        code_hash = BUILTIN_CODE_HASH if task.module is None else source_hash(task.module.source)
+        version = None
+        if task.module_hash is not None:
+            version = await self.versions.bind(task.assignment, pending)
+        if version is not None:
+            code_hash = version.code_hash
+        else:
+            code_hash = BUILTIN_CODE_HASH if task.module_hash is None else NO_MODULE_HASH
         common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=code_hash)
         try:
+            if task.module_hash is not None and version is None:
+                raise NoModule(
+                    f"no version of assignment {task.assignment}'s module is loaded on this vehicle"
+                    f" (the server asked for {task.module_hash[:12]})"
+                )
             names = self.resolver.resolve(task.signals)
             window = await self.store.window(names, task.window, timeout=task.deadline)
             state = from_wire(task.state)
             flags: list[str] = []
-            if task.module is not None:
-                value, flags = await self.modules.on_board(task.module, window, task.params, state)
+            if version is not None:
+                value, flags = await self.modules.on_board(version.module, window, task.params, state)
             else:
                 value = await asyncio.to_thread(
                     registry.run_on_board, task.methods, window.series, task.params, state

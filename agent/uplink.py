@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Callable
+from typing import Awaitable, Callable
 
 from agent.config import ServerLink
 from agent.outbox import Outbox
 from link import Channel, ChannelError, HandshakeRefused, connect
 from wire import RemoteProtocolError, Role
-from wire.messages import CancelTask, Error, Result, ResultAck, Task, VehicleStatus
+from wire.messages import CancelTask, Error, LoadModule, Message, ModuleAck, Result, ResultAck, Task, VehicleStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class Uplink:
         self.outbox = outbox
         self.on_task: Callable[[Task], None] = lambda task: None
         self.on_cancel: Callable[[int], None] = lambda assignment: None
+        self.on_module: Callable[[LoadModule], Awaitable[ModuleAck]] | None = None
+        self._acks: set[asyncio.Task[None]] = set()
         self.status: Callable[[], VehicleStatus] | None = None
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
@@ -47,9 +49,30 @@ class Uplink:
         on_task: Callable[[Task], None],
         on_cancel: Callable[[int], None],
         status: Callable[[], VehicleStatus],
+        on_module: Callable[[LoadModule], Awaitable[ModuleAck]] | None = None,
     ) -> None:
         """Connect the uplink to the task runner (built after it, as it sends through it)."""
         self.on_task, self.on_cancel, self.status = on_task, on_cancel, status
+        self.on_module = on_module
+
+    async def send(self, message: Message) -> bool:
+        """Send now if connected; False when not (nothing is kept: what must survive a
+        disconnection is in the outbox or is asked for again by the server)."""
+        channel = self.channel
+        if channel is None:
+            return False
+        try:
+            await channel.send(message)
+            return True
+        except ChannelError as exc:
+            log.info("%s not sent (%s)", type(message).__name__, exc)
+            return False
+
+    async def _acknowledge(self, ack: Awaitable[ModuleAck]) -> None:
+        """Answer a `LoadModule` once it is applied. If the link dropped meanwhile the
+        answer is lost, which is safe: the server sends the version again on reconnect
+        and a version already loaded is acknowledged at once."""
+        await self.send(await ack)
 
     async def send_result(self, result: Result) -> None:
         """Send now if connected; otherwise it waits in the outbox for the next connect."""
@@ -115,7 +138,17 @@ class Uplink:
                     log.warning("bad message from the server: %s", exc.reason)
                     await channel.send_bytes(channel.conn.error(exc.reason))
                     continue
-                if isinstance(message, Task):
+                if isinstance(message, LoadModule):
+                    if self.on_module is None:
+                        await channel.send(
+                            ModuleAck(assignment=message.assignment, code_hash=message.code_hash, ok=False,
+                                      error="this agent runs no analysts' modules")
+                        )
+                        continue
+                    job = asyncio.create_task(self._acknowledge(self.on_module(message)))
+                    self._acks.add(job)
+                    job.add_done_callback(self._acks.discard)
+                elif isinstance(message, Task):
                     self.on_task(message)
                 elif isinstance(message, ResultAck):
                     self.outbox.ack((message.assignment, message.iteration))

@@ -17,6 +17,9 @@ commands:
   status     vehicles connected, assignments and their progress
   results    an assignment's results           (oodida results ID [--follow])
   cancel     stop an assignment                (oodida cancel ID)
+  deploy     replace a running assignment's module, no restarts (oodida deploy mine.py --assignment ID --on-board)
+  versions   every version of an assignment's modules (oodida versions ID)
+  rollback   deploy an earlier version again   (oodida rollback ID HASH)
   check      check your modules under the sandbox policy (oodida check mine.py)
   try        run your module in the sandbox on a recorded log (oodida try mine.py --log LOG --dbc DBC)
 

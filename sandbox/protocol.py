@@ -4,7 +4,7 @@ A frame is a 4-byte big-endian length, then one CBOR map; a length over the limi
 (default 16 MiB) is refused before the body is read. Requests:
 
     {op: "load", hash, source, name}
-        -> {ok: true, hash} | {ok: false, problems: [{rule, message, line, col}]}
+        -> {ok: true, hash, entries: [name, ...]} | {ok: false, problems: [{rule, message, line, col}]}
            | {ok: false, rule, message, line}        (the module's top level broke a rule)
     {op: "call", hash, entry, params, state,
      window: {name: [t_off, t_n, v_off, v_n]}      (float64 arrays in the shared arena)

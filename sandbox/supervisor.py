@@ -282,6 +282,7 @@ class Supervisor:
         self._lock = asyncio.Lock()
         self._sources: dict[str, tuple[str, str]] = {}  # hash -> (source, name)
         self._failed: dict[str, CallOutcome] = {}  # hash -> why its top level would not run
+        self._entries: dict[str, frozenset[str]] = {}  # hash -> entry points it defines
         self._arena_size = self.limits.arena_mb * MiB
         self._retiring: set[asyncio.Task[Any]] = set()
         self._logged_missing: frozenset[str] | None = None
@@ -463,6 +464,20 @@ class Supervisor:
                 self._failed[digest] = failure
             return digest
 
+    def entries(self, module_hash: str) -> frozenset[str]:
+        """The entry points (on_board, off_board, migrate) a loaded module defines;
+        empty for a module not loaded or whose top level failed."""
+        return self._entries.get(module_hash, frozenset())
+
+    def failure(self, module_hash: str) -> CallOutcome | None:
+        """Why a loaded module's top level would not run, or None when it ran."""
+        return self._failed.get(module_hash)
+
+    @property
+    def modules(self) -> int:
+        """Module versions this supervisor holds (and loads into every new worker)."""
+        return len(self._sources)
+
     async def _load_into(self, worker: _Worker, digest: str) -> CallOutcome | None:
         source, name = self._sources[digest]
         request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name},
@@ -475,6 +490,9 @@ class Supervisor:
             return outcome
         if reply["ok"]:
             worker.loaded.add(digest)
+            entries = reply.get("entries")
+            if type(entries) is list:
+                self._entries[digest] = frozenset(e for e in entries if type(e) is str)
             return None
         if "problems" in reply:
             raise PolicyError(self._problems(reply["problems"]))

@@ -53,6 +53,12 @@ MAX_MESSAGE_TEXT = 4000
 _CALL_TAKES_FILENAME = "filename" in inspect.signature(policy.call_entry).parameters
 
 
+def _entries(namespace: dict[str, Any]) -> list[str]:
+    """The entry points a loaded module defines (callable), so the supervisor can say
+    "this module has no on_board" at deploy time rather than at the first call."""
+    return sorted(e for e in policy.ENTRY_POINTS if callable(namespace.get(e)))
+
+
 def _call_entry(namespace: dict[str, Any], entry: str, args: tuple[Any, ...], filename: str) -> Any:
     if _CALL_TAKES_FILENAME:
         return policy.call_entry(namespace, entry, *args, filename=filename)
@@ -218,7 +224,7 @@ class Worker:
         if hashlib.sha256(source.encode()).hexdigest() != digest:
             return _refusal(Rule.ERROR, "the module's hash does not match its source")
         if digest in self.modules:
-            return {"ok": True, "hash": digest}
+            return {"ok": True, "hash": digest, "entries": _entries(self.modules[digest][1])}
         try:
             namespace = policy.load_module(source, name)
         except PolicyError as exc:
@@ -234,7 +240,7 @@ class Worker:
         if "_print_" in namespace:
             namespace["_print_"] = capturing(namespace["_print_"])
         self.modules[digest] = (name, namespace)
-        return {"ok": True, "hash": digest}
+        return {"ok": True, "hash": digest, "entries": _entries(namespace)}
 
     def window(self, request: dict[str, Any]) -> dict[str, Any]:
         """{signal: Signal(t, v)}, read-only: copies out of the arena (or its views,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,22 +20,26 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
+from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
-from server.reports import build_report
+from server.deploys import Deployer, DeployRefused
 from server.modules import OffBoardRunner, check_spec_modules
+from server.reports import build_report
 from server.runner import AssignmentRunner
-from sandbox.supervisor import SandboxLimits
 from server.store import Store
+from server.versions import version_table
 from wire import PROTOCOL_VERSION, Connection, RemoteProtocolError, Role, Side, version_problem
 from wire.messages import (
     AssignmentInfo,
     Cancel,
     Cancelled,
     CancelTask,
+    Deploy,
     Error,
     ErrorCode,
     Hello,
     Message,
+    ModuleAck,
     Result,
     ResultAck,
     ResultsEnd,
@@ -43,9 +48,10 @@ from wire.messages import (
     StatusRequest,
     Submit,
     Submitted,
-    Task,
     VehicleInfo,
     VehicleStatus,
+    VersionsReply,
+    VersionsRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class Server:
         self.off_board = OffBoardRunner(
             SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
         )
+        self.deployer = Deployer(self.store, self.off_board, lambda v: v in self.vehicles, self.send_to)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -166,9 +173,13 @@ class Server:
         self.vehicles[vehicle] = session
         try:
             for runner in list(self.runners.values()):
+                # the version it should run first (it may have missed a deploy), then its task
+                load = runner.load_for(vehicle)
+                if load is not None:
+                    await self.send_to(vehicle, load)
                 task = runner.task_for(vehicle)
                 if task is not None:
-                    await self.send_task(vehicle, task)
+                    await self.send_to(vehicle, task)
             while True:
                 try:
                     message = await channel.recv()
@@ -179,6 +190,8 @@ class Server:
                     continue
                 if isinstance(message, Result):
                     await self._on_result(session, message)
+                elif isinstance(message, ModuleAck):
+                    self._on_module_ack(vehicle, message)
                 elif isinstance(message, VehicleStatus):
                     session.status = message
                 elif isinstance(message, Error):
@@ -215,17 +228,28 @@ class Server:
             log.debug("duplicate result %d/%d from %s", result.assignment, result.iteration, result.vehicle)
         await session.channel.send(ack)
 
+    def _on_module_ack(self, vehicle: str, ack: ModuleAck) -> None:
+        runner = self.runners.get(ack.assignment)
+        if runner is None or vehicle not in runner.vehicles:
+            log.info("vehicle %s acknowledged %s for assignment %d, which it does not run; ignored",
+                     vehicle, ack.code_hash[:12], ack.assignment)
+            return
+        if not ack.ok:
+            log.warning("vehicle %s refused version %s of assignment %d: %s",
+                        vehicle, ack.code_hash[:12], ack.assignment, ack.error)
+        runner.on_module_ack(vehicle, ack)
+
     # --- what runners need (the Fleet protocol) -------------------------------------------
 
-    async def send_task(self, vehicle: str, task: Task) -> bool:
+    async def send_to(self, vehicle: str, message: Message) -> bool:
         session = self.vehicles.get(vehicle)
         if session is None:
             return False
         try:
-            await session.channel.send(task)
+            await session.channel.send(message)
             return True
         except ChannelError as exc:
-            log.info("cannot send task to %s: %s", vehicle, exc)
+            log.info("cannot send %s to %s: %s", type(message).__name__, vehicle, exc)
             return False
 
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None:
@@ -277,7 +301,12 @@ class Server:
                 await self._stream_results(channel, message)
             elif isinstance(message, Cancel):
                 await channel.send(self.cancel(message))
-        except SubmitRefused as exc:
+            elif isinstance(message, Deploy):
+                async for reply in self.deployer.deploy(message, analyst, self.runners.get(message.assignment)):
+                    await channel.send(reply)
+            elif isinstance(message, VersionsRequest):
+                await channel.send(self.versions(message))
+        except (SubmitRefused, DeployRefused) as exc:
             await channel.send(Error(reason=str(exc), code=ErrorCode.REFUSED, id=request))
         except LookupError as exc:
             await channel.send(Error(reason=str(exc.args[0]), code=ErrorCode.NOT_FOUND, id=request))
@@ -315,6 +344,12 @@ class Server:
             if len(offline) == len(vehicles):
                 raise SubmitRefused(f"none of the vehicles is connected: {', '.join(offline)}")
         assignment = self.store.create_assignment(spec, vehicles)
+        for side, module in (("on_board", spec.on_board_module), ("off_board", spec.off_board_module)):
+            if module is not None:
+                code_hash = source_hash(module.source)
+                self.store.add_module(code_hash, module.name, module.source)
+                self.store.add_deployment(assignment, side, code_hash, "submit", analyst, None)
+                self.store.audit(analyst, "submit", assignment, f"{side} {module.name} {code_hash}")
         runner = AssignmentRunner(self, self.store, assignment, spec, vehicles, self.off_board)
         self.runners[assignment] = runner
         runner.start()
@@ -339,7 +374,19 @@ class Server:
             )
             for row in self.store.assignments()
         ]
-        return StatusReply(id=request, server_time=time.time(), vehicles=vehicles, assignments=assignments)
+        return StatusReply(
+            id=request, server_time=time.time(), vehicles=vehicles, assignments=assignments,
+            pid=os.getpid(), sandbox=self.off_board.info(),
+        )
+
+    def versions(self, message: VersionsRequest) -> VersionsReply:
+        row = self.store.assignment(message.assignment)
+        if row is None:
+            raise LookupError(f"no assignment {message.assignment}")
+        table = version_table(
+            self.store.deployments(row.id), self.store.module_acks(row.id), self.store.served(row.id), row.vehicles
+        )
+        return VersionsReply(id=message.id, assignment=row.id, versions=table)
 
     def cancel(self, message: Cancel) -> Cancelled:
         row = self.store.assignment(message.assignment)

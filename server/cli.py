@@ -20,6 +20,7 @@ import msgspec
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
+from server import deploy_cli
 from server.client import AnalystClient, RequestFailed
 from server.render import plain, render_report, render_status, report_json
 from server.spec import build_spec
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", type=int)
     p.add_argument("--follow", action="store_true", help="keep printing new iterations until it ends")
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
+
+    deploy_cli.add_parsers(sub, _add_connection)
 
     p = sub.add_parser("cancel", help="stop an assignment after its current iteration")
     _add_connection(p)
@@ -220,7 +223,15 @@ async def _serve_until_signal(config: Any, serve: Any) -> None:
         pass
 
 
-COMMANDS = {"submit": _submit, "status": _status, "results": _results, "cancel": _cancel}
+COMMANDS = {
+    "submit": _submit,
+    "status": _status,
+    "results": _results,
+    "cancel": _cancel,
+    "deploy": lambda args: deploy_cli.deploy(args, _connect),
+    "rollback": lambda args: deploy_cli.rollback(args, _connect),
+    "versions": lambda args: deploy_cli.versions(args, _connect),
+}
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The analyst's side of the protocol: submit, status, results, cancel.
+"""The analyst's side of the protocol: submit, status, results, cancel, deploy, versions.
 
 Used by the `oodida` CLI, the demo and the tests; one request at a time per client,
 answers matched by request id. A refusal comes back as `RequestFailed` carrying the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from link import Channel, connect
 from oodida.errors import OodidaError
@@ -18,6 +18,10 @@ from wire.messages import (
     AssignmentSpec,
     Cancel,
     Cancelled,
+    Deploy,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
     Error,
     IterationReport,
     Message,
@@ -27,6 +31,8 @@ from wire.messages import (
     StatusRequest,
     Submit,
     Submitted,
+    VersionsReply,
+    VersionsRequest,
 )
 
 
@@ -117,3 +123,25 @@ class AnalystClient:
                 elif isinstance(message, ResultsEnd):
                     yield message
                     return
+
+    async def deploy(self, **fields: Any) -> AsyncIterator[Deploying | DeployProgress | DeployEnd]:
+        """Deploy (or roll back to) a module version: `Deploying`, then one
+        `DeployProgress` per vehicle as it answers, then `DeployEnd`. The fields are
+        those of `wire.messages.Deploy` but `id`. A refusal raises `RequestFailed`
+        with the reasons (and nothing changed on the server)."""
+        request = next(self._ids)
+        async with self._lock:
+            await self.channel.send(Deploy(id=request, **fields))
+            while True:
+                message = await self._recv(request)
+                if not isinstance(message, (Deploying, DeployProgress, DeployEnd)):
+                    raise RequestFailed(f"unexpected reply {type(message).__name__} to a deploy")
+                yield message
+                if isinstance(message, DeployEnd):
+                    return
+
+    async def versions(self, assignment: int) -> VersionsReply:
+        request = next(self._ids)
+        reply = await self._ask(VersionsRequest(id=request, assignment=assignment), request, VersionsReply)
+        assert isinstance(reply, VersionsReply)
+        return reply

@@ -3,12 +3,19 @@
 The runner feeds it results and the current time; it says when to close and what the
 outcome is. Quorum: the iteration closes as soon as `quorum` selected vehicles have
 answered (by default all of them), or at the deadline with whatever arrived.
+
+Majority vote: every result names the code that computed it. At close, the hash
+most answering vehicles used wins (a tie goes to the newest deployed version), only
+its results are aggregated, and the others are set aside with their hashes, so a
+fleet result never mixes versions of an analyst's module.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from wire.messages import Result
@@ -32,6 +39,18 @@ def quorum_count(quorum: int | float | None, selected: int) -> int:
     return max(1, min(selected, quorum))
 
 
+def vote(answers: dict[str, Result], newest_first: Sequence[str] = ()) -> str | None:
+    """The code hash most of these answers were computed with; a tie goes to the hash
+    earliest in `newest_first`, then to the smallest hash (so every replay agrees)."""
+    counts = Counter(r.code_hash for r in answers.values())
+    if not counts:
+        return None
+    top = max(counts.values())
+    tied = [h for h, n in counts.items() if n == top]
+    rank = {h: i for i, h in enumerate(newest_first)}
+    return min(tied, key=lambda h: (rank.get(h, len(rank)), h))
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: Status
@@ -39,6 +58,8 @@ class Outcome:
     failed: dict[str, Result]
     missing: list[str]
     reason: str
+    code_hash: str | None = None  # the version the aggregated results were computed with
+    set_aside: dict[str, str] = field(default_factory=dict)  # vehicle -> the other version it ran
 
 
 @dataclass
@@ -64,9 +85,14 @@ class Iteration:
     def should_close(self, now: float) -> bool:
         return len(self.answers) >= self.quorum or now >= self.deadline_at
 
-    def close(self, now: float, *, cancelled: bool = False) -> Outcome:
-        ok = {v: r for v, r in self.answers.items() if r.ok}
-        failed = {v: r for v, r in self.answers.items() if not r.ok}
+    def close(self, now: float, *, cancelled: bool = False, newest_first: Sequence[str] = ()) -> Outcome:
+        """The outcome; `newest_first` (code hashes, newest deploy first) breaks a tie
+        in the vote."""
+        winner = vote(self.answers, newest_first)
+        counted = {v: r for v, r in self.answers.items() if r.code_hash == winner}
+        set_aside = {v: r.code_hash for v, r in self.answers.items() if r.code_hash != winner}
+        ok = {v: r for v, r in counted.items() if r.ok}
+        failed = {v: r for v, r in counted.items() if not r.ok}
         missing = self.waiting_for()
         answered = len(self.answers)
         missing_text = f"; no answer from {', '.join(missing)}" if missing else ""
@@ -87,5 +113,10 @@ class Iteration:
             reason = f"deadline passed with {answered} of {self.quorum} needed answers{missing_text}"
         if failed:
             reason += "; failed on " + ", ".join(sorted(failed))
+        if set_aside:
+            assert winner is not None
+            reason += f"; {len(counted)} of {answered} ran version {winner[:12]}, set aside: " + ", ".join(
+                f"{v} ({h[:12]})" for v, h in sorted(set_aside.items())
+            )
         self.status = status
-        return Outcome(status, ok, failed, missing, reason)
+        return Outcome(status, ok, failed, missing, reason, winner, set_aside)

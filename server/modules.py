@@ -13,8 +13,8 @@ from typing import Any
 
 from sandbox.errors import Problem, Rule
 from sandbox.policy import check_source
-from sandbox.supervisor import SandboxLimits, Supervisor, run_entry
-from wire.messages import AssignmentSpec, ModuleSource
+from sandbox.host import SandboxHost
+from wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
 
 def defines(source: str, entry: str) -> bool:
     try:
@@ -24,36 +24,36 @@ def defines(source: str, entry: str) -> bool:
     return any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
 
 
+def check_module(module: ModuleSource, entry: str) -> list[str]:
+    """Every problem of one module that must define `entry`, as lines for the analyst."""
+    found = list(check_source(module.source, module.name))
+    if not found and not defines(module.source, entry):
+        found.append(Problem(Rule.MISSING_ENTRY, f"{module.name} does not define {entry}(...)"))
+    return [f"{module.name}: {p}" for p in found]
+
+
 def check_spec_modules(spec: AssignmentSpec) -> list[str]:
     """Every problem of the assignment's modules, as lines for the analyst."""
     problems: list[str] = []
     for module, entry in ((spec.on_board_module, "on_board"), (spec.off_board_module, "off_board")):
-        if module is None:
-            continue
-        found = list(check_source(module.source, module.name))
-        if not found and not defines(module.source, entry):
-            found.append(Problem(Rule.MISSING_ENTRY, f"{module.name} does not define {entry}(...)"))
-        problems.extend(f"{module.name}: {p}" for p in found)
+        if module is not None:
+            problems.extend(check_module(module, entry))
     return problems
 
 
-class OffBoardRunner:
-    """Runs off-board modules in one sandbox worker, started when first needed (the
-    supervisor logs any layer the host cannot apply)."""
-
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
-        self.limits = limits or SandboxLimits()
-        self.supervisor: Supervisor | None = None
+class OffBoardRunner(SandboxHost):
+    """The server's sandbox worker for off-board modules (and for the migrate hook of
+    deployed versions)."""
 
     async def off_board(self, module: ModuleSource, results: dict[str, Any], params: Any, state: Any) -> Any:
-        if self.supervisor is None:
-            self.supervisor = Supervisor(self.limits)
-        outcome = await run_entry(
-            self.supervisor, module.source, module.name, "off_board", results=results, params=params, state=state
-        )
+        outcome = await self.run(module.source, module.name, "off_board", results=results, params=params, state=state)
         return outcome.value
 
-    async def close(self) -> None:
-        if self.supervisor is not None:
-            await self.supervisor.close()
-            self.supervisor = None
+    async def migrate(self, module: ModuleSource, old_state: Any) -> Any:
+        """The state as the new version wants it: its migrate(old_state)."""
+        outcome = await self.run(module.source, module.name, "migrate", state=old_state)
+        return outcome.value
+
+    def info(self) -> SandboxInfo | None:
+        stats = self.stats()
+        return None if stats is None else SandboxInfo(**stats)

@@ -57,4 +57,7 @@ def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request:
         closed=row.closed if row.closed is not None else row.started,
         fleet=row.fleet,
         reason=row.reason,
+        code_hash=row.code_hash,
+        off_board_hash=row.off_board_hash,
+        set_aside=row.set_aside,
     )

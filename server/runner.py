@@ -1,9 +1,11 @@
 """Drives one assignment, iteration by iteration.
 
-For each iteration: send the task (with the previous iteration's fleet state) to the
-selected vehicles, wait for quorum or the deadline, run the off-board step on the
-successful answers, store the outcome and tell the subscribers. A vehicle that is
-gone never stalls the fleet beyond the deadline.
+For each iteration: put in force the module versions deployed since the last one
+(running a new version's migrate(old_state) on the state), send the task (with the
+previous iteration's fleet state) to the selected vehicles, wait for quorum or the
+deadline, take the majority version's answers, run the off-board step on their
+successful ones, store the outcome and tell the subscribers. A vehicle that is gone
+never stalls the fleet beyond the deadline.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any, Protocol
 from analytics import registry
 from analytics.arrays import from_wire, to_wire
 from server.iteration import Iteration, Status, quorum_count
+from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner
 from server.store import Store
-from wire.messages import AssignmentSpec, Result, Task
+from server.versions import AssignmentVersions
+from wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 class Fleet(Protocol):
     """What a runner needs of the server: send to a vehicle, announce news."""
 
-    async def send_task(self, vehicle: str, task: Task) -> bool: ...
+    async def send_to(self, vehicle: str, message: Message) -> bool: ...
 
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None: ...
 
@@ -56,6 +60,12 @@ class AssignmentRunner:
         self.task: asyncio.Task[None] | None = None
         self.state: Any = None
         self.completed = 0
+        self.versions = AssignmentVersions(vehicles)
+        if spec.on_board_module is not None:
+            self.versions.deploy_on_board(source_hash(spec.on_board_module.source), spec.on_board_module, None)
+        if spec.off_board_module is not None:
+            module = spec.off_board_module
+            self.versions.deploy_off_board(source_hash(module.source), module, initial=True)
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self.run(), name=f"assignment-{self.id}")
@@ -64,6 +74,16 @@ class AssignmentRunner:
     def cancel(self) -> None:
         self._cancelled = True
         self._wake.set()
+
+    def load_for(self, vehicle: str) -> LoadModule | None:
+        """The on-board version a (re)connecting vehicle must load before its next task."""
+        if vehicle not in self.vehicles:
+            return None
+        return self.versions.load_message(self.id, vehicle)
+
+    def on_module_ack(self, vehicle: str, ack: ModuleAck) -> None:
+        self.store.add_module_ack(self.id, "on_board", ack.code_hash, vehicle, ack.ok, ack.error)
+        self.versions.on_ack(vehicle, ack)
 
     def task_for(self, vehicle: str) -> Task | None:
         """The open iteration's task for a vehicle that (re)connects and has not answered."""
@@ -87,6 +107,8 @@ class AssignmentRunner:
         number = 0
         final, reason = "done", None
         try:
+            loads = [(v, self.load_for(v)) for v in self.vehicles]
+            await asyncio.gather(*(self.fleet.send_to(v, load) for v, load in loads if load is not None))
             while spec.iterations == 0 or number < spec.iterations:
                 if self._cancelled:
                     final = "cancelled"
@@ -108,15 +130,42 @@ class AssignmentRunner:
             self.fleet.publish(self.id, ("end", final))
             log.info("assignment %d %s after %d iterations", self.id, final, self.completed)
 
-    async def _off_board(self, answers: dict[str, Result]) -> Any:
+    async def _switch_versions(self) -> None:
+        """At an iteration boundary: the off-board version deployed since the last one
+        comes into force, and a new version's migrate(old_state), if it defines one,
+        turns the state into what it expects. A migrate that fails leaves the old
+        version (off board) and the state as they were, and says why in the audit log."""
+        v = self.versions
+        for code_hash, side in ((v.off_board_next, "off_board"), (v.migrate_next, "on_board")):
+            if code_hash is None:
+                continue
+            if side == "off_board":
+                v.off_board_next = None
+            else:
+                v.migrate_next = None
+            module = v.sources[code_hash]
+            try:
+                if self.modules is not None and "migrate" in (await self.modules.load(module.source, module.name))[1]:
+                    self.state = to_wire(await self.modules.migrate(module, from_wire(self.state)))
+                    self.store.audit("server", "migrate", self.id, f"{side} {code_hash} migrated the state")
+            except Exception as exc:
+                log.warning("assignment %d: migrate of %s failed: %s", self.id, code_hash[:12], exc)
+                self.store.audit("server", "migrate failed", self.id, f"{side} {code_hash}: {exc}"[:4000])
+                continue
+            if side == "off_board":
+                v.off_board = code_hash
+                log.info("assignment %d: off-board version %s in force", self.id, code_hash[:12])
+
+    async def _off_board(self, answers: dict[str, Result], off_board_hash: str | None) -> Any:
         """The fleet result of one iteration (None when there is no off-board step);
         updates the state the vehicles get with the next task."""
         spec = self.spec
-        if spec.off_board_module is not None:
+        if off_board_hash is not None:
             if self.modules is None:
                 raise RuntimeError("this server runs no off-board modules")
             results = {v: from_wire(r.value) for v, r in answers.items()}
-            fleet = await self.modules.off_board(spec.off_board_module, results, spec.params, from_wire(self.state))
+            module = self.versions.sources[off_board_hash]
+            fleet = await self.modules.off_board(module, results, spec.params, from_wire(self.state))
             self.state = to_wire(fleet)  # what off_board returned goes to the vehicles next
             return self.state
         if spec.off_board != "fleet" or not spec.methods:
@@ -131,6 +180,8 @@ class AssignmentRunner:
 
     async def _iterate(self, number: int) -> None:
         spec = self.spec
+        await self._switch_versions()
+        off_board_hash = self.versions.off_board  # the iteration keeps it, whatever is deployed meanwhile
         started_wall = time.time()
         started = time.monotonic()
         it = Iteration(
@@ -141,21 +192,25 @@ class AssignmentRunner:
             deadline_at=started + spec.deadline,
         )
         self.store.open_iteration(self.id, number, started_wall)
-        task = Task(
-            assignment=self.id,
-            iteration=number,
-            signals=spec.signals,
-            window=spec.window,
-            methods=spec.methods,
-            params=spec.params,
-            deadline=spec.deadline,
-            state=self.state,
-            module=spec.on_board_module,
-        )
-        self.current_task = {v: task for v in self.vehicles}
+        tasks: dict[str | None, Task] = {}  # one per version asked for (usually one)
+        for vehicle in self.vehicles:
+            code_hash = self.versions.target.get(vehicle)
+            if code_hash not in tasks:
+                tasks[code_hash] = Task(
+                    assignment=self.id,
+                    iteration=number,
+                    signals=spec.signals,
+                    window=spec.window,
+                    methods=spec.methods,
+                    params=spec.params,
+                    deadline=spec.deadline,
+                    state=self.state,
+                    module_hash=code_hash,
+                )
+            self.current_task[vehicle] = tasks[code_hash]
         self._wake.clear()
         self.current = it
-        await asyncio.gather(*(self.fleet.send_task(v, task) for v in self.vehicles))
+        await asyncio.gather(*(self.fleet.send_to(v, self.current_task[v]) for v in self.vehicles))
         while not self._cancelled and not it.should_close(time.monotonic()):
             remaining = it.deadline_at - time.monotonic()
             try:
@@ -163,7 +218,7 @@ class AssignmentRunner:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-        outcome = it.close(time.monotonic(), cancelled=self._cancelled)
+        outcome = it.close(time.monotonic(), cancelled=self._cancelled, newest_first=self.versions.newest_first)
         self.current = None
         self.current_task = {}
         if outcome.missing:
@@ -172,7 +227,7 @@ class AssignmentRunner:
         status, reason = outcome.status, outcome.reason
         if outcome.ok and status is not Status.CANCELLED:
             try:
-                fleet_value = await self._off_board(outcome.ok)
+                fleet_value = await self._off_board(outcome.ok, off_board_hash)
             except Exception as exc:
                 log.warning("assignment %d iteration %d: off-board step failed: %s", self.id, number, exc)
                 status, reason = Status.FAILED, f"off-board step failed: {exc}; {reason}"
@@ -185,6 +240,9 @@ class AssignmentRunner:
             state=self.state,
             reason=reason,
             closed=time.time(),
+            code_hash=outcome.code_hash,
+            off_board_hash=off_board_hash,
+            set_aside=outcome.set_aside,
         )
         self.completed = number
         log.info("assignment %d iteration %d %s: %s", self.id, number, status.value, reason)

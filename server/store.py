@@ -1,9 +1,13 @@
-"""The server's SQLite store: assignments, iterations, results.
+"""The server's SQLite store: assignments, iterations, results, module versions.
 
 Results are keyed by (assignment, iteration, vehicle) and inserted with
 `INSERT OR IGNORE`, so a result delivered twice is stored once. Values are stored as
 the CBOR the vehicle sent (arrays stay typed arrays), never re-encoded as text.
 WAL mode: the analyst reading results never blocks the iteration loop writing them.
+
+Module versions are kept by content hash (`modules`), each deploy of one to an
+assignment is a row of `deployments`, each vehicle's answer a row of `module_acks`,
+and `audit` says who did what to which assignment, when: rows are only ever added.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +45,9 @@ CREATE TABLE IF NOT EXISTS iterations (
     fleet      BLOB,
     state      BLOB,
     reason     TEXT,
+    code_hash  TEXT,
+    off_board_hash TEXT,
+    set_aside  TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (assignment, iteration)
 );
 CREATE TABLE IF NOT EXISTS results (
@@ -60,7 +67,46 @@ CREATE TABLE IF NOT EXISTS results (
     flags      TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (assignment, iteration, vehicle)
 );
+CREATE TABLE IF NOT EXISTS modules (
+    hash      TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    stored    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id         INTEGER PRIMARY KEY,
+    assignment INTEGER NOT NULL REFERENCES assignments(id),
+    side       TEXT NOT NULL,
+    hash       TEXT NOT NULL REFERENCES modules(hash),
+    kind       TEXT NOT NULL,
+    by         TEXT NOT NULL,
+    at         REAL NOT NULL,
+    vehicles   TEXT
+);
+CREATE TABLE IF NOT EXISTS module_acks (
+    assignment INTEGER NOT NULL,
+    side       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    vehicle    TEXT NOT NULL,
+    ok         INTEGER NOT NULL,
+    error      TEXT,
+    at         REAL NOT NULL,
+    PRIMARY KEY (assignment, side, hash, vehicle)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id         INTEGER PRIMARY KEY,
+    at         REAL NOT NULL,
+    who        TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    assignment INTEGER,
+    detail     TEXT NOT NULL
+);
 """
+
+# columns added after the first release, for databases made before them
+ADDED_COLUMNS = {
+    "iterations": {"code_hash": "TEXT", "off_board_hash": "TEXT", "set_aside": "TEXT NOT NULL DEFAULT '{}'"},
+}
 
 
 def dump_value(value: Any) -> bytes:
@@ -93,6 +139,31 @@ class IterationRow:
     missing: list[str]
     fleet: Any
     reason: str | None
+    code_hash: str | None = None
+    off_board_hash: str | None = None
+    set_aside: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRow:
+    id: int
+    assignment: int
+    side: str
+    code_hash: str
+    name: str
+    kind: str  # submit, deploy, rollback
+    by: str
+    at: float
+    vehicles: list[str] | None  # None: all of the assignment's vehicles
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at: float
+    who: str
+    action: str
+    assignment: int | None
+    detail: str
 
 
 class Store:
@@ -105,6 +176,11 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, declaration in columns.items():
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         self.db.close()
@@ -181,11 +257,17 @@ class Store:
         state: Any,
         reason: str | None,
         closed: float,
+        code_hash: str | None = None,
+        off_board_hash: str | None = None,
+        set_aside: dict[str, str] | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE iterations SET status = ?, closed = ?, missing = ?, fleet = ?, state = ?, reason = ?"
-            " WHERE assignment = ? AND iteration = ?",
-            (status, closed, json.dumps(missing), dump_value(fleet), dump_value(state), reason, assignment, iteration),
+            "UPDATE iterations SET status = ?, closed = ?, missing = ?, fleet = ?, state = ?, reason = ?,"
+            " code_hash = ?, off_board_hash = ?, set_aside = ? WHERE assignment = ? AND iteration = ?",
+            (
+                status, closed, json.dumps(missing), dump_value(fleet), dump_value(state), reason,
+                code_hash, off_board_hash, json.dumps(set_aside or {}), assignment, iteration,
+            ),
         )
 
     def completed_iterations(self, assignment: int) -> int:
@@ -196,12 +278,16 @@ class Store:
 
     def iterations(self, assignment: int, since: int = 0) -> Iterator[IterationRow]:
         rows = self.db.execute(
-            "SELECT assignment, iteration, status, started, closed, missing, fleet, reason FROM iterations"
+            "SELECT assignment, iteration, status, started, closed, missing, fleet, reason, code_hash,"
+            " off_board_hash, set_aside FROM iterations"
             " WHERE assignment = ? AND iteration > ? AND status != 'open' ORDER BY iteration",
             (assignment, since),
         ).fetchall()
         for r in rows:
-            yield IterationRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "[]"), load_value(r[6]), r[7])
+            yield IterationRow(
+                r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "[]"), load_value(r[6]), r[7],
+                r[8], r[9], json.loads(r[10] or "{}"),
+            )
 
     # --- results -----------------------------------------------------------------
 
@@ -258,3 +344,89 @@ class Store:
             "SELECT vehicle FROM results WHERE assignment = ? AND iteration = ? AND late = 1", (assignment, iteration)
         )
         return {r[0] for r in rows}
+
+    # --- module versions, deploys, audit ---------------------------------------------
+
+    def add_module(self, code_hash: str, name: str, source: str) -> None:
+        """Keep a version's source under its hash (once: the hash names the content)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO modules (hash, name, source, stored) VALUES (?, ?, ?, ?)",
+            (code_hash, name, source, time.time()),
+        )
+
+    def module(self, code_hash: str) -> tuple[str, str] | None:
+        """(name, source) of a stored version."""
+        row = self.db.execute("SELECT name, source FROM modules WHERE hash = ?", (code_hash,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def add_deployment(
+        self, assignment: int, side: str, code_hash: str, kind: str, by: str, vehicles: list[str] | None
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO deployments (assignment, side, hash, kind, by, at, vehicles) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (assignment, side, code_hash, kind, by, time.time(), None if vehicles is None else json.dumps(vehicles)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def deployments(self, assignment: int) -> list[DeploymentRow]:
+        """Every deploy of the assignment, oldest first."""
+        rows = self.db.execute(
+            "SELECT d.id, d.assignment, d.side, d.hash, m.name, d.kind, d.by, d.at, d.vehicles"
+            " FROM deployments d JOIN modules m ON m.hash = d.hash WHERE d.assignment = ? ORDER BY d.id",
+            (assignment,),
+        )
+        return [
+            DeploymentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else json.loads(r[8]))
+            for r in rows
+        ]
+
+    def add_module_ack(
+        self, assignment: int, side: str, code_hash: str, vehicle: str, ok: bool, error: str | None
+    ) -> None:
+        """A vehicle's latest answer to a version (a later answer replaces an earlier one)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO module_acks (assignment, side, hash, vehicle, ok, error, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (assignment, side, code_hash, vehicle, int(ok), error, time.time()),
+        )
+
+    def module_acks(self, assignment: int) -> dict[tuple[str, str], list[str]]:
+        """(side, hash) -> the vehicles that acknowledged it, sorted."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for side, code_hash, vehicle in self.db.execute(
+            "SELECT side, hash, vehicle FROM module_acks WHERE assignment = ? AND ok = 1 ORDER BY vehicle",
+            (assignment,),
+        ):
+            out.setdefault((side, code_hash), []).append(vehicle)
+        return out
+
+    def served(self, assignment: int) -> dict[tuple[str, str], list[int]]:
+        """(side, hash) -> the iterations whose aggregate that version computed."""
+        out: dict[tuple[str, str], list[int]] = {}
+        for iteration, on_board, off_board in self.db.execute(
+            "SELECT iteration, code_hash, off_board_hash FROM iterations"
+            " WHERE assignment = ? AND status != 'open' ORDER BY iteration",
+            (assignment,),
+        ):
+            if on_board is not None:
+                out.setdefault(("on_board", on_board), []).append(iteration)
+            if off_board is not None:
+                out.setdefault(("off_board", off_board), []).append(iteration)
+        return out
+
+    def audit(self, who: str, action: str, assignment: int | None, detail: str) -> None:
+        self.db.execute(
+            "INSERT INTO audit (at, who, action, assignment, detail) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), who, action, assignment, detail),
+        )
+
+    def audit_log(self, assignment: int | None = None) -> list[AuditRow]:
+        if assignment is None:
+            rows = self.db.execute("SELECT at, who, action, assignment, detail FROM audit ORDER BY id")
+        else:
+            rows = self.db.execute(
+                "SELECT at, who, action, assignment, detail FROM audit WHERE assignment = ? ORDER BY id",
+                (assignment,),
+            )
+        return [AuditRow(*r) for r in rows]

@@ -19,6 +19,14 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Deploy,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    LoadModule,
+    ModuleAck,
+    VersionsReply,
+    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
@@ -61,13 +69,16 @@ CLOSED: Final = Sentinel.CLOSED
 # (our side, state, peer's role) -> message types the peer may send us
 RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
     (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello}),
-    (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, VehicleStatus, Error}),
-    (Side.SERVER, State.READY, Role.ANALYST): frozenset({Submit, StatusRequest, ResultsRequest, Cancel, Error}),
+    (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, ModuleAck, VehicleStatus, Error}),
+    (Side.SERVER, State.READY, Role.ANALYST): frozenset(
+        {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
+    ),
     (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Welcome, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Welcome, Error}),
-    (Side.CLIENT, State.READY, Role.VEHICLE): frozenset({Task, CancelTask, ResultAck, Error}),
+    (Side.CLIENT, State.READY, Role.VEHICLE): frozenset({Task, CancelTask, ResultAck, LoadModule, Error}),
     (Side.CLIENT, State.READY, Role.ANALYST): frozenset(
-        {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Error}
+        {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
+         VersionsReply, Error}
     ),
 }
 

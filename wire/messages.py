@@ -32,6 +32,8 @@ Seconds = Annotated[float, Meta(ge=0, le=10**7)]
 Text = Annotated[str, Meta(max_length=4096)]
 Token = Annotated[str, Meta(max_length=512)]
 CodeHash = Annotated[str, Meta(max_length=128)]
+SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
 Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
 
 MAX_SIGNALS = 64
@@ -155,7 +157,12 @@ class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Task(Message, tag="task"):
     """One iteration's work for one vehicle; `state` is what the previous iteration's
-    off-board step produced for the vehicles (for example k-means centroids)."""
+    off-board step produced for the vehicles (for example k-means centroids).
+
+    A module assignment's task names no code: the vehicle runs the newest version of
+    the assignment's on-board module that it has acknowledged (`LoadModule`) when the
+    task arrives. `module_hash` is the version the server asked this vehicle to run,
+    for logs and for a vehicle that has none yet to say so."""
 
     assignment: AssignmentId
     iteration: IterationNo
@@ -165,13 +172,42 @@ class Task(Message, tag="task"):
     params: dict[Annotated[str, Meta(max_length=64)], Any]
     deadline: Annotated[float, Meta(gt=0, le=86_400)]
     state: Any = None
-    module: ModuleSource | None = None  # when set, it computes instead of `methods`
+    module_hash: CodeHash | None = None  # when set, the assignment's module computes instead of `methods`
 
     def __post_init__(self) -> None:
         check_value(self.params, max_depth=8, max_items=100_000)
         check_value(self.state)
-        if not self.methods and self.module is None:
+        if not self.methods and self.module_hash is None:
             raise ValueError("a task needs built-in methods or a module")
+
+
+ModuleSide = Literal["on_board", "off_board"]
+
+
+class LoadModule(Message, tag="load_module"):
+    """A version of an assignment's on-board module for a vehicle to check, load into
+    its sandbox worker and acknowledge (`ModuleAck`). Sent at submit, on every deploy
+    or rollback, and again to a vehicle that reconnects; loading a version the vehicle
+    already holds is a no-op that acknowledges again."""
+
+    assignment: AssignmentId
+    code_hash: SHA256
+    module: ModuleSource
+
+
+class ModuleAck(Message, tag="module_ack"):
+    """A vehicle's answer to `LoadModule`: it runs `code_hash` from its next iteration
+    on (ok), or it refused it and keeps its previous version (`error` says why)."""
+
+    assignment: AssignmentId
+    code_hash: SHA256
+    ok: bool
+    error: Text | None = None
+    elapsed: Seconds = 0.0  # from receiving the module to the answer, on the vehicle
+
+    def __post_init__(self) -> None:
+        if self.ok == (self.error is not None):
+            raise ValueError("a module acknowledgement is ok, or carries an error, not both")
 
 
 class CancelTask(Message, tag="cancel_task"):
@@ -216,6 +252,17 @@ class SourceState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     error: Text | None = None
 
 
+class SandboxInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A process's sandbox worker, so operators (and tests) can see that a deploy
+    loaded code into the running worker and did not start a new one."""
+
+    pid: Annotated[int, Meta(ge=1)] | None  # None: no worker running now
+    started: Count  # workers started so far (the first, and every replacement)
+    restarts: Count  # replaced after a timeout or a crash
+    recycles: Count  # retired near their CPU budget or for a bigger arena
+    modules: Count  # module versions loaded
+
+
 class VehicleStatus(Message, tag="vehicle_status"):
     """Sent by an agent on connect and periodically: what it reads and how it goes."""
 
@@ -227,6 +274,11 @@ class VehicleStatus(Message, tag="vehicle_status"):
     signals: Annotated[list[SignalName], Meta(max_length=10_000)]
     running: Annotated[int, Meta(ge=0, le=10_000)] = 0
     pending_results: Count = 0
+    pid: Annotated[int, Meta(ge=0)] = 0
+    sandbox: SandboxInfo | None = None
+    modules: dict[Annotated[str, Meta(max_length=24)], SHA256] = msgspec.field(
+        default_factory=dict
+    )  # assignment (as text) -> the on-board version it runs
 
 
 # --- server <-> analyst ----------------------------------------------------------
@@ -270,6 +322,8 @@ class StatusReply(Message, tag="status_reply"):
     server_time: Timestamp
     vehicles: list[VehicleInfo]
     assignments: list[AssignmentInfo]
+    pid: Annotated[int, Meta(ge=0)] = 0
+    sandbox: SandboxInfo | None = None
 
 
 class ResultsRequest(Message, tag="results"):
@@ -293,7 +347,12 @@ class VehicleReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class IterationReport(Message, tag="iteration"):
-    """One closed iteration as the analyst sees it."""
+    """One closed iteration as the analyst sees it.
+
+    `code_hash` is the on-board version the iteration's majority of answering vehicles
+    ran, the one whose results were aggregated; `set_aside` the vehicles that ran
+    another version, with it (their results are stored and shown, never aggregated).
+    `off_board_hash` is the off-board module's version, when there is one."""
 
     id: RequestId
     assignment: AssignmentId
@@ -306,6 +365,9 @@ class IterationReport(Message, tag="iteration"):
     closed: Timestamp
     fleet: Any = None
     reason: Text | None = None
+    code_hash: CodeHash | None = None
+    off_board_hash: CodeHash | None = None
+    set_aside: dict[Identity, CodeHash] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_value(self.fleet)
@@ -329,6 +391,93 @@ class Cancelled(Message, tag="cancelled"):
     state: Literal["running", "done", "cancelled", "failed", "interrupted"]
 
 
+class Deploy(Message, tag="deploy"):
+    """Replace the module of a running assignment on one side: a new `module`, or an
+    earlier version by `code_hash` (a rollback; a unique prefix of the hash will do).
+
+    On board, the server answers `Deploying` with the vehicles it sends the module to,
+    then one `DeployProgress` per vehicle as it acknowledges or refuses, then
+    `DeployEnd` once `quorum` of them run it (all by default), or at `timeout`.
+    Off board, the server loads the module into its own sandbox and answers
+    `Deploying` and `DeployEnd` at once."""
+
+    id: RequestId
+    assignment: AssignmentId
+    side: ModuleSide
+    module: ModuleSource | None = None
+    code_hash: HashPrefix | None = None
+    vehicles: Annotated[list[Identity], Meta(min_length=1, max_length=MAX_VEHICLES)] | None = None  # None: all
+    quorum: Annotated[int, Meta(ge=1, le=MAX_VEHICLES)] | Annotated[float, Meta(gt=0, le=1)] | None = None
+    timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+
+    def __post_init__(self) -> None:
+        if (self.module is None) == (self.code_hash is None):
+            raise ValueError("a deploy carries a module or names an earlier version by code_hash, one of the two")
+        if isinstance(self.vehicles, list) and len(set(self.vehicles)) != len(self.vehicles):
+            raise ValueError("vehicles lists a vehicle twice")
+
+
+class Deploying(Message, tag="deploying"):
+    """The server accepted a deploy: the version's full hash, whether it is a rollback,
+    and who was asked to load it (`offline`: they get it when they reconnect)."""
+
+    id: RequestId
+    assignment: AssignmentId
+    side: ModuleSide
+    code_hash: SHA256
+    name: Annotated[str, Meta(max_length=128)]
+    rollback: bool
+    vehicles: list[Identity]
+    offline: list[Identity]
+
+
+class DeployProgress(Message, tag="deploy_progress"):
+    """One vehicle (or, off board, the server) acknowledged or refused the version."""
+
+    id: RequestId
+    vehicle: Identity
+    ok: bool
+    error: Text | None = None
+    elapsed: Seconds = 0.0  # since the server accepted the deploy
+
+
+class DeployEnd(Message, tag="deploy_end"):
+    id: RequestId
+    assignment: AssignmentId
+    code_hash: SHA256
+    acked: list[Identity]
+    refused: dict[Identity, Text]
+    waiting: list[Identity]  # asked, no answer yet (offline, or slower than the quorum)
+    elapsed: Seconds
+    complete: bool  # the quorum was reached (False: timed out)
+
+
+class VersionsRequest(Message, tag="versions"):
+    id: RequestId
+    assignment: AssignmentId
+
+
+class VersionInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One deploy of a module version (a version deployed twice appears twice)."""
+
+    side: ModuleSide
+    code_hash: SHA256
+    name: Annotated[str, Meta(max_length=128)]
+    kind: Literal["submit", "deploy", "rollback"]
+    by: Identity
+    at: Timestamp
+    vehicles: list[Identity] | None  # None: all of the assignment's vehicles
+    acked: list[Identity]  # vehicles that acknowledged this version (ever)
+    iterations: list[int]  # iterations this version computed (aggregated results)
+    current: bool  # the version the assignment's vehicles (or server) are asked to run
+
+
+class VersionsReply(Message, tag="versions_reply"):
+    id: RequestId
+    assignment: AssignmentId
+    versions: list[VersionInfo]
+
+
 AnyMessage = Union[
     Hello,
     Welcome,
@@ -347,6 +496,14 @@ AnyMessage = Union[
     ResultsEnd,
     Cancel,
     Cancelled,
+    LoadModule,
+    ModuleAck,
+    Deploy,
+    Deploying,
+    DeployProgress,
+    DeployEnd,
+    VersionsRequest,
+    VersionsReply,
 ]
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -21,6 +21,17 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Deploy,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    LoadModule,
+    ModuleAck,
+    ModuleSource,
+    SandboxInfo,
+    VersionInfo,
+    VersionsReply,
+    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
@@ -70,6 +81,10 @@ ARRAYS = {
     "u8_1d": NDArray("<u8", (1,), struct.pack("<Q", 2**64 - 1)),
     "i2_2d": NDArray("<i2", (2, 1), struct.pack("<2h", -1, 1)),
 }
+
+H1 = "0123456789abcdef" * 4
+H2 = "fedcba9876543210" * 4
+MODULE = ModuleSource(name="speeding.py", source="def on_board(window, params, state):\n    return 1\n")
 
 STATUS = VehicleStatus(
     frames=123_456,
@@ -289,6 +304,63 @@ EXAMPLES: list[Example] = [
     ),
     Example("cancel", Cancel(id=4, assignment=3), Receiver.SERVER_OF_ANALYST),
     Example("cancelled", Cancelled(id=4, assignment=3, state="cancelled"), Receiver.ANALYST),
+    Example(
+        "task-module",
+        Task(
+            assignment=3, iteration=4, signals=["SPEED"], window=WindowSpec(amount=5.0), methods=[], params={},
+            deadline=30.0, module_hash=H1,
+        ),
+        Receiver.VEHICLE,
+    ),
+    Example("load_module", LoadModule(assignment=3, code_hash=H1, module=MODULE), Receiver.VEHICLE),
+    Example("module_ack", ModuleAck(assignment=3, code_hash=H1, ok=True, elapsed=0.004), Receiver.SERVER_OF_VEHICLE),
+    Example(
+        "module_ack-refused",
+        ModuleAck(assignment=3, code_hash=H2, ok=False, error="forbidden import: os (line 1)"),
+        Receiver.SERVER_OF_VEHICLE,
+    ),
+    Example(
+        "vehicle_status-sandbox",
+        VehicleStatus(
+            frames=1, unknown_frames=0, malformed_frames=0, signal_time=None, sources=[], signals=[], pid=4242,
+            sandbox=SandboxInfo(pid=4243, started=1, restarts=0, recycles=0, modules=2), modules={"3": H1},
+        ),
+        Receiver.SERVER_OF_VEHICLE,
+    ),
+    Example(
+        "deploy",
+        Deploy(id=5, assignment=3, side="on_board", module=MODULE, vehicles=["v1", "v2"], quorum=0.5, timeout=10.0),
+        Receiver.SERVER_OF_ANALYST,
+    ),
+    Example("deploy-rollback", Deploy(id=6, assignment=3, side="off_board", code_hash=H1[:8]), Receiver.SERVER_OF_ANALYST),
+    Example(
+        "deploying",
+        Deploying(id=5, assignment=3, side="on_board", code_hash=H1, name="speeding.py", rollback=False,
+                  vehicles=["v1"], offline=["v2"]),
+        Receiver.ANALYST,
+    ),
+    Example("deploy_progress", DeployProgress(id=5, vehicle="v1", ok=True, elapsed=0.012), Receiver.ANALYST),
+    Example(
+        "deploy_end",
+        DeployEnd(id=5, assignment=3, code_hash=H1, acked=["v1"], refused={"v3": "policy"}, waiting=["v2"],
+                  elapsed=0.02, complete=False),
+        Receiver.ANALYST,
+    ),
+    Example("versions", VersionsRequest(id=7, assignment=3), Receiver.SERVER_OF_ANALYST),
+    Example(
+        "versions_reply",
+        VersionsReply(
+            id=7,
+            assignment=3,
+            versions=[
+                VersionInfo(side="on_board", code_hash=H1, name="speeding.py", kind="submit", by="ana", at=T0,
+                            vehicles=None, acked=["v1", "v2"], iterations=[1, 2], current=False),
+                VersionInfo(side="on_board", code_hash=H2, name="speeding.py", kind="deploy", by="ana", at=T0 + 5,
+                            vehicles=["v1"], acked=["v1"], iterations=[3], current=True),
+            ],
+        ),
+        Receiver.ANALYST,
+    ),
 ]
 
 EXAMPLE_IDS = [e.id for e in EXAMPLES]

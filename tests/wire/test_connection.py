@@ -16,6 +16,14 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Deploy,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    LoadModule,
+    ModuleAck,
+    VersionsReply,
+    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
@@ -38,10 +46,13 @@ from wire.messages import (
 ALL_TYPES = sorted(MESSAGE_TYPES.values(), key=lambda cls: cls.__name__)
 by_type = pytest.mark.parametrize("cls", ALL_TYPES, ids=[c.__name__ for c in ALL_TYPES])
 
-FROM_VEHICLE = {Result, VehicleStatus, Error}
-FROM_ANALYST = {Submit, StatusRequest, ResultsRequest, Cancel, Error}
-TO_VEHICLE = {Task, CancelTask, ResultAck, Error}
-TO_ANALYST = {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Error}
+FROM_VEHICLE = {Result, ModuleAck, VehicleStatus, Error}
+FROM_ANALYST = {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
+TO_VEHICLE = {Task, CancelTask, ResultAck, LoadModule, Error}
+TO_ANALYST = {
+    Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
+    VersionsReply, Error,
+}
 
 
 def hello(role: Role = Role.VEHICLE, version: int = PROTOCOL_VERSION, identity: str = "v1") -> Hello:

@@ -1,0 +1,176 @@
+"""`oodida deploy`, `oodida rollback`, `oodida versions`: replace a running
+assignment's module and see which version ran when.
+
+    $ oodida deploy speeding_v2.py --assignment 4 --on-board
+    deploying speeding_v2.py 3f2a9c1b0e4d to assignment 4 (on board): 5 vehicles
+      v1     runs it  +11.8 ms
+      …
+    5 of 5 vehicles run 3f2a9c1b0e4d, 14.2 ms after the deploy
+
+Exit 0 when the quorum (all connected targets by default) runs the new version,
+1 when the server refused the deploy (the old version keeps running) or vehicles
+refused it or did not answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+
+from oodida.errors import OodidaError
+from server.client import AnalystClient, RequestFailed
+from wire.messages import DeployEnd, Deploying, DeployProgress, ModuleSource, VersionsReply
+
+Connect = Callable[[argparse.Namespace], Any]
+
+
+def add_parsers(sub: Any, add_connection: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("deploy", help="replace the module of a running assignment, without restarting anything")
+    add_connection(p)
+    p.add_argument("module", metavar="FILE.py")
+    p.add_argument("--assignment", type=int, required=True)
+    _add_side(p, required=True)
+    _add_rollout(p)
+
+    p = sub.add_parser("rollback", help="deploy an earlier version of an assignment's module again")
+    add_connection(p)
+    p.add_argument("assignment", type=int)
+    p.add_argument("hash", help="the version's hash, or enough of its start to be unique (see oodida versions)")
+    _add_side(p, required=False)
+    _add_rollout(p)
+
+    p = sub.add_parser("versions", help="every version of an assignment's modules and the iterations each served")
+    add_connection(p)
+    p.add_argument("assignment", type=int)
+
+
+def _add_side(p: argparse.ArgumentParser, *, required: bool) -> None:
+    side = p.add_mutually_exclusive_group(required=required)
+    side.add_argument("--on-board", dest="side", action="store_const", const="on_board", help="the vehicles' module")
+    side.add_argument("--off-board", dest="side", action="store_const", const="off_board", help="the server's module")
+
+
+def _add_rollout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vehicles", help="only these vehicles (comma-separated); the others keep their version")
+    p.add_argument("--quorum", type=float, help="return once N vehicles (or this fraction, 0<F≤1) run it")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the vehicles (default 30)")
+
+
+def _quorum(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if value > 1 else value  # as for submit: 1 means all of them
+
+
+def _short(code_hash: str) -> str:
+    return code_hash[:12]
+
+
+async def deploy(args: argparse.Namespace, connect: Connect) -> int:
+    path = Path(args.module)
+    try:
+        module = ModuleSource(name=path.name, source=path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OodidaError(f"cannot read {path}: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise OodidaError(f"{path}: {exc}") from None
+    async with await connect(args) as client:
+        return await _run_deploy(args, client, args.side, module=module)
+
+
+async def rollback(args: argparse.Namespace, connect: Connect) -> int:
+    async with await connect(args) as client:
+        side = args.side
+        if side is None:  # find it: the analyst should not have to remember
+            versions = await client.versions(args.assignment)
+            sides = {v.side for v in versions.versions if v.code_hash.startswith(args.hash)}
+            if len(sides) != 1:
+                where = "on both sides" if sides else "among its versions"
+                raise RequestFailed(
+                    f"{args.hash} is {where} of assignment {args.assignment}; say --on-board or --off-board"
+                    if sides else f"assignment {args.assignment} has no version {args.hash}… (see oodida versions)"
+                )
+            side = sides.pop()
+        return await _run_deploy(args, client, side, code_hash=args.hash)
+
+
+async def _run_deploy(args: argparse.Namespace, client: AnalystClient, side: str, **what: Any) -> int:
+    vehicles = args.vehicles.split(",") if args.vehicles else None
+    end: DeployEnd | None = None
+    async for reply in client.deploy(
+        assignment=args.assignment, side=side, vehicles=vehicles, quorum=_quorum(args.quorum), timeout=args.timeout,
+        **what,
+    ):
+        if args.json:
+            print(json.dumps({"event": type(reply).__struct_config__.tag, **msgspec.to_builtins(reply)}), flush=True)
+        else:
+            print(render_deploy_event(reply), flush=True)
+        if isinstance(reply, DeployEnd):
+            end = reply
+    assert end is not None
+    return 0 if end.complete and not end.refused else 1
+
+
+def render_deploy_event(reply: Deploying | DeployProgress | DeployEnd) -> str:
+    if isinstance(reply, Deploying):
+        what = "rolling back to" if reply.rollback else "deploying"
+        where = reply.side.replace("_", " ")
+        offline = f"; offline (they load it when they reconnect): {', '.join(reply.offline)}" if reply.offline else ""
+        return (f"{what} {reply.name} {_short(reply.code_hash)} to assignment {reply.assignment} ({where}):"
+                f" {len(reply.vehicles)} {'target' if reply.vehicles == ['server'] else 'vehicles'}{offline}")
+    if isinstance(reply, DeployProgress):
+        status = "runs it" if reply.ok else f"REFUSED it, keeps its version: {reply.error}"
+        return f"  {reply.vehicle:<12} {status}  +{reply.elapsed * 1000:.1f} ms"
+    running = len(reply.acked)
+    asked = running + len(reply.refused) + len(reply.waiting)
+    text = f"{running} of {asked} run {_short(reply.code_hash)}, {reply.elapsed * 1000:.1f} ms after the deploy"
+    if reply.refused:
+        text += f"; refused by {', '.join(sorted(reply.refused))}"
+    if reply.waiting:
+        text += f"; no answer yet from {', '.join(reply.waiting)}"
+    if not reply.complete:
+        text += " (quorum not reached)"
+    return text
+
+
+async def versions(args: argparse.Namespace, connect: Connect) -> int:
+    async with await connect(args) as client:
+        reply = await client.versions(args.assignment)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(reply)), flush=True)
+    else:
+        print(render_versions(reply), flush=True)
+    return 0
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1,2,3,5,7,8 -> 1-3,5,7-8"""
+    out: list[str] = []
+    for n in numbers:
+        if out and n == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ",".join(out) or "—"
+
+
+def render_versions(reply: VersionsReply) -> str:
+    lines = [f"assignment {reply.assignment}: {len(reply.versions)} deploys", ""]
+    lines.append(f"  {'side':<10} {'hash':<12}  {'kind':<8} {'by':<12} {'when':<19}  {'iterations':<12} running on")
+    for v in reply.versions:
+        when = dt.datetime.fromtimestamp(v.at).strftime("%Y-%m-%d %H:%M:%S")
+        mark = "*" if v.current else " "
+        to = "" if v.vehicles is None else f" (to {', '.join(v.vehicles)})"
+        running = ", ".join(v.acked) if v.side == "on_board" else "server"
+        lines.append(
+            f"{mark} {v.side.replace('_', ' '):<10} {_short(v.code_hash):<12}  {v.kind:<8} {v.by:<12} {when:<19}"
+            f"  {_ranges(v.iterations):<12} {running or '—'}  {v.name}{to}"
+        )
+    lines.append("")
+    lines.append("* current: the version (some of) the vehicles or the server are asked to run now")
+    return "\n".join(lines)
