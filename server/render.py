@@ -43,6 +43,9 @@ def report_json(report: IterationReport) -> dict[str, Any]:
             for v, r in sorted(report.vehicles.items())
         },
         "fleet": plain(report.fleet),
+        "code_hash": report.code_hash,
+        "off_board_hash": report.off_board_hash,
+        "set_aside": report.set_aside,
     }
 
 
@@ -106,8 +109,13 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
         f"── assignment {report.assignment} · iteration {report.iteration} of {total} · "
         f"{report.status} · {took:.1f} s ── {report.reason or ''}".rstrip()
     ]
+    version = _version_line(report)
+    if version:
+        lines.append(version)
     fleet = plain(report.fleet)
-    rows: dict[str, Any] = {v: plain(r.value) for v, r in sorted(report.vehicles.items()) if r.ok}
+    rows: dict[str, Any] = {
+        v: plain(r.value) for v, r in sorted(report.vehicles.items()) if r.ok and v not in report.set_aside
+    }
     if fleet is not None:
         rows["fleet"] = fleet
     sample = next(iter(rows.values()), None)
@@ -142,7 +150,13 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
             lines.extend(_render_kmeans(value))
         elif value is not None:
             lines.append(f"{m}: {value}")
+    for who, code_hash in sorted(report.set_aside.items()):
+        r = report.vehicles.get(who)
+        shown = f": {_module_value(plain(r.value))}" if r is not None and r.ok else ""
+        lines.append(f"  {who}: set aside, ran another version ({code_hash[:12]}){shown}")
     for who, r in sorted(report.vehicles.items()):
+        if who in report.set_aside:
+            continue
         if r.flags:
             lines.append(f"  {who}: flagged: {'; '.join(r.flags[:5])}")
         if not r.ok:
@@ -152,6 +166,22 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
     if report.missing:
         lines.append(f"  no answer from: {', '.join(report.missing)}")
     return "\n".join(lines)
+
+
+def _version_line(report: IterationReport) -> str:
+    """Which code computed this iteration: the analyst's module versions (short hashes)."""
+    parts = []
+    if report.code_hash and not report.code_hash.startswith("builtin"):
+        parts.append(f"on board {report.code_hash[:12]}")
+    if report.off_board_hash:
+        parts.append(f"off board {report.off_board_hash[:12]}")
+    return "  version: " + ", ".join(parts) if parts else ""
+
+
+def _module_value(value: Any) -> str:
+    if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+        return "  ".join(f"{k}={_num(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _looks_builtin(sample: Any) -> bool:
@@ -165,11 +195,7 @@ def _render_module_values(rows: dict[str, Any]) -> list[str]:
     width = max((len(who) for who in rows), default=5) + 2
     out = []
     for who, value in rows.items():
-        if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
-            text = "  ".join(f"{k}={_num(v)}" for k, v in value.items())
-        else:
-            text = str(value)
-        out.append(f"  {who:<{width}}{text}")
+        out.append(f"  {who:<{width}}{_module_value(value)}")
     return out
 
 
@@ -188,6 +214,13 @@ def _render_kmeans(value: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sandbox(info: Any) -> str:
+    if info is None:
+        return "not started"
+    return (f"pid {info.pid or '—'} ({info.started} started, {info.restarts} replaced, {info.recycles} recycled,"
+            f" {info.modules} versions)")
+
+
 def render_status(status: StatusReply) -> str:
     lines = [f"vehicles connected: {len(status.vehicles)}"]
     for v in status.vehicles:
@@ -202,6 +235,11 @@ def render_status(status: StatusReply) -> str:
             f"malformed {s.malformed_frames}  signals {len(s.signals)}  tasks {s.running}  "
             f"unsent {s.pending_results}  sources: {sources}"
         )
+        if s.modules or s.sandbox is not None:
+            runs = ", ".join(f"assignment {a}: {h[:12]}" for a, h in sorted(s.modules.items())) or "no module"
+            lines.append(f"  {'':<16} pid {s.pid}  sandbox {_sandbox(s.sandbox)}  runs {runs}")
+    if status.pid:
+        lines.append(f"server pid {status.pid}  sandbox {_sandbox(status.sandbox)}")
     lines.append(f"assignments: {len(status.assignments)}")
     for a in status.assignments:
         total = a.iterations or "∞"

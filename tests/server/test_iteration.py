@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.iteration import Iteration, Status, quorum_count
+from server.iteration import Iteration, Status, quorum_count, vote
 from wire.messages import Result
 
 
@@ -80,3 +80,51 @@ def test_closed_iteration_takes_nothing():
     it.close(0.0, cancelled=True)
     assert it.status is Status.CANCELLED
     assert not it.add(result("a"))
+
+
+# --- majority vote over code versions ------------------------------------------------
+
+
+def versioned(vehicle: str, code_hash: str, ok: bool = True) -> Result:
+    if ok:
+        return Result(assignment=1, iteration=1, vehicle=vehicle, ok=True, code_hash=code_hash, value={"v": code_hash})
+    return Result(assignment=1, iteration=1, vehicle=vehicle, ok=False, code_hash=code_hash, error="broke")
+
+
+def test_vote_aggregates_only_the_majority_version_and_sets_the_others_aside():
+    it = make(selected=("a", "b", "c", "d", "e"))
+    for v, h in zip("abcde", ["new", "old", "new", "new", "old"]):
+        it.add(versioned(v, h))
+    outcome = it.close(0.0)
+    assert outcome.code_hash == "new"
+    assert set(outcome.ok) == {"a", "c", "d"} and outcome.failed == {}
+    assert outcome.set_aside == {"b": "old", "e": "old"}
+    assert outcome.status is Status.COMPLETE  # set-aside vehicles did answer
+    assert "3 of 5 ran version new, set aside: b (old), e (old)" in outcome.reason
+
+
+def test_vote_counts_failed_answers_too_so_a_broken_majority_fails_the_iteration():
+    it = make()
+    it.add(versioned("a", "new", ok=False))
+    it.add(versioned("b", "new", ok=False))
+    it.add(versioned("c", "old"))
+    outcome = it.close(0.0)
+    assert outcome.code_hash == "new" and outcome.ok == {} and set(outcome.failed) == {"a", "b"}
+    assert outcome.status is Status.FAILED and outcome.set_aside == {"c": "old"}
+
+
+@pytest.mark.parametrize(
+    ("newest_first", "winner"), [(["y", "x"], "y"), (["x", "y"], "x"), ([], "x"), (["z"], "x")]
+)
+def test_a_tie_goes_to_the_newest_deployed_version_then_to_the_smaller_hash(newest_first, winner):
+    answers = {v: versioned(v, h) for v, h in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "y")]}
+    assert vote(answers, newest_first) == winner
+    assert vote({}) is None
+
+
+def test_one_version_means_nothing_is_set_aside():
+    it = make()
+    for v in "abc":
+        it.add(versioned(v, "builtin:0.1"))
+    outcome = it.close(0.0)
+    assert outcome.code_hash == "builtin:0.1" and outcome.set_aside == {} and "set aside" not in outcome.reason

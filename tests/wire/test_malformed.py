@@ -41,6 +41,13 @@ TASK: dict[str, Any] = {
     "params": {},
     "deadline": 10.0,
 }
+LOAD: dict[str, Any] = {
+    "type": "load_module", "assignment": 1, "code_hash": "ab" * 32, "module": {"name": "m.py", "source": ""},
+}
+ACK: dict[str, Any] = {"type": "module_ack", "assignment": 1, "code_hash": "ab" * 32, "ok": True}
+DEPLOY: dict[str, Any] = {
+    "type": "deploy", "id": 1, "assignment": 1, "side": "on_board", "module": {"name": "m.py", "source": ""},
+}
 HELLO: dict[str, Any] = {"type": "hello", "version": 1, "role": "vehicle", "identity": "v1", "token": "t"}
 
 
@@ -216,6 +223,20 @@ CASES: list[tuple[str, bytes, list[str]]] = [
     ("duplicate-signals", spec(signals=["A", "A"]), ["twice"]),
     ("fractional-samples", spec(window={"amount": 2.5, "unit": "samples"}), ["whole number"]),
     ("empty-vehicle-list", spec(vehicles=[]), ["$.spec.vehicles"]),
+    # active-code replacement
+    ("task-without-methods-or-module", dumps({**TASK, "methods": []}), ["built-in methods or a module"]),
+    ("load-module-hash-not-sha256", dumps({**LOAD, "code_hash": "builtin:0.1"}), ["$.code_hash"]),
+    ("load-module-upper-case-hash", dumps({**LOAD, "code_hash": "AB" * 32}), ["$.code_hash"]),
+    ("load-module-huge-source", dumps({**LOAD, "module": {"name": "m.py", "source": "x" * (256 * 1024 + 1)}}),
+     ["$.module.source"]),
+    ("load-module-path-as-name", dumps({**LOAD, "module": {"name": "../m.py", "source": ""}}), ["$.module.name"]),
+    ("module-ack-ok-with-error", dumps({**ACK, "error": "but"}), ["not both"]),
+    ("module-ack-refused-without-why", dumps({**ACK, "ok": False}), ["not both"]),
+    ("deploy-module-and-hash", dumps({**DEPLOY, "code_hash": "abcd"}), ["one of the two"]),
+    ("deploy-neither", dumps({k: v for k, v in DEPLOY.items() if k != "module"}), ["one of the two"]),
+    ("deploy-short-hash-prefix", dumps({**DEPLOY, "module": None, "code_hash": "abc"}), ["$.code_hash"]),
+    ("deploy-wrong-side", dumps({**DEPLOY, "side": "both"}), ["$.side"]),
+    ("deploy-vehicle-twice", dumps({**DEPLOY, "vehicles": ["v1", "v1"]}), ["twice"]),
 ]
 
 # a value that takes the sharing tags literally: it must not decode at all
