@@ -1,4 +1,4 @@
-"""`oodida demo`: a local fleet on a real drive, and two assignments on it.
+"""`oodida demo`: a local fleet on a real drive, and three assignments on it.
 
 Five agents replay the same recorded RAV4 drive from different offsets (so each
 "vehicle" sees different road), a server gathers them, and the demo submits:
@@ -6,7 +6,10 @@ Five agents replay the same recorded RAV4 drive from different offsets (so each
 2. federated k-means on (speed, steering angle), 4 iterations over the latest 20 s,
    where each iteration's centroids go to the vehicles with the next task;
 3. an analyst's own module (examples/speeding.py), run in every agent's sandbox on
-   board and in the server's off board.
+   board and in the server's off board; after its second iteration the demo deploys
+   version 2 (examples/speeding_v2.py) into the running assignment, as
+   `oodida deploy` does: no process restarts, the iteration in flight finishes with
+   version 1, the next ones run version 2, and the version table says which ran when.
 Every process is stopped at the end, on error and on Ctrl-C.
 """
 
@@ -18,12 +21,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from oodida.fleet import FleetError, LocalFleet
 from oodida.logs import setup_logging
 from server.cli import follow_results
-from server.client import RequestFailed
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
+from server.client import AnalystClient, RequestFailed
+from server.deploy_cli import render_deploy_event, render_versions
+from wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
 
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]
 
@@ -42,7 +47,9 @@ STATS = AssignmentSpec(
     deadline=30.0,
 )
 
-SPEEDING_MODULE = Path(__file__).resolve().parents[1] / "examples" / "speeding.py"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SPEEDING_MODULE = EXAMPLES / "speeding.py"
+DEPLOY_AFTER = 2  # iterations of the speeding assignment before version 2 is deployed
 
 
 def speeding() -> AssignmentSpec:
@@ -51,8 +58,8 @@ def speeding() -> AssignmentSpec:
     return AssignmentSpec(
         name="speeding (your own module)",
         signals=["SPEED"],
-        window=WindowSpec(amount=10.0, unit="s", kind="latest"),
-        iterations=2,
+        window=WindowSpec(amount=3.0, unit="s", kind="next"),
+        iterations=5,
         on_board_module=module,
         off_board_module=module,
         params={"limit": 65.0},
@@ -89,15 +96,44 @@ async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
                 f"{', '.join(spec.signals)}, {spec.iterations} iterations of the {spec.window.kind} "
                 f"{spec.window.amount:g} {spec.window.unit}, on {', '.join(submitted.vehicles)}\n"
             )
-            final = await follow_results(
-                client, submitted.assignment, follow=True, since=0, as_json=as_json, methods=spec.methods
-            )
+            if spec.on_board_module is None:
+                final = await follow_results(
+                    client, submitted.assignment, follow=True, since=0, as_json=as_json, methods=spec.methods
+                )
+            else:
+                final = await replace_midway(fleet, client, submitted.assignment, as_json, say)
             ok = ok and final == "done"
             say("")
         say(f"demo finished in {time.monotonic() - started:.1f} s")
         return 0 if ok else 1
     finally:
         await client.close()
+
+
+async def replace_midway(fleet: LocalFleet, client: AnalystClient, assignment: int, as_json: bool, say: Any) -> str:
+    """Follow the assignment and, once iteration DEPLOY_AFTER is in, deploy version 2
+    of its on-board module over a second connection (as `oodida deploy` in another
+    terminal would); at the end, show the versions. Returns the final state."""
+
+    async def deploy_v2(report: IterationReport) -> None:
+        if report.iteration != DEPLOY_AFTER:
+            return
+        v2 = ModuleSource(name="speeding_v2.py", source=(EXAMPLES / "speeding_v2.py").read_text())
+        say(f"$ oodida deploy examples/speeding_v2.py --assignment {assignment} --on-board")
+        deployer = await fleet.client()
+        try:
+            async for event in deployer.deploy(assignment=assignment, side="on_board", module=v2):
+                say(render_deploy_event(event))
+        finally:
+            await deployer.close()
+        say("")
+
+    final = await follow_results(
+        client, assignment, follow=True, since=0, as_json=as_json, methods=[], then=deploy_v2
+    )
+    say(f"\n$ oodida versions {assignment}")
+    say(render_versions(await client.versions(assignment)))
+    return final
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import msgspec
 
@@ -124,9 +124,17 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 
 async def follow_results(
-    client: AnalystClient, assignment: int, *, follow: bool, since: int, as_json: bool, methods: list[str] | None
+    client: AnalystClient,
+    assignment: int,
+    *,
+    follow: bool,
+    since: int,
+    as_json: bool,
+    methods: list[str] | None,
+    then: Callable[[IterationReport], Awaitable[None]] | None = None,
 ) -> str:
-    """Print every iteration as it arrives; returns the assignment's final state."""
+    """Print every iteration as it arrives (and await `then` on each after printing
+    it); returns the assignment's final state."""
     final = "running"
     async for item in client.results(assignment, follow=follow, since=since):
         if isinstance(item, IterationReport):
@@ -134,6 +142,8 @@ async def follow_results(
                 print(json.dumps(report_json(item)), flush=True)
             else:
                 print(render_report(item, methods) + "\n", flush=True)
+            if then is not None:
+                await then(item)
         elif isinstance(item, ResultsEnd):
             final = item.state
             if not as_json:

@@ -161,15 +161,17 @@ def _ranges(numbers: list[int]) -> str:
 
 def render_versions(reply: VersionsReply) -> str:
     lines = [f"assignment {reply.assignment}: {len(reply.versions)} deploys", ""]
-    lines.append(f"  {'side':<10} {'hash':<12}  {'kind':<8} {'by':<12} {'when':<19}  {'iterations':<12} running on")
+    width = max((len(v.name) for v in reply.versions), default=6)
+    lines.append(f"  {'side':<10} {'hash':<12}  {'module':<{width}}  {'kind':<8} {'by':<12} {'when':<19}"
+                 f"  {'iterations':<12} running on")
     for v in reply.versions:
         when = dt.datetime.fromtimestamp(v.at).strftime("%Y-%m-%d %H:%M:%S")
         mark = "*" if v.current else " "
-        to = "" if v.vehicles is None else f" (to {', '.join(v.vehicles)})"
+        to = "" if v.vehicles is None else f" (deployed to {', '.join(v.vehicles)})"
         running = ", ".join(v.acked) if v.side == "on_board" else "server"
         lines.append(
-            f"{mark} {v.side.replace('_', ' '):<10} {_short(v.code_hash):<12}  {v.kind:<8} {v.by:<12} {when:<19}"
-            f"  {_ranges(v.iterations):<12} {running or '—'}  {v.name}{to}"
+            f"{mark} {v.side.replace('_', ' '):<10} {_short(v.code_hash):<12}  {v.name:<{width}}  {v.kind:<8}"
+            f" {v.by:<12} {when:<19}  {_ranges(v.iterations):<12} {running or '—'}{to}"
         )
     lines.append("")
     lines.append("* current: the version (some of) the vehicles or the server are asked to run now")

@@ -41,10 +41,11 @@ def test_demo_runs_to_the_end_and_exits_0(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "5 vehicles connected" in out.stdout
-    assert out.stdout.count("· complete ·") == 3 + 4 + 2  # every iteration of all three assignments
+    assert out.stdout.count("· complete ·") == 3 + 4 + 5  # every iteration of all three assignments
     for assignment in (1, 2, 3):
         assert f"assignment {assignment}: done" in out.stdout
     assert "share_over=" in out.stdout  # the analyst's own module ran, off board too
+    assert "5 of 5 run " in out.stdout and "excess=" in out.stdout  # version 2 deployed midway, and ran
     assert processes_mentioning(str(workdir)) == []
 
 

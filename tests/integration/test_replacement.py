@@ -377,7 +377,7 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
     out = oodida("versions", str(a))
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "on board" in line]
-    assert [r[1:].split()[3] for r in rows] == ["submit", "deploy", "rollback"]
+    assert [r[1:].split()[4] for r in rows] == ["submit", "deploy", "rollback"]
     assert rows[-1].startswith("*") and not rows[0].startswith("*")
 
     out = oodida("versions", str(a), "--json")

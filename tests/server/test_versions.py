@@ -103,5 +103,5 @@ def test_deploy_events_and_the_version_table_read_as_sentences():
     table = version_table([row(1, "on_board", H1, "submit"), row(2, "on_board", H2, vehicles=["a"])],
                           {("on_board", H2): ["a"]}, {("on_board", H1): [1, 2, 3, 5]}, ["a", "b"])
     text = render_versions(VersionsReply(id=1, assignment=4, versions=table))
-    assert "1-3,5" in text and H2[:12] in text and "(to a)" in text
+    assert "1-3,5" in text and H2[:12] in text and "(deployed to a)" in text
     assert _ranges([]) == "—" and _ranges([4]) == "4" and _ranges([1, 2, 4, 5, 6, 9]) == "1-2,4-6,9"
