@@ -5,7 +5,15 @@ agent would spend the cores on interpreters rather than on the protocol. Each ag
 is the real agent (`agent.main.run_agent`): its own sources, store, task runner and
 TCP connection to the server; only the process and the event loop are shared.
 
-    .venv/bin/python bench/multi_agent.py [--log-level LEVEL] AGENT.toml [AGENT.toml ...]
+    .venv/bin/python bench/multi_agent.py [--log-level LEVEL] [--share-sandbox] AGENT.toml [AGENT.toml ...]
+
+By default every agent has its own sandbox worker, as on a vehicle (started when a
+module first needs it). With `--share-sandbox` all agents of the process share one
+`agent.modules.ModuleRunner`, so one worker per process: what lets a thousand
+simulated vehicles with analysts' modules fit a small machine. Each agent still
+checks and loads every version it is sent and answers for itself, but a version
+is compiled once per worker (the others find it loaded), and calls of all agents
+are serialised in that worker. The configs' [sandbox] tables must then agree.
 
 Stops every agent on SIGTERM or SIGINT (exit 0). If one agent fails to start or
 dies, the others are stopped too and the exit status is 1.
@@ -21,20 +29,42 @@ import sys
 
 from agent.config import AgentConfig, load_agent_config
 from agent.main import run_agent
+from agent.modules import ModuleRunner
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
+from sandbox.supervisor import SandboxLimits
 
 log = logging.getLogger("multi_agent")
 
 
-async def run_all(configs: list[AgentConfig]) -> int:
+def shared_runner(configs: list[AgentConfig]) -> ModuleRunner:
+    """One sandbox runner for all agents, with the limits their configs agree on
+    (as `agent.main.build_agent` builds each agent's own)."""
+    sandbox = configs[0].sandbox
+    return ModuleRunner(SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid))
+
+
+async def run_all(configs: list[AgentConfig], share_sandbox: bool = False) -> int:
     # One stop event for all: run_agent installs its own SIGTERM/SIGINT handler on
     # the loop (each call replaces the previous one), and every one sets this event.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    jobs = {asyncio.create_task(run_agent(c, stop), name=f"agent-{c.vehicle}"): c.vehicle for c in configs}
+    # Each agent closes its runner when it stops; a shared one is closed again below,
+    # in case a late load started a worker after the first agent closed it.
+    modules = shared_runner(configs) if share_sandbox else None
+    try:
+        return await _run_jobs(configs, stop, modules)
+    finally:
+        if modules is not None:
+            await modules.close()
+
+
+async def _run_jobs(configs: list[AgentConfig], stop: asyncio.Event, modules: ModuleRunner | None) -> int:
+    jobs = {
+        asyncio.create_task(run_agent(c, stop, modules), name=f"agent-{c.vehicle}"): c.vehicle for c in configs
+    }
     stopper = asyncio.create_task(stop.wait())
     status = 0
     done, _ = await asyncio.wait([*jobs, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -61,6 +91,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="+", help="agent TOML files, one per agent")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides the configs")
+    parser.add_argument(
+        "--share-sandbox", action="store_true", help="one sandbox worker for all agents of this process"
+    )
     args = parser.parse_args(argv)
     try:
         configs = [load_agent_config(path) for path in args.configs]
@@ -71,10 +104,18 @@ def main(argv: list[str]) -> int:
     if len(set(vehicles)) != len(vehicles):
         print(f"multi_agent: a vehicle id appears twice in {vehicles}", file=sys.stderr)
         return 2
+    if args.share_sandbox and len({c.sandbox for c in configs}) > 1:
+        print("multi_agent: --share-sandbox needs the same [sandbox] table in every config", file=sys.stderr)
+        return 2
     setup_logging(args.log_level or configs[0].log_level)
-    log.info("running %d agents in one process: %s", len(configs), ", ".join(vehicles))
+    log.info(
+        "running %d agents in one process (%s): %s",
+        len(configs),
+        "one shared sandbox worker" if args.share_sandbox else "a sandbox worker each",
+        ", ".join(vehicles),
+    )
     try:
-        return asyncio.run(run_all(configs))
+        return asyncio.run(run_all(configs, args.share_sandbox))
     except KeyboardInterrupt:
         return 0
 
