@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from agent.modules import ModuleRunner
 from agent.versions import ModuleVersions
@@ -81,6 +81,7 @@ class TaskRunner:
         self.outbox = outbox
         self.send = send
         self.running: dict[Key, asyncio.Task[None]] = {}
+        self._calls: set[asyncio.Future[tuple[Any, list[str]]]] = set()  # sandbox calls in flight
         self._done: dict[Key, None] = {}  # recently finished keys, oldest first
 
     def submit(self, task: Task) -> None:
@@ -101,11 +102,23 @@ class TaskRunner:
                 job.cancel()
 
     async def stop(self) -> None:
-        jobs = list(self.running.values())
+        self.modules.closing()
+        jobs = [*self.running.values(), *self._calls]
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         await self.modules.close()
+
+    async def _call_to_the_end(self, call: Awaitable[tuple[Any, list[str]]]) -> tuple[Any, list[str]]:
+        """A sandbox call that a cancelled task (`CancelTask`: the iteration closed
+        without this vehicle) leaves running to its end, its answer dropped: stopping
+        a worker mid-call means killing it, and a fresh one costs far more than the
+        rest of a call, which its time budget bounds anyway."""
+        job = asyncio.ensure_future(call)
+        self._calls.add(job)
+        job.add_done_callback(self._calls.discard)
+        job.add_done_callback(lambda j: j.cancelled() or j.exception())  # retrieved, if nobody waits
+        return await asyncio.shield(job)
 
     async def _run(self, task: Task, pending: asyncio.Task | None) -> None:
         started = time.monotonic()
@@ -128,7 +141,9 @@ class TaskRunner:
             state = from_wire(task.state)
             flags: list[str] = []
             if version is not None:
-                value, flags = await self.modules.on_board(version.module, window, task.params, state)
+                value, flags = await self._call_to_the_end(
+                    self.modules.on_board(version.module, window, task.params, state)
+                )
             else:
                 value = await asyncio.to_thread(
                     registry.run_on_board, task.methods, window.series, task.params, state

@@ -50,6 +50,11 @@ class SandboxHost:
         return {"pid": s.pid, "started": s.spawned, "restarts": s.restarts, "recycles": s.recycles,
                 "modules": s.modules}
 
+    def closing(self) -> None:
+        """Shutting down: a call cut short now must not start a new worker."""
+        if self.supervisor is not None:
+            self.supervisor.closing()
+
     async def close(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.close()

@@ -154,7 +154,7 @@ def _analyse(source: str, filename: str) -> tuple[list[Problem], types.CodeType 
             warnings.simplefilter("ignore")  # "invalid escape sequence" and the like are not refusals
             tree = ast.parse(source, filename)
             problems = _Checker(tree).run()
-            result = compile_restricted_exec(source, filename)
+            result = compile_restricted_exec(tree, filename)  # the tree we checked: one parse, not two
     except SyntaxError as exc:  # IndentationError and TabError too
         return [Problem(Rule.SYNTAX, exc.msg or "invalid syntax", exc.lineno, exc.offset)], None
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:

@@ -304,6 +304,11 @@ class Supervisor:
             await self._live_worker()
         return self.layers
 
+    def closing(self) -> None:
+        """No new worker from now on (a call cut short while the owner shuts down must
+        not start one); `close()` then stops the one running."""
+        self._closed = True
+
     async def close(self) -> None:
         self._closed = True
         async with self._lock:

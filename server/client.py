@@ -125,8 +125,8 @@ class AnalystClient:
                     return
 
     async def deploy(self, **fields: Any) -> AsyncIterator[Deploying | DeployProgress | DeployEnd]:
-        """Deploy (or roll back to) a module version: `Deploying`, then one
-        `DeployProgress` per vehicle as it answers, then `DeployEnd`. The fields are
+        """Deploy (or roll back to) a module version: `Deploying`, then
+        `DeployProgress` with the vehicles' answers as they arrive, then `DeployEnd`. The fields are
         those of `wire.messages.Deploy` but `id`. A refusal raises `RequestFailed`
         with the reasons (and nothing changed on the server)."""
         request = next(self._ids)

@@ -124,8 +124,11 @@ def render_deploy_event(reply: Deploying | DeployProgress | DeployEnd) -> str:
         return (f"{what} {reply.name} {_short(reply.code_hash)} to assignment {reply.assignment} ({where}):"
                 f" {len(reply.vehicles)} {'target' if reply.vehicles == ['server'] else 'vehicles'}{offline}")
     if isinstance(reply, DeployProgress):
-        status = "runs it" if reply.ok else f"REFUSED it, keeps its version: {reply.error}"
-        return f"  {reply.vehicle:<12} {status}  +{reply.elapsed * 1000:.1f} ms"
+        lines = []
+        for a in reply.answers:
+            status = "runs it" if a.ok else f"REFUSED it, keeps its version: {a.error}"
+            lines.append(f"  {a.vehicle:<12} {status}  +{a.elapsed * 1000:.1f} ms")
+        return "\n".join(lines)
     running = len(reply.acked)
     asked = running + len(reply.refused) + len(reply.waiting)
     text = f"{running} of {asked} run {_short(reply.code_hash)}, {reply.elapsed * 1000:.1f} ms after the deploy"

@@ -23,7 +23,16 @@ from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner, check_module
 from server.runner import AssignmentRunner
 from server.store import Store
-from wire.messages import Deploy, DeployEnd, Deploying, DeployProgress, LoadModule, Message, ModuleSource
+from wire.messages import (
+    Deploy,
+    DeployAnswer,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    LoadModule,
+    Message,
+    ModuleSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,8 @@ class Deployer:
             runner.versions.deploy_off_board(code_hash, module)
             yield Deploying(id=request.id, assignment=request.assignment, side=request.side, code_hash=code_hash,
                             name=module.name, rollback=rollback, vehicles=[SERVER_IDENTITY], offline=[])
-            yield DeployProgress(id=request.id, vehicle=SERVER_IDENTITY, ok=True, elapsed=time.monotonic() - started)
+            answer = DeployAnswer(vehicle=SERVER_IDENTITY, ok=True, elapsed=time.monotonic() - started)
+            yield DeployProgress(id=request.id, answers=[answer])
             yield DeployEnd(id=request.id, assignment=request.assignment, code_hash=code_hash,
                             acked=[SERVER_IDENTITY], refused={}, waiting=[], elapsed=time.monotonic() - started,
                             complete=True)
@@ -111,18 +121,24 @@ class Deployer:
                 if remaining <= 0:
                     break
                 try:
-                    answer = await asyncio.wait_for(watch.answers.get(), remaining)
+                    answers = [await asyncio.wait_for(watch.answers.get(), remaining)]
                 except asyncio.TimeoutError:
                     break
-                if answer.vehicle in acked or answer.vehicle in refused:
-                    continue
-                asked.add(answer.vehicle)  # an offline target that came back and loaded it
-                if answer.ok:
-                    acked.append(answer.vehicle)
-                else:
-                    refused[answer.vehicle] = (answer.error or "refused")[:4096]
-                yield DeployProgress(id=request.id, vehicle=answer.vehicle, ok=answer.ok, error=answer.error,
-                                     elapsed=time.monotonic() - started)
+                while not watch.answers.empty():  # what else came meanwhile goes in the same message
+                    answers.append(watch.answers.get_nowait())
+                now = time.monotonic() - started
+                progress = []
+                for answer in answers:
+                    if answer.vehicle in acked or answer.vehicle in refused:
+                        continue
+                    asked.add(answer.vehicle)  # an offline target that came back and loaded it
+                    if answer.ok:
+                        acked.append(answer.vehicle)
+                    else:
+                        refused[answer.vehicle] = (answer.error or "refused")[:4096]
+                    progress.append(DeployAnswer(vehicle=answer.vehicle, ok=answer.ok, error=answer.error, elapsed=now))
+                if progress:
+                    yield DeployProgress(id=request.id, answers=progress)
             waiting = [v for v in targets if v not in acked and v not in refused]
             yield DeployEnd(id=request.id, assignment=request.assignment, code_hash=code_hash, acked=acked,
                             refused=refused, waiting=waiting, elapsed=time.monotonic() - started,

@@ -61,6 +61,7 @@ class AssignmentRunner:
         self.state: Any = None
         self.completed = 0
         self.versions = AssignmentVersions(vehicles)
+        self._acks: list[tuple[int, str, str, str, bool, str | None]] = []  # not yet stored
         if spec.on_board_module is not None:
             self.versions.deploy_on_board(source_hash(spec.on_board_module.source), spec.on_board_module, None)
         if spec.off_board_module is not None:
@@ -82,8 +83,19 @@ class AssignmentRunner:
         return self.versions.load_message(self.id, vehicle)
 
     def on_module_ack(self, vehicle: str, ack: ModuleAck) -> None:
-        self.store.add_module_ack(self.id, "on_board", ack.code_hash, vehicle, ack.ok, ack.error)
+        """Record a vehicle's answer to a version (stored with the others that arrive in
+        the same pass of the event loop, in one transaction) and tell the deploy."""
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._store_acks)
+        self._acks.append((self.id, "on_board", ack.code_hash, vehicle, ack.ok, ack.error))
         self.versions.on_ack(vehicle, ack)
+
+    def _store_acks(self) -> None:
+        rows, self._acks = self._acks, []
+        try:
+            self.store.add_module_acks(rows)
+        except Exception:  # the registry's history only; what runs where is in memory
+            log.exception("assignment %d: cannot store %d acknowledgements", self.id, len(rows))
 
     def task_for(self, vehicle: str) -> Task | None:
         """The open iteration's task for a vehicle that (re)connects and has not answered."""

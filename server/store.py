@@ -381,15 +381,22 @@ class Store:
             for r in rows
         ]
 
-    def add_module_ack(
-        self, assignment: int, side: str, code_hash: str, vehicle: str, ok: bool, error: str | None
-    ) -> None:
-        """A vehicle's latest answer to a version (a later answer replaces an earlier one)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO module_acks (assignment, side, hash, vehicle, ok, error, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (assignment, side, code_hash, vehicle, int(ok), error, time.time()),
-        )
+    def add_module_acks(self, rows: list[tuple[int, str, str, str, bool, str | None]]) -> None:
+        """Vehicles' latest answers to versions, (assignment, side, hash, vehicle, ok,
+        error) each, in one transaction: a fleet answers a deploy in a burst, and a
+        commit per answer would cost more than the rest of handling it."""
+        now = time.time()
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO module_acks (assignment, side, hash, vehicle, ok, error, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(a, side, h, v, int(ok), error, now) for a, side, h, v, ok, error in rows],
+            )
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def module_acks(self, assignment: int) -> dict[tuple[str, str], list[str]]:
         """(side, hash) -> the vehicles that acknowledged it, sorted."""

@@ -396,7 +396,7 @@ class Deploy(Message, tag="deploy"):
     earlier version by `code_hash` (a rollback; a unique prefix of the hash will do).
 
     On board, the server answers `Deploying` with the vehicles it sends the module to,
-    then one `DeployProgress` per vehicle as it acknowledges or refuses, then
+    then `DeployProgress` with the vehicles' answers as they arrive, then
     `DeployEnd` once `quorum` of them run it (all by default), or at `timeout`.
     Off board, the server loads the module into its own sandbox and answers
     `Deploying` and `DeployEnd` at once."""
@@ -431,14 +431,21 @@ class Deploying(Message, tag="deploying"):
     offline: list[Identity]
 
 
-class DeployProgress(Message, tag="deploy_progress"):
+class DeployAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One vehicle (or, off board, the server) acknowledged or refused the version."""
 
-    id: RequestId
     vehicle: Identity
     ok: bool
     error: Text | None = None
     elapsed: Seconds = 0.0  # since the server accepted the deploy
+
+
+class DeployProgress(Message, tag="deploy_progress"):
+    """The answers that arrived since the last progress message, in arrival order
+    (one message for all that came together: a fleet answers in bursts)."""
+
+    id: RequestId
+    answers: Annotated[list[DeployAnswer], Meta(min_length=1, max_length=MAX_VEHICLES)]
 
 
 class DeployEnd(Message, tag="deploy_end"):

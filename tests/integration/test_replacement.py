@@ -78,9 +78,10 @@ def fleet(tmp_path_factory):
 
 def spec(on: ModuleSource, off: ModuleSource | None = None, **kw) -> AssignmentSpec:
     kw.setdefault("deadline", 10.0)
+    kw.setdefault("iterations", 0)
     return AssignmentSpec(
-        signals=["SPEED"], window=WindowSpec(amount=0.3, kind="next"), iterations=0, on_board_module=on,
-        off_board_module=off, **kw,
+        signals=["SPEED"], window=WindowSpec(amount=0.3, kind="next"), on_board_module=on, off_board_module=off,
+        **kw,
     )
 
 
@@ -108,19 +109,24 @@ async def finish(client, assignment: int) -> list[IterationReport]:
 
 
 async def deploy(client, **fields) -> tuple[list, DeployEnd]:
+    """[Deploying, each vehicle's answer (DeployAnswer)..., DeployEnd]"""
     events = [e async for e in client.deploy(**fields)]
     assert isinstance(events[0], Deploying) and isinstance(events[-1], DeployEnd)
     assert all(isinstance(e, DeployProgress) for e in events[1:-1])
-    return events, events[-1]
+    answers = [a for e in events[1:-1] for a in e.answers]
+    return [events[0], *answers, events[-1]], events[-1]
 
 
 async def processes(client) -> dict[str, tuple]:
     """Every process that could have been restarted: agents, their workers, the server and its worker."""
     status = await client.status()
-    out = {"server": (status.pid, status.sandbox.pid, status.sandbox.started, status.sandbox.restarts)}
+
+    def worker(info):
+        return None if info is None else (info.pid, info.started, info.restarts)
+
+    out = {"server": (status.pid, worker(status.sandbox))}
     for v in status.vehicles:
-        s = v.status
-        out[v.vehicle] = (s.pid, s.sandbox.pid, s.sandbox.started, s.sandbox.restarts)
+        out[v.vehicle] = (v.status.pid, worker(v.status.sandbox))
     return out
 
 
@@ -139,7 +145,7 @@ def test_on_board_and_off_board_replaced_mid_assignment_without_restarting_anyth
             assert set(before) == {"server", *fleet.vehicle_ids}
             assert before["server"][0] == fleet.server.pid
             for vehicle, proc in fleet.agents.items():
-                assert before[vehicle][0] == proc.pid and before[vehicle][1] is not None
+                assert before[vehicle][0] == proc.pid and before[vehicle][1][0] is not None
 
             t0 = time.time()
             events, end = await deploy(client, assignment=a, side="on_board", module=V2)
@@ -361,7 +367,7 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"deploying count_v2.py {H[V2.name][:12]} to assignment {a} (on board): 3 vehicles")
-    assert sorted(line.split()[0] for line in lines[1:4]) == fleet.vehicle_ids
+    assert sorted(line.split()[0] for line in lines[1:4]) == fleet.vehicle_ids  # one line per vehicle
     assert all("runs it" in line for line in lines[1:4])
     assert lines[4].startswith(f"3 of 3 run {H[V2.name][:12]}, ") and "ms after the deploy" in lines[4]
 
@@ -392,3 +398,35 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
             await client.close()
 
     run(cancel(), timeout=30)
+
+
+def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alone(fleet):
+    slow = ModuleSource(
+        name="slow.py",
+        source=(
+            "def on_board(window, params, state):\n"
+            "    n = 0\n"
+            "    for i in range(params['loops']):\n"
+            "        n += i\n"
+            "    return {'version': 9, 'n': n}\n"
+        ),
+    )
+
+    async def main():
+        client = await fleet.client()
+        try:
+            a = (await client.submit(spec(V1))).assignment  # every agent has its worker running
+            await wait_iterations(client, a, 1)
+            await finish(client, a)
+            before = await processes(client)
+            # the calls outlive the deadline, so the server cancels every vehicle's task mid-call
+            b = (await client.submit(spec(slow, iterations=2, deadline=0.5, params={"loops": 20_000_000}))).assignment
+            got = [r async for r in client.results(b, follow=True) if isinstance(r, IterationReport)]
+            await asyncio.sleep(3.0)  # the abandoned calls run to their end
+            return got, before, await processes(client)
+        finally:
+            await client.close()
+
+    got, before, after = run(main(), timeout=90)
+    assert [r.status for r in got] == ["failed", "failed"] and all(sorted(r.missing) == fleet.vehicle_ids for r in got)
+    assert after == before  # same workers, none replaced

@@ -60,9 +60,11 @@ def test_versions_deploys_acks_and_audit_are_kept_and_survive_reopen(tmp_path):
     store.add_module("h2", "m.py", "def on_board(w, p, s):\n    return 2\n")
     store.add_deployment(a, "on_board", "h1", "submit", "ana", None)
     store.add_deployment(a, "on_board", "h2", "deploy", "bo", ["v2"])
-    store.add_module_ack(a, "on_board", "h2", "v2", False, "refused")
-    store.add_module_ack(a, "on_board", "h2", "v2", True, None)  # the later answer wins
-    store.add_module_ack(a, "on_board", "h1", "v1", True, None)
+    store.add_module_acks([(a, "on_board", "h2", "v2", False, "refused")])
+    store.add_module_acks([
+        (a, "on_board", "h2", "v2", True, None),  # the later answer wins
+        (a, "on_board", "h1", "v1", True, None),
+    ])
     store.open_iteration(a, 1, 0.0)
     store.close_iteration(a, 1, status="complete", missing=[], fleet=None, state=None, reason="r", closed=1.0,
                           code_hash="h1", set_aside={"v2": "h2"})

@@ -12,7 +12,7 @@ from server.deploy_cli import _ranges, render_deploy_event, render_versions
 from server.deploys import deploy_quorum
 from server.store import DeploymentRow
 from server.versions import AssignmentVersions, version_table
-from wire.messages import DeployEnd, Deploying, DeployProgress, ModuleAck, ModuleSource, VersionsReply
+from wire.messages import DeployAnswer, DeployEnd, Deploying, DeployProgress, ModuleAck, ModuleSource, VersionsReply
 
 H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 M = ModuleSource(name="m.py", source="def on_board(window, params, state):\n    return 1\n")
@@ -94,9 +94,14 @@ def test_deploy_events_and_the_version_table_read_as_sentences():
         f"rolling back to m.py {H2[:12]} to assignment 4 (on board): 1 vehicles;"
         " offline (they load it when they reconnect): b"
     )
-    assert "REFUSED it, keeps its version: policy" in render_deploy_event(
-        DeployProgress(id=1, vehicle="a", ok=False, error="policy", elapsed=0.01)
-    )
+    progress = DeployProgress(id=1, answers=[
+        DeployAnswer(vehicle="a", ok=False, error="policy", elapsed=0.01),
+        DeployAnswer(vehicle="b", ok=True, elapsed=0.0123),
+    ])
+    assert render_deploy_event(progress).splitlines() == [
+        "  a            REFUSED it, keeps its version: policy  +10.0 ms",
+        "  b            runs it  +12.3 ms",
+    ]
     end = DeployEnd(id=1, assignment=4, code_hash=H2, acked=["a"], refused={}, waiting=["b"], elapsed=0.0123,
                     complete=True)
     assert render_deploy_event(end) == f"1 of 2 run {H2[:12]}, 12.3 ms after the deploy; no answer yet from b"

@@ -22,6 +22,7 @@ from wire.messages import (
     Cancelled,
     CancelTask,
     Deploy,
+    DeployAnswer,
     DeployEnd,
     Deploying,
     DeployProgress,
@@ -339,7 +340,12 @@ EXAMPLES: list[Example] = [
                   vehicles=["v1"], offline=["v2"]),
         Receiver.ANALYST,
     ),
-    Example("deploy_progress", DeployProgress(id=5, vehicle="v1", ok=True, elapsed=0.012), Receiver.ANALYST),
+    Example(
+        "deploy_progress",
+        DeployProgress(id=5, answers=[DeployAnswer(vehicle="v1", ok=True, elapsed=0.012),
+                                      DeployAnswer(vehicle="v2", ok=False, error="policy", elapsed=0.013)]),
+        Receiver.ANALYST,
+    ),
     Example(
         "deploy_end",
         DeployEnd(id=5, assignment=3, code_hash=H1, acked=["v1"], refused={"v3": "policy"}, waiting=["v2"],
