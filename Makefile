@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decode_throughput.py
 	$(BIN)/python bench/iteration_roundtrip.py
 	$(BIN)/python bench/sandbox_calls.py
+	$(BIN)/python bench/deploy_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -225,7 +225,7 @@ async def deploy_once(
             if on_deploying is not None:
                 on_deploying(item)
         elif isinstance(item, DeployProgress):
-            progress.append(item.elapsed)
+            progress.extend(a.elapsed for a in item.answers)
         else:
             end = item
     wall = time.perf_counter() - started
