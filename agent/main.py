@@ -22,12 +22,14 @@ from agent.tasks import SignalResolver, TaskRunner
 from agent.uplink import Uplink
 from hw.dbc import SignalDecoder
 from hw.sources import open_source
+from oodida.service import Notifier
 from sandbox.supervisor import SandboxLimits
-from wire.messages import SourceState, VehicleStatus
+from wire.messages import SourceState, Task, VehicleStatus
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 5.0
+STOP_GRACE = 20.0  # seconds running tasks get to finish on SIGTERM (TimeoutStopSec is above it)
 
 
 @dataclass
@@ -106,10 +108,21 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
 
 
 async def run_agent(
-    config: AgentConfig, stop: asyncio.Event | None = None, modules: ModuleRunner | None = None
+    config: AgentConfig,
+    stop: asyncio.Event | None = None,
+    modules: ModuleRunner | None = None,
+    grace: float = STOP_GRACE,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives; then stop cleanly."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; then stop cleanly.
+
+    Under systemd (`Type=notify`): READY=1 once the config is loaded and every source
+    is started, STATUS= lines with the link and task state, WATCHDOG=1 from this loop
+    (see `_alive`), STOPPING=1 when the stop begins. The stop: no new tasks, running
+    ones get up to `grace` seconds to finish and send their results (see `_finish`),
+    then everything is closed; `oodida agent` then exits 0."""
     agent = build_agent(config, modules)
+    notifier = notifier or Notifier()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,17 +135,92 @@ async def run_agent(
         pump.start()
     log.info("vehicle %s: %d source(s), %d signals", config.vehicle, len(agent.pumps), len(agent.store.names))
     uplink = asyncio.create_task(agent.uplink.run(), name="uplink")
+    notifier.ready(_status_line(agent))
+    service = [
+        asyncio.create_task(notifier.watchdog(lambda: _alive(uplink)), name="watchdog"),
+        asyncio.create_task(_report_status(agent, notifier), name="status"),
+    ]
     try:
         await stop.wait()
-    finally:
         log.info("vehicle %s stopping", config.vehicle)
+        notifier.stopping(f"stopping: {len(agent.runner.running)} task(s) finishing")
+        await _finish(agent, grace)
+    finally:
+        for job in service:
+            job.cancel()
         uplink.cancel()
         await agent.runner.stop()
         try:  # bounded: a stuck close must not keep the agent from exiting
-            await asyncio.wait_for(asyncio.gather(uplink, return_exceptions=True), SHUTDOWN_TIMEOUT)
+            await asyncio.wait_for(asyncio.gather(uplink, *service, return_exceptions=True), SHUTDOWN_TIMEOUT)
         except asyncio.TimeoutError:
             log.error("uplink did not stop within %s s; exiting anyway", SHUTDOWN_TIMEOUT)
         if agent.uplink.channel is not None:
             await agent.uplink.channel.close()
         for pump in agent.pumps:
             pump.stop()
+
+
+async def _finish(agent: Agent, grace: float) -> None:
+    """The graceful part of a stop, bounded by `grace` seconds in all.
+
+    New tasks are refused from now on (the server closes those iterations without
+    this vehicle, at their quorum or deadline). Tasks already running finish and
+    their results go to the outbox and, while the link is up, to the server; we then
+    wait for the server's acknowledgements. Whatever is still unacknowledged when
+    the grace period ends is lost with the process: the outbox is in memory until it
+    becomes SQLite (a later issue), so it is logged, by assignment and iteration.
+    Tasks still running at the end of the grace period are cancelled (their
+    iterations get no answer from this vehicle)."""
+    deadline = asyncio.get_running_loop().time() + grace
+    agent.uplink.on_task = _refuse
+    running = list(agent.runner.running.values())
+    if running:
+        log.info("waiting up to %.0f s for %d running task(s)", grace, len(running))
+        _, late = await asyncio.wait(running, timeout=grace)
+        if late:
+            log.warning("%d task(s) still running after %.0f s: cancelled", len(late), grace)
+    while len(agent.outbox) and agent.uplink.channel is not None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)  # acknowledgements arrive through the uplink
+    unsent = [(r.assignment, r.iteration) for r in agent.outbox.pending()]
+    if unsent:
+        log.warning(
+            "%d result(s) not acknowledged by the server are lost (the outbox is in memory): %s",
+            len(unsent), ", ".join(f"{a}/{i}" for a, i in unsent),
+        )
+
+
+def _refuse(task: Task) -> None:
+    log.info("stopping: task %d/%d not taken", task.assignment, task.iteration)
+
+
+def _alive(uplink: asyncio.Task[None]) -> str | None:
+    """What "alive" means for the watchdog: the event loop turns (the ping runs on it)
+    and the uplink task, which must run for the agent's life, has not died. A lost
+    server is not death (a vehicle in a tunnel is healthy; a restart would not bring
+    the network back and would lose the buffered signals), nor is a failed source (it
+    is reported in the status; a restart cannot plug a CAN bus back in)."""
+    if uplink.done():
+        return "the uplink task ended" + (
+            f" ({uplink.exception()!r})" if not uplink.cancelled() and uplink.exception() else ""
+        )
+    return None
+
+
+def _status_line(agent: Agent) -> str:
+    link = agent.uplink.config
+    where = f"{link.host}:{link.port}"
+    sources = sum(p.state == "running" for p in agent.pumps)
+    return (
+        f"{'connected to' if agent.uplink.channel is not None else 'not connected to'} {where}; "
+        f"{sources}/{len(agent.pumps)} source(s) running; {len(agent.runner.running)} task(s) running; "
+        f"{len(agent.outbox)} result(s) unacknowledged"
+    )
+
+
+async def _report_status(agent: Agent, notifier: Notifier, every: float = 1.0) -> None:
+    """STATUS= for `systemctl status`, checked every `every` s, sent when it changes."""
+    if not notifier.enabled:
+        return
+    while True:
+        notifier.status(_status_line(agent))
+        await asyncio.sleep(every)

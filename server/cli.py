@@ -221,16 +221,38 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 async def _serve_until_signal(config: Any, serve: Any) -> None:
+    """Serve until SIGTERM/SIGINT. Under systemd (`Type=notify`): READY=1 once the
+    server listens, WATCHDOG=1 from this event loop (a wedged loop stops the pings
+    and systemd restarts the server), STOPPING=1 when the signal arrives."""
     import signal
 
-    task = asyncio.create_task(serve(config))
+    from oodida.service import Notifier
+
+    notifier = Notifier()
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(config, ready))
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        notifier.stopping("stopping")
+        task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
+    watchdog: asyncio.Task[None] | None = None
     try:
+        started = asyncio.create_task(ready.wait())
+        await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if ready.is_set():
+            notifier.ready(f"listening on {config.listen.host}:{config.listen.port}")
+            watchdog = asyncio.create_task(notifier.watchdog(), name="watchdog")
         await task
     except asyncio.CancelledError:
         pass
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 COMMANDS = {
