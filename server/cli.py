@@ -209,9 +209,13 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 def _run_server(args: argparse.Namespace) -> int:
     from server.app import serve
-    from server.config import load_server_config
+    from server.config import ConfigError, load_server_config
 
-    config = load_server_config(args.config)
+    try:
+        config = load_server_config(args.config)
+    except ConfigError as exc:  # 2, as for the agent: the unit does not restart on it
+        print(f"oodida server: {exc}", file=sys.stderr)
+        return 2
     setup_logging(args.log_level, fmt=args.log_format)
     try:
         asyncio.run(_serve_until_signal(config, serve))

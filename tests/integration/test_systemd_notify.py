@@ -182,3 +182,14 @@ def test_server_notifies_ready_watchdog_and_stopping(tmp_path):
             server.kill()
             server.wait()
         notify.close()
+
+
+@pytest.mark.parametrize("service", ["agent", "server"])
+def test_a_bad_config_exits_2_so_the_unit_does_not_restart(service, tmp_path):
+    """The units say RestartPreventExitStatus=2: a restart cannot mend a config."""
+    config = tmp_path / "bad.toml"
+    config.write_text("this is = not [valid toml\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "oodida", service, "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "not valid TOML" in out.stderr, out.stderr
