@@ -124,7 +124,8 @@ def layers_under(unit: Path) -> dict[str, tuple[bool, str]]:
     return {name: (applied, detail) for name, (applied, detail) in json.loads(out.stdout.splitlines()[-1]).items()}
 
 
-confinable = pytest.mark.skipif(_can_confine() is not None, reason=str(_can_confine()))
+_NOT_CONFINABLE = _can_confine()
+confinable = pytest.mark.skipif(_NOT_CONFINABLE is not None, reason=str(_NOT_CONFINABLE))
 
 
 @confinable
