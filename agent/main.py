@@ -152,7 +152,7 @@ async def run_agent(
         await agent.runner.stop()
         try:  # bounded: a stuck close must not keep the agent from exiting
             await asyncio.wait_for(asyncio.gather(uplink, *service, return_exceptions=True), SHUTDOWN_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("uplink did not stop within %s s; exiting anyway", SHUTDOWN_TIMEOUT)
         if agent.uplink.channel is not None:
             await agent.uplink.channel.close()
