@@ -77,21 +77,20 @@ def test_noise_bad_checksums_and_cut_lines_do_not_stop_the_stream(tmp_path: Path
         b"\r\n",  # ... and ended early: a malformed line
         rmc,
     ]
-    receiver = PtyReceiver(tmp_path / "gps0", played, interval=0.01)
+    receiver = PtyReceiver(tmp_path / "gps0", played * 3, interval=0.01, loop=False)
     try:
         pump.start()
         wait_for(lambda: pump.state == "running")
         receiver.start()
-        wait_for(lambda: receiver.written >= 3 * len(played) and pump.frames >= 9)
+        # per round: the cut-up GGA and two RMC read; noise, bad checksum, UBX prefix and cut line malformed
+        wait_for(lambda: pump.frames == 9 and pump.decoder.malformed_frames == 12)
+        assert pump.state == "running" and pump.error is None
     finally:
         receiver.close()
-    rounds = pump.frames // 3
-    assert rounds >= 3 and pump.frames % 3 == 0  # per round: the cut-up GGA and two RMC, nothing else
-    assert pump.decoder.malformed_frames >= 4 * rounds - 1  # noise, bad checksum, UBX prefix, cut line
     lat = series(pump.store, "GPS.LATITUDE")[1]
-    assert lat.size == rounds and np.all(lat == pytest.approx(57.70887, abs=1e-9))  # never the corrupted one
-    assert series(pump.store, "GPS.SPEED")[1].size == 2 * rounds
-    assert pump.state == "running"
+    assert lat.size == 3 and np.all(lat == pytest.approx(57.70887, abs=1e-9))  # never the corrupted one
+    assert series(pump.store, "GPS.SPEED")[1].size == 6
+    assert pump.decoder.unknown_frames == 0
 
 
 def test_an_unplugged_receiver_leaves_a_reported_gap_and_the_port_is_reopened(
@@ -118,9 +117,9 @@ def test_an_unplugged_receiver_leaves_a_reported_gap_and_the_port_is_reopened(
         second.start()
         wait_for(lambda: pump.state == "running")
         wait_for(lambda: series(pump.store, "GPS.SPEED")[0].size >= before + 5)
+        assert pump.error is None and pump.gaps == 1 and pump.opened == 2  # before unplugging it again
     finally:
         second.close()
-    assert pump.error is None and pump.gaps == 1 and pump.opened == 2
     t = series(pump.store, "GPS.SPEED")[0]
     assert t[before] - t[before - 1] >= 0.5 and t[before] > vanished  # the hole in the samples
     assert any("device gone" in r.getMessage() for r in caplog.records)
@@ -135,9 +134,9 @@ def test_a_receiver_absent_at_start_is_waited_for(tmp_path: Path, pump: GpsPump)
     try:
         receiver.start()
         wait_for(lambda: pump.frames >= 3)
+        assert pump.gaps == 1 and pump.state == "running"
     finally:
         receiver.close()
-    assert pump.gaps == 1
 
 
 def test_stop_is_prompt_and_ends_the_source_in_the_store(tmp_path: Path) -> None:
