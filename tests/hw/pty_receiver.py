@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -81,7 +81,7 @@ class PtyReceiver:
             self.vanish()
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
     """Poll a condition on another thread's progress: the reader thread has no event
     to await, and the condition names what the test waits for."""
     deadline = time.monotonic() + timeout
