@@ -2,7 +2,8 @@
 
 Unknown keys are errors; relative paths are relative to the file. A CAN source is
 configured, not coded: any python-can interface and channel, or a recorded log
-replayed at a chosen speed from a chosen offset.
+replayed at a chosen speed from a chosen offset. A GPS receiver on a serial port is
+a source too (`kind = "gps"`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,24 @@ class BusSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="bu
     kernel_filters: bool = True  # let the kernel drop frames the DBC cannot decode
 
 
-Source = Union[LogSource, BusSource]
+class GpsSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="gps", tag_field="kind"):
+    """An NMEA GPS receiver on a serial port; its signals are `<prefix>.LATITUDE`, ...
+
+    `port` is a device path or a pyserial URL, taken as written (not relative to this
+    file): device names are the system's, not the configuration's."""
+
+    port: Annotated[str, Meta(min_length=1, max_length=4096)]
+    baudrate: Annotated[int, Meta(gt=0, le=4_000_000)] = 9600
+    prefix: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] = "GPS"  # two receivers need two prefixes
+    reopen_min: Annotated[float, Meta(gt=0, le=60)] = 0.5  # seconds before the first retry after the device vanished
+    reopen_max: Annotated[float, Meta(gt=0, le=600)] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.reopen_min > self.reopen_max:
+            raise ValueError(f"reopen_min ({self.reopen_min}) must not exceed reopen_max ({self.reopen_max})")
+
+
+Source = Union[LogSource, BusSource, GpsSource]
 
 
 class Buffer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -96,7 +114,13 @@ def load_agent_config(path: str | Path) -> AgentConfig:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     sources: list[Source] = []
+    prefixes = [s.prefix for s in config.sources if isinstance(s, GpsSource)]
+    if len(set(prefixes)) < len(prefixes):
+        raise ConfigError(f"{path}: two gps sources share a prefix; give each its own `prefix`")
     for source in config.sources:
+        if isinstance(source, GpsSource):
+            sources.append(source)
+            continue
         changes = {"dbc": _resolve(path.parent, source.dbc)}
         if isinstance(source, LogSource):
             changes["path"] = _resolve(path.parent, source.path)

@@ -13,7 +13,8 @@ import os
 import signal
 from dataclasses import dataclass
 
-from agent.config import AgentConfig, BusSource, LogSource
+from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
+from agent.gps import GpsPump
 from agent.modules import ModuleRunner
 from agent.outbox import Outbox
 from agent.pump import Pump
@@ -21,6 +22,9 @@ from agent.store import SignalStore
 from agent.tasks import SignalResolver, TaskRunner
 from agent.uplink import Uplink
 from hw.dbc import SignalDecoder
+from hw.errors import UnknownSignalError
+from hw.nmea import NmeaDecoder
+from hw.serial_port import SerialPort
 from hw.sources import open_source
 from oodida.service import Notifier
 from sandbox.supervisor import SandboxLimits
@@ -36,7 +40,7 @@ STOP_GRACE = 20.0  # seconds running tasks get to finish on SIGTERM (TimeoutStop
 class Agent:
     config: AgentConfig
     store: SignalStore
-    pumps: list[Pump]
+    pumps: list[Pump | GpsPump]
     outbox: Outbox
     runner: TaskRunner
     uplink: Uplink
@@ -69,7 +73,11 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     store = SignalStore(retention=config.buffer.retention, max_samples=config.buffer.max_samples)
     pumps = []
     decoders = []
+    gps_sources = []
     for index, source_config in enumerate(config.sources):
+        if isinstance(source_config, GpsSource):
+            gps_sources.append((index, source_config))  # after the CAN sources: their names win no clash
+            continue
         every = SignalDecoder(source_config.dbc)
         names = None if source_config.signals is None else [every.resolve(n) for n in source_config.signals]
         decoder = SignalDecoder(source_config.dbc, names) if names is not None else every
@@ -93,6 +101,16 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
                 options["can_filters"] = decoder.can_filters()
             source = open_source("bus", **options)
         pumps.append(Pump(f"{index}:{source.describe()}", source, decoder, store))
+    for index, gps in gps_sources:
+        nmea = NmeaDecoder(gps.prefix)
+        clash = sorted(n for n in nmea.signal_names if n in store or any(_defines(d, n) for d in decoders))
+        if clash:
+            raise ConfigError(f"gps source {index} ({gps.port}): {', '.join(clash)} already recorded; set another prefix")
+        port = SerialPort(gps.port, gps.baudrate)
+        gps_pump = GpsPump(
+            f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
+        )
+        pumps.append(gps_pump)
     outbox = Outbox()
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
@@ -105,6 +123,15 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
         on_task=runner.submit, on_cancel=runner.cancel, status=agent.status, on_module=runner.versions.load
     )
     return agent
+
+
+def _defines(decoder: SignalDecoder, name: str) -> bool:
+    """Whether an analyst's `name` would also mean a signal of this DBC."""
+    try:
+        decoder.resolve(name)
+    except UnknownSignalError:
+        return False
+    return True
 
 
 async def run_agent(
