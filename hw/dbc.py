@@ -236,31 +236,42 @@ class SignalDecoder:
         if n == 0:
             return {}
         ids = batch.ids
-        order = np.argsort(ids, kind="stable")  # stable: each id's frames stay in order
+        # Stable, so each id's frames stay in order; on 16-bit keys (every standard
+        # id) numpy sorts by radix, several times faster than on int64.
+        keys = ids.astype(np.uint16) if 0 <= ids.min() and ids.max() <= 0xFFFF else ids
+        order = np.argsort(keys, kind="stable")
         sorted_ids = ids[order]
         starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
         ends = np.append(starts[1:], n)
+        # Gathered once in id order, so each id's frames are a slice (a view), not a
+        # fancy-indexed copy per id: that per-id cost is what bounds small batches.
+        little_all, big_all = words(batch.data, order)
+        times_all = batch.timestamps[order]
+        lengths_all = batch.lengths[order]
+        shortest = np.minimum.reduceat(lengths_all, starts).tolist()
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         decoded_singly = 0
         plans = self._batch_plans
-        for frame_id, start, end in zip(sorted_ids[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+        for frame_id, start, end, least in zip(
+            sorted_ids[starts].tolist(), starts.tolist(), ends.tolist(), shortest, strict=True
+        ):
             plan = plans.get(frame_id)
             if plan is None:
                 self.unknown_frames += end - start
                 continue
-            rows = order[start:end]
             if plan.per_frame:
-                decoded_singly += rows.size
-                self._decode_rows(batch, rows, out)
+                decoded_singly += end - start
+                self._decode_rows(batch, order[start:end], out)
                 continue
-            short = batch.lengths[rows] < plan.length
-            if short.any():
-                self._malformed(frame_id, f"frames shorter than the DBC's {plan.length} bytes", int(short.sum()))
-                rows = rows[~short]
-            if not plan.columns or not rows.size:
+            little, big, timestamps = little_all[start:end], big_all[start:end], times_all[start:end]
+            if least < plan.length:
+                whole = lengths_all[start:end] >= plan.length
+                self._malformed(
+                    frame_id, f"frames shorter than the DBC's {plan.length} bytes", int(whole.size - whole.sum())
+                )
+                little, big, timestamps = little[whole], big[whole], timestamps[whole]
+            if not plan.columns or not little.size:
                 continue
-            little, big = words(batch.data, rows, plan.needs_big)
-            timestamps = batch.timestamps[rows]
             mux = None
             if plan.mux is not None:
                 assert plan.mux_valid is not None
@@ -268,21 +279,17 @@ class SignalDecoder:
                 valid = np.isin(mux, plan.mux_valid)
                 if not valid.all():
                     self._malformed(frame_id, "multiplexer value the DBC does not define", int((~valid).sum()))
-                    little, mux, timestamps = little[valid], mux[valid], timestamps[valid]
-                    big = None if big is None else big[valid]
+                    little, big, mux, timestamps = little[valid], big[valid], mux[valid], timestamps[valid]
                     if not mux.size:
                         continue
-            for column in plan.columns:
-                if column.mux_ids is None:
-                    out[column.name] = (timestamps, column.values(little, big))
-                    continue
-                assert mux is not None
+            for block in plan.blocks:
+                for name, values in zip(block.names, block.values(little, big), strict=True):
+                    out[name] = (timestamps, values)
+            for column in plan.muxed:
+                assert mux is not None and column.mux_ids is not None
                 chosen = np.isin(mux, column.mux_ids)
                 if chosen.any():
-                    out[column.name] = (
-                        timestamps[chosen],
-                        column.values(little[chosen], None if big is None else big[chosen]),
-                    )
+                    out[column.name] = (timestamps[chosen], column.values(little[chosen], big[chosen]))
         self.frames += n - decoded_singly
         return out
 
