@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 BATCH_FRAMES = 4096
 # Batches smaller than this are decoded frame by frame: below it, numpy's fixed cost
 # per id and signal outweighs the per-frame decoder's cost per frame.
-MIN_BATCH = 32
+MIN_BATCH = 64
 
 
 class Pump:

@@ -28,15 +28,15 @@ from pathlib import Path
 # run from a branch must measure that branch.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import can  # noqa: E402  (after the path is set)
-import cantools  # noqa: E402
-import numpy as np  # noqa: E402
-from cantools.database.can import Database  # noqa: E402
+import can  # after the path is set
+import cantools
+import numpy as np
+from cantools.database.can import Database
 
-from agent.pump import BATCH_FRAMES  # noqa: E402
-from agent.store import SignalStore  # noqa: E402
-from hw.dbc import SignalDecoder  # noqa: E402
-from hw.frames import FrameBatch  # noqa: E402
+from agent.pump import BATCH_FRAMES
+from agent.store import SignalStore
+from hw.dbc import SignalDecoder
+from hw.frames import FrameBatch
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LOG = DATA / "rav4-2017-comma2k19.log"

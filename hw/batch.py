@@ -225,9 +225,8 @@ def exact_in_float64(signal: Signal, length: int) -> bool:
         return False
     if isinstance(offset, int) and abs(offset) >= _EXACT:
         return False
-    if isinstance(scale, int) and isinstance(offset, int) and top * abs(scale) + abs(offset) >= _EXACT:
-        return False
-    return True
+    both_int = isinstance(scale, int) and isinstance(offset, int)
+    return not (both_int and top * abs(scale) + abs(offset) >= _EXACT)
 
 
 __all__ = ["BatchPlan", "Block", "Column", "compile_plan", "exact_in_float64", "words"]

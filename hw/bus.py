@@ -98,13 +98,20 @@ class BusSource(FrameSource):
             if message is None:
                 continue
             messages = [message]
-            more = None
+            more: can.Message | None | object = None
+            failure: SourceError | None = None
             while len(messages) < max_frames:
-                more = self._receive(stop, 0.0)
+                try:
+                    more = self._receive(stop, 0.0)
+                except SourceError as exc:
+                    failure = exc  # after the frames already taken are delivered
+                    break
                 if more is None or more is _ENDED:
                     break
                 messages.append(more)
-            yield FrameBatch.from_messages(messages)
+            yield FrameBatch.from_messages(messages)  # type: ignore[arg-type]
+            if failure is not None:
+                raise failure
             if more is _ENDED:
                 return
 

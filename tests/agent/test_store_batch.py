@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,7 +37,7 @@ def test_extend_leaves_the_buffer_append_would(
     one = RingBuffer(retention=retention, max_samples=max_samples, initial=initial)
     many = RingBuffer(retention=retention, max_samples=max_samples, initial=initial)
     bounds = sorted({0, t.size, *(min(c, t.size) for c in cuts)})
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         for ti, vi in zip(t[start:end].tolist(), v[start:end].tolist()):
             one.append(ti, vi)
         many.extend(t[start:end], v[start:end])
