@@ -223,3 +223,13 @@ def test_negative_zero_comes_out_as_cantools_makes_it() -> None:
     got = SignalDecoder.from_database(db).decode_batch(FrameBatch.from_frames([(0.0, 100, bytes(8))]))
     expected = float(db.decode_message(100, bytes(8), decode_choices=False)["S"])  # type: ignore[arg-type]
     assert math.copysign(1.0, got["ONE.S"][1][0]) == math.copysign(1.0, expected)
+
+
+def test_a_selection_comes_out_under_the_names_asked_for_with_cantools_values(
+    dbc_path: Path, db: Database, can0_timed: list[tuple[float, int, bytes]]
+) -> None:
+    decoder = SignalDecoder(dbc_path, ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE", "STEER_RATE"])
+    got = decoder.decode_batch(FrameBatch.from_frames(can0_timed))
+    reference = _cantools(db, can0_timed)
+    expected = {name: reference[decoder.resolve(name)] for name in decoder.signal_names}
+    assert _assert_same(got, expected) > 2_000
