@@ -58,6 +58,51 @@ class RingBuffer:
             self.n += 1
         self.total += 1
 
+    def extend(self, t: np.ndarray, v: np.ndarray) -> None:
+        """Append many samples: the same buffer, slot for slot, as `append` one by one.
+
+        Filling free slots and overwriting are slice copies; only where the buffer is
+        full and may still grow does the rule "grow while the oldest sample is younger
+        than `retention`" need the oldest sample at each step, and those are the
+        held samples in order followed by the new ones, so one vector comparison finds
+        where it would grow.
+        """
+        count = int(t.shape[0])
+        i = 0
+        while i < count:
+            if self.n < self.cap:  # free slots are [head, cap): held samples start at slot 0
+                k = min(self.cap - self.n, count - i)
+                self.t[self.head : self.head + k] = t[i : i + k]
+                self.v[self.head : self.head + k] = v[i : i + k]
+                self.head = (self.head + k) % self.cap
+                self.n += k
+                self.total += k
+                i += k
+                continue
+            k = count - i
+            if self.cap < self.max_samples:
+                held = min(k, self.cap)
+                oldest = self.t[(self.head + np.arange(held)) % self.cap]
+                if k > held:
+                    oldest = np.concatenate((oldest, t[i : i + k - held]))
+                grows = t[i : i + k] - oldest < self.retention
+                if grows.any():
+                    k = int(grows.argmax())
+            self._overwrite(t[i : i + k], v[i : i + k])
+            i += k
+            if i < count:
+                self._grow()
+
+    def _overwrite(self, t: np.ndarray, v: np.ndarray) -> None:
+        """Write over the oldest samples of a full buffer; only the last `cap` can stay."""
+        count = int(t.shape[0])
+        first = max(0, count - self.cap)
+        slots = (self.head + np.arange(first, count)) % self.cap
+        self.t[slots] = t[first:]
+        self.v[slots] = v[first:]
+        self.head = (self.head + count) % self.cap
+        self.total += count
+
     def _grow(self) -> None:
         t, v = self.ordered()
         cap = min(self.cap * 2, self.max_samples)
@@ -184,6 +229,24 @@ class SignalStore:
                 buffers[name].append(t, value)
             if self.signal_time is None or t > self.signal_time:
                 self.signal_time = t
+        if self._waiters:
+            self._wake_soon()
+
+    def add_batch(self, decoded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Append many frames' decoded values at once: {name: (timestamps, values)},
+        one lock and one slice copy per signal instead of per frame and value."""
+        if not decoded:
+            return
+        with self._lock:
+            buffers = self._buffers
+            newest = self.signal_time
+            for name, (t, v) in decoded.items():
+                buffers[name].extend(t, v)
+                if t.size:
+                    latest = float(t.max())
+                    if newest is None or latest > newest:
+                        newest = latest
+            self.signal_time = newest
         if self._waiters:
             self._wake_soon()
 

@@ -16,6 +16,7 @@ from typing import Any
 import can
 
 from hw.errors import SourceError
+from hw.frames import FrameBatch
 from hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -79,18 +80,54 @@ class BusSource(FrameSource):
     def frames(self, stop: threading.Event) -> Iterator[can.Message]:
         if self._closed:
             raise SourceError(f"{self.describe()} is closed")
-        recv = self._bus.recv
         while not stop.is_set():
-            try:
-                message = recv(timeout=_RECV_TIMEOUT)
-            except (can.CanError, OSError) as exc:
-                if self._closed or stop.is_set():
-                    return  # closed under us during shutdown: not a failure
-                self._failed = True
-                raise SourceError(f"{self.describe()} failed: {exc}") from exc
+            message = self._receive(stop, _RECV_TIMEOUT)
+            if message is _ENDED:
+                return
+            if message is not None:
+                yield message
+
+    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch]:
+        """Waits for a frame as `frames` does, then takes what else is queued already."""
+        if self._closed:
+            raise SourceError(f"{self.describe()} is closed")
+        while not stop.is_set():
+            message = self._receive(stop, _RECV_TIMEOUT)
+            if message is _ENDED:
+                return
             if message is None:
                 continue
-            if message.channel is None:
-                # Downstream picks the DBC by channel; some backends leave it unset.
-                message.channel = self._channel
-            yield message
+            messages = [message]
+            more: can.Message | None | object = None
+            failure: SourceError | None = None
+            while len(messages) < max_frames:
+                try:
+                    more = self._receive(stop, 0.0)
+                except SourceError as exc:
+                    failure = exc  # after the frames already taken are delivered
+                    break
+                if more is None or more is _ENDED:
+                    break
+                messages.append(more)
+            yield FrameBatch.from_messages(messages)  # type: ignore[arg-type]
+            if failure is not None:
+                raise failure
+            if more is _ENDED:
+                return
+
+    def _receive(self, stop: threading.Event, timeout: float) -> can.Message | None | object:
+        """One frame, None when none came within `timeout`, `_ENDED` when closed under us."""
+        try:
+            message = self._bus.recv(timeout=timeout)
+        except (can.CanError, OSError) as exc:
+            if self._closed or stop.is_set():
+                return _ENDED  # closed under us during shutdown: not a failure
+            self._failed = True
+            raise SourceError(f"{self.describe()} failed: {exc}") from exc
+        if message is not None and message.channel is None:
+            # Downstream picks the DBC by channel; some backends leave it unset.
+            message.channel = self._channel
+        return message
+
+
+_ENDED = object()

@@ -20,12 +20,13 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import can
 
 from hw.errors import SourceError
+from hw.frames import FrameBatch
 from hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ _MIN_WAIT = 0.0005
 
 # Pass-to-pass gap for a log whose frames all share one timestamp.
 _FALLBACK_GAP = 0.001
+
+# Frames looked at per wake-up when paced: the next batch is what is due now, and at
+# real-time speeds that is a handful, so there is no point in scanning thousands.
+_PACED_LOOKAHEAD = 512
 
 
 class _Frame(NamedTuple):
@@ -60,6 +65,9 @@ class _Recording:
     last: float
     gap: float  # median positive gap between frames: the pause between two passes
     ordered: bool  # timestamps never decrease in log order
+    # Column form of the frames per channel (None: all), built on first use and shared
+    # by every replay of this recording, as a simulated fleet replays one log many times.
+    columns: dict[str | None, FrameBatch] = field(default_factory=dict, compare=False)
 
     @property
     def duration(self) -> float:
@@ -170,6 +178,57 @@ class LogReplay(FrameSource):
             passes += 1
             shift = passes * self._period  # not a running sum: no drift over days of looping
             index = 0
+
+
+    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch]:
+        """The frames of `frames`, paced alike, as slices of the log held in columns:
+        at speed 0 every batch is `max_frames` long, when paced it is what is due."""
+        if self._closed:
+            raise SourceError(f"{self.describe()} is closed")
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
+        columns = self._columns()
+        timestamps = columns.timestamps
+        total = len(columns)
+        speed = self._speed
+        lookahead = min(max_frames, _PACED_LOOKAHEAD) if speed else max_frames
+        origin = self._recording.first + self._offset
+        started = time.monotonic()
+        passes = 0
+        shift = 0.0
+        index = self._start_index
+        while True:
+            while index < total:
+                end = min(index + lookahead, total)
+                if speed:
+                    # As `frames` does per frame: each is due at its own time from the
+                    # start, and a batch ends before the first one not due yet.
+                    delay = started + (timestamps[index:end] + shift - origin) / speed - time.monotonic()
+                    early = delay > _MIN_WAIT
+                    if early[0]:
+                        if stop.wait(float(delay[0])):
+                            return
+                        continue
+                    if early.any():
+                        end = index + int(early.argmax())
+                if stop.is_set() or self._closed:
+                    return
+                yield columns[index:end].shifted(shift)
+                index = end
+            if not self._loop:
+                self._ended = True
+                return
+            passes += 1
+            shift = passes * self._period
+            index = 0
+
+    def _columns(self) -> FrameBatch:
+        cache = self._recording.columns
+        if self._channel not in cache:
+            cache[self._channel] = FrameBatch.from_frames(
+                [(frame.timestamp, frame.arbitration_id, frame.data) for frame in self._frames]
+            )
+        return cache[self._channel]
 
 
 def _message(frame: _Frame, timestamp: float) -> can.Message:

@@ -15,6 +15,8 @@ from types import TracebackType
 
 import can
 
+from hw.frames import FrameBatch
+
 
 class FrameSource(ABC):
     """A stream of CAN frames: a bus, a log replayed, a simulator."""
@@ -22,6 +24,17 @@ class FrameSource(ABC):
     @abstractmethod
     def frames(self, stop: threading.Event) -> Iterator[can.Message]:
         """Yield frames until `stop` is set or the source ends; returns within 0.1 s of `stop`."""
+
+    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch]:
+        """Frames as they come, in batches of at most `max_frames`, never held back.
+
+        A batch holds what is available at once (a replay's frames already due, a
+        bus's queued frames), so batching adds no latency: on a quiet source each
+        batch is one frame. This default knows no better than one frame per batch;
+        sources that can see their backlog override it.
+        """
+        for message in self.frames(stop):
+            yield FrameBatch.from_messages([message])
 
     @abstractmethod
     def close(self) -> None:

@@ -1,0 +1,89 @@
+"""Many CAN frames as four numpy arrays, the unit of batch decoding.
+
+A `can.Message` per frame costs microseconds to build and to read; a source that
+delivers thousands of frames at once (a log replayed fast, a busy bus drained) hands
+them over as columns instead, so the decoder can work on each message id's frames
+with a few array operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import can
+import numpy as np
+
+# Payload columns are at least this wide, so every classic frame reads as one uint64.
+MIN_WIDTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBatch:
+    """Frames in arrival order: `data` rows are payloads zero-padded to one width.
+
+    `lengths` are the payloads' true lengths (what `len(message.data)` says), which
+    the decoder checks against the DBC exactly as it does for a single frame.
+    """
+
+    timestamps: np.ndarray  # float64, (n,)
+    ids: np.ndarray  # int64, (n,): arbitration ids without the IDE bit
+    data: np.ndarray  # uint8, (n, width >= 8)
+    lengths: np.ndarray  # int64, (n,)
+
+    def __post_init__(self) -> None:
+        n = self.timestamps.shape[0]
+        if self.ids.shape != (n,) or self.lengths.shape != (n,):
+            raise ValueError("timestamps, ids and lengths must be 1-d arrays of one length")
+        if self.data.ndim != 2 or self.data.shape[0] != n or self.data.shape[1] < MIN_WIDTH:
+            raise ValueError(f"data must be (n, width >= {MIN_WIDTH}) uint8, got {self.data.shape}")
+        if self.data.dtype != np.uint8:
+            raise TypeError(f"data must be uint8, got {self.data.dtype}")
+
+    def __len__(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    def __getitem__(self, index: slice) -> FrameBatch:
+        """Frames `index` (a slice): views, not copies."""
+        return FrameBatch(self.timestamps[index], self.ids[index], self.data[index], self.lengths[index])
+
+    def shifted(self, seconds: float) -> FrameBatch:
+        """The same frames stamped `seconds` later (a looping replay's later passes)."""
+        if seconds == 0:
+            return self
+        return FrameBatch(self.timestamps + seconds, self.ids, self.data, self.lengths)
+
+    def rows(self) -> Iterator[tuple[float, int, bytes]]:
+        """(timestamp, id, payload) per frame, for the per-frame decoder."""
+        data = self.data
+        for index, (timestamp, frame_id, length) in enumerate(
+            zip(self.timestamps.tolist(), self.ids.tolist(), self.lengths.tolist(), strict=True)
+        ):
+            yield timestamp, frame_id, data[index, :length].tobytes()
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[tuple[float, int, bytes]]) -> FrameBatch:
+        """From (timestamp, id, payload) tuples."""
+        n = len(frames)
+        lengths = np.fromiter((len(payload) for _, _, payload in frames), dtype=np.int64, count=n)
+        width = max(MIN_WIDTH, int(lengths.max()) if n else 0)
+        if n and (lengths == width).all():
+            data = np.frombuffer(b"".join(payload for _, _, payload in frames), dtype=np.uint8).reshape(n, width)
+        else:
+            data = np.frombuffer(
+                b"".join(payload.ljust(width, b"\0") for _, _, payload in frames), dtype=np.uint8
+            ).reshape(n, width)
+        return cls(
+            np.fromiter((t for t, _, _ in frames), dtype=np.float64, count=n),
+            np.fromiter((i for _, i, _ in frames), dtype=np.int64, count=n),
+            data,
+            lengths,
+        )
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[can.Message]) -> FrameBatch:
+        """From python-can messages (their `data`, not their `dlc`, gives the length)."""
+        return cls.from_frames([(m.timestamp, m.arbitration_id, bytes(m.data)) for m in messages])
+
+
+__all__ = ["MIN_WIDTH", "FrameBatch"]
