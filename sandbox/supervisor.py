@@ -152,6 +152,7 @@ class _Worker:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._expecting = True  # the "ready" message
+        self.seq = 0  # number of the last request; its reply must carry it
         for fd in (to_fd, from_fd, err_fd):
             os.set_blocking(fd, False)
         self._loop.add_reader(from_fd, self._on_reply)
@@ -441,7 +442,9 @@ class Supervisor:
             worker = await self._live_worker()
             started = time.monotonic()
             with contextlib.suppress(_Broken):
-                await self._exchange(worker, protocol.encode({"op": "ping"}), self.limits.call_timeout)
+                worker.seq += 1
+                await self._exchange(worker, protocol.encode({"op": "ping", "seq": worker.seq}),
+                                     self.limits.call_timeout)
             return time.monotonic() - started
 
     async def load(self, source: str, name: str) -> str:
@@ -485,7 +488,8 @@ class Supervisor:
 
     async def _load_into(self, worker: _Worker, digest: str) -> CallOutcome | None:
         source, name = self._sources[digest]
-        request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name},
+        worker.seq += 1
+        request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name, "seq": worker.seq},
                                   self.limits.max_message_bytes)
         try:
             reply = await self._exchange(worker, request, self.limits.call_timeout, load=True)
@@ -566,6 +570,8 @@ class Supervisor:
                     }
                 elif window is not None:
                     request["window"] = worker.arena.place(window)
+                worker.seq += 1
+                request["seq"] = worker.seq
                 frame = protocol.encode(request, self.limits.max_message_bytes)
             except protocol.MessageTooLarge as exc:
                 return CallOutcome(False, rule=Rule.RESULT_TOO_LARGE, message=(
@@ -641,14 +647,19 @@ class Supervisor:
             raise
         try:
             reply = protocol.decode(payload)
-            self._check_reply(reply, load)
+            self._check_reply(reply, load, worker.seq)
         except protocol.ProtocolError as exc:
             raise _Broken(await self._death(worker, exc, time.monotonic() - started)) from None
         worker.cpu = reply.get("cpu", worker.cpu)
         return reply
 
     @staticmethod
-    def _check_reply(reply: dict[str, Any], load: bool) -> None:
+    def _check_reply(reply: dict[str, Any], load: bool, seq: int) -> None:
+        # Numbered requests: a reply written before the worker read the request (a worker
+        # that is not ours any more, answering ahead) carries no number or the wrong one,
+        # however the pipe's timing interleaved it with the real one.
+        if reply.get("seq") != seq:
+            raise protocol.ProtocolError(f"a reply to request {reply.get('seq')!r}, not to request {seq}")
         ok = reply.get("ok")
         if type(ok) is not bool:
             raise protocol.ProtocolError("a reply without ok")

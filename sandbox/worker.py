@@ -154,6 +154,7 @@ class Worker:
         self.copy_windows = copy_windows
         self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
+        self._seq: Any = None  # the request being answered: every reply echoes its number
 
     def serve(self) -> NoReturn:
         while True:
@@ -163,6 +164,7 @@ class Worker:
                 os._exit(0)  # the supervisor closed the pipe: done (no interpreter teardown)
             except protocol.MessageTooLarge:
                 os._exit(3)  # its body was not read: the stream is lost; the supervisor sees a crash
+            self._seq = None
             try:
                 request = protocol.decode(frame, writable=True)
             except (protocol.ProtocolError, MemoryError) as exc:
@@ -170,24 +172,27 @@ class Worker:
                 continue
             finally:
                 del frame
+            self._seq = request.get("seq")
             self.reply(self.handle(request))
 
     def reply(self, message: dict[str, Any]) -> None:
         message["cpu"] = time.process_time()
+        message["seq"] = self._seq
         try:
             data = protocol.encode(message, self.max_message)
         except protocol.MessageTooLarge as exc:
             data = protocol.encode({
                 **_refusal(Rule.RESULT_TOO_LARGE, f"the reply takes {exc.size} bytes, more than the "
                            f"{exc.limit}-byte limit"),
-                "stdout": message.get("stdout", "")[:1000], "cpu": message["cpu"],
+                "stdout": message.get("stdout", "")[:1000], "cpu": message["cpu"], "seq": self._seq,
             })
         except MemoryError:
             message = None  # type: ignore[assignment]
             gc.collect()
-            data = protocol.encode(_refusal(Rule.MEMORY, "out of memory while sending the result"))
+            data = protocol.encode({**_refusal(Rule.MEMORY, "out of memory while sending the result"), "seq": self._seq})
         except Exception as exc:  # noqa: BLE001 — a value check_result let through but CBOR cannot carry
-            data = protocol.encode(_refusal(Rule.DISALLOWED_RETURN, f"the result cannot be sent: {exc}"))
+            data = protocol.encode({**_refusal(Rule.DISALLOWED_RETURN, f"the result cannot be sent: {exc}"),
+                                    "seq": self._seq})
         try:
             protocol.write_all(self.wfd, data)
         except protocol.PipeClosed:

@@ -638,7 +638,7 @@ protocol.write_message(c["wfd"], {"ok": True, "ready": True, "pid": os.getpid(),
 while True:
     req = protocol.read_message(c["rfd"])
     if req["op"] == "load":
-        protocol.write_message(c["wfd"], {"ok": True, "hash": req["hash"]})
+        protocol.write_message(c["wfd"], {"ok": True, "hash": req["hash"], "seq": req["seq"]})
         if mode == "chatty":  # and then some: replies nobody asked for
             for _ in range(100):
                 protocol.write_message(c["wfd"], {"ok": True, "value": "x" * 10000})
@@ -653,7 +653,7 @@ while True:
                 + struct.pack(">I", 3_000_000) + b"\x80" * 3_000_000)
         protocol.write_all(c["wfd"], protocol.HEADER.pack(len(body)) + body)
     elif mode == "rule":
-        protocol.write_message(c["wfd"], {"ok": False, "rule": "all is well", "message": "x"})
+        protocol.write_message(c["wfd"], {"ok": False, "rule": "all is well", "message": "x", "seq": req["seq"]})
     elif mode == "exit":
         os._exit(3)
     elif mode == "silent":
