@@ -1,0 +1,44 @@
+"""The SocketCAN suite (tests/socketcan), run for real: boot user-mode Linux, create
+vcan0 in it, run the suite there, and require that every one of its tests ran and
+passed. Where UML is not installed this skips, saying how to install it; with
+OODIDA_REQUIRE_UML=1 (CI sets it once it installed UML) it fails instead, so a
+broken install cannot turn into a quiet skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.uml import host
+
+pytestmark = [pytest.mark.integration, pytest.mark.uml]
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = "tests/socketcan"
+# Every test of the suite, so one that vanished (renamed, no longer collected) is noticed.
+EXPECTED = {
+    "tests.socketcan.test_vcan::test_a_replay_of_the_real_log_arrives_on_vcan0_frame_for_frame",
+    "tests.socketcan.test_vcan::test_kernel_filters_from_the_dbc_drop_every_other_id",
+    "tests.socketcan.test_agent_on_vcan::test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames",
+}
+BOOT_TIMEOUT = 300.0  # seconds; boot and suite take about 30 s on an idle machine
+
+
+@pytest.mark.timeout(BOOT_TIMEOUT + 60)
+def test_socketcan_suite_inside_uml(tmp_path: Path) -> None:
+    uml = host.find_uml()
+    if isinstance(uml, str):
+        if os.environ.get("OODIDA_REQUIRE_UML") == "1":
+            pytest.fail(f"OODIDA_REQUIRE_UML=1 but {uml}")
+        pytest.skip(uml)
+    guest = host.boot(uml, REPO, tmp_path, [SUITE, "-p", "no:cacheprovider", "--basetemp=/dev/shm/pytest"],
+                      timeout=BOOT_TIMEOUT)
+    assert guest.returncode is not None, f"UML did not finish within {BOOT_TIMEOUT} s\n{guest.describe()}"
+    assert "error" not in guest.report, guest.describe()
+    assert guest.report.get("pytest_exit") == 0, guest.describe()
+    junit = guest.junit()
+    assert junit is not None, f"the guest wrote no JUnit report\n{guest.describe()}"
+    assert junit.tests > 0 and (junit.failures, junit.errors, junit.skipped) == (0, 0, 0), (junit, guest.describe())
+    assert set(junit.names) == EXPECTED, guest.describe()
