@@ -13,8 +13,6 @@ import pytest
 
 from tests.uml import host
 
-pytestmark = [pytest.mark.integration, pytest.mark.uml]
-
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/socketcan"
 # Every test of the suite, so one that vanished (renamed, no longer collected) is noticed.
@@ -26,6 +24,8 @@ EXPECTED = {
 BOOT_TIMEOUT = 300.0  # seconds; boot and suite take about 30 s on an idle machine
 
 
+@pytest.mark.integration
+@pytest.mark.uml
 @pytest.mark.timeout(BOOT_TIMEOUT + 60)
 def test_socketcan_suite_inside_uml(tmp_path: Path) -> None:
     uml = host.find_uml()
@@ -42,3 +42,24 @@ def test_socketcan_suite_inside_uml(tmp_path: Path) -> None:
     assert junit is not None, f"the guest wrote no JUnit report\n{guest.describe()}"
     assert junit.tests > 0 and (junit.failures, junit.errors, junit.skipped) == (0, 0, 0), (junit, guest.describe())
     assert set(junit.names) == EXPECTED, guest.describe()
+
+
+def test_without_uml_the_skip_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host.shutil, "which", lambda *args, **kwargs: None)
+    assert host.find_uml() == "user-mode-linux not installed: apt-get install user-mode-linux"
+
+
+def test_a_guest_run_that_skipped_or_ran_nothing_is_not_a_pass(tmp_path: Path) -> None:
+    """The JUnit counts the UML test relies on, read from pytest's own report format."""
+    (tmp_path / "junit.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="0" '
+        'skipped="1" tests="2"><testcase classname="tests.socketcan.test_vcan" name="test_a"/>'
+        '<testcase classname="tests.socketcan.test_vcan" name="test_b"><skipped message="no vcan0"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    junit = host.GuestRun(returncode=0, seconds=1.0, exchange=tmp_path).junit()
+    assert junit == host.Junit(
+        tests=2, failures=0, errors=0, skipped=1,
+        names=("tests.socketcan.test_vcan::test_a", "tests.socketcan.test_vcan::test_b"),
+    )
+    assert host.GuestRun(returncode=0, seconds=1.0, exchange=tmp_path / "empty").junit() is None

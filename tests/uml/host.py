@@ -27,6 +27,7 @@ from pathlib import Path
 MODULE_ROOT = Path("/usr/lib/uml/modules")
 VCAN = "kernel/drivers/net/can/vcan.ko"
 INSTALL_HINT = "apt-get install user-mode-linux"
+GUEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the guest's PATH: where it looks for `ip`
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def find_uml() -> Uml | str:
     trees = sorted(path.parents[len(Path(VCAN).parts) - 1] for path in MODULE_ROOT.glob(f"*/{VCAN}"))
     if not trees:
         return f"user-mode-linux has no vcan module under {MODULE_ROOT}: {INSTALL_HINT}"
-    if shutil.which("ip") is None:
+    if shutil.which("ip", path=GUEST_PATH) is None:
         return "iproute2 not installed (the guest creates vcan0 with `ip`): apt-get install iproute2"
     try:  # prints its version, e.g. "6.1.176"; pick the module tree of that version
         version = subprocess.run([kernel, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
@@ -120,7 +121,7 @@ def write_init(exchange: Path, repo: Path, modules: Path, pytest_args: list[str]
     init.write_text(
         "#!/bin/sh\n"
         "# PID 1 inside user-mode Linux, written by tests/uml/host.py\n"
-        "export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8\n"
+        f"export PATH={GUEST_PATH} HOME=/root LANG=C.UTF-8\n"
         "mount -t proc proc /proc\n"
         "mount -t sysfs sysfs /sys\n"
         "mkdir -p /dev/shm && mount -t tmpfs -o size=256m tmpfs /dev/shm\n"
