@@ -45,7 +45,9 @@ def load_module(path: Path) -> str:
 
 
 def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:  # with ip's own words: "Operation not supported", ...
+        raise OSError(f"ip {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
 
 
 def power_off() -> None:
