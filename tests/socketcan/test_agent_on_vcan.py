@@ -53,8 +53,8 @@ def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(tmp_path, sen
         client = await AnalystClient.connect("127.0.0.1", server.port, "analyst-secret")
         try:
             await _until(client, lambda v: v.status is not None and v.status.sources[0].state == "running")
-            # 20 s of the drive at 5x real time: paced as a bus is, every id on it
-            sent = await asyncio.to_thread(replay_onto, sender, seconds=20.0, speed=5.0)
+            # 10 s of the drive at 5x real time: paced as a bus is, every id on it
+            sent = await asyncio.to_thread(replay_onto, sender, seconds=10.0, speed=5.0)
             speeds = _speeds(sent)
             await _until(client, lambda v: v.status.frames >= speeds.size)
             spec = AssignmentSpec(
@@ -72,7 +72,7 @@ def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(tmp_path, sen
         return sent, speeds, items, status
 
     sent, speeds, items, status = run(main(), timeout=100)
-    assert speeds.size > 500 and len(sent) > 10 * speeds.size
+    assert speeds.size > 300 and len(sent) > 10 * speeds.size  # SPEED comes at about 40 Hz
     assert status.sources[0].name.endswith(f"CAN bus socketcan:{CHANNEL}, filtered")
     # The kernel dropped every frame of the other ids: the agent received the SPEED
     # frames only, and had none it could not decode.
