@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test test-socketcan bench setup clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Only the SocketCAN suite, inside user-mode Linux; asked for by name, so a missing
+# UML is an error here (with the apt-get line to fix it), not a skip.
+test-socketcan: $(STAMP)
+	OODIDA_REQUIRE_UML=1 $(BIN)/python -m pytest tests/integration/test_socketcan.py -v
 
 bench: $(STAMP)
 	$(BIN)/python bench/decode_throughput.py
