@@ -39,6 +39,7 @@ class Notifier:
         self.address = _address(env.get("NOTIFY_SOCKET", ""))
         self.watchdog_period = _watchdog_period(env)
         self._failed = False
+        self._full = False  # the reader's queue was full at the last send
         self._last_status: str | None = None
 
     @property
@@ -51,13 +52,23 @@ class Notifier:
             return False
         payload = "\n".join(line.replace("\n", " ") for line in lines).encode()  # one line per key
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: a datagram socket whose reader is slow (its queue holds only
+            # net.unix.max_dgram_qlen messages) must cost us a message, never the event
+            # loop this runs on; a wedged loop would stop the very pings it sends.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
                 sock.sendto(payload, self.address)
+        except BlockingIOError:
+            if not self._full:
+                log.warning("the notify socket %r is full; dropped %s (and drop more while it is)",
+                            self.address, payload.split(b"\n", 1)[0].decode(errors="replace"))
+                self._full = True
+            return False
         except OSError as exc:
             if not self._failed:  # once: the socket is gone for good, most likely
                 log.warning("cannot notify systemd at %r: %s", self.address, exc)
                 self._failed = True
             return False
+        self._full = False
         return True
 
     def ready(self, status: str | None = None) -> bool:

@@ -126,3 +126,24 @@ def test_a_wedged_loop_sends_no_ping(notify_socket):
         return count
 
     assert run(scenario(), timeout=5) == 1
+
+
+def test_a_reader_that_does_not_keep_up_costs_messages_never_a_blocked_loop(notify_socket, caplog):
+    """A datagram socket queues only net.unix.max_dgram_qlen messages; past that a
+    blocking send would wedge the event loop (and with it the watchdog). Found when a
+    test stopped reading and the agent hung on SIGTERM."""
+    path, sock = notify_socket
+    n = Notifier({"NOTIFY_SOCKET": path})
+    started = time.monotonic()
+    sent = [n.ping() for _ in range(1000)]
+    assert time.monotonic() - started < 2.0
+    assert sent[0] and not sent[-1]  # the first ones queued, then dropped, without waiting
+    assert sum("is full" in r.getMessage() for r in caplog.records) == 1  # said once
+    sock.setblocking(False)
+    while True:  # the reader catches up: sends go through again
+        try:
+            sock.recv(4096)
+        except BlockingIOError:
+            break
+    sock.settimeout(5)
+    assert n.ping() and sock.recv(4096) == b"WATCHDOG=1"
