@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/iteration_roundtrip.py
 	$(BIN)/python bench/sandbox_calls.py
 	$(BIN)/python bench/deploy_latency.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/footprint.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
