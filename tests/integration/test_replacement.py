@@ -315,7 +315,10 @@ def test_an_agent_offline_during_a_deploy_gets_the_current_version_when_it_retur
     async def main():
         client = await fleet.client()
         try:
-            a = (await client.submit(spec(V1, quorum=2, deadline=2.0))).assignment
+            # quorum all, short deadline: iterations close at the deadline while it is gone, and
+            # once it is back it answers every iteration (with a quorum of 2 the restarted,
+            # slowest vehicle could be cut from each one)
+            a = (await client.submit(spec(V1, deadline=2.0))).assignment
             await wait_iterations(client, a, 1)
             fleet.kill_agent(gone)
             events, end = await deploy(client, assignment=a, side="on_board", module=V3)
