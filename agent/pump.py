@@ -17,6 +17,7 @@ import threading
 
 from agent.store import SignalStore
 from hw.dbc import SignalDecoder
+from hw.frames import COLUMNS_FROM, FrameBatch
 from hw.source import FrameSource
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 # noticed promptly and the store's lock is never held long.
 BATCH_FRAMES = 4096
 # Batches smaller than this are decoded frame by frame: below it, numpy's fixed cost
-# per id and signal outweighs the per-frame decoder's cost per frame.
-MIN_BATCH = 64
+# per id and signal outweighs the per-frame decoder's cost per frame (and sources
+# hand such batches over as rows, `hw.frames.FrameRows`, not columns).
+MIN_BATCH = COLUMNS_FROM
 
 
 class Pump:
@@ -62,7 +64,7 @@ class Pump:
         try:
             for batch in self.source.batches(self._stop, BATCH_FRAMES):
                 self.frames += len(batch)
-                if len(batch) >= MIN_BATCH:
+                if isinstance(batch, FrameBatch) and len(batch) >= MIN_BATCH:
                     store.add_batch(decoder.decode_batch(batch))
                     continue
                 for timestamp, frame_id, data in batch.rows():

@@ -16,7 +16,7 @@ from typing import Any
 import can
 
 from hw.errors import SourceError
-from hw.frames import FrameBatch
+from hw.frames import FrameBatch, FrameRows, batch_of_messages
 from hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class BusSource(FrameSource):
             if message is not None:
                 yield message
 
-    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch]:
+    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch | FrameRows]:
         """Waits for a frame as `frames` does, then takes what else is queued already."""
         if self._closed:
             raise SourceError(f"{self.describe()} is closed")
@@ -109,7 +109,7 @@ class BusSource(FrameSource):
                 if more is None or more is _ENDED:
                     break
                 messages.append(more)
-            yield FrameBatch.from_messages(messages)  # type: ignore[arg-type]
+            yield batch_of_messages(messages)  # type: ignore[arg-type]
             if failure is not None:
                 raise failure
             if more is _ENDED:

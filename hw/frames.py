@@ -86,4 +86,29 @@ class FrameBatch:
         return cls.from_frames([(m.timestamp, m.arbitration_id, bytes(m.data)) for m in messages])
 
 
-__all__ = ["MIN_WIDTH", "FrameBatch"]
+COLUMNS_FROM = 64  # frames: below this, columns cost more than the batch decoder saves
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRows:
+    """A few frames as they came, (timestamp, id, payload) each. A bus at a modest
+    rate delivers a handful of frames per wake-up; turning them into numpy columns
+    only to read them back row by row for the per-frame decoder cost more than the
+    decoding (measured by bench/ingest.py), so below `COLUMNS_FROM` they stay rows."""
+
+    frames: list[tuple[float, int, bytes]]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def rows(self) -> Iterator[tuple[float, int, bytes]]:
+        return iter(self.frames)
+
+
+def batch_of_messages(messages: Sequence[can.Message]) -> FrameBatch | FrameRows:
+    """Columns for many frames, rows for a few (see `FrameRows`)."""
+    frames = [(m.timestamp, m.arbitration_id, bytes(m.data)) for m in messages]
+    return FrameBatch.from_frames(frames) if len(frames) >= COLUMNS_FROM else FrameRows(frames)
+
+
+__all__ = ["COLUMNS_FROM", "MIN_WIDTH", "FrameBatch", "FrameRows", "batch_of_messages"]

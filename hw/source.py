@@ -15,7 +15,7 @@ from types import TracebackType
 
 import can
 
-from hw.frames import FrameBatch
+from hw.frames import FrameBatch, FrameRows, batch_of_messages
 
 
 class FrameSource(ABC):
@@ -25,7 +25,7 @@ class FrameSource(ABC):
     def frames(self, stop: threading.Event) -> Iterator[can.Message]:
         """Yield frames until `stop` is set or the source ends; returns within 0.1 s of `stop`."""
 
-    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch]:
+    def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch | FrameRows]:
         """Frames as they come, in batches of at most `max_frames`, never held back.
 
         A batch holds what is available at once (a replay's frames already due, a
@@ -34,7 +34,7 @@ class FrameSource(ABC):
         sources that can see their backlog override it.
         """
         for message in self.frames(stop):
-            yield FrameBatch.from_messages([message])
+            yield batch_of_messages([message])
 
     @abstractmethod
     def close(self) -> None:

@@ -12,7 +12,7 @@ import can
 import numpy as np
 import pytest
 
-from hw.frames import FrameBatch
+from hw.frames import COLUMNS_FROM, FrameBatch, FrameRows, batch_of_messages
 from hw.sources import BusSource, LogReplay
 
 FIRST = 1533201287.0
@@ -107,3 +107,14 @@ def test_frame_batch_checks_its_columns() -> None:
     batch = FrameBatch.from_frames([(1.0, 5, b"\x01\x02"), (2.0, 6, bytes(range(12)))])
     assert batch.data.shape == (2, 12)
     assert list(batch.rows()) == [(1.0, 5, b"\x01\x02"), (2.0, 6, bytes(range(12)))]
+
+
+def test_a_few_frames_stay_rows_and_many_become_columns(log_messages: list[can.Message]) -> None:
+    """Below COLUMNS_FROM frames a bus batch is handed over as rows (the per-frame
+    decoder reads them as they are); from it on, as numpy columns. Same frames either way."""
+    sent = [m for m in log_messages if m.channel == "can0"][: COLUMNS_FROM + 1]
+    few, many = batch_of_messages(sent[:COLUMNS_FROM - 1]), batch_of_messages(sent)
+    assert isinstance(few, FrameRows) and isinstance(many, FrameBatch)
+    expected = [(m.timestamp, m.arbitration_id, bytes(m.data)) for m in sent]
+    assert list(few.rows()) == expected[:COLUMNS_FROM - 1] and list(many.rows()) == expected
+    assert len(few) == COLUMNS_FROM - 1 and len(many) == COLUMNS_FROM + 1
