@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 
+from agent.pump import SourceThread
 from agent.store import SignalStore
 from hw.errors import SourceError
 from hw.nmea import NmeaDecoder
@@ -34,7 +35,7 @@ from hw.serial_port import SerialPort
 log = logging.getLogger(__name__)
 
 
-class GpsPump:
+class GpsPump(SourceThread):
     def __init__(
         self,
         name: str,
@@ -47,31 +48,21 @@ class GpsPump:
     ) -> None:
         if not 0 < reopen_min <= reopen_max:
             raise ValueError(f"need 0 < reopen_min <= reopen_max, got {reopen_min}, {reopen_max}")
-        self.name = name
+        # Counted among the running sources from now on (SourceThread), and never given
+        # up while the agent runs, so a `next` window waits through a GPS gap rather
+        # than failing at once. `frames`: GGA/RMC sentences read; bad ones are in
+        # decoder.malformed_frames.
+        super().__init__(name, store, f"gps-{name}")
         self.port = port
         self.decoder = decoder
-        self.store = store
         self.reopen_min = reopen_min
         self.reopen_max = reopen_max
-        self.state = "starting"
-        self.error: str | None = None
-        self.frames = 0  # GGA/RMC sentences read; bad ones are in decoder.malformed_frames
         self._last = 0.0  # the newest timestamp given
         self.gaps = 0  # times the device vanished (or could not be opened) and came back
         self.opened = 0  # successful opens of the port: 1 + reopens
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"gps-{name}", daemon=True)
         store.declare(list(decoder.signal_names))
-        # As Pump does: counted from now, and never given up while the agent runs, so
-        # a `next` window waits through a GPS gap rather than failing at once.
-        store.sources_running += 1
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+    def _close(self) -> None:
         self.port.close()
 
     def _run(self) -> None:

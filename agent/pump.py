@@ -31,19 +31,21 @@ BATCH_FRAMES = 4096
 MIN_BATCH = COLUMNS_FROM
 
 
-class Pump:
-    def __init__(self, name: str, source: FrameSource, decoder: SignalDecoder, store: SignalStore) -> None:
+class SourceThread:
+    """What every source's reader thread shares (CAN pumps, GPS receivers): a state
+    and error for the vehicle's status, a frame count, a daemon thread, and a place
+    in the store's count of running sources from construction on (not from start():
+    a window asked for before the first frame must wait for this source, not
+    conclude that every source has ended)."""
+
+    def __init__(self, name: str, store: SignalStore, thread_name: str) -> None:
         self.name = name
-        self.source = source
-        self.decoder = decoder
         self.store = store
         self.state = "starting"
         self.error: str | None = None
         self.frames = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
-        # Counted from now, not from start(): a window asked for before the first
-        # frame must wait for this source, not conclude that every source has ended.
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         store.sources_running += 1
 
     def start(self) -> None:
@@ -52,6 +54,22 @@ class Pump:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        self._close()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Release the device once the thread was told to stop."""
+
+
+class Pump(SourceThread):
+    def __init__(self, name: str, source: FrameSource, decoder: SignalDecoder, store: SignalStore) -> None:
+        super().__init__(name, store, f"pump-{name}")
+        self.source = source
+        self.decoder = decoder
+
+    def _close(self) -> None:
         try:
             self.source.close()
         except Exception as exc:  # closing a broken bus must not block shutdown

@@ -83,7 +83,7 @@ from iteration_roundtrip import (
     wait_sources_ended,
 )
 
-from oodida.fleet import FleetError
+from oodida.fleet import FleetError, stop_processes
 from oodida.logs import setup_logging
 from server.client import AnalystClient, RequestFailed
 from wire.messages import (
@@ -149,17 +149,7 @@ class DeployFleet(BenchFleet):
 
     def stop_agents(self, timeout: float = 30.0) -> None:
         """SIGTERM every agent process at once; SIGKILL any that lingers; reaped."""
-        procs = list(self.agents.values())
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(list(self.agents.values()), timeout)
         bad = {name: p.returncode for name, p in self.agents.items() if p.returncode != 0}
         if bad:
             raise FleetError(f"agent processes did not stop cleanly: {bad}; see {self.workdir}")

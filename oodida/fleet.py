@@ -65,6 +65,21 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM all at once (so they stop in parallel), SIGKILL any still there after
+    `timeout` seconds in all; every one reaped."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 @dataclass
 class LocalFleet:
     workdir: Path
@@ -205,17 +220,7 @@ class LocalFleet:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every process: SIGTERM, then SIGKILL for any that lingers."""
-        procs = [p for p in [*self.agents.values(), self.server] if p is not None]
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes([p for p in [*self.agents.values(), self.server] if p is not None], timeout)
 
     def __enter__(self) -> LocalFleet:
         return self
