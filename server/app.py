@@ -25,6 +25,7 @@ from server.config import ServerConfig
 from server.deploys import Deployer, DeployRefused
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
+from server.resume import resume_running
 from server.runner import AssignmentRunner
 from server.store import Store
 from server.versions import version_table
@@ -87,22 +88,22 @@ class Server:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        interrupted = self.store.interrupt_running("the server restarted while it ran")
-        if interrupted:
-            log.warning("assignments %s were running when the server last stopped; marked interrupted", interrupted)
+        resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
+        self.runners.update(resumed)
         self._server = await asyncio.start_server(
             self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("listening on %s:%d, database %s", self.config.listen.host, self.port, self.config.database)
+        for runner in resumed.values():
+            runner.start()
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
         for runner in list(self.runners.values()):
-            if runner.task is not None:
-                runner.task.cancel()
+            runner.suspend()  # a server stopping is not the assignment ending: the next one resumes it
         for task in list(self._connections):
             task.cancel()
         tasks = [r.task for r in self.runners.values() if r.task] + list(self._connections)

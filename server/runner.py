@@ -11,6 +11,7 @@ never stalls the fleet beyond the deadline.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Protocol
@@ -55,6 +56,7 @@ class AssignmentRunner:
         self.vehicles = vehicles
         self.current: Iteration | None = None
         self.current_task: dict[str, Task] = {}
+        self.current_off_board: str | None = None  # the off-board version the open iteration keeps
         self._wake = asyncio.Event()
         self._cancelled = False
         self.task: asyncio.Task[None] | None = None
@@ -67,6 +69,12 @@ class AssignmentRunner:
         if spec.off_board_module is not None:
             module = spec.off_board_module
             self.versions.deploy_off_board(source_hash(module.source), module, initial=True)
+        self.versions.changed = self._save_versions
+        # where run() starts; server/resume.py moves these for a runner it rebuilds
+        self.next_number = 1
+        self.reopen: Iteration | None = None  # an iteration to reopen before the next one
+        self._suspending = False
+        self._switching: dict[str, str] = {}  # versions coming into force at this boundary
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self.run(), name=f"assignment-{self.id}")
@@ -75,6 +83,27 @@ class AssignmentRunner:
     def cancel(self) -> None:
         self._cancelled = True
         self._wake.set()
+
+    def suspend(self) -> None:
+        """The server is stopping: end the task but not the assignment, which stays
+        `running` in the store for the next server process to resume."""
+        self._suspending = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def versions_json(self) -> str:
+        """The versions as a restarted server must find them. A version whose switch
+        is under way (its migrate running) is still the next one: the state on disk
+        is the one from before it."""
+        data = self.versions.snapshot()
+        for side, code_hash in self._switching.items():
+            key = "off_board_next" if side == "off_board" else "migrate_next"
+            if data[key] is None:
+                data[key] = code_hash
+        return json.dumps(data)
+
+    def _save_versions(self) -> None:
+        self.store.save_versions(self.id, self.versions_json())
 
     def load_for(self, vehicle: str) -> LoadModule | None:
         """The on-board version a (re)connecting vehicle must load before its next task."""
@@ -94,6 +123,7 @@ class AssignmentRunner:
         rows, self._acks = self._acks, []
         try:
             self.store.add_module_acks(rows)
+            self._save_versions()  # who runs what, for a restarted server
         except Exception:  # the registry's history only; what runs where is in memory
             log.exception("assignment %d: cannot store %d acknowledgements", self.id, len(rows))
 
@@ -116,31 +146,41 @@ class AssignmentRunner:
 
     async def run(self) -> None:
         spec = self.spec
-        number = 0
-        final, reason = "done", None
+        number = self.next_number - 1
+        final: str | None = "done"
+        reason = None
         try:
+            if self.reopen is None and number == 0:
+                self._save_versions()  # before any iteration: a restart finds the versions of the submit
             loads = [(v, self.load_for(v)) for v in self.vehicles]
             await asyncio.gather(*(self.fleet.send_to(v, load) for v, load in loads if load is not None))
-            while spec.iterations == 0 or number < spec.iterations:
-                if self._cancelled:
-                    final = "cancelled"
-                    break
+            if self.reopen is not None:
+                it, self.reopen = self.reopen, None
+                number = it.number
+                await self._run_iteration(it, self.current_off_board)
+            while not self._cancelled and (spec.iterations == 0 or number < spec.iterations):
                 number += 1
                 await self._iterate(number)
-                if self._cancelled:
-                    final = "cancelled"
-                    break
+            if self._cancelled:
+                final = "cancelled"
         except asyncio.CancelledError:
-            final, reason = "interrupted", "the server stopped while it ran"
+            if self._suspending:
+                final = None
+            else:
+                final, reason = "interrupted", "the server stopped while it ran"
             raise
         except Exception as exc:  # a bug here must end this assignment, not the server
             log.exception("assignment %d failed", self.id)
             final, reason = "failed", f"internal error: {exc}"
         finally:
             self.current = None
-            self.store.finish_assignment(self.id, final, reason)
-            self.fleet.publish(self.id, ("end", final))
-            log.info("assignment %d %s after %d iterations", self.id, final, self.completed)
+            if final is None:
+                log.info("assignment %d suspended after %d iterations; the next server process resumes it",
+                         self.id, self.completed)
+            else:
+                self.store.finish_assignment(self.id, final, reason)
+                self.fleet.publish(self.id, ("end", final))
+                log.info("assignment %d %s after %d iterations", self.id, final, self.completed)
 
     async def _switch_versions(self) -> None:
         """At an iteration boundary: the off-board version deployed since the last one
@@ -155,6 +195,7 @@ class AssignmentRunner:
                 v.off_board_next = None
             else:
                 v.migrate_next = None
+            self._switching[side] = code_hash  # until the iteration that follows is stored
             module = v.sources[code_hash]
             try:
                 if self.modules is not None and "migrate" in (await self.modules.load(module.source, module.name))[1]:
@@ -190,39 +231,58 @@ class AssignmentRunner:
             self.state = to_wire(next_state)
         return to_wire(fleet)
 
-    async def _iterate(self, number: int) -> None:
+    def make_task(self, number: int, code_hash: str | None, state: Any) -> Task:
         spec = self.spec
-        await self._switch_versions()
-        off_board_hash = self.versions.off_board  # the iteration keeps it, whatever is deployed meanwhile
-        started_wall = time.time()
-        started = time.monotonic()
-        it = Iteration(
+        return Task(
+            assignment=self.id,
+            iteration=number,
+            signals=spec.signals,
+            window=spec.window,
+            methods=spec.methods,
+            params=spec.params,
+            deadline=spec.deadline,
+            state=state,
+            module_hash=code_hash,
+        )
+
+    def new_iteration(self, number: int) -> Iteration:
+        """An open iteration of this assignment whose deadline is a full one from now."""
+        return Iteration(
             assignment=self.id,
             number=number,
             selected=tuple(self.vehicles),
-            quorum=quorum_count(spec.quorum, len(self.vehicles)),
-            deadline_at=started + spec.deadline,
+            quorum=quorum_count(self.spec.quorum, len(self.vehicles)),
+            deadline_at=time.monotonic() + self.spec.deadline,
         )
-        self.store.open_iteration(self.id, number, started_wall)
+
+    async def _iterate(self, number: int) -> None:
+        await self._switch_versions()
+        off_board_hash = self.versions.off_board  # the iteration keeps it, whatever is deployed meanwhile
+        started_wall = time.time()
+        it = self.new_iteration(number)
         tasks: dict[str | None, Task] = {}  # one per version asked for (usually one)
+        hashes: dict[str, str | None] = {}
         for vehicle in self.vehicles:
-            code_hash = self.versions.target.get(vehicle)
+            code_hash = hashes[vehicle] = self.versions.target.get(vehicle)
             if code_hash not in tasks:
-                tasks[code_hash] = Task(
-                    assignment=self.id,
-                    iteration=number,
-                    signals=spec.signals,
-                    window=spec.window,
-                    methods=spec.methods,
-                    params=spec.params,
-                    deadline=spec.deadline,
-                    state=self.state,
-                    module_hash=code_hash,
-                )
+                tasks[code_hash] = self.make_task(number, code_hash, self.state)
             self.current_task[vehicle] = tasks[code_hash]
+        self._switching = {}  # the switch is done once this iteration is stored
+        self.store.begin_iteration(
+            self.id, number, started_wall, task_state=self.state, task_hashes=hashes,
+            off_board_hash=off_board_hash, versions=self.versions_json(),
+        )
+        await self._run_iteration(it, off_board_hash)
+
+    async def _run_iteration(self, it: Iteration, off_board_hash: str | None) -> None:
+        """Send the open iteration's task to those that have not answered, wait for
+        quorum or the deadline, close it, run the off-board step, store the outcome."""
+        number = it.number
         self._wake.clear()
         self.current = it
-        await asyncio.gather(*(self.fleet.send_to(v, self.current_task[v]) for v in self.vehicles))
+        self.current_off_board = off_board_hash
+        waiting = it.waiting_for()
+        await asyncio.gather(*(self.fleet.send_to(v, self.current_task[v]) for v in waiting))
         while not self._cancelled and not it.should_close(time.monotonic()):
             remaining = it.deadline_at - time.monotonic()
             try:

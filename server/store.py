@@ -106,7 +106,13 @@ CREATE TABLE IF NOT EXISTS audit (
 # columns added after the first release, for databases made before them
 ADDED_COLUMNS = {
     "iterations": {"code_hash": "TEXT", "off_board_hash": "TEXT", "set_aside": "TEXT NOT NULL DEFAULT '{}'"},
+    # what a restarted server needs to go on with a running assignment (server/resume.py):
+    # the versions (targets, acknowledgements, off-board in force and next) as JSON
+    "assignments": {"versions": "TEXT"},
 }
+# the task an open iteration sent: the fleet state that went with it, and the module
+# version each vehicle was asked for (JSON); so a restart reopens it as it was
+ADDED_COLUMNS["iterations"].update(task_state="BLOB", task_hashes="TEXT")
 
 
 def dump_value(value: Any) -> bytes:
@@ -142,6 +148,25 @@ class IterationRow:
     code_hash: str | None = None
     off_board_hash: str | None = None
     set_aside: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIteration:
+    """An iteration that was open when the server stopped, with the task it sent."""
+
+    number: int
+    started: float
+    task_state: Any
+    task_hashes: dict[str, str | None]  # vehicle -> the module version its task named
+    off_board_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    closed: int  # iterations closed
+    last_closed: int  # the number of the last one (0: none)
+    state: Any  # the fleet state the last closed iteration left
+    open: OpenIteration | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +235,18 @@ class Store:
         )
         return ids
 
+    def running_assignments(self) -> list[int]:
+        """Ids of the assignments a previous server process left running, oldest first."""
+        return [row[0] for row in self.db.execute("SELECT id FROM assignments WHERE state = 'running' ORDER BY id")]
+
+    def save_versions(self, assignment: int, versions: str) -> None:
+        """The running assignment's versions (JSON), for a restarted server."""
+        self.db.execute("UPDATE assignments SET versions = ? WHERE id = ?", (versions, assignment))
+
+    def saved_versions(self, assignment: int) -> str | None:
+        row = self.db.execute("SELECT versions FROM assignments WHERE id = ?", (assignment,)).fetchone()
+        return None if row is None else row[0]
+
     def assignment(self, assignment: int) -> AssignmentRow | None:
         row = self.db.execute(
             "SELECT id, name, spec, vehicles, state, created, finished, reason FROM assignments WHERE id = ?",
@@ -245,6 +282,62 @@ class Store:
             "INSERT INTO iterations (assignment, iteration, status, started) VALUES (?, ?, 'open', ?)",
             (assignment, iteration, started),
         )
+
+    def begin_iteration(
+        self,
+        assignment: int,
+        iteration: int,
+        started: float,
+        *,
+        task_state: Any,
+        task_hashes: dict[str, str | None],
+        off_board_hash: str | None,
+        versions: str,
+    ) -> None:
+        """Open an iteration with everything a restarted server needs to reopen it: the
+        state sent with its task, each vehicle's module version, the off-board version
+        it keeps, and the assignment's versions as they are now. One transaction, so a
+        kill leaves either the previous iteration's boundary or this one, whole."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute(
+                "INSERT INTO iterations (assignment, iteration, status, started, task_state, task_hashes,"
+                " off_board_hash) VALUES (?, ?, 'open', ?, ?, ?, ?)",
+                (assignment, iteration, started, dump_value(task_state), json.dumps(task_hashes), off_board_hash),
+            )
+            self.db.execute("UPDATE assignments SET versions = ? WHERE id = ?", (versions, assignment))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def resume_point(self, assignment: int) -> ResumePoint:
+        """Where a running assignment stands on disk: its closed iterations, the state
+        the last one left, and the open iteration (if one is) with its task."""
+        closed = self.db.execute(
+            "SELECT COUNT(*), MAX(iteration) FROM iterations WHERE assignment = ? AND status != 'open'", (assignment,)
+        ).fetchone()
+        count, last = int(closed[0]), closed[1]
+        state = None
+        if last is not None:
+            (blob,) = self.db.execute(
+                "SELECT state FROM iterations WHERE assignment = ? AND iteration = ?", (assignment, last)
+            ).fetchone()
+            state = load_value(blob)
+        row = self.db.execute(
+            "SELECT iteration, started, task_state, task_hashes, off_board_hash FROM iterations"
+            " WHERE assignment = ? AND status = 'open' ORDER BY iteration",
+            (assignment,),
+        ).fetchall()
+        if len(row) > 1:
+            raise ValueError(f"iterations {', '.join(str(r[0]) for r in row)} are all open; only one can be")
+        open_ = None
+        if row:
+            number, started, task_state, task_hashes, off_board_hash = row[0]
+            if task_hashes is None:
+                raise ValueError(f"the open iteration {number} was stored without its task")
+            open_ = OpenIteration(number, started, load_value(task_state), json.loads(task_hashes), off_board_hash)
+        return ResumePoint(closed=count, last_closed=last or 0, state=state, open=open_)
 
     def close_iteration(
         self,

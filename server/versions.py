@@ -11,7 +11,9 @@ store keeps the history for `oodida versions`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.store import DeploymentRow
 from wire.messages import LoadModule, ModuleAck, ModuleSource, VersionInfo
@@ -46,6 +48,45 @@ class AssignmentVersions:
         self.migrate_next: str | None = None  # whose migrate(old_state) runs at the next boundary
         self.newest_first: list[str] = []  # every version, the latest deployed first
         self.watches: set[Watch] = set()
+        self.changed: Callable[[], None] = lambda: None  # after a deploy: the runner saves the versions
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restarted server needs to restore these versions (sources are kept by
+        hash in the store; watches belong to deploys, which end with the server)."""
+        return {
+            "target": dict(self.target),
+            "acked": dict(self.acked),
+            "off_board": self.off_board,
+            "off_board_next": self.off_board_next,
+            "migrate_next": self.migrate_next,
+            "newest_first": list(self.newest_first),
+        }
+
+    @classmethod
+    def restore(
+        cls, vehicles: list[str], data: dict[str, Any], source: Callable[[str], ModuleSource | None]
+    ) -> AssignmentVersions:
+        """The versions from a `snapshot()`; `source` finds a stored version by hash.
+        Raises ValueError naming what is missing or malformed."""
+        versions = cls(vehicles)
+        try:
+            for code_hash in reversed(data["newest_first"]):
+                module = source(code_hash)
+                if module is None:
+                    raise ValueError(f"version {code_hash} is not in the module registry")
+                versions._remember(code_hash, module)
+            versions.target = {str(v): str(h) for v, h in data["target"].items()}
+            versions.acked = {str(v): str(h) for v, h in data["acked"].items()}
+            versions.off_board = data["off_board"]
+            versions.off_board_next = data["off_board_next"]
+            versions.migrate_next = data["migrate_next"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the saved versions are malformed ({type(exc).__name__}: {exc})") from None
+        named = set(versions.target.values()) | {versions.off_board, versions.off_board_next, versions.migrate_next}
+        unknown = sorted(h for h in named if h is not None and h not in versions.sources)
+        if unknown:
+            raise ValueError(f"the saved versions name unknown versions: {', '.join(unknown)}")
+        return versions
 
     def _remember(self, code_hash: str, module: ModuleSource) -> None:
         self.sources[code_hash] = module
@@ -67,6 +108,7 @@ class AssignmentVersions:
             self.target[vehicle] = code_hash
         if migrates and vehicles is None:
             self.migrate_next = code_hash
+        self.changed()
         return list(targets)
 
     def deploy_off_board(self, code_hash: str, module: ModuleSource, *, initial: bool = False) -> None:
@@ -76,6 +118,7 @@ class AssignmentVersions:
             self.off_board = code_hash
         else:
             self.off_board_next = code_hash
+        self.changed()
 
     def load_message(self, assignment: int, vehicle: str) -> LoadModule | None:
         """What a vehicle must load to run its target version; None for a built-in

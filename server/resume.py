@@ -1,0 +1,119 @@
+"""Going on with the assignments a previous server process left running.
+
+A server that stops (SIGTERM, a crash, SIGKILL, the machine losing power) is not the
+end of its assignments. Everything a running assignment needs is in the store: the
+spec and vehicles, the closed iterations and the fleet state the last one left, the
+open iteration with the task it sent (its number, state, each vehicle's module
+version, the off-board version it keeps), the versions (who should run what, who
+acknowledged what, the off-board version in force and the one due next, a pending
+migrate), and every result received. The next server process rebuilds a runner from
+that, before it accepts connections:
+
+- the closed iterations stay as they are;
+- the open iteration is reopened under the same number; the results already stored
+  for it are its answers, so a vehicle that answered is not asked again; its task
+  goes to the others now and whenever they reconnect;
+- its deadline is a full `deadline` from the resume, not what was left of it: the
+  vehicles cannot have answered while no server listened, so a server down for
+  longer than the deadline must not fail an iteration they can still answer;
+- then the next iterations follow as if nothing happened.
+
+An assignment whose stored state cannot be read (a malformed spec, a version missing
+from the registry, an open iteration stored without its task by an older server) is
+marked `interrupted` with the reason; it never keeps the server from starting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from server.modules import OffBoardRunner
+from server.runner import AssignmentRunner, Fleet
+from server.store import Store
+from server.versions import AssignmentVersions
+from wire.messages import ModuleSource, Task
+
+log = logging.getLogger(__name__)
+
+
+class ResumeError(Exception):
+    """A running assignment's stored state cannot be resumed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    runner: AssignmentRunner
+    detail: str  # for the audit log and the server's log
+
+
+def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignment: int) -> Resumed:
+    """A runner that goes on where the stored assignment stands (not started yet).
+    Raises ResumeError, or whatever reading a malformed row raises."""
+    row = store.assignment(assignment)
+    if row is None:
+        raise ResumeError(f"no assignment {assignment}")
+    point = store.resume_point(assignment)
+    runner = AssignmentRunner(fleet, store, assignment, row.spec, row.vehicles, modules)
+    saved = store.saved_versions(assignment)
+    if saved is not None:
+        def source(code_hash: str) -> ModuleSource | None:
+            stored = store.module(code_hash)
+            return None if stored is None else ModuleSource(name=stored[0], source=stored[1])
+
+        runner.versions = AssignmentVersions.restore(row.vehicles, json.loads(saved), source)
+        runner.versions.changed = runner._save_versions
+    elif point.closed or point.open is not None:
+        raise ResumeError("its module versions were not saved (a database from before resume)")
+    runner.state = point.state
+    runner.completed = point.last_closed
+    runner.next_number = point.last_closed + 1
+    if point.open is None:
+        return Resumed(runner, f"{point.closed} iterations closed; going on with iteration {runner.next_number}")
+    opened = point.open
+    if opened.number != point.last_closed + 1:
+        raise ResumeError(f"iteration {opened.number} is open but the last closed one is {point.last_closed}")
+    missing = [v for v in row.vehicles if v not in opened.task_hashes]
+    unknown = {h for h in opened.task_hashes.values() if h is not None and h not in runner.versions.sources}
+    if missing or unknown:
+        raise ResumeError(
+            f"the task of the open iteration {opened.number} is incomplete: "
+            f"no version for {', '.join(missing) or 'none'}, unknown versions {', '.join(sorted(unknown)) or 'none'}"
+        )
+    it = runner.new_iteration(opened.number)
+    for result in store.results(assignment, opened.number):
+        it.add(result)  # a vehicle not selected is left out
+    tasks: dict[str | None, Task] = {}
+    for vehicle in row.vehicles:
+        code_hash = opened.task_hashes[vehicle]
+        if code_hash not in tasks:
+            tasks[code_hash] = runner.make_task(opened.number, code_hash, opened.task_state)
+        runner.current_task[vehicle] = tasks[code_hash]
+    runner.state = opened.task_state  # what the off-board step starts from, as before the stop
+    runner.current_off_board = opened.off_board_hash
+    runner.reopen = it
+    return Resumed(
+        runner,
+        f"iteration {opened.number} reopened with {len(it.answers)} of {len(it.selected)} answers"
+        f" ({point.closed} closed before it)",
+    )
+
+
+def resume_running(fleet: Fleet, store: Store, modules: OffBoardRunner | None) -> dict[int, AssignmentRunner]:
+    """Rebuild every assignment the store says is running; mark the ones that cannot
+    be rebuilt `interrupted`, with the reason. Audit rows say which was which."""
+    runners: dict[int, AssignmentRunner] = {}
+    for assignment in store.running_assignments():
+        try:
+            resumed = rebuild(fleet, store, modules, assignment)
+        except Exception as exc:  # whatever a malformed row raises: this one ends, the server starts
+            reason = f"cannot resume after the server restarted: {type(exc).__name__}: {exc}"[:4000]
+            log.error("assignment %d %s", assignment, reason)
+            store.finish_assignment(assignment, "interrupted", reason)
+            store.audit("server", "resume failed", assignment, reason)
+            continue
+        runners[assignment] = resumed.runner
+        store.audit("server", "resumed", assignment, resumed.detail)
+        log.warning("assignment %d was running when the server last stopped; resumed: %s", assignment, resumed.detail)
+    return runners
