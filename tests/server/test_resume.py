@@ -150,3 +150,180 @@ def test_the_open_iteration_is_reopened_with_its_number_and_answers_and_the_rest
             await b_server.stop()
 
     run(main())
+
+
+def test_a_server_down_longer_than_the_deadline_does_not_fail_the_reopened_iteration(tmp_path):
+    """The reopened iteration's deadline is a full one from the resume: the vehicles
+    could not answer while no server listened."""
+    spec = AssignmentSpec(
+        signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=1, on_board=["mean"], deadline=2.0
+    )
+
+    async def main():
+        a_server = await started_on(tmp_path)
+        v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        assignment = (await analyst.submit(spec)).assignment
+        await analyst.close()
+        await answer(v1, "v1", await next_of(v1, Task), mean_partial(1, 4.0))
+        await a_server.stop()
+        await asyncio.sleep(3.0)  # down for longer than the deadline
+        b_server = await started_on(tmp_path)
+        try:
+            v2 = await vehicle(b_server, "v2")
+            await answer(v2, "v2", await next_of(v2, Task), mean_partial(1, 6.0))
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            report, end = [r async for r in analyst.results(assignment, follow=True)]
+            await analyst.close()
+            assert report.status == "complete" and report.fleet["mean"]["SPEED"] == 5.0
+            assert end.state == "done"
+        finally:
+            await b_server.stop()
+
+    run(main())
+
+
+def module(name: str, source: str) -> ModuleSource:
+    return ModuleSource(name=name, source=source)
+
+
+ON1 = module("on1.py", "def on_board(window, params, state):\n    return 1\n")
+ON2 = module("on2.py", "def on_board(window, params, state):\n    return 2\n")
+OFF1 = module(
+    "off1.py",
+    "def off_board(results, params, state):\n"
+    "    return {'off': 1, 'round': (0 if state is None else state['round']) + 1}\n",
+)
+OFF2 = module(
+    "off2.py",
+    "def off_board(results, params, state):\n"
+    "    return {'off': 2, 'round': state['round'] + 1, 'migrated': state['migrated']}\n"
+    "\n"
+    "def migrate(old_state):\n"
+    "    return {'round': old_state['round'] * 100, 'migrated': True}\n",
+)
+H = {m.name: source_hash(m.source) for m in (ON1, ON2, OFF1, OFF2)}
+
+
+async def acknowledge_loads(channel, count: int) -> list[LoadModule]:
+    loads = []
+    for _ in range(count):
+        load = await next_of(channel, LoadModule)
+        await channel.send(ModuleAck(assignment=load.assignment, code_hash=load.code_hash, ok=True))
+        loads.append(load)
+    return loads
+
+
+def test_versions_in_force_pending_and_acknowledged_come_back_as_they_were(tmp_path):
+    """Deploys during the open iteration: the off-board one waits for the next boundary
+    (and its migrate with it), the on-board one to v1 only is acknowledged. After the
+    restart the reopened iteration keeps the versions it started with, the next one
+    switches."""
+    spec = AssignmentSpec(
+        signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=2, deadline=60.0,
+        on_board_module=ON1, off_board_module=OFF1,
+    )
+
+    async def main():
+        a_server = await started_on(tmp_path)
+        v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        assignment = (await analyst.submit(spec)).assignment
+        await acknowledge_loads(v1, 1)
+        await acknowledge_loads(v2, 1)
+        first = await next_of(v1, Task)
+        assert first.iteration == 1 and first.module_hash == H["on1.py"]
+
+        async def ack_v1() -> None:
+            await acknowledge_loads(v1, 1)
+
+        acking = asyncio.create_task(ack_v1())
+        replies = [r async for r in analyst.deploy(assignment=assignment, side="on_board", module=ON2, vehicles=["v1"])]
+        await acking
+        assert replies[-1].complete
+        replies = [r async for r in analyst.deploy(assignment=assignment, side="off_board", module=OFF2)]
+        assert replies[-1].complete
+        await analyst.close()
+        await a_server.stop()
+
+        b_server = await started_on(tmp_path)
+        try:
+            runner, it = await open_iteration(b_server, assignment)
+            v = runner.versions
+            assert it.number == 1 and not it.answers
+            assert v.target == {"v1": H["on2.py"], "v2": H["on1.py"]}
+            assert v.acked == {"v1": H["on2.py"], "v2": H["on1.py"]}
+            assert (v.off_board, v.off_board_next) == (H["off1.py"], H["off2.py"])
+            assert v.newest_first == [H["off2.py"], H["on2.py"], H["off1.py"], H["on1.py"]]
+            assert runner.current_off_board == H["off1.py"]
+            assert {runner.task_for(x).module_hash for x in ("v1", "v2")} == {H["on1.py"]}  # as first sent
+
+            v1, v2 = await vehicle(b_server, "v1"), await vehicle(b_server, "v2")
+            assert [load.code_hash for load in await acknowledge_loads(v1, 1)] == [H["on2.py"]]
+            assert [load.code_hash for load in await acknowledge_loads(v2, 1)] == [H["on1.py"]]
+            for channel, name in ((v1, "v1"), (v2, "v2")):
+                task = await next_of(channel, Task)
+                assert task.iteration == 1 and task.module_hash == H["on1.py"]
+                await answer(channel, name, task, 1, code_hash=H["on1.py"])
+            second = {}
+            for channel, name, version in ((v1, "v1", "on2.py"), (v2, "v2", "on1.py")):
+                task = second[name] = await next_of(channel, Task)
+                assert task.iteration == 2 and task.module_hash == H[version]
+                assert task.state == {"round": 100, "migrated": True}  # OFF2's migrate ran at the boundary
+            await answer(v1, "v1", second["v1"], 2, code_hash=H["on2.py"])
+            await answer(v2, "v2", second["v2"], 1, code_hash=H["on1.py"])
+
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            *reports, end = [r async for r in analyst.results(assignment, follow=True)]
+            await analyst.close()
+            assert end.state == "done"
+            assert [r.fleet for r in reports] == [
+                {"off": 1, "round": 1},
+                {"off": 2, "round": 101, "migrated": True},
+            ]
+            rows = list(b_server.store.iterations(assignment))
+            assert [r.off_board_hash for r in rows] == [H["off1.py"], H["off2.py"]]
+        finally:
+            await b_server.stop()
+
+    run(main(), timeout=90)
+
+
+def test_an_assignment_whose_stored_state_cannot_be_read_is_interrupted_with_the_reason(tmp_path):
+    """The others resume and the server starts; the audit log says which was which."""
+    db = Store(tmp_path / "server.sqlite3")
+    good = db.create_assignment(MEAN, ["v1"])
+    no_task = db.create_assignment(MEAN, ["v1"])
+    db.save_versions(no_task, '{"target": {}, "acked": {}, "off_board": null, "off_board_next": null,'
+                              ' "migrate_next": null, "newest_first": []}')
+    db.open_iteration(no_task, 1, time.time())  # as a server before resume opened it: no task kept
+    lost_module = db.create_assignment(MEAN, ["v1"])
+    db.save_versions(lost_module, '{"target": {"v1": "' + "ab" * 32 + '"}, "acked": {}, "off_board": null,'
+                                  ' "off_board_next": null, "migrate_next": null, "newest_first": ["' + "ab" * 32 + '"]}')
+    garbled = db.create_assignment(MEAN, ["v1"])
+    db.save_versions(garbled, '{"target": 5}')
+    db.close()
+
+    async def main():
+        server = await started_on(tmp_path)
+        try:
+            assert set(server.runners) == {good}
+            reasons = {a: server.store.assignment(a).reason for a in (no_task, lost_module, garbled)}
+            assert all(server.store.assignment(a).state == "interrupted" for a in reasons)
+            assert "the open iteration 1 was stored without its task" in reasons[no_task]
+            assert f"version {'ab' * 32} is not in the module registry" in reasons[lost_module]
+            assert "the saved versions are malformed" in reasons[garbled]
+            assert all(r.startswith("cannot resume after the server restarted") for r in reasons.values())
+            actions = {a: [r.action for r in server.store.audit_log(a)] for a in (good, *reasons)}
+            assert actions == {good: ["resumed"], no_task: ["resume failed"], lost_module: ["resume failed"],
+                               garbled: ["resume failed"]}
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            status = await analyst.status()
+            await analyst.close()
+            assert {a.assignment: a.state for a in status.assignments} == {
+                good: "running", no_task: "interrupted", lost_module: "interrupted", garbled: "interrupted"
+            }
+        finally:
+            await server.stop()
+
+    run(main())
