@@ -357,12 +357,20 @@ class SignalStore:
             ]
             return "samples arrived: " + ", ".join(parts)
 
+    def _check_first_kept(self, names: dict[str, str]) -> None:
+        """A `first` window needs the recording's first samples, still held."""
+        with self._lock:
+            for asked, name in names.items():
+                if self._buffers[name].first_seq > 0:
+                    raise WindowError(f"{asked}: the first samples recorded were overwritten; no `first` window")
+
     async def window(self, names: dict[str, str], spec: WindowSpec, *, timeout: float) -> Window:
-        """Cut a window: at once for `latest`, when the data is in for `next`; a
+        """Cut a window: at once for `latest`, when the data is in for `next` and `first`; a
         `WindowError` that says how far it got if it is not in within `timeout` s."""
         if spec.kind == "latest":
             return self.latest(names, spec)
-        mark = self.mark(names)
+        # `first`: a `next` window marked at the very start of the recording
+        mark = self.mark(names) if spec.kind == "next" else _Mark(None, {name: 0 for name in names.values()})
         self.bind_loop(asyncio.get_running_loop())
         future: asyncio.Future[Window] = self._loop.create_future()
 
@@ -370,6 +378,8 @@ class SignalStore:
             if future.done():
                 return True
             try:
+                if spec.kind == "first":
+                    self._check_first_kept(names)
                 ready = self._next_ready(names, spec, mark)
             except WindowError as exc:
                 future.set_exception(exc)

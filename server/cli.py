@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--vehicles", help="comma-separated vehicle ids")
     group.add_argument("--count", type=int, help="the first N connected vehicles")
     p.add_argument("--window", help="e.g. 5s, 100samples, latest:10s")
-    p.add_argument("--window-kind", choices=["next", "latest"])
+    p.add_argument("--window-kind", choices=["next", "latest", "first"])
     p.add_argument("--iterations", type=int, help="0 = until cancelled")
     p.add_argument("--on-board", help="comma-separated built-in methods, e.g. mean,min,max,histogram")
     p.add_argument("--off-board", choices=["fleet", "none"])

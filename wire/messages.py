@@ -91,11 +91,14 @@ class WindowSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     `next`: the next `amount` seconds (signal time) or samples after the task arrives.
     `latest`: the last `amount` seconds or samples already buffered.
+    `first`: the first `amount` seconds or samples the agent recorded since it started,
+    once they are in: the same data whenever the task arrives (a replayed drive gives
+    the same answers however late, or how often restarted, an agent answers).
     """
 
     amount: Annotated[float, Meta(gt=0, le=10**9)]
     unit: Literal["s", "samples"] = "s"
-    kind: Literal["next", "latest"] = "next"
+    kind: Literal["next", "latest", "first"] = "next"
 
     def __post_init__(self) -> None:
         if self.unit == "samples" and self.amount != int(self.amount):

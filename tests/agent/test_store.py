@@ -198,3 +198,43 @@ def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
     for _ in range(5):
         w = run(main(), timeout=10)
         assert w.series["a"].v.size == 10
+
+
+@pytest.mark.parametrize("unit", ["samples", "s"])
+def test_first_window_is_the_start_of_the_recording_whenever_the_task_arrives(unit):
+    """`first` takes the recording's first samples once they are in: a task before the
+    data waits for them, one after the data gets the same window."""
+    amount = 5 if unit == "samples" else 4.5  # samples 0..4 either way (t = 0, 1, ..., 4)
+    spec = WindowSpec(amount=amount, unit=unit, kind="first")
+    store = SignalStore()
+    store.declare(["a"])
+
+    async def main():
+        store.bind_loop(asyncio.get_running_loop())
+        store.sources_running = 1
+        early = asyncio.create_task(store.window({"a": "a"}, spec, timeout=5))
+        await asyncio.sleep(0)
+        feed(store, np.arange(3.0), np.arange(3.0) * 10, "a")
+        await asyncio.sleep(0.05)
+        assert not early.done()  # 3 samples in: waits for the rest
+        feed(store, np.arange(3.0, 40.0), np.arange(3.0, 40.0) * 10, "a")
+        late = await store.window({"a": "a"}, spec, timeout=5)
+        return await early, late
+
+    early, late = run(main())
+    for w in (early, late):
+        assert w.series["a"].v.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0]
+
+
+def test_first_window_whose_first_samples_were_overwritten_is_an_error():
+    store = SignalStore(retention=0.001, max_samples=16)
+    store.declare(["a"])
+    feed(store, np.arange(40.0), np.arange(40.0), "a")
+
+    async def main():
+        store.bind_loop(asyncio.get_running_loop())
+        store.sources_running = 1
+        return await store.window({"a": "a"}, WindowSpec(amount=4, unit="samples", kind="first"), timeout=5)
+
+    with pytest.raises(WindowError, match="first samples recorded were overwritten"):
+        run(main())
