@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from agent.config import load_agent_config
+from agent.config import ConfigError, load_agent_config
 from agent.main import run_agent
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
@@ -29,6 +29,9 @@ def main(argv: list[str]) -> int:
     setup_logging(args.log_level or config.log_level, fmt=args.log_format)
     try:
         asyncio.run(run_agent(config))
+    except ConfigError as exc:  # found while starting (e.g. the outbox's folder is read-only)
+        log.error("%s", exc)
+        return 2
     except OodidaError as exc:
         log.error("%s", exc)
         return 1

@@ -8,6 +8,7 @@ a source too (`kind = "gps"`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -88,12 +89,25 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     uid: Annotated[int, Meta(ge=1)] = 65534  # the worker's uid when the agent runs as root
 
 
+class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where results wait for the server's acknowledgement (agent/outbox.py).
+
+    A relative `path` is relative to `$STATE_DIRECTORY` when systemd sets it (the
+    unit's `StateDirectory=`, /var/lib/oodida-agent: the configuration's folder is
+    read-only there), else to this file, like every other path."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=4096)] = "outbox.sqlite3"
+    max_results: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
+    max_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 40)] = 256 * 1024 * 1024
+
+
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     vehicle: Identity
     server: ServerLink
     sources: Annotated[list[Source], Meta(min_length=1, max_length=64)]
     buffer: Buffer = Buffer()
     sandbox: Sandbox = Sandbox()
+    outbox: OutboxSettings = OutboxSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -125,4 +139,12 @@ def load_agent_config(path: str | Path) -> AgentConfig:
         if isinstance(source, LogSource):
             changes["path"] = _resolve(path.parent, source.path)
         sources.append(msgspec.structs.replace(source, **changes))
-    return msgspec.structs.replace(config, sources=sources)
+    outbox = msgspec.structs.replace(config.outbox, path=_state_path(path.parent, config.outbox.path))
+    return msgspec.structs.replace(config, sources=sources, outbox=outbox)
+
+
+def _state_path(base: Path, path: str) -> str:
+    """State (the outbox) goes to systemd's `$STATE_DIRECTORY` when it is set: the
+    configuration's folder is read-only under the unit (`ProtectSystem=strict`)."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return _resolve(Path(state) if state else base, path)

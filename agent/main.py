@@ -59,6 +59,8 @@ class Agent:
             signals=self.store.names,
             running=len(self.runner.running),
             pending_results=len(self.outbox),
+            outbox_dropped=self.outbox.dropped,
+            outbox_error=self.outbox.error[:512] if self.outbox.error else None,
             pid=os.getpid(),
             sandbox=self.runner.modules.info(),
             modules={str(a): v.code_hash for a, v in self.runner.versions.current.items()},
@@ -111,7 +113,7 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
             f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
         )
         pumps.append(gps_pump)
-    outbox = Outbox()
+    outbox = Outbox(config.outbox.path, max_results=config.outbox.max_results, max_bytes=config.outbox.max_bytes)
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
     limits = SandboxLimits(
@@ -166,6 +168,7 @@ async def run_agent(
     service = [
         asyncio.create_task(notifier.watchdog(lambda: _alive(uplink)), name="watchdog"),
         asyncio.create_task(_report_status(agent, notifier), name="status"),
+        asyncio.create_task(_retry_outbox(agent.outbox), name="outbox"),
     ]
     try:
         await stop.wait()
@@ -185,6 +188,7 @@ async def run_agent(
             await agent.uplink.channel.close()
         for pump in agent.pumps:
             pump.stop()
+        agent.outbox.close()
 
 
 async def _finish(agent: Agent, grace: float) -> None:
@@ -194,9 +198,8 @@ async def _finish(agent: Agent, grace: float) -> None:
     this vehicle, at their quorum or deadline). Tasks already running finish and
     their results go to the outbox and, while the link is up, to the server; we then
     wait for the server's acknowledgements. Whatever is still unacknowledged when
-    the grace period ends is lost with the process: the outbox is in memory until it
-    becomes SQLite (a later issue), so it is logged, by assignment and iteration.
-    Tasks still running at the end of the grace period are cancelled (their
+    the grace period ends stays in the outbox file and goes out after the next start
+    (logged, by assignment and iteration). Tasks still running at the end of the grace period are cancelled (their
     iterations get no answer from this vehicle)."""
     deadline = asyncio.get_running_loop().time() + grace
     agent.uplink.on_task = _refuse
@@ -210,10 +213,19 @@ async def _finish(agent: Agent, grace: float) -> None:
         await asyncio.sleep(0.05)  # acknowledgements arrive through the uplink
     unsent = [(r.assignment, r.iteration) for r in agent.outbox.pending()]
     if unsent:
-        log.warning(
-            "%d result(s) not acknowledged by the server are lost (the outbox is in memory): %s",
-            len(unsent), ", ".join(f"{a}/{i}" for a, i in unsent),
+        log.info(
+            "%d result(s) not acknowledged by the server wait in %s for the next start: %s",
+            len(unsent), agent.outbox.path, ", ".join(f"{a}/{i}" for a, i in unsent),
         )
+
+
+async def _retry_outbox(outbox: Outbox, every: float = 5.0) -> None:
+    """Results the disk refused (full, failing) wait in memory; write them once it takes
+    them again, even if no new result comes to trigger a write."""
+    while True:
+        await asyncio.sleep(every)
+        if outbox.unsaved:
+            outbox.retry()
 
 
 def _refuse(task: Task) -> None:

@@ -83,10 +83,14 @@ class TaskRunner:
         self.running: dict[Key, asyncio.Task[None]] = {}
         self._calls: set[asyncio.Future[tuple[Any, list[str]]]] = set()  # sandbox calls in flight
         self._done: dict[Key, None] = {}  # recently finished keys, oldest first
+        self._resends: set[asyncio.Task[None]] = set()
 
     def submit(self, task: Task) -> None:
         key = (task.assignment, task.iteration)
-        if key in self.running or key in self.outbox or key in self._done:
+        if key in self.outbox:
+            self._resend(key)
+            return
+        if key in self.running or key in self._done:
             log.debug("task %s already running or done; ignored", key)
             return
         # the module version is fixed now, by the loads that arrived before this task
@@ -94,6 +98,18 @@ class TaskRunner:
         job = asyncio.create_task(self._run(task, pending), name=f"task-{key[0]}-{key[1]}")
         self.running[key] = job
         job.add_done_callback(lambda _: self.running.pop(key, None))
+
+    def _resend(self, key: Key) -> None:
+        """A task whose result waits in the outbox (a server that restarted and resumed
+        the iteration asks again) gets that result, not a second computation: the
+        window has moved since, and the answer must be the one computed first."""
+        result = self.outbox.get(key)
+        if result is None:
+            return
+        log.info("task %d/%d: its result waits in the outbox; sent again, not computed again", *key)
+        job = asyncio.create_task(self.send(result), name=f"resend-{key[0]}-{key[1]}")
+        self._resends.add(job)
+        job.add_done_callback(self._resends.discard)
 
     def cancel(self, assignment: int) -> None:
         for (a, i), job in list(self.running.items()):

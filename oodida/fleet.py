@@ -91,6 +91,7 @@ class LocalFleet:
     log_level: str = "info"
     server_options: dict[str, Any] = field(default_factory=dict)
     agent_sandbox: dict[str, Any] = field(default_factory=dict)  # the agents' [sandbox] table
+    agent_outbox: dict[str, Any] = field(default_factory=dict)  # more of the agents' [outbox] table
     port: int = field(default_factory=free_port)
     token_vehicle: str = field(default_factory=lambda: secrets.token_hex(16))
     token_analyst: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -156,8 +157,17 @@ class LocalFleet:
             f'[[sources]]\nkind = "log"\n{lines}'
             + ("\n[sandbox]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.agent_sandbox.items())
                if self.agent_sandbox else "")
+            + self._outbox_table(vehicle)
         )
         return path
+
+    def outbox_path(self, vehicle: str) -> Path:
+        """Each agent's own outbox file, in the workdir (two agents cannot share one)."""
+        return self.workdir / f"{vehicle}.outbox.sqlite3"
+
+    def _outbox_table(self, vehicle: str) -> str:
+        options = {"path": str(self.outbox_path(vehicle)), **self.agent_outbox}
+        return "\n[outbox]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in options.items())
 
     def start_server(self) -> None:
         config = self.write_server_config()

@@ -235,6 +235,11 @@ def render_status(status: StatusReply) -> str:
             f"malformed {s.malformed_frames}  signals {len(s.signals)}  tasks {s.running}  "
             f"unsent {s.pending_results}  sources: {sources}"
         )
+        if s.outbox_dropped or s.outbox_error:
+            lines.append(
+                f"  {'':<16} outbox: {s.outbox_dropped} result(s) dropped over its limits"
+                + (f"; {s.outbox_error}" if s.outbox_error else "")
+            )
         if s.modules or s.sandbox is not None:
             runs = ", ".join(f"assignment {a}: {h[:12]}" for a, h in sorted(s.modules.items())) or "no module"
             lines.append(f"  {'':<16} pid {s.pid}  sandbox {_sandbox(s.sandbox)}  runs {runs}")

@@ -277,6 +277,8 @@ class VehicleStatus(Message, tag="vehicle_status"):
     signals: Annotated[list[SignalName], Meta(max_length=10_000)]
     running: Annotated[int, Meta(ge=0, le=10_000)] = 0
     pending_results: Count = 0
+    outbox_dropped: Count = 0  # results the agent's outbox dropped over its limits, ever
+    outbox_error: Annotated[str, Meta(max_length=512)] | None = None  # why results wait in memory, not on disk
     pid: Annotated[int, Meta(ge=0)] = 0
     sandbox: SandboxInfo | None = None
     modules: dict[Annotated[str, Meta(max_length=24)], SHA256] = msgspec.field(

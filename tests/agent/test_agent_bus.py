@@ -11,7 +11,7 @@ import uuid
 import can
 import numpy as np
 
-from agent.config import AgentConfig, BusSource, ServerLink
+from agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
 from agent.main import run_agent
 from server.app import Server
 from server.client import AnalystClient
@@ -50,6 +50,7 @@ def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
             vehicle="bus-car",
             server=ServerLink(token="vehicle-secret", port=server.port, status_interval=0.2),
             sources=[BusSource(interface="virtual", channel=channel, dbc=str(DBC), signals=["SPEED"])],
+            outbox=OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
         )
         stop_agent = asyncio.Event()
         agent = asyncio.create_task(run_agent(agent_config, stop_agent))

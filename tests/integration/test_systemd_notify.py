@@ -137,7 +137,7 @@ def test_agent_notifies_and_a_sigterm_lets_the_running_task_finish(tmp_path):
         answer = report.vehicles["car-1"]
         assert answer.ok and answer.samples["SPEED"] > 0
         log = (tmp_path / "agent.log").read_text()
-        assert "waiting up to" in log and "are lost" not in log
+        assert "waiting up to" in log and "for the next start" not in log and "are lost" not in log
     finally:
         if agent is not None and agent.poll() is None:
             agent.kill()

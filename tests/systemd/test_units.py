@@ -175,7 +175,12 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
 
     shared = Path(tempfile.mkdtemp(prefix="oodida-unit-"))  # readable by the agent's uid
     shared.chmod(0o755)
-    fleet = LocalFleet(tmp_path, vehicles=1, speed=0.0, loop=False, signals=["SPEED"])
+    # the outbox as under the unit: a relative path, in $STATE_DIRECTORY, the agent's own
+    fleet = LocalFleet(tmp_path, vehicles=1, speed=0.0, loop=False, signals=["SPEED"],
+                       agent_outbox={"path": "outbox.sqlite3"})
+    state = shared / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
     config = shared / "agent.toml"
     config.write_text(fleet.write_agent_config(0).read_text())
     config.chmod(0o644)
@@ -193,7 +198,8 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
                  "--bounding-set=-all", "--inh-caps=-all", sys.executable,
                  str(Path(__file__).with_name("confined.py")), (REPO / "systemd" / UNITS[0]).read_text(), snippet],
                 stdout=log, stderr=subprocess.STDOUT, cwd="/",
-                env={**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": str(shared / "notify")},
+                env={**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": str(shared / "notify"),
+                     "STATE_DIRECTORY": str(state)},
             )
         assert notify.recv(4096).startswith(b"READY=1\n")
         status = dict(line.split(":", 1) for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines())
@@ -222,6 +228,7 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
         assert agent.wait(30) == 0
         text = (tmp_path / "agent.log").read_text()
         assert "ready: 10 of 10 layers" in text, text[-3000:]
+        assert (state / "outbox.sqlite3").stat().st_uid == 65534  # in the state directory, not next to the config
     finally:
         if agent is not None and agent.poll() is None:
             agent.kill()

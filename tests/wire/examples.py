@@ -99,6 +99,7 @@ STATUS = VehicleStatus(
     signals=["SPEED.SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE", "_private"],
     running=2,
     pending_results=1,
+    outbox_dropped=3,
 )
 
 
