@@ -327,3 +327,51 @@ def test_an_assignment_whose_stored_state_cannot_be_read_is_interrupted_with_the
             await server.stop()
 
     run(main())
+
+
+def test_killed_between_two_iterations_the_next_one_opens_with_the_state_the_last_one_left(tmp_path):
+    """A kill after iteration 1 closed and before iteration 2 was stored: the image
+    has no open iteration; the resumed runner opens iteration 2 (not 1 again, not 3)
+    and sends the fleet state iteration 1 left."""
+    spec = AssignmentSpec(
+        signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=2, deadline=60.0,
+        on_board_module=ON1, off_board_module=OFF1,
+    )
+
+    async def main():
+        a_server = await started_on(tmp_path)
+        v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        assignment = (await analyst.submit(spec)).assignment
+        await analyst.close()
+        for channel, name in ((v1, "v1"), (v2, "v2")):
+            await acknowledge_loads(channel, 1)
+            await answer(channel, name, await next_of(channel, Task), 1, code_hash=H["on1.py"])
+        assert (await next_of(v1, Task)).iteration == 2
+        crash_copy(tmp_path, tmp_path / "image")
+        await a_server.stop()
+        image = Store(tmp_path / "image" / "server.sqlite3")
+        image.db.execute("DELETE FROM iterations WHERE assignment = ? AND iteration = 2", (assignment,))
+        image.close()
+
+        b_server = await started_on(tmp_path / "image")
+        try:
+            runner, it = await open_iteration(b_server, assignment)
+            assert it.number == 2 and not it.answers and runner.completed == 1
+            audit = [r.detail for r in b_server.store.audit_log(assignment) if r.action == "resumed"]
+            assert audit == ["1 iterations closed; going on with iteration 2"]
+            v1, v2 = await vehicle(b_server, "v1"), await vehicle(b_server, "v2")
+            for channel, name in ((v1, "v1"), (v2, "v2")):
+                await acknowledge_loads(channel, 1)
+                task = await next_of(channel, Task)
+                assert task.iteration == 2 and task.state == {"off": 1, "round": 1}
+                await answer(channel, name, task, 1, code_hash=H["on1.py"])
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            *reports, end = [r async for r in analyst.results(assignment, follow=True)]
+            await analyst.close()
+            assert end.state == "done"
+            assert [r.fleet for r in reports] == [{"off": 1, "round": 1}, {"off": 1, "round": 2}]
+        finally:
+            await b_server.stop()
+
+    run(main(), timeout=90)
