@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from server.modules import OffBoardRunner
 from server.runner import AssignmentRunner, Fleet
 from server.store import Store
-from server.versions import AssignmentVersions
+from server.versions import AssignmentVersions, expand_map
 from wire.messages import ModuleSource, Task
 
 log = logging.getLogger(__name__)
@@ -62,31 +62,34 @@ def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignme
             stored = store.module(code_hash)
             return None if stored is None else ModuleSource(name=stored[0], source=stored[1])
 
-        runner.versions = AssignmentVersions.restore(row.vehicles, json.loads(saved), source)
+        runner.versions = AssignmentVersions.restore(
+            row.vehicles, json.loads(saved), source, store.latest_acks(assignment)
+        )
         runner.versions.changed = runner._save_versions
     elif point.closed or point.open is not None:
         raise ResumeError("its module versions were not saved (a database from before resume)")
     runner.state = point.state
     runner.completed = point.last_closed
     runner.next_number = point.last_closed + 1
+    if point.last_status == "cancelled" and point.open is None:
+        # cancelled, and stopped before the assignment was marked so: it ends as it was going to
+        runner.cancel()
+        return Resumed(runner, f"iteration {point.last_closed} was cancelled; the assignment ends cancelled")
     if point.open is None:
         return Resumed(runner, f"{point.closed} iterations closed; going on with iteration {runner.next_number}")
     opened = point.open
     if opened.number != point.last_closed + 1:
         raise ResumeError(f"iteration {opened.number} is open but the last closed one is {point.last_closed}")
-    missing = [v for v in row.vehicles if v not in opened.task_hashes]
-    unknown = {h for h in opened.task_hashes.values() if h is not None and h not in runner.versions.sources}
-    if missing or unknown:
-        raise ResumeError(
-            f"the task of the open iteration {opened.number} is incomplete: "
-            f"no version for {', '.join(missing) or 'none'}, unknown versions {', '.join(sorted(unknown)) or 'none'}"
-        )
+    task_hashes = expand_map(opened.task_hashes, row.vehicles)
+    unknown = sorted({h for h in task_hashes.values() if h not in runner.versions.sources})
+    if unknown:
+        raise ResumeError(f"the task of the open iteration {opened.number} names unknown versions {', '.join(unknown)}")
     it = runner.new_iteration(opened.number)
     for result in store.results(assignment, opened.number):
         it.add(result)  # a vehicle not selected is left out
     tasks: dict[str | None, Task] = {}
     for vehicle in row.vehicles:
-        code_hash = opened.task_hashes[vehicle]
+        code_hash = task_hashes.get(vehicle)
         if code_hash not in tasks:
             tasks[code_hash] = runner.make_task(opened.number, code_hash, opened.task_state)
         runner.current_task[vehicle] = tasks[code_hash]

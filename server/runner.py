@@ -22,7 +22,7 @@ from server.iteration import Iteration, Status, quorum_count
 from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner
 from server.store import Store
-from server.versions import AssignmentVersions
+from server.versions import AssignmentVersions, compact_map
 from wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,6 @@ class AssignmentRunner:
         rows, self._acks = self._acks, []
         try:
             self.store.add_module_acks(rows)
-            self._save_versions()  # who runs what, for a restarted server
         except Exception:  # the registry's history only; what runs where is in memory
             log.exception("assignment %d: cannot store %d acknowledgements", self.id, len(rows))
 
@@ -269,7 +268,7 @@ class AssignmentRunner:
             self.current_task[vehicle] = tasks[code_hash]
         self._switching = {}  # the switch is done once this iteration is stored
         self.store.begin_iteration(
-            self.id, number, started_wall, task_state=self.state, task_hashes=hashes,
+            self.id, number, started_wall, task_state=self.state, task_hashes=compact_map(hashes, self.vehicles),
             off_board_hash=off_board_hash, versions=self.versions_json(),
         )
         await self._run_iteration(it, off_board_hash)

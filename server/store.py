@@ -157,7 +157,7 @@ class OpenIteration:
     number: int
     started: float
     task_state: Any
-    task_hashes: dict[str, str | None]  # vehicle -> the module version its task named
+    task_hashes: dict[str, str | None]  # the module version each vehicle's task named (versions.compact_map)
     off_board_hash: str | None
 
 
@@ -167,6 +167,7 @@ class ResumePoint:
     last_closed: int  # the number of the last one (0: none)
     state: Any  # the fleet state the last closed iteration left
     open: OpenIteration | None
+    last_status: str | None = None  # of the last closed iteration
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,10 +319,10 @@ class Store:
             "SELECT COUNT(*), MAX(iteration) FROM iterations WHERE assignment = ? AND status != 'open'", (assignment,)
         ).fetchone()
         count, last = int(closed[0]), closed[1]
-        state = None
+        state, last_status = None, None
         if last is not None:
-            (blob,) = self.db.execute(
-                "SELECT state FROM iterations WHERE assignment = ? AND iteration = ?", (assignment, last)
+            blob, last_status = self.db.execute(
+                "SELECT state, status FROM iterations WHERE assignment = ? AND iteration = ?", (assignment, last)
             ).fetchone()
             state = load_value(blob)
         row = self.db.execute(
@@ -337,7 +338,7 @@ class Store:
             if task_hashes is None:
                 raise ValueError(f"the open iteration {number} was stored without its task")
             open_ = OpenIteration(number, started, load_value(task_state), json.loads(task_hashes), off_board_hash)
-        return ResumePoint(closed=count, last_closed=last or 0, state=state, open=open_)
+        return ResumePoint(closed=count, last_closed=last or 0, state=state, open=open_, last_status=last_status)
 
     def close_iteration(
         self,
@@ -499,6 +500,18 @@ class Store:
             (assignment,),
         ):
             out.setdefault((side, code_hash), []).append(vehicle)
+        return out
+
+    def latest_acks(self, assignment: int) -> dict[str, str]:
+        """vehicle -> the on-board version it acknowledged last (a vehicle's answer to a
+        version replaces its earlier one, so the newest row is the latest)."""
+        out: dict[str, str] = {}
+        for vehicle, code_hash in self.db.execute(
+            "SELECT vehicle, hash FROM module_acks WHERE assignment = ? AND side = 'on_board' AND ok = 1"
+            " ORDER BY at, rowid",
+            (assignment,),
+        ):
+            out[vehicle] = code_hash
         return out
 
     def served(self, assignment: int) -> dict[tuple[str, str], list[int]]:

@@ -11,6 +11,7 @@ store keeps the history for `oodida versions`.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +52,13 @@ class AssignmentVersions:
         self.changed: Callable[[], None] = lambda: None  # after a deploy: the runner saves the versions
 
     def snapshot(self) -> dict[str, Any]:
-        """What a restarted server needs to restore these versions (sources are kept by
-        hash in the store; watches belong to deploys, which end with the server)."""
+        """What a restarted server needs to restore these versions. Sources are kept by
+        hash in the store, acknowledgements in its module_acks (written as they come),
+        watches belong to deploys, which end with the server. Small whatever the
+        fleet's size while most vehicles run the same version: it is written at every
+        iteration boundary."""
         return {
-            "target": dict(self.target),
-            "acked": dict(self.acked),
+            "target": compact_map(self.target, self.vehicles),
             "off_board": self.off_board,
             "off_board_next": self.off_board_next,
             "migrate_next": self.migrate_next,
@@ -64,10 +67,15 @@ class AssignmentVersions:
 
     @classmethod
     def restore(
-        cls, vehicles: list[str], data: dict[str, Any], source: Callable[[str], ModuleSource | None]
+        cls,
+        vehicles: list[str],
+        data: dict[str, Any],
+        source: Callable[[str], ModuleSource | None],
+        acked: dict[str, str],
     ) -> AssignmentVersions:
-        """The versions from a `snapshot()`; `source` finds a stored version by hash.
-        Raises ValueError naming what is missing or malformed."""
+        """The versions from a `snapshot()`; `source` finds a stored version by hash,
+        `acked` is each vehicle's latest acknowledged on-board version. Raises
+        ValueError naming what is missing or malformed."""
         versions = cls(vehicles)
         try:
             for code_hash in reversed(data["newest_first"]):
@@ -75,8 +83,8 @@ class AssignmentVersions:
                 if module is None:
                     raise ValueError(f"version {code_hash} is not in the module registry")
                 versions._remember(code_hash, module)
-            versions.target = {str(v): str(h) for v, h in data["target"].items()}
-            versions.acked = {str(v): str(h) for v, h in data["acked"].items()}
+            versions.target = expand_map(data["target"], vehicles)
+            versions.acked = {v: h for v, h in acked.items() if v in set(vehicles)}
             versions.off_board = data["off_board"]
             versions.off_board_next = data["off_board_next"]
             versions.migrate_next = data["migrate_next"]
@@ -150,6 +158,28 @@ class AssignmentVersions:
         for w in self.watches:
             if w.code_hash == code_hash:
                 w.answers.put_nowait(Answer("server", ok, error))
+
+
+def compact_map(mapping: dict[str, str | None], vehicles: list[str]) -> dict[str, str | None]:
+    """vehicle -> hash for every vehicle (absent: None), as the most common hash under
+    "*" and only the vehicles that differ from it: a fleet that runs one version is
+    one entry, not one per vehicle."""
+    counts = Counter(mapping.get(v) for v in vehicles)
+    common = counts.most_common(1)[0][0] if counts else None
+    out: dict[str, str | None] = {"*": common}
+    out.update({v: mapping.get(v) for v in vehicles if mapping.get(v) != common})
+    return out
+
+
+def expand_map(compact: dict[str, str | None], vehicles: list[str]) -> dict[str, str]:
+    """The mapping `compact_map` compacted, without the vehicles that had none.
+    Raises ValueError for anything but a dict of hashes."""
+    if not isinstance(compact, dict) or "*" not in compact:
+        raise ValueError(f"not a compacted version map: {str(compact)[:80]}")
+    if not all(h is None or isinstance(h, str) for h in compact.values()):
+        raise ValueError("a compacted version map holds something other than hashes")
+    out = {v: compact.get(v, compact["*"]) for v in vehicles}
+    return {v: h for v, h in out.items() if h is not None}
 
 
 def version_table(

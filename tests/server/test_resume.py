@@ -294,11 +294,11 @@ def test_an_assignment_whose_stored_state_cannot_be_read_is_interrupted_with_the
     db = Store(tmp_path / "server.sqlite3")
     good = db.create_assignment(MEAN, ["v1"])
     no_task = db.create_assignment(MEAN, ["v1"])
-    db.save_versions(no_task, '{"target": {}, "acked": {}, "off_board": null, "off_board_next": null,'
+    db.save_versions(no_task, '{"target": {"*": null}, "off_board": null, "off_board_next": null,'
                               ' "migrate_next": null, "newest_first": []}')
     db.open_iteration(no_task, 1, time.time())  # as a server before resume opened it: no task kept
     lost_module = db.create_assignment(MEAN, ["v1"])
-    db.save_versions(lost_module, '{"target": {"v1": "' + "ab" * 32 + '"}, "acked": {}, "off_board": null,'
+    db.save_versions(lost_module, '{"target": {"*": "' + "ab" * 32 + '"}, "off_board": null,'
                                   ' "off_board_next": null, "migrate_next": null, "newest_first": ["' + "ab" * 32 + '"]}')
     garbled = db.create_assignment(MEAN, ["v1"])
     db.save_versions(garbled, '{"target": 5}')
@@ -375,3 +375,56 @@ def test_killed_between_two_iterations_the_next_one_opens_with_the_state_the_las
             await b_server.stop()
 
     run(main(), timeout=90)
+
+
+def test_cancelled_but_stopped_before_it_was_marked_so_it_ends_cancelled(tmp_path):
+    """A kill between the cancelled iteration's close and the assignment's end must
+    not bring a cancelled assignment back to life."""
+    db = Store(tmp_path / "server.sqlite3")
+    assignment = db.create_assignment(MEAN, ["v1"])
+    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": []}'
+    db.begin_iteration(assignment, 1, time.time(), task_state=None, task_hashes={"*": None}, off_board_hash=None,
+                       versions=versions)
+    db.close_iteration(assignment, 1, status="cancelled", missing=["v1"], fleet=None, state=None,
+                       reason="cancelled with 0 of 1 answers", closed=time.time())
+    db.close()
+
+    async def main():
+        server = await started_on(tmp_path)
+        try:
+            deadline = time.monotonic() + 10
+            while server.store.assignment(assignment).state == "running":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert server.store.assignment(assignment).state == "cancelled"
+            assert server.store.completed_iterations(assignment) == 1  # no iteration 2
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_version_maps_are_one_entry_for_a_fleet_on_one_version_and_round_trip():
+    from server.versions import compact_map, expand_map
+
+    fleet = [f"car-{i}" for i in range(1000)]
+    same = {v: "a" * 64 for v in fleet}
+    assert compact_map(same, fleet) == {"*": "a" * 64}
+    mixed = {**same, "car-7": "b" * 64}
+    del mixed["car-9"]
+    compact = compact_map(mixed, fleet)
+    assert compact == {"*": "a" * 64, "car-7": "b" * 64, "car-9": None}
+    assert expand_map(compact, fleet) == mixed
+    assert expand_map(compact_map({}, fleet), fleet) == {}
+    with pytest.raises(ValueError, match="not a compacted version map"):
+        expand_map({"car-1": "a" * 64}, fleet)
+
+
+def test_latest_acknowledgement_wins_also_after_a_rollback(tmp_path):
+    db = Store(tmp_path / "server.sqlite3")
+    a = db.create_assignment(MEAN, ["v1", "v2"])
+    db.add_module_acks([(a, "on_board", "A", "v1", True, None), (a, "on_board", "A", "v2", True, None)])
+    db.add_module_acks([(a, "on_board", "B", "v1", True, None), (a, "on_board", "B", "v2", False, "refused")])
+    db.add_module_acks([(a, "on_board", "A", "v1", True, None)])  # rolled back to A
+    assert db.latest_acks(a) == {"v1": "A", "v2": "A"}
+    db.close()
