@@ -53,7 +53,6 @@ import pytest
 from oodida.fleet import LocalFleet
 from server.client import AnalystClient
 from server.store import Store
-from link import ChannelError
 from tests.conftest import run
 from tests.integration.conftest import wait_sources
 from tests.integration.proxy import CuttingProxy
@@ -111,17 +110,6 @@ class ProxiedFleet(LocalFleet):
             return super().write_agent_config(index, **source)
         finally:
             self.port = port
-
-
-async def analyst(fleet: LocalFleet, timeout: float = 30.0) -> AnalystClient:
-    """A client straight to the server (not through the proxy), once it listens."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await AnalystClient.connect("127.0.0.1", fleet.port, fleet.token_analyst, identity="faults")
-        except ChannelError:
-            assert time.monotonic() < deadline, "the server did not come back"
-            await asyncio.sleep(0.1)
 
 
 def progress(database: Path, assignment: int) -> tuple[str, int]:
@@ -233,7 +221,7 @@ def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undistu
             await client.close()
 
             proxy.delay = 0.03  # latency, so the run lasts long enough to be hit
-            client = await analyst(fleet)
+            client = await fleet.client()
             stormy = (await client.submit(SPEC)).assignment
             await client.close()
             chaos = Chaos(fleet, proxy, seed)
@@ -264,7 +252,7 @@ def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undistu
         calm, stormy, chaos = run(main(), timeout=CHAOS_BUDGET + 120)
 
         async def after() -> tuple[list[IterationReport], ResultsEnd, list[IterationReport]]:
-            client = await analyst(fleet)  # the server as the faults left it (restarted or not)
+            client = await fleet.client(timeout=60)  # the server as the faults left it (restarted or not)
             try:
                 stormy_reports, end = await all_reports(client, stormy, follow=False)
                 calm_reports, _ = await all_reports(client, calm, follow=False)
