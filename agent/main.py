@@ -113,7 +113,12 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
             f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
         )
         pumps.append(gps_pump)
-    outbox = Outbox(config.outbox.path, max_results=config.outbox.max_results, max_bytes=config.outbox.max_bytes)
+    outbox = Outbox(
+        config.outbox.path,
+        max_results=config.outbox.max_results,
+        max_bytes=config.outbox.max_bytes,
+        synchronous=config.outbox.synchronous,
+    )
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
     limits = SandboxLimits(

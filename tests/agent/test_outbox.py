@@ -332,3 +332,7 @@ def test_the_config_puts_the_outbox_next_to_it_or_in_systemds_state_directory(tm
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     assert load_agent_config(config).outbox.path == str(tmp_path / "state" / "outbox.sqlite3")
     assert load_agent_config(config).sources[0].path == str(tmp_path / "etc" / "drive.log")  # inputs stay put
+    assert loaded.outbox.synchronous == "FULL"
+    config.write_text(config.read_text() + 'synchronous = "OFF"\n')
+    with pytest.raises(ConfigError, match=r"Invalid enum value 'OFF' - at `\$.outbox.synchronous`"):
+        load_agent_config(config)
