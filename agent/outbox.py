@@ -90,6 +90,42 @@ def _errorname(exc: sqlite3.Error) -> str:
     return getattr(exc, "sqlite_errorname", "") or ""
 
 
+def _salvage(aside: Path) -> list[tuple[Key, bytes]]:
+    """Every result still readable in a file moved aside, row by row: a corrupt page
+    costs the results on it, not the whole outbox. Only values that decode to a
+    `Result` of their own key are taken."""
+    out: list[tuple[Key, bytes]] = []
+    try:
+        db = sqlite3.connect(aside, isolation_level=None)
+    except sqlite3.Error:
+        return out
+    try:
+        try:
+            seqs = [r[0] for r in db.execute("SELECT seq FROM results ORDER BY seq")]
+        except sqlite3.Error:
+            try:  # the index of rows is damaged: walk the range of keys instead
+                top = db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0
+            except sqlite3.Error:
+                return out
+            seqs = list(range(1, min(top, 10_000_000) + 1))
+        for seq in seqs:
+            try:
+                row = db.execute("SELECT assignment, iteration, value FROM results WHERE seq = ?", (seq,)).fetchone()
+            except sqlite3.Error:
+                continue
+            if row is None or not isinstance(row[2], bytes):
+                continue
+            try:
+                result = decode_payload(row[2])
+            except RemoteProtocolError:
+                continue
+            if isinstance(result, Result) and (result.assignment, result.iteration) == (row[0], row[1]):
+                out.append(((row[0], row[1]), row[2]))
+    finally:
+        db.close()
+    return out
+
+
 class Outbox:
     """The results not yet acknowledged, oldest first, in `path` (an SQLite file)."""
 
@@ -117,7 +153,10 @@ class Outbox:
         self._doomed: set[Key] = set()  # acknowledged or dropped, still on disk
         self._dropped = 0
         self._dropped_saved = 0
+        self._salvaged: list[tuple[Key, bytes]] = []
         self.db = self._open()
+        if self._salvaged:
+            self._restore(self._salvaged)
 
     # --- opening -------------------------------------------------------------------
 
@@ -129,9 +168,24 @@ class Outbox:
             aside = self._move_aside()
             log.error("outbox %s is unusable (%s): moved aside to %s; starting a new one", self.path, exc, aside)
             try:
-                return self._connect()
+                db = self._connect()
             except UnusableOutbox as again:
                 raise ConfigError(f"cannot create the outbox {self.path}: {again}") from None
+            self._salvaged = _salvage(aside)
+            return db
+
+    def _restore(self, rows: list[tuple[Key, bytes]]) -> None:
+        """Results read back from a file moved aside go into the new one, in their order."""
+        with self._lock:
+            for key, data in rows:
+                if key not in self._index:
+                    self._index[key] = len(data)
+                    self._bytes += len(data)
+                    self._unsaved[key] = data
+            self._enforce_limits()
+            self._flush()
+        log.warning("outbox %s: %d result(s) read back from the file moved aside; they go out on the next connect",
+                    self.path, len(rows))
 
     def _check_directory(self) -> None:
         """A directory we cannot write to is a configuration error, said plainly."""

@@ -169,6 +169,33 @@ def test_a_corrupt_file_at_start_is_moved_aside_and_a_new_one_started(tmp_path, 
     outbox.close()
 
 
+def test_the_readable_results_of_a_corrupt_file_are_kept(tmp_path, caplog):
+    """A damaged page costs the results on it: the others are read back, row by row,
+    into the new file (and the damaged file stays aside for a post-mortem)."""
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path)
+    originals = [result(1, i, value=to_wire(np.full(250, i, dtype=np.float64))) for i in range(1, 31)]  # 2 kB each
+    for r in originals:
+        outbox.put(r)
+    outbox.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # scribble over one leaf page
+        f.seek(size - 3 * 4096 + 100)
+        f.write(bytes(range(256)) * 12)
+    again = Outbox(path)
+    assert "integrity check" in caplog.text and "moved aside" in caplog.text
+    kept = again.pending()
+    assert 20 <= len(kept) < 30, [r.iteration for r in kept]
+    by_key = {(r.assignment, r.iteration): encode_payload(r) for r in originals}
+    assert all(encode_payload(r) == by_key[(r.assignment, r.iteration)] for r in kept)
+    assert [r.iteration for r in kept] == sorted(r.iteration for r in kept)  # still oldest first
+    assert f"{len(kept)} result(s) read back from the file moved aside" in caplog.text
+    again.close()
+    reopened = Outbox(path)
+    assert [r.iteration for r in reopened.pending()] == [r.iteration for r in kept]  # on disk, not only in memory
+    reopened.close()
+
+
 def test_another_programs_database_is_moved_aside_not_written_into(tmp_path, caplog):
     path = tmp_path / "o.sqlite3"
     other = sqlite3.connect(path)
