@@ -22,11 +22,12 @@ Why each choice:
   and iteration with the limit, and counted (`dropped`, kept in the file) so the
   vehicle's status tells the server.
 - A disk that refuses a write (full, failing) costs no result: it is kept in memory,
-  the reason is logged and shown in `error`, and it is written by the next write or
-  `retry()` that succeeds. Nothing raises into the task runner or the link.
+  the reason is logged (once per reason and set of results held) and shown in
+  `error`, and it is written by the next write or `retry()` that succeeds. Nothing raises into the task runner or the link.
 - A file that is corrupt or unreadable at start is moved aside (renamed with a UTC
-  timestamp, logged) and a new one started: refusing to start would, under systemd,
-  become a crash loop that loses every later result too. A directory we cannot
+  timestamp, logged) and a new one started, with the results still readable in the
+  old one: refusing to start would, under systemd, become a crash loop that loses
+  every later result too. A directory we cannot
   write to is a configuration error (`ConfigError`, exit 2): no new file would help.
 
 All methods are synchronous and cheap (a commit per put and per ack); they are called
@@ -153,6 +154,7 @@ class Outbox:
         self._doomed: set[Key] = set()  # acknowledged or dropped, still on disk
         self._dropped = 0
         self._dropped_saved = 0
+        self._said: tuple[str, tuple[Key, ...]] | None = None  # the last write failure logged
         self._salvaged: list[tuple[Key, bytes]] = []
         self.db = self._open()
         if self._salvaged:
@@ -437,18 +439,23 @@ class Outbox:
                     self.db.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error as exc:
             reason = f"{exc}" + (f" ({_errorname(exc)})" if _errorname(exc) else "")
-            if self._unsaved:
+            said = (reason, tuple(self._unsaved))
+            if said == self._said:  # the periodic retry of the same: said already
+                pass
+            elif self._unsaved:
                 log.error(
                     "outbox %s: cannot write (%s); %d result(s) held in memory until it can: %s",
                     self.path, reason, len(self._unsaved), ", ".join(f"{a}/{i}" for a, i in self._unsaved),
                 )
             else:
                 log.warning("outbox %s: cannot write (%s); will retry", self.path, reason)
+            self._said = said
             self.error = f"cannot write {self.path.name}: {reason}"
             return False
         if self.error is not None:
             log.warning("outbox %s writable again: %d result(s) held in memory are on disk", self.path, len(self._unsaved))
             self.error = None
+        self._said = None
         self._unsaved.clear()
         self._doomed.clear()
         self._dropped_saved = self._dropped

@@ -133,6 +133,8 @@ def test_a_full_disk_keeps_results_in_memory_and_writes_them_when_space_returns(
     assert keys(outbox) == [(1, 1), (1, 2), (1, 3)]  # still sent, from memory
     outbox.ack((1, 2))  # acknowledged while held in memory: gone without touching the disk
     assert outbox.retry() is False and outbox.unsaved == 1
+    said = caplog.text.count("cannot write")
+    assert outbox.retry() is False and caplog.text.count("cannot write") == said  # a retry of the same is not said again
     outbox.db.execute(f"PRAGMA max_page_count = {pages * 1000}")
     assert outbox.retry() is True
     assert outbox.unsaved == 0 and outbox.error is None
