@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sqlite3
 import time
 
@@ -119,7 +120,8 @@ def test_results_computed_while_the_server_is_down_arrive_once_it_is_back(tmp_pa
         assert outbox_rows(fleet, vehicle) == []  # acknowledged, so deleted
 
 
-def test_an_agent_killed_with_results_pending_delivers_them_after_its_restart(tmp_path):
+def test_agents_killed_or_stopped_with_results_pending_deliver_them_after_their_restart(tmp_path):
+    """car-1 is SIGKILLed, car-2 stopped (SIGTERM), both while the server is down."""
     fleet = LocalFleet(tmp_path, vehicles=2, speed=1.0, loop=True, signals=["SPEED"])
     with fleet:
         fleet.start()
@@ -128,16 +130,23 @@ def test_an_agent_killed_with_results_pending_delivers_them_after_its_restart(tm
         for vehicle in fleet.vehicle_ids:
             wait_for_log(fleet, vehicle, f"assignment {assignment} iteration 1: ok")
         fleet.kill_agent("car-1")  # SIGKILL: no goodbye, no flush
-        assert outbox_rows(fleet, "car-1") == [(assignment, 1)]  # on disk when it died
+        fleet.kill_agent("car-2", signal.SIGTERM)
+        assert fleet.agents["car-2"].returncode == 0
+        assert f"1 result(s) not acknowledged by the server wait in {fleet.outbox_path('car-2')} for the next start: " \
+               f"{assignment}/1" in agent_log(fleet, "car-2")
+        for vehicle in fleet.vehicle_ids:
+            assert outbox_rows(fleet, vehicle) == [(assignment, 1)]  # on disk when it died or stopped
         fleet.start_server()
         fleet.start_agent(0)
+        fleet.start_agent(1)
         run(wait_delivered(fleet), timeout=90)
         fleet.stop()
     assert stored(fleet) == [(assignment, 1, "car-1"), (assignment, 1, "car-2")]
-    log = agent_log(fleet, "car-1")
-    assert "holds 1 result(s) from before the restart" in log
-    assert log.count(f"assignment {assignment} iteration 1:") == 1  # sent after the restart, not computed again
-    assert outbox_rows(fleet, "car-1") == []
+    for vehicle in fleet.vehicle_ids:
+        log = agent_log(fleet, vehicle)
+        assert "holds 1 result(s) from before the restart" in log
+        assert log.count(f"assignment {assignment} iteration 1:") == 1  # sent after the restart, not computed again
+        assert outbox_rows(fleet, vehicle) == []
 
 
 def test_past_its_limit_the_outbox_drops_the_oldest_and_the_status_says_so(tmp_path):
