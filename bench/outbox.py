@@ -41,10 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.outbox import Outbox  # noqa: E402
-from analytics.arrays import to_wire  # noqa: E402
-from wire.codec import encode_payload  # noqa: E402
-from wire.messages import Result  # noqa: E402
+from agent.outbox import Outbox
+from analytics.arrays import to_wire
+from wire.codec import encode_payload
+from wire.messages import Result
 
 
 class MemoryOutbox:

@@ -240,7 +240,7 @@ def test_an_unreadable_file_at_start_is_moved_aside():
         Outbox(path).close()
         path.chmod(0)  # and owned by root: nobody but root reads it
         snippet = f"from agent.outbox import Outbox\nOutbox({str(path)!r}).close()\n"
-        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True,
+        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, check=False, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert f"outbox {path} is unusable" in proc.stderr and "moved aside to" in proc.stderr
@@ -273,7 +273,7 @@ def test_a_read_only_state_directory_stops_the_agent_with_exit_2():
             path = "state/outbox.sqlite3"
         """))
         config.chmod(0o644)
-        proc = subprocess.run([*as_user, sys.executable, "-m", "oodida", "agent", "--config", str(config)],
+        proc = subprocess.run([*as_user, sys.executable, "-m", "oodida", "agent", "--config", str(config)], check=False,
                               cwd=REPO, capture_output=True, text=True, timeout=60,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 2, proc.stderr
@@ -334,7 +334,7 @@ def test_a_sigkill_right_after_put_loses_nothing(tmp_path):
         box.ack((1, 1))
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, check=False)
     assert proc.returncode == -9
     outbox = Outbox(path)
     assert keys(outbox) == [(1, 2), (1, 3), (1, 4), (1, 5)]

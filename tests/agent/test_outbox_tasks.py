@@ -15,9 +15,9 @@ from agent.modules import ModuleRunner
 from agent.outbox import Outbox
 from agent.store import SignalStore
 from agent.tasks import SignalResolver, TaskRunner
+from tests.conftest import run
 from wire.codec import encode_payload
 from wire.messages import Result, Task, WindowSpec
-from tests.conftest import run
 
 
 def feed(store: SignalStore, start: int, stop: int) -> None:
