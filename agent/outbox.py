@@ -409,6 +409,7 @@ class Outbox:
     def _flush(self) -> bool:
         """One transaction: forget the doomed, write the unsaved, save the drop count."""
         if not (self._unsaved or self._doomed or self._dropped != self._dropped_saved):
+            self.error = self._said = None  # nothing waits in memory (acknowledged meanwhile)
             return True
         light = self.light_acks and not self._unsaved
         try:

@@ -145,6 +145,17 @@ def test_a_full_disk_keeps_results_in_memory_and_writes_them_when_space_returns(
     again.close()
 
 
+def test_the_disks_refusal_is_forgotten_once_nothing_waits_in_memory(tmp_path):
+    """`error` says why results wait in memory: acknowledged, none waits, no error."""
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    fill_the_disk(outbox)
+    outbox.put(result(1, 1, value=to_wire(np.ones(4096, dtype=np.float64))))
+    assert outbox.unsaved == 1 and outbox.error is not None
+    outbox.ack((1, 1))  # the server took it straight from memory
+    assert outbox.unsaved == 0 and outbox.error is None and len(outbox) == 0
+    outbox.close()
+
+
 def test_the_next_put_after_a_full_disk_writes_the_held_ones_first_in_order(tmp_path):
     outbox = Outbox(tmp_path / "o.sqlite3")
     pages = fill_the_disk(outbox)
