@@ -10,10 +10,14 @@ carries the count to `oodida status`.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import re
+import subprocess
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -91,9 +95,9 @@ def stored(fleet: LocalFleet) -> list[tuple[int, int, str]]:
         db.close()
 
 
-def outbox_rows(fleet: LocalFleet, vehicle: str) -> list[tuple[int, int]]:
+def outbox_rows(fleet: LocalFleet, vehicle: str, path: Path | None = None) -> list[tuple[int, int]]:
     """What an agent's outbox file holds; only while no agent has it open (it locks it)."""
-    db = sqlite3.connect(fleet.outbox_path(vehicle))
+    db = sqlite3.connect(path or fleet.outbox_path(vehicle))
     try:
         return db.execute("SELECT assignment, iteration FROM results ORDER BY seq").fetchall()
     finally:
@@ -169,3 +173,57 @@ def test_past_its_limit_the_outbox_drops_the_oldest_and_the_status_says_so(tmp_p
         fleet.stop()
     assert "outbox: 2 result(s) dropped over its limits" in shown
     assert stored(fleet) == [(a, 1, "car-1") for a in sorted(kept)]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 512 kB (tmpfs), where a full disk gives the real ENOSPC."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to mount a small tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mountpoint)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free block of `disk`, with a file."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_keeps_the_result_in_memory_until_space_returns(tmp_path, small_disk):
+    fleet = LocalFleet(tmp_path, vehicles=1, speed=1.0, loop=True, signals=["SPEED"],
+                       agent_outbox={"path": str(small_disk / "car-1.outbox.sqlite3")})
+    with fleet:
+        fleet.start()
+        run(wait_delivered(fleet), timeout=90)  # connected: its outbox is open
+        filler = fill(small_disk)
+        (assignment,) = run(submit_and_wait_running(fleet), timeout=90)
+        kill_server(fleet)
+        wait_for_log(fleet, "car-1", f"assignment {assignment} iteration 1: ok")
+        wait_for_log(fleet, "car-1", f"{assignment}/1")  # held in memory, said so
+        log = agent_log(fleet, "car-1")
+        assert "cannot write (database or disk is full" in log and "1 result(s) held in memory until it can" in log
+        assert fleet.agents["car-1"].poll() is None  # nothing crashed
+        filler.unlink()  # space returns: the periodic retry writes it
+        wait_for_log(fleet, "car-1", "writable again: 1 result(s) held in memory are on disk", timeout=30)
+        fleet.kill_agent("car-1")  # so it is on disk, not only in memory
+        assert outbox_rows(fleet, "car-1", small_disk / "car-1.outbox.sqlite3") == [(assignment, 1)]
+        fleet.start_server()
+        fleet.start_agent(0)
+        run(wait_delivered(fleet), timeout=90)
+        fleet.stop()
+    assert stored(fleet) == [(assignment, 1, "car-1")]
