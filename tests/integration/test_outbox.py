@@ -13,9 +13,9 @@ import asyncio
 import errno
 import os
 import re
-import subprocess
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
