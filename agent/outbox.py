@@ -91,23 +91,29 @@ def _errorname(exc: sqlite3.Error) -> str:
     return getattr(exc, "sqlite_errorname", "") or ""
 
 
-def _salvage(aside: Path) -> list[tuple[Key, bytes]]:
-    """Every result still readable in a file moved aside, row by row: a corrupt page
-    costs the results on it, not the whole outbox. Only values that decode to a
-    `Result` of their own key are taken."""
+def _salvage(aside: Path) -> tuple[list[tuple[Key, bytes]], int]:
+    """Every result still readable in a file moved aside, row by row, and its count of
+    dropped results: a corrupt page costs the results on it, not the whole outbox.
+    Only values that decode to a `Result` of their own key are taken."""
     out: list[tuple[Key, bytes]] = []
+    dropped = 0
     try:
         db = sqlite3.connect(aside, isolation_level=None)
     except sqlite3.Error:
-        return out
+        return out, dropped
     try:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+            dropped = row[0] if row and isinstance(row[0], int) and row[0] >= 0 else 0
+        except sqlite3.Error:
+            pass
         try:
             seqs = [r[0] for r in db.execute("SELECT seq FROM results ORDER BY seq")]
         except sqlite3.Error:
             try:  # the index of rows is damaged: walk the range of keys instead
                 top = db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0
             except sqlite3.Error:
-                return out
+                return out, dropped
             seqs = list(range(1, min(top, 10_000_000) + 1))
         for seq in seqs:
             try:
@@ -124,7 +130,7 @@ def _salvage(aside: Path) -> list[tuple[Key, bytes]]:
                 out.append(((row[0], row[1]), row[2]))
     finally:
         db.close()
-    return out
+    return out, dropped
 
 
 class Outbox:
@@ -155,10 +161,10 @@ class Outbox:
         self._dropped = 0
         self._dropped_saved = 0
         self._said: tuple[str, tuple[Key, ...]] | None = None  # the last write failure logged
-        self._salvaged: list[tuple[Key, bytes]] = []
+        self._salvaged: tuple[list[tuple[Key, bytes]], int] = ([], 0)
         self.db = self._open()
-        if self._salvaged:
-            self._restore(self._salvaged)
+        if self._salvaged != ([], 0):
+            self._restore(*self._salvaged)
 
     # --- opening -------------------------------------------------------------------
 
@@ -176,9 +182,11 @@ class Outbox:
             self._salvaged = _salvage(aside)
             return db
 
-    def _restore(self, rows: list[tuple[Key, bytes]]) -> None:
-        """Results read back from a file moved aside go into the new one, in their order."""
+    def _restore(self, rows: list[tuple[Key, bytes]], dropped: int) -> None:
+        """Results read back from a file moved aside go into the new one, in their
+        order, and its count of dropped results goes on."""
         with self._lock:
+            self._dropped += dropped
             for key, data in rows:
                 if key not in self._index:
                     self._index[key] = len(data)

@@ -186,10 +186,11 @@ def test_the_readable_results_of_a_corrupt_file_are_kept(tmp_path, caplog):
     """A damaged page costs the results on it: the others are read back, row by row,
     into the new file (and the damaged file stays aside for a post-mortem)."""
     path = tmp_path / "o.sqlite3"
-    outbox = Outbox(path)
-    originals = [result(1, i, value=to_wire(np.full(250, i, dtype=np.float64))) for i in range(1, 31)]  # 2 kB each
+    outbox = Outbox(path, max_results=30)
+    originals = [result(1, i, value=to_wire(np.full(250, i, dtype=np.float64))) for i in range(1, 34)]  # 2 kB each
     for r in originals:
         outbox.put(r)
+    assert outbox.dropped == 3
     outbox.close()
     size = path.stat().st_size
     with open(path, "r+b") as f:  # scribble over one leaf page
@@ -203,6 +204,7 @@ def test_the_readable_results_of_a_corrupt_file_are_kept(tmp_path, caplog):
     assert all(encode_payload(r) == by_key[(r.assignment, r.iteration)] for r in kept)
     assert [r.iteration for r in kept] == sorted(r.iteration for r in kept)  # still oldest first
     assert f"{len(kept)} result(s) read back from the file moved aside" in caplog.text
+    assert again.dropped == 3  # the count goes on
     again.close()
     reopened = Outbox(path)
     assert [r.iteration for r in reopened.pending()] == [r.iteration for r in kept]  # on disk, not only in memory
