@@ -258,6 +258,8 @@ def _status_line(agent: Agent) -> str:
         f"{'connected to' if agent.uplink.channel is not None else 'not connected to'} {where}; "
         f"{sources}/{len(agent.pumps)} source(s) running; {len(agent.runner.running)} task(s) running; "
         f"{len(agent.outbox)} result(s) unacknowledged"
+        + (f" ({agent.outbox.dropped} dropped over the outbox's limits)" if agent.outbox.dropped else "")
+        + (f"; {agent.outbox.unsaved} held in memory: {agent.outbox.error}" if agent.outbox.unsaved else "")
     )
 
 
