@@ -99,6 +99,9 @@ class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     path: Annotated[str, Meta(min_length=1, max_length=4096)] = "outbox.sqlite3"
     max_results: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
     max_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 40)] = 256 * 1024 * 1024
+    # FULL: a committed result survives a power cut (an fsync per result). NORMAL only a
+    # crash of the agent: for simulated fleets whose agents share one disk (benchmarks)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -113,7 +113,12 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
             f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
         )
         pumps.append(gps_pump)
-    outbox = Outbox(config.outbox.path, max_results=config.outbox.max_results, max_bytes=config.outbox.max_bytes)
+    outbox = Outbox(
+        config.outbox.path,
+        max_results=config.outbox.max_results,
+        max_bytes=config.outbox.max_bytes,
+        synchronous=config.outbox.synchronous,
+    )
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
     limits = SandboxLimits(
@@ -253,6 +258,8 @@ def _status_line(agent: Agent) -> str:
         f"{'connected to' if agent.uplink.channel is not None else 'not connected to'} {where}; "
         f"{sources}/{len(agent.pumps)} source(s) running; {len(agent.runner.running)} task(s) running; "
         f"{len(agent.outbox)} result(s) unacknowledged"
+        + (f" ({agent.outbox.dropped} dropped over the outbox's limits)" if agent.outbox.dropped else "")
+        + (f"; {agent.outbox.unsaved} held in memory: {agent.outbox.error}" if agent.outbox.unsaved else "")
     )
 
 

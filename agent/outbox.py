@@ -22,11 +22,12 @@ Why each choice:
   and iteration with the limit, and counted (`dropped`, kept in the file) so the
   vehicle's status tells the server.
 - A disk that refuses a write (full, failing) costs no result: it is kept in memory,
-  the reason is logged and shown in `error`, and it is written by the next write or
-  `retry()` that succeeds. Nothing raises into the task runner or the link.
+  the reason is logged (once per reason and set of results held) and shown in
+  `error`, and it is written by the next write or `retry()` that succeeds. Nothing raises into the task runner or the link.
 - A file that is corrupt or unreadable at start is moved aside (renamed with a UTC
-  timestamp, logged) and a new one started: refusing to start would, under systemd,
-  become a crash loop that loses every later result too. A directory we cannot
+  timestamp, logged) and a new one started, with the results still readable in the
+  old one: refusing to start would, under systemd, become a crash loop that loses
+  every later result too. A directory we cannot
   write to is a configuration error (`ConfigError`, exit 2): no new file would help.
 
 All methods are synchronous and cheap (a commit per put and per ack); they are called
@@ -72,6 +73,11 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# A transaction that only forgets results (acknowledged, dropped) is committed without
+# an fsync: a power cut may undo it, and the result is then sent again, which the
+# server stores once. It halves the fsyncs per result (bench/outbox.py).
+_ACK_SYNC = "NORMAL"
+
 # errors that say "this file is not a usable outbox" (as opposed to "in use" or "no room")
 _UNUSABLE = ("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_IOERR")
 _IN_USE = ("SQLITE_BUSY", "SQLITE_LOCKED")
@@ -85,6 +91,48 @@ def _errorname(exc: sqlite3.Error) -> str:
     return getattr(exc, "sqlite_errorname", "") or ""
 
 
+def _salvage(aside: Path) -> tuple[list[tuple[Key, bytes]], int]:
+    """Every result still readable in a file moved aside, row by row, and its count of
+    dropped results: a corrupt page costs the results on it, not the whole outbox.
+    Only values that decode to a `Result` of their own key are taken."""
+    out: list[tuple[Key, bytes]] = []
+    dropped = 0
+    try:
+        db = sqlite3.connect(aside, isolation_level=None)
+    except sqlite3.Error:
+        return out, dropped
+    try:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+            dropped = row[0] if row and isinstance(row[0], int) and row[0] >= 0 else 0
+        except sqlite3.Error:
+            pass
+        try:
+            seqs = [r[0] for r in db.execute("SELECT seq FROM results ORDER BY seq")]
+        except sqlite3.Error:
+            try:  # the index of rows is damaged: walk the range of keys instead
+                top = db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0
+            except sqlite3.Error:
+                return out, dropped
+            seqs = list(range(1, min(top, 10_000_000) + 1))
+        for seq in seqs:
+            try:
+                row = db.execute("SELECT assignment, iteration, value FROM results WHERE seq = ?", (seq,)).fetchone()
+            except sqlite3.Error:
+                continue
+            if row is None or not isinstance(row[2], bytes):
+                continue
+            try:
+                result = decode_payload(row[2])
+            except RemoteProtocolError:
+                continue
+            if isinstance(result, Result) and (result.assignment, result.iteration) == (row[0], row[1]):
+                out.append(((row[0], row[1]), row[2]))
+    finally:
+        db.close()
+    return out, dropped
+
+
 class Outbox:
     """The results not yet acknowledged, oldest first, in `path` (an SQLite file)."""
 
@@ -95,6 +143,7 @@ class Outbox:
         max_results: int = DEFAULT_MAX_RESULTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         synchronous: str = "FULL",
+        light_acks: bool = True,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL, OFF or EXTRA, not {synchronous!r}")
@@ -102,6 +151,7 @@ class Outbox:
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.synchronous = synchronous
+        self.light_acks = light_acks and synchronous in ("FULL", "EXTRA")
         self.error: str | None = None  # why results are held in memory, while they are
         self._lock = threading.RLock()
         self._index: OrderedDict[Key, int] = OrderedDict()  # every pending key -> its size, oldest first
@@ -110,7 +160,11 @@ class Outbox:
         self._doomed: set[Key] = set()  # acknowledged or dropped, still on disk
         self._dropped = 0
         self._dropped_saved = 0
+        self._said: tuple[str, tuple[Key, ...]] | None = None  # the last write failure logged
+        self._salvaged: tuple[list[tuple[Key, bytes]], int] = ([], 0)
         self.db = self._open()
+        if self._salvaged != ([], 0):
+            self._restore(*self._salvaged)
 
     # --- opening -------------------------------------------------------------------
 
@@ -122,9 +176,26 @@ class Outbox:
             aside = self._move_aside()
             log.error("outbox %s is unusable (%s): moved aside to %s; starting a new one", self.path, exc, aside)
             try:
-                return self._connect()
+                db = self._connect()
             except UnusableOutbox as again:
                 raise ConfigError(f"cannot create the outbox {self.path}: {again}") from None
+            self._salvaged = _salvage(aside)
+            return db
+
+    def _restore(self, rows: list[tuple[Key, bytes]], dropped: int) -> None:
+        """Results read back from a file moved aside go into the new one, in their
+        order, and its count of dropped results goes on."""
+        with self._lock:
+            self._dropped += dropped
+            for key, data in rows:
+                if key not in self._index:
+                    self._index[key] = len(data)
+                    self._bytes += len(data)
+                    self._unsaved[key] = data
+            self._enforce_limits()
+            self._flush()
+        log.warning("outbox %s: %d result(s) read back from the file moved aside; they go out on the next connect",
+                    self.path, len(rows))
 
     def _check_directory(self) -> None:
         """A directory we cannot write to is a configuration error, said plainly."""
@@ -346,8 +417,12 @@ class Outbox:
     def _flush(self) -> bool:
         """One transaction: forget the doomed, write the unsaved, save the drop count."""
         if not (self._unsaved or self._doomed or self._dropped != self._dropped_saved):
+            self.error = self._said = None  # nothing waits in memory (acknowledged meanwhile)
             return True
+        light = self.light_acks and not self._unsaved
         try:
+            if light:  # only forgetting: see `_ACK_SYNC`
+                self.db.execute(f"PRAGMA synchronous = {_ACK_SYNC}")
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 self.db.executemany(
@@ -368,20 +443,28 @@ class Outbox:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
+            finally:
+                if light:
+                    self.db.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error as exc:
             reason = f"{exc}" + (f" ({_errorname(exc)})" if _errorname(exc) else "")
-            if self._unsaved:
+            said = (reason, tuple(self._unsaved))
+            if said == self._said:  # the periodic retry of the same: said already
+                pass
+            elif self._unsaved:
                 log.error(
                     "outbox %s: cannot write (%s); %d result(s) held in memory until it can: %s",
                     self.path, reason, len(self._unsaved), ", ".join(f"{a}/{i}" for a, i in self._unsaved),
                 )
             else:
                 log.warning("outbox %s: cannot write (%s); will retry", self.path, reason)
+            self._said = said
             self.error = f"cannot write {self.path.name}: {reason}"
             return False
         if self.error is not None:
             log.warning("outbox %s writable again: %d result(s) held in memory are on disk", self.path, len(self._unsaved))
             self.error = None
+        self._said = None
         self._unsaved.clear()
         self._doomed.clear()
         self._dropped_saved = self._dropped

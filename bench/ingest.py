@@ -87,7 +87,8 @@ def write_config(path: Path, channels: list[str]) -> Path:
     )
     path.write_text(
         'vehicle = "bench-ingest"\nlog_level = "error"\n\n'
-        '[server]\nhost = "127.0.0.1"\nport = 9\ntoken = "bench-ingest-unused"\n' + sources
+        '[server]\nhost = "127.0.0.1"\nport = 9\ntoken = "bench-ingest-unused"\n'
+        f'\n[outbox]\npath = "{path.stem}.outbox.sqlite3"\n' + sources  # an agent per file: one outbox each
     )
     return path
 

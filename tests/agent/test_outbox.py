@@ -133,6 +133,8 @@ def test_a_full_disk_keeps_results_in_memory_and_writes_them_when_space_returns(
     assert keys(outbox) == [(1, 1), (1, 2), (1, 3)]  # still sent, from memory
     outbox.ack((1, 2))  # acknowledged while held in memory: gone without touching the disk
     assert outbox.retry() is False and outbox.unsaved == 1
+    said = caplog.text.count("cannot write")
+    assert outbox.retry() is False and caplog.text.count("cannot write") == said  # a retry of the same is not said again
     outbox.db.execute(f"PRAGMA max_page_count = {pages * 1000}")
     assert outbox.retry() is True
     assert outbox.unsaved == 0 and outbox.error is None
@@ -141,6 +143,17 @@ def test_a_full_disk_keeps_results_in_memory_and_writes_them_when_space_returns(
     again = Outbox(path)
     assert keys(again) == [(1, 1), (1, 3)]
     again.close()
+
+
+def test_the_disks_refusal_is_forgotten_once_nothing_waits_in_memory(tmp_path):
+    """`error` says why results wait in memory: acknowledged, none waits, no error."""
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    fill_the_disk(outbox)
+    outbox.put(result(1, 1, value=to_wire(np.ones(4096, dtype=np.float64))))
+    assert outbox.unsaved == 1 and outbox.error is not None
+    outbox.ack((1, 1))  # the server took it straight from memory
+    assert outbox.unsaved == 0 and outbox.error is None and len(outbox) == 0
+    outbox.close()
 
 
 def test_the_next_put_after_a_full_disk_writes_the_held_ones_first_in_order(tmp_path):
@@ -167,6 +180,35 @@ def test_a_corrupt_file_at_start_is_moved_aside_and_a_new_one_started(tmp_path, 
     outbox.put(result(1, 1))
     assert keys(outbox) == [(1, 1)]
     outbox.close()
+
+
+def test_the_readable_results_of_a_corrupt_file_are_kept(tmp_path, caplog):
+    """A damaged page costs the results on it: the others are read back, row by row,
+    into the new file (and the damaged file stays aside for a post-mortem)."""
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, max_results=30)
+    originals = [result(1, i, value=to_wire(np.full(250, i, dtype=np.float64))) for i in range(1, 34)]  # 2 kB each
+    for r in originals:
+        outbox.put(r)
+    assert outbox.dropped == 3
+    outbox.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # scribble over one leaf page
+        f.seek(size - 3 * 4096 + 100)
+        f.write(bytes(range(256)) * 12)
+    again = Outbox(path)
+    assert "integrity check" in caplog.text and "moved aside" in caplog.text
+    kept = again.pending()
+    assert 20 <= len(kept) < 30, [r.iteration for r in kept]
+    by_key = {(r.assignment, r.iteration): encode_payload(r) for r in originals}
+    assert all(encode_payload(r) == by_key[(r.assignment, r.iteration)] for r in kept)
+    assert [r.iteration for r in kept] == sorted(r.iteration for r in kept)  # still oldest first
+    assert f"{len(kept)} result(s) read back from the file moved aside" in caplog.text
+    assert again.dropped == 3  # the count goes on
+    again.close()
+    reopened = Outbox(path)
+    assert [r.iteration for r in reopened.pending()] == [r.iteration for r in kept]  # on disk, not only in memory
+    reopened.close()
 
 
 def test_another_programs_database_is_moved_aside_not_written_into(tmp_path, caplog):
@@ -211,7 +253,7 @@ def test_an_unreadable_file_at_start_is_moved_aside():
         Outbox(path).close()
         path.chmod(0)  # and owned by root: nobody but root reads it
         snippet = f"from agent.outbox import Outbox\nOutbox({str(path)!r}).close()\n"
-        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True,
+        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, check=False, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert f"outbox {path} is unusable" in proc.stderr and "moved aside to" in proc.stderr
@@ -244,7 +286,7 @@ def test_a_read_only_state_directory_stops_the_agent_with_exit_2():
             path = "state/outbox.sqlite3"
         """))
         config.chmod(0o644)
-        proc = subprocess.run([*as_user, sys.executable, "-m", "oodida", "agent", "--config", str(config)],
+        proc = subprocess.run([*as_user, sys.executable, "-m", "oodida", "agent", "--config", str(config)], check=False,
                               cwd=REPO, capture_output=True, text=True, timeout=60,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 2, proc.stderr
@@ -305,7 +347,7 @@ def test_a_sigkill_right_after_put_loses_nothing(tmp_path):
         box.ack((1, 1))
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, check=False)
     assert proc.returncode == -9
     outbox = Outbox(path)
     assert keys(outbox) == [(1, 2), (1, 3), (1, 4), (1, 5)]
@@ -332,3 +374,7 @@ def test_the_config_puts_the_outbox_next_to_it_or_in_systemds_state_directory(tm
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     assert load_agent_config(config).outbox.path == str(tmp_path / "state" / "outbox.sqlite3")
     assert load_agent_config(config).sources[0].path == str(tmp_path / "etc" / "drive.log")  # inputs stay put
+    assert loaded.outbox.synchronous == "FULL"
+    config.write_text(config.read_text() + 'synchronous = "OFF"\n')
+    with pytest.raises(ConfigError, match=r"Invalid enum value 'OFF' - at `\$.outbox.synchronous`"):
+        load_agent_config(config)
