@@ -56,7 +56,13 @@ from server.store import Store
 from tests.conftest import run
 from tests.integration.conftest import wait_sources
 from tests.integration.proxy import CuttingProxy
-from wire.messages import AssignmentSpec, IterationReport, ModuleSource, ResultsEnd, WindowSpec
+from wire.messages import (
+    AssignmentSpec,
+    IterationReport,
+    ModuleSource,
+    ResultsEnd,
+    WindowSpec,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

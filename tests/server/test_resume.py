@@ -428,3 +428,35 @@ def test_latest_acknowledgement_wins_also_after_a_rollback(tmp_path):
     db.add_module_acks([(a, "on_board", "A", "v1", True, None)])  # rolled back to A
     assert db.latest_acks(a) == {"v1": "A", "v2": "A"}
     db.close()
+
+
+def test_killed_after_the_last_iteration_closed_it_ends_done_and_right_after_submit_it_starts(tmp_path):
+    """The two edges: every iteration closed but the assignment not yet marked done
+    (it is marked done, nothing reruns), and nothing stored but the submit (it starts
+    at iteration 1)."""
+    db = Store(tmp_path / "server.sqlite3")
+    finished = db.create_assignment(MEAN, ["v1"])
+    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": []}'
+    for number in (1, 2, 3):
+        db.begin_iteration(finished, number, time.time(), task_state=None, task_hashes={"*": None},
+                           off_board_hash=None, versions=versions)
+        db.close_iteration(finished, number, status="complete", missing=[], fleet={"n": number}, state=None,
+                           reason="all 1 vehicles answered", closed=time.time())
+    submitted = db.create_assignment(MEAN, ["v1"])
+    db.close()
+
+    async def main():
+        server = await started_on(tmp_path)
+        try:
+            runner, it = await open_iteration(server, submitted)
+            assert it.number == 1 and runner.completed == 0
+            deadline = time.monotonic() + 10
+            while server.store.assignment(finished).state == "running":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert server.store.assignment(finished).state == "done"
+            assert [r.fleet for r in server.store.iterations(finished)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        finally:
+            await server.stop()
+
+    run(main())
