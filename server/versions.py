@@ -164,10 +164,10 @@ def compact_map(mapping: dict[str, str | None], vehicles: list[str]) -> dict[str
     """vehicle -> hash for every vehicle (absent: None), as the most common hash under
     "*" and only the vehicles that differ from it: a fleet that runs one version is
     one entry, not one per vehicle."""
-    counts = Counter(mapping.get(v) for v in vehicles)
-    common = counts.most_common(1)[0][0] if counts else None
+    values = [mapping.get(v) for v in vehicles]
+    common = Counter(values).most_common(1)[0][0] if values else None
     out: dict[str, str | None] = {"*": common}
-    out.update({v: mapping.get(v) for v in vehicles if mapping.get(v) != common})
+    out.update({v: h for v, h in zip(vehicles, values) if h != common})
     return out
 
 
