@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from oodida.errors import OodidaError
-from wire.messages import ModuleSource
+from wire.messages import AssignmentSpec, ModuleSource
 
 DOMAIN = b"oodida module signature v1\x00"
 SIDES = ("on_board", "off_board")
@@ -238,3 +238,18 @@ class Trust:
     def problem(self, module: ModuleSource, side: str) -> str | None:
         """Why `module` must be refused for `side`, or None (see `signature_problem`)."""
         return signature_problem(module, side, self.keys, require=self.require)
+
+
+def sign_spec(key: SigningKey, spec: AssignmentSpec) -> AssignmentSpec:
+    """An assignment with each of its modules signed for the side it runs on."""
+    if spec.on_board_module is None and spec.off_board_module is None:
+        raise SigningError("--sign: the assignment sends no module to sign (it uses built-in methods)")
+    changes = {
+        field: key.sign(module, side)
+        for field, side, module in (
+            ("on_board_module", "on_board", spec.on_board_module),
+            ("off_board_module", "off_board", spec.off_board_module),
+        )
+        if module is not None
+    }
+    return msgspec.structs.replace(spec, **changes)

@@ -114,11 +114,12 @@ def version_table(
     acks: dict[tuple[str, str], list[str]],
     served: dict[tuple[str, str], list[int]],
     vehicles: list[str],
+    signers: dict[int, str] | None = None,
 ) -> list[VersionInfo]:
     """`oodida versions`: every deploy of an assignment, oldest first, with who runs
     it and which iterations it served. A version is current when, replaying the
     deploys in order, it is the last one some vehicle (or, off board, the server)
-    was asked to run."""
+    was asked to run. `signers`: deploy id -> key id, for the signed ones."""
     on_board: dict[str, int] = {}  # vehicle -> id of the deploy it should run
     off_board: int | None = None
     for d in deployments:
@@ -140,6 +141,7 @@ def version_table(
             acked=acks.get((d.side, d.code_hash), []),
             iterations=served.get((d.side, d.code_hash), []),
             current=d.id in current,
+            signer=(signers or {}).get(d.id),
         )
         for d in deployments
     ]
