@@ -199,7 +199,9 @@ class LoadModule(Message, tag="load_module"):
     """A version of an assignment's on-board module for a vehicle to check, load into
     its sandbox worker and acknowledge (`ModuleAck`). Sent at submit, on every deploy
     or rollback, and again to a vehicle that reconnects; loading a version the vehicle
-    already holds is a no-op that acknowledges again."""
+    already holds is a no-op that acknowledges again. The analyst's signature, when
+    there is one, is in `module` (`ModuleSource.signature`, `signer`): vehicles that
+    require signatures check it over the source they receive."""
 
     assignment: AssignmentId
     code_hash: SHA256

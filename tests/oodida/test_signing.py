@@ -22,12 +22,13 @@ from oodida.signing import (
     load_public_keys,
     load_signing_key,
     signature_problem,
+    sign_spec,
     signed_message,
 )
 from sandbox.supervisor import source_hash
 from wire.codec import decode_payload, encode_payload
 from wire.errors import RemoteProtocolError
-from wire.messages import LoadModule, ModuleSource
+from wire.messages import AssignmentSpec, LoadModule, ModuleSource, WindowSpec
 
 MODULE = ModuleSource(name="speeding.py", source="def on_board(window, params, state):\n    return 1\n")
 
@@ -180,3 +181,16 @@ def test_key_files_that_cannot_serve_are_refused_with_the_reason(tmp_path, alice
         load_signing_key(key.path)
     with pytest.raises(SigningError, match="on_board or off_board"):
         signed_message("sideways", "00")
+
+
+def test_sign_spec_signs_each_module_for_its_own_side(alice):
+    key, keys = alice
+    off = ModuleSource(name="fleet.py", source="def off_board(results, params, state):\n    return 1\n")
+    spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=MODULE, off_board_module=off)
+    signed = sign_spec(key, spec)
+    assert signature_problem(signed.on_board_module, "on_board", keys, require=True) is None
+    assert signature_problem(signed.off_board_module, "off_board", keys, require=True) is None
+    assert "does not verify" in signature_problem(signed.off_board_module, "on_board", keys, require=True)
+    assert msgspec.json.decode(msgspec.json.encode(signed), type=AssignmentSpec) == signed  # as the server stores it
+    with pytest.raises(SigningError, match="sends no module to sign"):
+        sign_spec(key, AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1)))
