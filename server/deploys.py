@@ -205,9 +205,6 @@ class Deployer:
             raise DeployRefused(f"assignment {assignment} never ran a {side} version {prefix}… (its versions: {known})")
         if len(found) > 1:
             raise DeployRefused(f"{prefix} names {len(found)} versions ({', '.join(h[:12] for h in found)}); give more of the hash")
-        stored = self.store.module(found[0])
-        assert stored is not None
-        signed = self.store.signature(found[0], side)  # the vehicles check it again: the server cannot forge one
-        if signed is None:
-            return ModuleSource(name=stored[0], source=stored[1])
-        return ModuleSource(name=stored[0], source=stored[1], signer=signed[0], signature=signed[1])
+        module = self.store.signed_module(found[0], side)  # with its signature, which the vehicles check again
+        assert module is not None
+        return module

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import msgspec
 
 from wire.codec import decode_value, encode_value
-from wire.messages import AssignmentSpec, Result
+from wire.messages import AssignmentSpec, ModuleSource, Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (
@@ -404,6 +404,18 @@ class Store:
             (code_hash, side),
         ).fetchone()
         return None if row is None else (row[0], bytes(row[1]))
+
+    def signed_module(self, code_hash: str, side: str) -> ModuleSource | None:
+        """A stored version as it is sent to `side` again (a rollback, a restarted
+        server resuming): its name, its source and the latest signature it was
+        deployed to that side with, if any. None when no such version is stored."""
+        stored = self.module(code_hash)
+        if stored is None:
+            return None
+        signed = self.signature(code_hash, side)
+        if signed is None:
+            return ModuleSource(name=stored[0], source=stored[1])
+        return ModuleSource(name=stored[0], source=stored[1], signer=signed[0], signature=signed[1])
 
     def deployment_signers(self, assignment: int) -> dict[int, str]:
         """deploy id -> the key id that signed its module, for the signed deploys."""

@@ -143,3 +143,33 @@ def test_server_known_keys_are_relative_to_its_config_and_a_bad_one_is_a_config_
     path.write_text(head + 'require = true\n')
     with pytest.raises(ConfigError, match="unknown field `require`"):
         load_server_config(path)
+
+
+def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_side(tmp_path):
+    from server.store import Store
+
+    for name in ("alice", "bob"):
+        generate_key(tmp_path / name)
+    alice, bob = load_signing_key(tmp_path / "alice"), load_signing_key(tmp_path / "bob")
+    store = Store(tmp_path / "s.sqlite3")
+    try:
+        m = module(1)
+        h = source_hash(m.source)
+        a = store.create_assignment(AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=m), ["v1"])
+        store.add_module(h, m.name, m.source)
+        signed = {}
+        for key, side in ((alice, "on_board"), (None, "on_board"), (bob, "on_board"), (alice, "off_board")):
+            d = store.add_deployment(a, side, h, "deploy", "ana", None)
+            if key is not None:
+                s = key.sign(m, side)
+                store.add_deployment_signature(d, s.signer, s.signature)
+                signed[d] = s
+        assert store.signed_module(h, "on_board") == signed[3]  # the latest signed deploy to that side: bob's
+        assert store.signed_module(h, "off_board") == signed[4]
+        assert store.deployment_signers(a) == {1: alice.key_id, 3: bob.key_id, 4: alice.key_id}
+        assert store.signed_module("f" * 64, "on_board") is None
+        h2 = source_hash(module(2).source)
+        store.add_module(h2, "v2.py", module(2).source)
+        assert store.signed_module(h2, "on_board") == module(2)  # never signed: sent unsigned
+    finally:
+        store.close()
