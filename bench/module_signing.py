@@ -26,10 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.modules import ModuleRunner  # noqa: E402
-from agent.versions import ModuleVersions  # noqa: E402
-from oodida.signing import Trust, content_hash, generate_key, load_signing_key, signed_message  # noqa: E402
-from wire.messages import LoadModule, ModuleSource  # noqa: E402
+from agent.modules import ModuleRunner
+from agent.versions import ModuleVersions
+from oodida.signing import (
+    Trust,
+    content_hash,
+    generate_key,
+    load_signing_key,
+    signed_message,
+)
+from wire.messages import LoadModule, ModuleSource
 
 SOURCE = """
 import math

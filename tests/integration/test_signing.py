@@ -12,7 +12,6 @@ that restarts gets the signed version again from the server and runs it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -28,7 +27,12 @@ from oodida.fleet import REPO, LocalFleet
 from oodida.signing import load_signing_key
 from sandbox.supervisor import source_hash
 from tests.conftest import run
-from tests.integration.test_replacement import deploy, finish, processes, wait_iterations
+from tests.integration.test_replacement import (
+    deploy,
+    finish,
+    processes,
+    wait_iterations,
+)
 from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
@@ -49,7 +53,7 @@ H1, H2, H3 = (source_hash(on_board(v)) for v in (1, 2, 3))
 class SigningFleet(LocalFleet):
     """A local fleet whose agents run only modules signed by the keys in `trusted`."""
 
-    trusted: list[str] = []
+    trusted: tuple[str, ...] = ()
 
     def write_agent_config(self, index: int, **source) -> Path:
         path = super().write_agent_config(index, **source)
@@ -67,7 +71,7 @@ def oodida(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     return subprocess.run(
-        [sys.executable, "-m", "oodida", *args], capture_output=True, text=True, timeout=90, env=env,
+        [sys.executable, "-m", "oodida", *args], capture_output=True, text=True, timeout=90, env=env, check=False,
         cwd=fleet.workdir,
     )
 
@@ -81,7 +85,7 @@ def fleet(tmp_path_factory):
         assert made.returncode == 0, made.stderr
     again = oodida(fleet, "keygen", "alice")
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
-    fleet.trusted = ["alice.pub"]  # relative to the agent's config, which is in the same folder
+    fleet.trusted = ("alice.pub",)  # relative to the agent's config, which is in the same folder
     for v in (1, 2, 3):
         (workdir / f"count_v{v}.py").write_text(on_board(v))
     with fleet:

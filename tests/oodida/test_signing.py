@@ -21,8 +21,8 @@ from oodida.signing import (
     load_public_key,
     load_public_keys,
     load_signing_key,
-    signature_problem,
     sign_spec,
+    signature_problem,
     signed_message,
 )
 from sandbox.supervisor import source_hash

@@ -17,12 +17,26 @@ from link import ChannelError, connect
 from oodida.signing import generate_key, load_signing_key
 from sandbox.supervisor import source_hash
 from server.client import AnalystClient, RequestFailed
-from server.config import Auth, ConfigError, Listen, ServerConfig, Signing, load_server_config
+from server.config import (
+    Auth,
+    ConfigError,
+    Listen,
+    ServerConfig,
+    Signing,
+    load_server_config,
+)
 from server.deploy_cli import render_versions
 from tests.conftest import run
 from tests.server.test_app import AT, OPEN, STATUS, VT, Started
 from wire import Role
-from wire.messages import AssignmentSpec, DeployEnd, LoadModule, ModuleAck, ModuleSource, WindowSpec
+from wire.messages import (
+    AssignmentSpec,
+    DeployEnd,
+    LoadModule,
+    ModuleAck,
+    ModuleSource,
+    WindowSpec,
+)
 
 
 def module(version: int) -> ModuleSource:
