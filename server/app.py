@@ -354,9 +354,7 @@ class Server:
             if module is not None:
                 code_hash = source_hash(module.source)
                 self.store.add_module(code_hash, module.name, module.source)
-                deployment = self.store.add_deployment(assignment, side, code_hash, "submit", analyst, None)
-                if module.signer is not None and module.signature is not None:
-                    self.store.add_deployment_signature(deployment, module.signer, module.signature)
+                self.store.add_signed_deployment(assignment, side, code_hash, "submit", analyst, None, module)
                 signed = "" if module.signer is None else f", signed by key {module.signer}"
                 self.store.audit(analyst, "submit", assignment, f"{side} {module.name} {code_hash}{signed}")
         runner = AssignmentRunner(self, self.store, assignment, spec, vehicles, self.off_board)

@@ -83,11 +83,8 @@ class Deployer:
         assert runner is not None
         kind = "rollback" if rollback else "deploy"
         self.store.add_module(code_hash, module.name, module.source)
-        deployment = self.store.add_deployment(
-            request.assignment, request.side, code_hash, kind, analyst, request.vehicles
-        )
-        if module.signer is not None and module.signature is not None:
-            self.store.add_deployment_signature(deployment, module.signer, module.signature)
+        self.store.add_signed_deployment(request.assignment, request.side, code_hash, kind, analyst, request.vehicles,
+                                         module)
         who = "all vehicles" if request.vehicles is None else ", ".join(request.vehicles)
         signed = "" if module.signer is None else f", signed by key {module.signer}"
         self.store.audit(analyst, kind, request.assignment, f"{request.side} {module.name} {code_hash} to {who}{signed}")

@@ -386,6 +386,25 @@ class Store:
             for r in rows
         ]
 
+    def add_signed_deployment(
+        self, assignment: int, side: str, code_hash: str, kind: str, by: str, vehicles: list[str] | None,
+        module: ModuleSource,
+    ) -> int:
+        """`add_deployment`, and the module's signature if it carries one, in one
+        transaction: a deploy is never stored without the signature it was sent with
+        (a server that resumes it would send it unsigned, and vehicles that require
+        signatures would refuse it)."""
+        self.db.execute("BEGIN")
+        try:
+            deployment = self.add_deployment(assignment, side, code_hash, kind, by, vehicles)
+            if module.signer is not None and module.signature is not None:
+                self.add_deployment_signature(deployment, module.signer, module.signature)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return deployment
+
     def add_deployment_signature(self, deployment: int, signer: str, signature: bytes) -> None:
         """The analyst's signature (and key id) of the module a deploy sent: kept per
         deploy, as the same content may be sent signed, unsigned or by another key."""

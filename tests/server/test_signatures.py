@@ -173,11 +173,19 @@ def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_
         store.add_module(h, m.name, m.source)
         signed = {}
         for key, side in ((alice, "on_board"), (None, "on_board"), (bob, "on_board"), (alice, "off_board")):
-            d = store.add_deployment(a, side, h, "deploy", "ana", None)
+            sent = m if key is None else key.sign(m, side)
+            d = store.add_signed_deployment(a, side, h, "deploy", "ana", None, sent)
             if key is not None:
-                s = key.sign(m, side)
-                store.add_deployment_signature(d, s.signer, s.signature)
-                signed[d] = s
+                signed[d] = sent
+        # a deploy whose signature cannot be stored is not stored either: the next deploy's
+        # signature row is taken in advance (foreign keys off for that), so its insert fails
+        store.db.execute("PRAGMA foreign_keys=OFF")
+        store.db.execute("INSERT INTO deployment_signatures VALUES (5, 'taken', x'00')")
+        store.db.execute("PRAGMA foreign_keys=ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            store.add_signed_deployment(a, "on_board", h, "deploy", "ana", None, alice.sign(m, "on_board"))
+        assert [d.id for d in store.deployments(a)] == [1, 2, 3, 4]
+        store.db.execute("DELETE FROM deployment_signatures WHERE deployment = 5")
         assert store.signed_module(h, "on_board") == signed[3]  # the latest signed deploy to that side: bob's
         assert store.signed_module(h, "off_board") == signed[4]
         assert store.deployment_signers(a) == {1: alice.key_id, 3: bob.key_id, 4: alice.key_id}
@@ -187,3 +195,4 @@ def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_
         assert store.signed_module(h2, "on_board") == module(2)  # never signed: sent unsigned
     finally:
         store.close()
+
