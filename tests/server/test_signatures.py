@@ -108,6 +108,9 @@ def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path)
             assert (await car.next_load()).module == v2
             with pytest.raises(RequestFailed, match="does not verify.*the running version stays"):
                 await deploy(module=bad)
+            short = msgspec.structs.replace(v2, signature=v2.signature[:63])  # malformed: refused as it arrives
+            with pytest.raises(RequestFailed, match=r"Expected `bytes` of length >= 64 - at `\$.module.signature`"):
+                await deploy(module=short)
             unsigned = module(5)
             assert (await deploy(module=unsigned)).acked == ["v1"]  # the server requires nothing
             assert (await car.next_load()).module == unsigned
