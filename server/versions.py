@@ -39,6 +39,9 @@ class AssignmentVersions:
     def __init__(self, vehicles: list[str]) -> None:
         self.vehicles = list(vehicles)
         self.sources: dict[str, ModuleSource] = {}
+        # as last sent to the vehicles: one file may serve both sides with the same hash, and
+        # its on-board copy carries the analyst's signature for the on-board side
+        self.on_board_sources: dict[str, ModuleSource] = {}
         self.target: dict[str, str] = {}  # vehicle -> on-board version it should run
         self.acked: dict[str, str] = {}  # vehicle -> on-board version it last acknowledged
         self.off_board: str | None = None  # the off-board version in force
@@ -62,6 +65,7 @@ class AssignmentVersions:
         to send it to. With `migrates` and every vehicle targeted, the module's
         migrate(old_state) is due at the next iteration boundary."""
         self._remember(code_hash, module)
+        self.on_board_sources[code_hash] = module
         targets = self.vehicles if vehicles is None else vehicles
         for vehicle in targets:
             self.target[vehicle] = code_hash
@@ -83,7 +87,7 @@ class AssignmentVersions:
         code_hash = self.target.get(vehicle)
         if code_hash is None:
             return None
-        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.sources[code_hash])
+        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.on_board_sources[code_hash])
 
     def watch(self, code_hash: str, vehicles: list[str]) -> Watch:
         w = Watch(code_hash, frozenset(vehicles))

@@ -234,3 +234,18 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
     ]
     shown = oodida(fleet, "versions", str(a))
     assert shown.returncode == 0 and alice.key_id in shown.stdout and "unsigned" in shown.stdout
+
+
+def test_the_example_assignment_signed_runs_its_one_file_on_both_sides(fleet):
+    """examples/speeding.toml names one file for both sides: each copy is signed for its
+    side, and the vehicles get the on-board one."""
+    example = REPO / "examples" / "speeding.toml"
+    done = oodida(fleet, "submit", str(example), "--sign", "alice", "--iterations", "2", "--window", "0.5s",
+                  "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    reports = [r for r in lines if "iteration" in r]
+    assert len(reports) == 2
+    for r in reports:
+        assert r["status"] == "complete" and sorted(r["vehicles"]) == fleet.vehicle_ids
+        assert r["fleet"]["vehicles"] == 3

@@ -199,3 +199,22 @@ def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_
     finally:
         store.close()
 
+
+
+def test_one_file_for_both_sides_goes_to_the_vehicles_with_its_on_board_signature(tmp_path):
+    from oodida.signing import Trust, sign_spec
+    from server.versions import AssignmentVersions
+
+    generate_key(tmp_path / "alice")
+    alice = load_signing_key(tmp_path / "alice")
+    trust = Trust.from_files([tmp_path / "alice.pub"], require=True)
+    both = ModuleSource(name="speeding.py", source=module(1).source + "def off_board(results, params, state):\n    return 1\n")
+    spec = sign_spec(alice, AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=both,
+                                           off_board_module=both))
+    h = source_hash(both.source)
+    v = AssignmentVersions(["a"])
+    v.deploy_on_board(h, spec.on_board_module, None)  # as the runner does at submit: on board first ...
+    v.deploy_off_board(h, spec.off_board_module, initial=True)  # ... then the same hash off board
+    sent = v.load_message(1, "a").module
+    assert sent == spec.on_board_module and trust.problem(sent, "on_board") is None
+    assert trust.problem(v.sources[h], "off_board") is None
