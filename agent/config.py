@@ -104,6 +104,17 @@ class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
+class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which analysts' modules this vehicle runs. With `require`, only modules signed by
+    one of `trusted_keys` (public key files written by `oodida keygen`, relative to
+    this file): the server relays modules but cannot make the vehicle run its own.
+    Without it, unsigned modules run, and a signature by a trusted key must still
+    verify (see `oodida.signing.signature_problem`)."""
+
+    require: bool = False
+    trusted_keys: Annotated[list[str], Meta(max_length=256)] = msgspec.field(default_factory=list)
+
+
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     vehicle: Identity
     server: ServerLink
@@ -111,6 +122,7 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     buffer: Buffer = Buffer()
     sandbox: Sandbox = Sandbox()
     outbox: OutboxSettings = OutboxSettings()
+    signing: Signing = Signing()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -143,7 +155,9 @@ def load_agent_config(path: str | Path) -> AgentConfig:
             changes["path"] = _resolve(path.parent, source.path)
         sources.append(msgspec.structs.replace(source, **changes))
     outbox = msgspec.structs.replace(config.outbox, path=_state_path(path.parent, config.outbox.path))
-    return msgspec.structs.replace(config, sources=sources, outbox=outbox)
+    return msgspec.structs.replace(
+        config, sources=sources, outbox=outbox, signing=_signing(path, config.signing)
+    )
 
 
 def _state_path(base: Path, path: str) -> str:
@@ -151,3 +165,19 @@ def _state_path(base: Path, path: str) -> str:
     configuration's folder is read-only under the unit (`ProtectSystem=strict`)."""
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     return _resolve(Path(state) if state else base, path)
+
+
+def _signing(path: Path, signing: Signing) -> Signing:
+    """The key files resolved against the config's folder, each read once here so a
+    missing or bad one stops the agent at start with the reason, not at the first
+    module."""
+    from oodida.signing import SigningError, load_public_keys
+
+    keys = [_resolve(path.parent, k) for k in signing.trusted_keys]
+    if signing.require and not keys:
+        raise ConfigError(f"{path}: [signing] require = true needs trusted_keys (public key files) to trust")
+    try:
+        load_public_keys(keys)
+    except SigningError as exc:
+        raise ConfigError(f"{path}: [signing] trusted_keys: {exc}") from None
+    return msgspec.structs.replace(signing, trusted_keys=keys)

@@ -33,7 +33,7 @@ from server.modules import OffBoardRunner
 from server.runner import AssignmentRunner, Fleet
 from server.store import Store
 from server.versions import AssignmentVersions, expand_map
-from wire.messages import ModuleSource, Task
+from wire.messages import Task
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,8 @@ def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignme
     runner = AssignmentRunner(fleet, store, assignment, row.spec, row.vehicles, modules)
     saved = store.saved_versions(assignment)
     if saved is not None:
-        def source(code_hash: str) -> ModuleSource | None:
-            stored = store.module(code_hash)
-            return None if stored is None else ModuleSource(name=stored[0], source=stored[1])
-
         runner.versions = AssignmentVersions.restore(
-            row.vehicles, json.loads(saved), source, store.latest_acks(assignment)
+            row.vehicles, json.loads(saved), store.signed_module, store.latest_acks(assignment)
         )
         runner.versions.changed = runner._save_versions
     elif point.closed or point.open is not None:

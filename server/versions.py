@@ -42,6 +42,9 @@ class AssignmentVersions:
     def __init__(self, vehicles: list[str]) -> None:
         self.vehicles = list(vehicles)
         self.sources: dict[str, ModuleSource] = {}
+        # as last sent to the vehicles: one file may serve both sides with the same hash, and
+        # its on-board copy carries the analyst's signature for the on-board side
+        self.on_board_sources: dict[str, ModuleSource] = {}
         self.target: dict[str, str] = {}  # vehicle -> on-board version it should run
         self.acked: dict[str, str] = {}  # vehicle -> on-board version it last acknowledged
         self.off_board: str | None = None  # the off-board version in force
@@ -63,6 +66,7 @@ class AssignmentVersions:
             "off_board_next": self.off_board_next,
             "migrate_next": self.migrate_next,
             "newest_first": list(self.newest_first),
+            "on_board": sorted(self.on_board_sources),  # sent to vehicles, with its on-board signature
         }
 
     @classmethod
@@ -70,19 +74,23 @@ class AssignmentVersions:
         cls,
         vehicles: list[str],
         data: dict[str, Any],
-        source: Callable[[str], ModuleSource | None],
+        source: Callable[[str, str], ModuleSource | None],
         acked: dict[str, str],
     ) -> AssignmentVersions:
-        """The versions from a `snapshot()`; `source` finds a stored version by hash,
+        """The versions from a `snapshot()`; `source(hash, side)` finds a stored version
+        as it is sent to that side (with the signature it was deployed there with),
         `acked` is each vehicle's latest acknowledged on-board version. Raises
         ValueError naming what is missing or malformed."""
         versions = cls(vehicles)
         try:
+            on_board = set(data["on_board"])
             for code_hash in reversed(data["newest_first"]):
-                module = source(code_hash)
+                module = source(code_hash, "off_board")
                 if module is None:
                     raise ValueError(f"version {code_hash} is not in the module registry")
                 versions._remember(code_hash, module)
+                if code_hash in on_board:
+                    versions.on_board_sources[code_hash] = source(code_hash, "on_board") or module
             versions.target = expand_map(data["target"], vehicles)
             versions.acked = {v: h for v, h in acked.items() if v in set(vehicles)}
             versions.off_board = data["off_board"]
@@ -91,7 +99,10 @@ class AssignmentVersions:
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"the saved versions are malformed ({type(exc).__name__}: {exc})") from None
         named = set(versions.target.values()) | {versions.off_board, versions.off_board_next, versions.migrate_next}
-        unknown = sorted(h for h in named if h is not None and h not in versions.sources)
+        unknown = sorted(
+            {h for h in named if h is not None and h not in versions.sources}
+            | {h for h in versions.target.values() if h not in versions.on_board_sources}
+        )
         if unknown:
             raise ValueError(f"the saved versions name unknown versions: {', '.join(unknown)}")
         return versions
@@ -111,6 +122,7 @@ class AssignmentVersions:
         to send it to. With `migrates` and every vehicle targeted, the module's
         migrate(old_state) is due at the next iteration boundary."""
         self._remember(code_hash, module)
+        self.on_board_sources[code_hash] = module
         targets = self.vehicles if vehicles is None else vehicles
         for vehicle in targets:
             self.target[vehicle] = code_hash
@@ -134,7 +146,7 @@ class AssignmentVersions:
         code_hash = self.target.get(vehicle)
         if code_hash is None:
             return None
-        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.sources[code_hash])
+        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.on_board_sources[code_hash])
 
     def watch(self, code_hash: str, vehicles: list[str]) -> Watch:
         w = Watch(code_hash, frozenset(vehicles))
@@ -187,11 +199,12 @@ def version_table(
     acks: dict[tuple[str, str], list[str]],
     served: dict[tuple[str, str], list[int]],
     vehicles: list[str],
+    signers: dict[int, str] | None = None,
 ) -> list[VersionInfo]:
     """`oodida versions`: every deploy of an assignment, oldest first, with who runs
     it and which iterations it served. A version is current when, replaying the
     deploys in order, it is the last one some vehicle (or, off board, the server)
-    was asked to run."""
+    was asked to run. `signers`: deploy id -> key id, for the signed ones."""
     on_board: dict[str, int] = {}  # vehicle -> id of the deploy it should run
     off_board: int | None = None
     for d in deployments:
@@ -213,6 +226,7 @@ def version_table(
             acked=acks.get((d.side, d.code_hash), []),
             iterations=served.get((d.side, d.code_hash), []),
             current=d.id in current,
+            signer=(signers or {}).get(d.id),
         )
         for d in deployments
     ]

@@ -295,11 +295,12 @@ def test_an_assignment_whose_stored_state_cannot_be_read_is_interrupted_with_the
     good = db.create_assignment(MEAN, ["v1"])
     no_task = db.create_assignment(MEAN, ["v1"])
     db.save_versions(no_task, '{"target": {"*": null}, "off_board": null, "off_board_next": null,'
-                              ' "migrate_next": null, "newest_first": []}')
+                              ' "migrate_next": null, "newest_first": [], "on_board": []}')
     db.open_iteration(no_task, 1, time.time())  # as a server before resume opened it: no task kept
     lost_module = db.create_assignment(MEAN, ["v1"])
     db.save_versions(lost_module, '{"target": {"*": "' + "ab" * 32 + '"}, "off_board": null,'
-                                  ' "off_board_next": null, "migrate_next": null, "newest_first": ["' + "ab" * 32 + '"]}')
+                                  ' "off_board_next": null, "migrate_next": null, "newest_first": ["' + "ab" * 32 + '"],'
+                                  ' "on_board": ["' + "ab" * 32 + '"]}')
     garbled = db.create_assignment(MEAN, ["v1"])
     db.save_versions(garbled, '{"target": 5}')
     db.close()
@@ -382,7 +383,7 @@ def test_cancelled_but_stopped_before_it_was_marked_so_it_ends_cancelled(tmp_pat
     not bring a cancelled assignment back to life."""
     db = Store(tmp_path / "server.sqlite3")
     assignment = db.create_assignment(MEAN, ["v1"])
-    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": []}'
+    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": [], "on_board": []}'
     db.begin_iteration(assignment, 1, time.time(), task_state=None, task_hashes={"*": None}, off_board_hash=None,
                        versions=versions)
     db.close_iteration(assignment, 1, status="cancelled", missing=["v1"], fleet=None, state=None,
@@ -436,7 +437,7 @@ def test_killed_after_the_last_iteration_closed_it_ends_done_and_right_after_sub
     at iteration 1)."""
     db = Store(tmp_path / "server.sqlite3")
     finished = db.create_assignment(MEAN, ["v1"])
-    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": []}'
+    versions = '{"target": {"*": null}, "off_board": null, "off_board_next": null, "migrate_next": null, "newest_first": [], "on_board": []}'
     for number in (1, 2, 3):
         db.begin_iteration(finished, number, time.time(), task_state=None, task_hashes={"*": None},
                            off_board_hash=None, versions=versions)
@@ -458,5 +459,44 @@ def test_killed_after_the_last_iteration_closed_it_ends_done_and_right_after_sub
             assert [r.fleet for r in server.store.iterations(finished)] == [{"n": 1}, {"n": 2}, {"n": 3}]
         finally:
             await server.stop()
+
+    run(main())
+
+
+def test_a_signed_module_goes_out_with_its_signature_after_the_restart(tmp_path):
+    """Vehicles that require signatures must get the resumed assignment's module as
+    the analyst signed it, or they would refuse it and the assignment would stall."""
+    from oodida.signing import generate_key, load_signing_key, sign_spec
+
+    private, _, key_id = generate_key(tmp_path / "analyst.key")
+    spec = sign_spec(load_signing_key(private), AssignmentSpec(
+        signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=1, deadline=60.0,
+        on_board_module=ON1,
+    ))
+    signature = spec.on_board_module.signature
+
+    async def main():
+        a_server = await started_on(tmp_path)
+        v1 = await vehicle(a_server, "v1")
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        assignment = (await analyst.submit(spec)).assignment
+        await analyst.close()
+        [load] = await acknowledge_loads(v1, 1)
+        assert (load.module.signer, load.module.signature) == (key_id, signature)
+        await a_server.stop()
+
+        b_server = await started_on(tmp_path)
+        try:
+            v1 = await vehicle(b_server, "v1")
+            [load] = await acknowledge_loads(v1, 1)
+            assert load.code_hash == H["on1.py"]
+            assert (load.module.signer, load.module.signature) == (key_id, signature)
+            await answer(v1, "v1", await next_of(v1, Task), 1, code_hash=H["on1.py"])
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            *_, end = [r async for r in analyst.results(assignment, follow=True)]
+            await analyst.close()
+            assert end.state == "done"
+        finally:
+            await b_server.stop()
 
     run(main())
