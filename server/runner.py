@@ -6,6 +6,11 @@ previous iteration's fleet state) to the selected vehicles, wait for quorum or t
 deadline, take the majority version's answers, run the off-board step on their
 successful ones, store the outcome and tell the subscribers. A vehicle that is gone
 never stalls the fleet beyond the deadline.
+
+What a restarted server needs to go on is stored as the runner goes: an iteration is
+opened together with its task and the versions (`Store.begin_iteration`), results as
+they arrive, the outcome when it closes. A server that stops suspends its runners
+(the assignment stays `running`); server/resume.py rebuilds them in the next process.
 """
 
 from __future__ import annotations
