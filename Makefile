@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/iteration_roundtrip.py
 	$(BIN)/python bench/sandbox_calls.py
 	$(BIN)/python bench/deploy_latency.py
+	$(BIN)/python bench/module_signing.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/outbox.py

@@ -89,6 +89,17 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     uid: Annotated[int, Meta(ge=1)] = 65534  # the worker's uid when the agent runs as root
 
 
+class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which analysts' modules this vehicle runs. With `require`, only modules signed by
+    one of `trusted_keys` (public key files written by `oodida keygen`, relative to
+    this file): the server relays modules but cannot make the vehicle run its own.
+    Without it, unsigned modules run, and a signature by a trusted key must still
+    verify (see `oodida.signing.signature_problem`)."""
+
+    require: bool = False
+    trusted_keys: Annotated[list[str], Meta(max_length=256)] = msgspec.field(default_factory=list)
+
+
 class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Where results wait for the server's acknowledgement (agent/outbox.py).
 
@@ -110,6 +121,7 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sources: Annotated[list[Source], Meta(min_length=1, max_length=64)]
     buffer: Buffer = Buffer()
     sandbox: Sandbox = Sandbox()
+    signing: Signing = Signing()
     outbox: OutboxSettings = OutboxSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -143,7 +155,23 @@ def load_agent_config(path: str | Path) -> AgentConfig:
             changes["path"] = _resolve(path.parent, source.path)
         sources.append(msgspec.structs.replace(source, **changes))
     outbox = msgspec.structs.replace(config.outbox, path=_state_path(path.parent, config.outbox.path))
-    return msgspec.structs.replace(config, sources=sources, outbox=outbox)
+    return msgspec.structs.replace(config, sources=sources, signing=_signing(path, config.signing), outbox=outbox)
+
+
+def _signing(path: Path, signing: Signing) -> Signing:
+    """The key files resolved against the config's folder, each read once here so a
+    missing or bad one stops the agent at start with the reason, not at the first
+    module."""
+    from oodida.signing import SigningError, load_public_keys
+
+    keys = [_resolve(path.parent, k) for k in signing.trusted_keys]
+    if signing.require and not keys:
+        raise ConfigError(f"{path}: [signing] require = true needs trusted_keys (public key files) to trust")
+    try:
+        load_public_keys(keys)
+    except SigningError as exc:
+        raise ConfigError(f"{path}: [signing] trusted_keys: {exc}") from None
+    return msgspec.structs.replace(signing, trusted_keys=keys)
 
 
 def _state_path(base: Path, path: str) -> str:

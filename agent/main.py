@@ -27,6 +27,7 @@ from hw.nmea import NmeaDecoder
 from hw.serial_port import SerialPort
 from hw.sources import open_source
 from oodida.service import Notifier
+from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits
 from wire.messages import SourceState, Task, VehicleStatus
 
@@ -124,7 +125,10 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     limits = SandboxLimits(
         call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid
     )
-    runner = TaskRunner(config.vehicle, store, resolver, outbox, uplink.send_result, modules or ModuleRunner(limits))
+    trust = Trust.from_files(config.signing.trusted_keys, require=config.signing.require)
+    runner = TaskRunner(
+        config.vehicle, store, resolver, outbox, uplink.send_result, modules or ModuleRunner(limits), trust
+    )
     agent = Agent(config, store, pumps, outbox, runner, uplink)
     uplink.bind(
         on_task=runner.submit, on_cancel=runner.cancel, status=agent.status, on_module=runner.versions.load

@@ -22,6 +22,7 @@ from analytics.arrays import from_wire, to_wire
 from hw.dbc import SignalDecoder
 from hw.errors import UnknownSignalError
 from oodida.errors import OodidaError
+from oodida.signing import Trust
 from wire.messages import Result, Task
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,10 @@ class TaskRunner:
         outbox: Outbox,
         send: Callable[[Result], Awaitable[None]],
         modules: ModuleRunner | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.modules = modules or ModuleRunner()
-        self.versions = ModuleVersions(self.modules)
+        self.versions = ModuleVersions(self.modules, trust)
         self.vehicle = vehicle
         self.store = store
         self.resolver = resolver
@@ -148,9 +150,10 @@ class TaskRunner:
         common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=code_hash)
         try:
             if task.module_hash is not None and version is None:
+                refused = self.versions.refused.get(task.assignment)
                 raise NoModule(
                     f"no version of assignment {task.assignment}'s module is loaded on this vehicle"
-                    f" (the server asked for {task.module_hash[:12]})"
+                    f" (the server asked for {task.module_hash[:12]})" + (f"; {refused}" if refused else "")
                 )
             names = self.resolver.resolve(task.signals)
             window = await self.store.window(names, task.window, timeout=task.deadline)

@@ -10,6 +10,12 @@ Loads of one assignment are applied in the order they arrived, and a task binds 
 version that was newest once every load received *before* the task was applied: an
 iteration in flight finishes with the code it started with, the next one runs the
 newest version acknowledged. Tasks never wait for loads that arrived after them.
+
+With a signing policy (`[signing]` in the agent's config, `oodida.signing.Trust`),
+the module's signature is checked before anything is loaded: a vehicle that
+requires signatures runs nothing its trusted keys did not sign, whatever the server
+sends. The last refusal of each assignment is kept, so a task that finds no version
+loaded can say why.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from agent.modules import ModuleRunner
+from oodida.signing import Trust
 from sandbox.errors import Violation
 from sandbox.supervisor import source_hash
 from wire.messages import LoadModule, ModuleAck, ModuleSource
@@ -34,8 +41,10 @@ class Version:
 
 
 class ModuleVersions:
-    def __init__(self, runner: ModuleRunner) -> None:
+    def __init__(self, runner: ModuleRunner, trust: Trust | None = None) -> None:
         self.runner = runner
+        self.trust = trust or Trust({})
+        self.refused: dict[int, str] = {}  # assignment -> why its last refused version was refused
         self.current: dict[int, Version] = {}  # assignment -> newest acknowledged version
         self._tail: dict[int, asyncio.Task[Version | None]] = {}  # each assignment's last load
 
@@ -87,6 +96,7 @@ class ModuleVersions:
         if error is None:
             version = Version(message.code_hash, message.module)
             self.current[assignment] = version
+            self.refused.pop(assignment, None)
             if before is None or before.code_hash != version.code_hash:
                 log.info(
                     "assignment %d: on-board module %s version %s loaded in %.1f ms",
@@ -94,6 +104,7 @@ class ModuleVersions:
                 )
         else:
             version = before
+            self.refused[assignment] = f"it refused version {message.code_hash[:12]}: {error}"
             log.warning(
                 "assignment %d: refused module %s version %s, keeping %s: %s",
                 assignment, message.module.name, message.code_hash[:12],
@@ -108,6 +119,9 @@ class ModuleVersions:
         module = message.module
         if source_hash(module.source) != message.code_hash:
             return f"{module.name}: its content does not match the hash {message.code_hash[:12]}… it was sent with"
+        problem = self.trust.problem(module, "on_board")
+        if problem is not None:  # before the sandbox sees a line of it
+            return f"signature check failed: {problem}"
         try:
             digest, entries = await self.runner.load(module.source, module.name)
         except Violation as exc:

@@ -20,6 +20,7 @@ commands:
   deploy     replace a running assignment's module, no restarts (oodida deploy mine.py --assignment ID --on-board)
   versions   every version of an assignment's modules (oodida versions ID)
   rollback   deploy an earlier version again   (oodida rollback ID HASH)
+  keygen     make a key pair to sign your modules with (oodida keygen NAME; then --sign NAME)
   check      check your modules under the sandbox policy (oodida check mine.py)
   try        run your module in the sandbox on a recorded log (oodida try mine.py --log LOG --dbc DBC)
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.trial import main as trial_main
 
         return trial_main(rest)
+    if command == "keygen":  # no server needed
+        from oodida.keygen import main as keygen_main
+
+        return keygen_main(rest)
     if command == "demo":
         from oodida.demo import main as demo_main
 

@@ -20,6 +20,7 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
+from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.deploys import Deployer, DeployRefused
@@ -82,7 +83,8 @@ class Server:
         self.off_board = OffBoardRunner(
             SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
         )
-        self.deployer = Deployer(self.store, self.off_board, lambda v: v in self.vehicles, self.send_to)
+        self.trust = Trust.from_files(config.signing.known_keys)  # never requires: the vehicles decide
+        self.deployer = Deployer(self.store, self.off_board, lambda v: v in self.vehicles, self.send_to, self.trust)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -329,6 +331,10 @@ class Server:
         problems = check_spec_modules(spec)
         if problems:
             raise SubmitRefused("the module breaks the sandbox policy:\n" + "\n".join(problems))
+        for side, module in (("on_board", spec.on_board_module), ("off_board", spec.off_board_module)):
+            problem = None if module is None else self.trust.problem(module, side)
+            if problem is not None:
+                raise SubmitRefused(problem)
         connected = sorted(self.vehicles)
         if spec.vehicles is None:
             if not connected:
@@ -348,8 +354,9 @@ class Server:
             if module is not None:
                 code_hash = source_hash(module.source)
                 self.store.add_module(code_hash, module.name, module.source)
-                self.store.add_deployment(assignment, side, code_hash, "submit", analyst, None)
-                self.store.audit(analyst, "submit", assignment, f"{side} {module.name} {code_hash}")
+                self.store.add_signed_deployment(assignment, side, code_hash, "submit", analyst, None, module)
+                signed = "" if module.signer is None else f", signed by key {module.signer}"
+                self.store.audit(analyst, "submit", assignment, f"{side} {module.name} {code_hash}{signed}")
         runner = AssignmentRunner(self, self.store, assignment, spec, vehicles, self.off_board)
         self.runners[assignment] = runner
         runner.start()
@@ -384,7 +391,8 @@ class Server:
         if row is None:
             raise LookupError(f"no assignment {message.assignment}")
         table = version_table(
-            self.store.deployments(row.id), self.store.module_acks(row.id), self.store.served(row.id), row.vehicles
+            self.store.deployments(row.id), self.store.module_acks(row.id), self.store.served(row.id), row.vehicles,
+            self.store.deployment_signers(row.id),
         )
         return VersionsReply(id=message.id, assignment=row.id, versions=table)
 

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quorum", type=float, help="answers that close an iteration: a count, or a fraction ≤ 1")
     p.add_argument("--deadline", type=float, help="seconds per iteration")
     p.add_argument("--wait", action="store_true", help="block until done and print every iteration")
+    p.add_argument("--sign", metavar="KEY", help="sign the modules with this private key (oodida keygen)")
 
     p = sub.add_parser("check", help="check modules under the sandbox policy (no server needed)")
     p.add_argument("modules", nargs="+", metavar="FILE.py")
@@ -169,6 +170,10 @@ async def _submit(args: argparse.Namespace) -> int:
         "deadline": args.deadline,
     }
     spec = build_spec(args.file, overrides)
+    if args.sign:
+        from oodida.signing import load_signing_key, sign_spec
+
+        spec = sign_spec(load_signing_key(args.sign), spec)
     async with await _connect(args) as client:
         submitted = await client.submit(spec)
         _emit(

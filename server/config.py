@@ -40,9 +40,19 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     uid: Annotated[int, Meta(ge=1)] = 65534
 
 
+class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Analysts' public keys the server knows (files relative to this file). A module
+    signed by one of them must verify, else the submit or deploy is refused at once
+    rather than by every vehicle. The server never requires signatures and has no say
+    over which keys the vehicles trust: that is each agent's `[signing]`."""
+
+    known_keys: Annotated[list[str], Meta(max_length=1024)] = msgspec.field(default_factory=list)
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     auth: Auth
     sandbox: Sandbox = Sandbox()
+    signing: Signing = Signing()
     listen: Listen = Listen()
     database: str = "oodida-server.sqlite3"
     name: Annotated[str, Meta(max_length=64)] = "oodida"
@@ -65,4 +75,17 @@ def load_server_config(path: str | Path) -> ServerConfig:
     database = config.database
     if database != ":memory:" and not Path(database).is_absolute():
         database = str((path.parent / database).resolve())
-    return msgspec.structs.replace(config, database=database)
+    return msgspec.structs.replace(config, database=database, signing=_signing(path, config.signing))
+
+
+def _signing(path: Path, signing: Signing) -> Signing:
+    """Key files resolved against the config's folder and read once, so a bad one is
+    a config error at start."""
+    from oodida.signing import SigningError, load_public_keys
+
+    keys = [k if Path(k).is_absolute() else str((path.parent / k).resolve()) for k in signing.known_keys]
+    try:
+        load_public_keys(keys)
+    except SigningError as exc:
+        raise ConfigError(f"{path}: [signing] known_keys: {exc}") from None
+    return Signing(known_keys=keys)

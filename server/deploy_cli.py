@@ -35,6 +35,7 @@ def add_parsers(sub: Any, add_connection: Callable[[argparse.ArgumentParser], No
     p.add_argument("module", metavar="FILE.py")
     p.add_argument("--assignment", type=int, required=True)
     _add_side(p, required=True)
+    p.add_argument("--sign", metavar="KEY", help="sign the module with this private key (oodida keygen)")
     _add_rollout(p)
 
     p = sub.add_parser("rollback", help="deploy an earlier version of an assignment's module again")
@@ -79,6 +80,13 @@ async def deploy(args: argparse.Namespace, connect: Connect) -> int:
         raise OodidaError(f"cannot read {path}: {exc}") from None
     except msgspec.ValidationError as exc:
         raise OodidaError(f"{path}: {exc}") from None
+    if args.sign:
+        from oodida.signing import load_signing_key
+
+        key = load_signing_key(args.sign)
+        module = key.sign(module, args.side)
+        if not args.json:
+            print(f"signed {module.name} with key {key.key_id} ({args.sign})", flush=True)
     async with await connect(args) as client:
         return await _run_deploy(args, client, args.side, module=module)
 
@@ -165,8 +173,8 @@ def _ranges(numbers: list[int]) -> str:
 def render_versions(reply: VersionsReply) -> str:
     lines = [f"assignment {reply.assignment}: {len(reply.versions)} deploys", ""]
     width = max((len(v.name) for v in reply.versions), default=6)
-    lines.append(f"  {'side':<10} {'hash':<12}  {'module':<{width}}  {'kind':<8} {'by':<12} {'when':<19}"
-                 f"  {'iterations':<12} running on")
+    lines.append(f"  {'side':<10} {'hash':<12}  {'module':<{width}}  {'kind':<8} {'by':<12} {'signed by':<16}"
+                 f" {'when':<19}  {'iterations':<12} running on")
     for v in reply.versions:
         when = dt.datetime.fromtimestamp(v.at).strftime("%Y-%m-%d %H:%M:%S")
         mark = "*" if v.current else " "
@@ -174,7 +182,7 @@ def render_versions(reply: VersionsReply) -> str:
         running = ", ".join(v.acked) if v.side == "on_board" else "server"
         lines.append(
             f"{mark} {v.side.replace('_', ' '):<10} {_short(v.code_hash):<12}  {v.name:<{width}}  {v.kind:<8}"
-            f" {v.by:<12} {when:<19}  {_ranges(v.iterations):<12} {running or '—'}{to}"
+            f" {v.by:<12} {v.signer or 'unsigned':<16} {when:<19}  {_ranges(v.iterations):<12} {running or '—'}{to}"
         )
     lines.append("")
     lines.append("* current: the version (some of) the vehicles or the server are asked to run now")

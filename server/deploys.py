@@ -3,7 +3,9 @@ assignment's module, and tell the analyst, vehicle by vehicle, who runs it.
 
 A deploy is checked before anything changes: the module must pass the sandbox policy
 (here, and again in the server's own sandbox worker, where its top level runs) and
-define the side's entry point; a rollback must name a version this assignment ran.
+define the side's entry point, and a signature by a key the server knows must verify;
+a rollback must name a version this assignment ran (it is sent with the signature
+stored with it, which the vehicles check again).
 A refused deploy changes nothing and is recorded in the audit log with the reason,
 as is every accepted one. On board, the new version goes to the connected targets at
 once and to the others when they reconnect; off board, it comes into force at the
@@ -18,6 +20,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from oodida.signing import Trust
 from sandbox.errors import Violation
 from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner, check_module
@@ -60,7 +63,9 @@ class Deployer:
         modules: OffBoardRunner,
         connected: Callable[[str], bool],
         send_to: Callable[[str, Message], Awaitable[bool]],
+        trust: Trust | None = None,
     ) -> None:
+        self.trust = trust or Trust({})  # analysts' keys the server knows: a bad signature is refused here
         self.store = store
         self.modules = modules
         self.connected = connected
@@ -78,9 +83,11 @@ class Deployer:
         assert runner is not None
         kind = "rollback" if rollback else "deploy"
         self.store.add_module(code_hash, module.name, module.source)
-        self.store.add_deployment(request.assignment, request.side, code_hash, kind, analyst, request.vehicles)
+        self.store.add_signed_deployment(request.assignment, request.side, code_hash, kind, analyst, request.vehicles,
+                                         module)
         who = "all vehicles" if request.vehicles is None else ", ".join(request.vehicles)
-        self.store.audit(analyst, kind, request.assignment, f"{request.side} {module.name} {code_hash} to {who}")
+        signed = "" if module.signer is None else f", signed by key {module.signer}"
+        self.store.audit(analyst, kind, request.assignment, f"{request.side} {module.name} {code_hash} to {who}{signed}")
         log.info("analyst %s: %s of %s %s (%s) to assignment %d, %s",
                  analyst, kind, request.side, module.name, code_hash[:12], request.assignment, who)
         started = time.monotonic()
@@ -171,6 +178,9 @@ class Deployer:
         else:
             assert request.code_hash is not None
             module, rollback = self._earlier_version(request.assignment, side, request.code_hash), True
+        problem = self.trust.problem(module, side)
+        if problem is not None:
+            raise DeployRefused(f"{problem}; the running version stays")
         entry = "on_board" if side == "on_board" else "off_board"
         problems = check_module(module, entry)
         if problems:
@@ -192,6 +202,6 @@ class Deployer:
             raise DeployRefused(f"assignment {assignment} never ran a {side} version {prefix}… (its versions: {known})")
         if len(found) > 1:
             raise DeployRefused(f"{prefix} names {len(found)} versions ({', '.join(h[:12] for h in found)}); give more of the hash")
-        stored = self.store.module(found[0])
-        assert stored is not None
-        return ModuleSource(name=stored[0], source=stored[1])
+        module = self.store.signed_module(found[0], side)  # with its signature, which the vehicles check again
+        assert module is not None
+        return module

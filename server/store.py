@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import msgspec
 
 from wire.codec import decode_value, encode_value
-from wire.messages import AssignmentSpec, Result
+from wire.messages import AssignmentSpec, ModuleSource, Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (
@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS deployments (
     by         TEXT NOT NULL,
     at         REAL NOT NULL,
     vehicles   TEXT
+);
+CREATE TABLE IF NOT EXISTS deployment_signatures (
+    deployment INTEGER PRIMARY KEY REFERENCES deployments(id),
+    signer     TEXT NOT NULL,
+    signature  BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS module_acks (
     assignment INTEGER NOT NULL,
@@ -380,6 +385,65 @@ class Store:
             DeploymentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else json.loads(r[8]))
             for r in rows
         ]
+
+    def add_signed_deployment(
+        self, assignment: int, side: str, code_hash: str, kind: str, by: str, vehicles: list[str] | None,
+        module: ModuleSource,
+    ) -> int:
+        """`add_deployment`, and the module's signature if it carries one, in one
+        transaction: a deploy is never stored without the signature it was sent with
+        (a server that resumes it would send it unsigned, and vehicles that require
+        signatures would refuse it)."""
+        self.db.execute("BEGIN")
+        try:
+            deployment = self.add_deployment(assignment, side, code_hash, kind, by, vehicles)
+            if module.signer is not None and module.signature is not None:
+                self.add_deployment_signature(deployment, module.signer, module.signature)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return deployment
+
+    def add_deployment_signature(self, deployment: int, signer: str, signature: bytes) -> None:
+        """The analyst's signature (and key id) of the module a deploy sent: kept per
+        deploy, as the same content may be sent signed, unsigned or by another key."""
+        self.db.execute(
+            "INSERT INTO deployment_signatures (deployment, signer, signature) VALUES (?, ?, ?)",
+            (deployment, signer, signature),
+        )
+
+    def signature(self, code_hash: str, side: str) -> tuple[str, bytes] | None:
+        """(signer, signature) of the latest deploy of this version to `side` that was
+        signed, in any assignment: what a rollback sends with it. A signature covers
+        the content and the side only, so any one of them serves."""
+        row = self.db.execute(
+            "SELECT s.signer, s.signature FROM deployment_signatures s JOIN deployments d ON d.id = s.deployment"
+            " WHERE d.hash = ? AND d.side = ? ORDER BY d.id DESC LIMIT 1",
+            (code_hash, side),
+        ).fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def signed_module(self, code_hash: str, side: str) -> ModuleSource | None:
+        """A stored version as it is sent to `side` again (a rollback, a restarted
+        server resuming): its name, its source and the latest signature it was
+        deployed to that side with, if any. None when no such version is stored."""
+        stored = self.module(code_hash)
+        if stored is None:
+            return None
+        signed = self.signature(code_hash, side)
+        if signed is None:
+            return ModuleSource(name=stored[0], source=stored[1])
+        return ModuleSource(name=stored[0], source=stored[1], signer=signed[0], signature=signed[1])
+
+    def deployment_signers(self, assignment: int) -> dict[int, str]:
+        """deploy id -> the key id that signed its module, for the signed deploys."""
+        rows = self.db.execute(
+            "SELECT s.deployment, s.signer FROM deployment_signatures s JOIN deployments d ON d.id = s.deployment"
+            " WHERE d.assignment = ?",
+            (assignment,),
+        )
+        return {r[0]: r[1] for r in rows}
 
     def add_module_acks(self, rows: list[tuple[int, str, str, str, bool, str | None]]) -> None:
         """Vehicles' latest answers to versions, (assignment, side, hash, vehicle, ok,

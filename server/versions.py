@@ -39,6 +39,9 @@ class AssignmentVersions:
     def __init__(self, vehicles: list[str]) -> None:
         self.vehicles = list(vehicles)
         self.sources: dict[str, ModuleSource] = {}
+        # as last sent to the vehicles: one file may serve both sides with the same hash, and
+        # its on-board copy carries the analyst's signature for the on-board side
+        self.on_board_sources: dict[str, ModuleSource] = {}
         self.target: dict[str, str] = {}  # vehicle -> on-board version it should run
         self.acked: dict[str, str] = {}  # vehicle -> on-board version it last acknowledged
         self.off_board: str | None = None  # the off-board version in force
@@ -62,6 +65,7 @@ class AssignmentVersions:
         to send it to. With `migrates` and every vehicle targeted, the module's
         migrate(old_state) is due at the next iteration boundary."""
         self._remember(code_hash, module)
+        self.on_board_sources[code_hash] = module
         targets = self.vehicles if vehicles is None else vehicles
         for vehicle in targets:
             self.target[vehicle] = code_hash
@@ -83,7 +87,7 @@ class AssignmentVersions:
         code_hash = self.target.get(vehicle)
         if code_hash is None:
             return None
-        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.sources[code_hash])
+        return LoadModule(assignment=assignment, code_hash=code_hash, module=self.on_board_sources[code_hash])
 
     def watch(self, code_hash: str, vehicles: list[str]) -> Watch:
         w = Watch(code_hash, frozenset(vehicles))
@@ -114,11 +118,12 @@ def version_table(
     acks: dict[tuple[str, str], list[str]],
     served: dict[tuple[str, str], list[int]],
     vehicles: list[str],
+    signers: dict[int, str] | None = None,
 ) -> list[VersionInfo]:
     """`oodida versions`: every deploy of an assignment, oldest first, with who runs
     it and which iterations it served. A version is current when, replaying the
     deploys in order, it is the last one some vehicle (or, off board, the server)
-    was asked to run."""
+    was asked to run. `signers`: deploy id -> key id, for the signed ones."""
     on_board: dict[str, int] = {}  # vehicle -> id of the deploy it should run
     off_board: int | None = None
     for d in deployments:
@@ -140,6 +145,7 @@ def version_table(
             acked=acks.get((d.side, d.code_hash), []),
             iterations=served.get((d.side, d.code_hash), []),
             current=d.id in current,
+            signer=(signers or {}).get(d.id),
         )
         for d in deployments
     ]

@@ -35,6 +35,8 @@ CodeHash = Annotated[str, Meta(max_length=128)]
 SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
 Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
+KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # an analyst's signing key (oodida.signing.key_id)
+Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]  # ed25519
 
 MAX_SIGNALS = 64
 MAX_METHODS = 16
@@ -111,6 +113,15 @@ class ModuleSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")]
     source: Annotated[str, Meta(max_length=MAX_MODULE_BYTES)]
+    # the analyst's ed25519 signature over its content hash and side, and the key's id
+    # (oodida.signing); it travels with the module wherever it goes (submit, deploy,
+    # LoadModule), so agents that require signatures can check it themselves
+    signature: Signature | None = None
+    signer: KeyId | None = None
+
+    def __post_init__(self) -> None:
+        if (self.signature is None) != (self.signer is None):
+            raise ValueError("a signed module carries both its signature and its signer's key id")
 
 
 class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -188,7 +199,9 @@ class LoadModule(Message, tag="load_module"):
     """A version of an assignment's on-board module for a vehicle to check, load into
     its sandbox worker and acknowledge (`ModuleAck`). Sent at submit, on every deploy
     or rollback, and again to a vehicle that reconnects; loading a version the vehicle
-    already holds is a no-op that acknowledges again."""
+    already holds is a no-op that acknowledges again. The analyst's signature, when
+    there is one, is in `module` (`ModuleSource.signature`, `signer`): vehicles that
+    require signatures check it over the source they receive."""
 
     assignment: AssignmentId
     code_hash: SHA256
@@ -479,6 +492,7 @@ class VersionInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     acked: list[Identity]  # vehicles that acknowledged this version (ever)
     iterations: list[int]  # iterations this version computed (aggregated results)
     current: bool  # the version the assignment's vehicles (or server) are asked to run
+    signer: KeyId | None = None  # the key that signed the module this deploy sent
 
 
 class VersionsReply(Message, tag="versions_reply"):

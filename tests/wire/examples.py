@@ -315,6 +315,15 @@ EXAMPLES: list[Example] = [
         Receiver.VEHICLE,
     ),
     Example("load_module", LoadModule(assignment=3, code_hash=H1, module=MODULE), Receiver.VEHICLE),
+    Example(
+        "load_module-signed",
+        LoadModule(
+            assignment=3, code_hash=H1,
+            module=ModuleSource(name="speeding.py", source=MODULE.source, signature=bytes(range(64)),
+                                signer="0123456789abcdef"),
+        ),
+        Receiver.VEHICLE,
+    ),
     Example("module_ack", ModuleAck(assignment=3, code_hash=H1, ok=True, elapsed=0.004), Receiver.SERVER_OF_VEHICLE),
     Example(
         "module_ack-refused",
@@ -363,7 +372,8 @@ EXAMPLES: list[Example] = [
                 VersionInfo(side="on_board", code_hash=H1, name="speeding.py", kind="submit", by="ana", at=T0,
                             vehicles=None, acked=["v1", "v2"], iterations=[1, 2], current=False),
                 VersionInfo(side="on_board", code_hash=H2, name="speeding.py", kind="deploy", by="ana", at=T0 + 5,
-                            vehicles=["v1"], acked=["v1"], iterations=[3], current=True),
+                            vehicles=["v1"], acked=["v1"], iterations=[3], current=True,
+                            signer="0123456789abcdef"),
             ],
         ),
         Receiver.ANALYST,
