@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from link import Channel, connect
+from link.credfile import load_client_credentials
 from oodida.errors import OodidaError
 from wire import RemoteProtocolError, Role
 from wire.messages import (
@@ -53,12 +56,36 @@ class AnalystClient:
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, token: str, *, identity: str = "analyst", timeout: float = 10.0
+        cls,
+        host: str,
+        port: int,
+        secret: str,
+        *,
+        identity: str,
+        role: Role = Role.ANALYST,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
     ) -> AnalystClient:
+        """Connect as `identity` (an analyst, or a reader); TLS unless `ssl_context`
+        is None, which only a loopback host may use."""
         channel, _ = await connect(
-            host, port, role=Role.ANALYST, identity=identity, token=token, software="oodida-cli/0.1", timeout=timeout
+            host, port, role=role, identity=identity, secret=secret, software="oodida-cli/0.1", timeout=timeout,
+            ssl_context=ssl_context,
         )
         return cls(channel)
+
+    @classmethod
+    async def from_file(
+        cls, path: str | Path, *, server: tuple[str, int] | None = None, ca: str | None = None, timeout: float = 10.0
+    ) -> AnalystClient:
+        """Connect with a credential file (`oodida init` writes them); `server` and
+        `ca` override the file's host:port and CA."""
+        creds = load_client_credentials(path)
+        host, port = server or (creds.host, creds.port)
+        return await cls.connect(
+            host, port, creds.secret, identity=creds.identity, role=creds.role,
+            ssl_context=creds.ssl_context(ca), timeout=timeout,
+        )
 
     async def close(self) -> None:
         await self.channel.close()
