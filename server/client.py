@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator
 from link import Channel, connect
 from link.credfile import load_client_credentials
 from oodida.errors import OodidaError
-from wire import RemoteProtocolError, Role
+from wire import LocalProtocolError, RemoteProtocolError, Role
 from wire.messages import (
     AssignmentSpec,
     Cancel,
@@ -109,9 +109,20 @@ class AnalystClient:
             if getattr(message, "id", None) == request:
                 return message
 
+    async def _send(self, message: Message) -> None:
+        """Send, or refuse here what our role may not ask (a reader's submit): the
+        server would refuse it too, this says so without the round trip."""
+        try:
+            await self.channel.send(message)
+        except LocalProtocolError:
+            role = self.channel.conn.our_role
+            raise RequestFailed(
+                f"a {role.value if role else 'client'} may not send {message.__struct_config__.tag!r}", "unexpected"
+            ) from None
+
     async def _ask(self, message: Message, request: int, expect: type[Message]) -> Message:
         async with self._lock:
-            await self.channel.send(message)
+            await self._send(message)
             reply = await self._recv(request)
         if not isinstance(reply, expect):
             raise RequestFailed(f"unexpected reply {type(reply).__name__} to {type(message).__name__}")
@@ -142,7 +153,7 @@ class AnalystClient:
         `ResultsEnd` that gives the assignment's state."""
         request = next(self._ids)
         async with self._lock:
-            await self.channel.send(ResultsRequest(id=request, assignment=assignment, follow=follow, since=since))
+            await self._send(ResultsRequest(id=request, assignment=assignment, follow=follow, since=since))
             while True:
                 message = await self._recv(request)
                 if isinstance(message, IterationReport):
@@ -158,7 +169,7 @@ class AnalystClient:
         with the reasons (and nothing changed on the server)."""
         request = next(self._ids)
         async with self._lock:
-            await self.channel.send(Deploy(id=request, **fields))
+            await self._send(Deploy(id=request, **fields))
             while True:
                 message = await self._recv(request)
                 if not isinstance(message, (Deploying, DeployProgress, DeployEnd)):
