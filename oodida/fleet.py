@@ -92,6 +92,7 @@ class LocalFleet:
     agent_sandbox: dict[str, Any] = field(default_factory=dict)  # the agents' [sandbox] table
     port: int = field(default_factory=free_port)
     tls: bool = True  # False: plain TCP on loopback (the old way; for comparisons)
+    vehicle_certificates: bool = False  # mutual TLS: vehicles must also present their certificate
     server: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -162,6 +163,7 @@ class LocalFleet:
         d = self.deployment.server_config.parent
         return (
             f'\n[tls]\ncert = "{d / "server.pem"}"\nkey = "{d / "server.key"}"\nclient_ca = "{d / "ca.pem"}"\n'
+            f"vehicle_certificates = {'true' if self.vehicle_certificates else 'false'}\n"
         )
 
     def _agent_link(self, vehicle: str) -> str:

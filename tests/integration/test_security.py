@@ -383,3 +383,45 @@ def test_a_credential_file_readable_by_others_is_refused(tmp_path: Path) -> None
     path.chmod(0o644)
     with pytest.raises(CredentialFileError, match="readable by others .*chmod 600"):
         load_client_credentials(path)
+
+
+# --- the real processes ------------------------------------------------------------------------
+
+
+def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credential_file(tmp_path: Path) -> None:
+    """`oodida server` and `oodida agent` as processes, vehicles presenting their
+    certificates, an assignment through, and the CLI as a reader: reads, no submit."""
+    import os
+    import subprocess
+    import sys
+
+    from oodida.fleet import LocalFleet
+
+    fleet = LocalFleet(tmp_path, vehicles=2, speed=4.0, loop=True, signals=["SPEED"], vehicle_certificates=True)
+
+    async def main() -> int:
+        fleet.start()
+        client = await fleet.client()
+        try:
+            await fleet.wait_connected(client)
+            spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=2,
+                                  on_board=["count"], deadline=20)
+            submitted = await client.submit(spec)
+            reports = [r async for r in client.results(submitted.assignment, follow=True)]
+            assert reports[-1].state == "done"  # type: ignore[union-attr]
+            assert all(set(r.vehicles) == {"car-1", "car-2"} for r in reports[:-1])  # type: ignore[union-attr]
+            return submitted.assignment
+        finally:
+            await client.close()
+
+    with fleet:
+        assignment = run(main())
+        assert "(TLS)" in (tmp_path / "server.log").read_text()
+        env = {**os.environ, "OODIDA_CREDENTIALS": str(fleet.reader_credentials),
+               "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
+        read = subprocess.run([sys.executable, "-m", "oodida", "results", str(assignment), "--json"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert read.returncode == 0, read.stderr
+        submit = subprocess.run([sys.executable, "-m", "oodida", "submit", "--signals", "SPEED", "--window", "1s"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert submit.returncode == 1 and "a reader may not send 'submit'" in submit.stderr, submit.stderr
