@@ -177,7 +177,12 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
     shared.chmod(0o755)
     fleet = LocalFleet(tmp_path, vehicles=1, speed=0.0, loop=False, signals=["SPEED"])
     config = shared / "agent.toml"
-    config.write_text(fleet.write_agent_config(0).read_text())
+    credentials = fleet.deployment.vehicles["car-1"]  # the vehicle's secret, key and certificates, for its uid
+    for name in ("secret", "key.pem", "cert.pem", "ca.pem"):
+        shutil.copyfile(credentials / name, shared / name)
+        os.chown(shared / name, 65534, 65534)
+        (shared / name).chmod(0o600)
+    config.write_text(fleet.write_agent_config(0).read_text().replace(str(credentials), str(shared)))
     config.chmod(0o644)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(shared / "notify"))
