@@ -141,6 +141,27 @@ class Credentials:
         )
         return secret
 
+    def add_simulated(self, identities: list[str], role: Role, secret: str,
+                      iterations: int = scram.DEFAULT_ITERATIONS) -> None:
+        """Credentials for a simulated fleet (benchmarks, load tests): every identity
+        gets the same secret *and salt*, derived once, in one transaction, so
+        10,000 vehicles cost one PBKDF2 here and one in the client process (its cache
+        is keyed by secret, salt and iterations). Never for real vehicles: one leaked
+        secret would open them all."""
+        for identity in identities:
+            check_identity(identity)
+        stored = scram.derive(secret, iterations=iterations)
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO credentials"
+                " (identity, role, salt, iterations, stored_key, server_key, created, expires, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                [(i, role.value, stored.salt, stored.iterations, stored.stored_key, stored.server_key, now)
+                 for i in identities],
+            )
+
     def revoke(self, identity: str) -> None:
         """From now on, handshakes as `identity` are refused ("revoked")."""
         existing = self.get(identity)

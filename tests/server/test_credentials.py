@@ -135,3 +135,16 @@ def test_credentials_command_adds_prints_once_lists_and_revokes(tmp_path: Path) 
     assert '"revoked": "' in [line for line in listed.stdout.splitlines() if "car-2" in line][0]
     reinit = oodida("init", str(tmp_path / "d"), "--vehicles", "car-1")
     assert reinit.returncode == 1 and "refusing to overwrite" in reinit.stderr
+
+
+def test_a_simulated_fleet_is_granted_in_one_derivation(tmp_path: Path) -> None:
+    store = Credentials(tmp_path / "db.sqlite3")
+    vehicles = [f"sim-{i}" for i in range(5000)]
+    store.add_simulated(vehicles, Role.VEHICLE, "one-secret-for-the-simulation")
+    first, last = store.get("sim-0"), store.get("sim-4999")
+    assert first is not None and last is not None and first.stored == last.stored
+    message = b"auth message"
+    proof, _ = scram.client_proof("one-secret-for-the-simulation", last.stored.salt, last.stored.iterations, message)
+    assert scram.verify_proof(last.stored, message, proof) is not None
+    assert len(store.list()) == 5000
+    store.close()
