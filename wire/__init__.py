@@ -23,5 +23,6 @@ __all__ = [
     "State",
     "ValidationError",
     "encode_frame",
+    "scram",
     "version_problem",
 ]

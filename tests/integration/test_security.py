@@ -31,7 +31,6 @@ from wire.messages import (
     MESSAGE_TYPES,
     Error,
     ErrorCode,
-    Message,
     Result,
     ResultAck,
     Role,
