@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/deploy_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/footprint.py
+	$(BIN)/python bench/handshake.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
