@@ -18,8 +18,8 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
-from sandbox.supervisor import SandboxLimits, source_hash
 from link.tls import server_context
+from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
