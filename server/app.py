@@ -24,6 +24,7 @@ from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
 from server.handshake import authenticate
+from server.revocation import Revoker
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
 from server.runner import AssignmentRunner
@@ -74,6 +75,8 @@ class Server:
         self.config = config
         self.store = Store(config.database)
         self.credentials = Credentials(config.database)
+        self.revoker = Revoker(self.credentials, config.credential_check)
+        self._revoker_task: asyncio.Task[None] | None = None
         self.vehicles: dict[str, VehicleSession] = {}
         self.runners: dict[int, AssignmentRunner] = {}
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
@@ -98,12 +101,16 @@ class Server:
             self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024, ssl=context,
             ssl_handshake_timeout=self.config.handshake_timeout if context is not None else None,
         )
+        self._revoker_task = asyncio.create_task(self.revoker.run(), name="revoker")
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("listening on %s:%d (%s), database %s", self.config.listen.host, self.port,
                  "plain TCP" if context is None else "TLS", self.config.database)
 
     async def stop(self) -> None:
+        if self._revoker_task is not None:
+            self._revoker_task.cancel()
+            await asyncio.gather(self._revoker_task, return_exceptions=True)
         if self._server is not None:
             self._server.close()
         for runner in list(self.runners.values()):
@@ -145,7 +152,7 @@ class Server:
             await channel.close()
 
     async def _handshake(self, channel: Channel) -> Hello | None:
-        return await authenticate(channel, self.credentials, self.config)
+        return await authenticate(channel, self.credentials, self.config, self.revoker)
 
     async def _serve_vehicle(self, channel: Channel, vehicle: str) -> None:
         old = self.vehicles.get(vehicle)

@@ -61,6 +61,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Annotated[str, Meta(max_length=64)] = "oodida"
     max_frame: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 * 1024 * 1024
     handshake_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
+    credential_check: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # s between looks for revoked credentials
 
     def __post_init__(self) -> None:
         if self.listen.plain:

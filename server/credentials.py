@@ -171,6 +171,19 @@ class Credentials:
             raise CredentialError(f"the credential of {identity} was already revoked at {iso(existing.revoked_at)}")
         self.db.execute("UPDATE credentials SET revoked_at = ? WHERE identity = ?", (time.time(), identity))
 
+    def withdrawn_between(self, start: float, end: float) -> list[tuple[str, str]]:
+        """(identity, reason) of credentials revoked, or expired, in [start, end)."""
+        rows = self.db.execute(
+            "SELECT identity, revoked_at, expires FROM credentials"
+            " WHERE (revoked_at >= ? AND revoked_at < ?) OR (expires >= ? AND expires < ?)",
+            (start, end, start, end),
+        ).fetchall()
+        return [
+            (identity, f"credential of {identity} was revoked at {iso(revoked)}; session ended" if revoked is not None
+             else f"credential of {identity} expired at {iso(expires)}; session ended")
+            for identity, revoked, expires in rows
+        ]
+
     def list(self) -> list[Credential]:
         return [
             c

@@ -18,6 +18,7 @@ from link import Channel
 from link.tls import certificate_names
 from server.config import ServerConfig
 from server.credentials import Credentials
+from server.revocation import Revoker
 from wire import RemoteProtocolError, Role, scram, version_problem
 from wire.messages import ErrorCode, Hello, Proof
 
@@ -44,9 +45,12 @@ def certificate_problem(channel: Channel, hello: Hello, config: ServerConfig) ->
     return None
 
 
-async def authenticate(channel: Channel, credentials: Credentials, config: ServerConfig) -> Hello | None:
+async def authenticate(
+    channel: Channel, credentials: Credentials, config: ServerConfig, revoker: Revoker | None = None
+) -> Hello | None:
     """Run the handshake on a fresh server channel: the peer's hello if it proved its
-    credential (the channel is then READY), else None (it was told why and closed)."""
+    credential (the channel is then READY, and `revoker` ends it if the credential is
+    revoked later), else None (it was told why and closed)."""
     deadline = time.monotonic() + config.handshake_timeout
     conn = channel.conn
     try:
@@ -91,6 +95,8 @@ async def authenticate(channel: Channel, credentials: Credentials, config: Serve
     await channel.send_bytes(
         conn.accept(hello, session=secrets.token_hex(8), server=config.name, signature=signature)
     )
+    if revoker is not None:
+        revoker.admit(hello.identity, channel)
     log.info("%s %s connected from %s", hello.role.value, hello.identity, channel.peer)
     return hello
 

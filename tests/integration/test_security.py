@@ -214,10 +214,10 @@ def test_every_message_a_role_may_not_send_is_refused_with_a_reason_and_the_sess
     run(main())
 
 
-async def still_served(channel: Channel, role: Role) -> None:
+async def still_served(channel: Channel, role: Role, identity: str = "car-1") -> None:
     """The session survived its refusals: it is still answered."""
     if role is Role.VEHICLE:
-        result = Result(assignment=99, iteration=1, vehicle="car-1", ok=True, code_hash="h", value=1)
+        result = Result(assignment=99, iteration=1, vehicle=identity, ok=True, code_hash="h", value=1)
         await channel.send(result)
         first = await asyncio.wait_for(channel.recv(), 10)
         assert isinstance(first, Error) and first.code is ErrorCode.NOT_FOUND
@@ -424,3 +424,51 @@ def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credentia
         submit = subprocess.run([sys.executable, "-m", "oodida", "submit", "--signals", "SPEED", "--window", "1s"],
                                 capture_output=True, text=True, env=env, timeout=60)
         assert submit.returncode == 1 and "a reader may not send 'submit'" in submit.stderr, submit.stderr
+
+
+# --- revocation ends live sessions ----------------------------------------------------------------
+
+
+def test_revoking_a_credential_ends_its_live_sessions_with_the_reason(tmp_path: Path) -> None:
+    config = msgspec_replace(plain_config(tmp_path, vehicles=("car-1", "car-2"), analysts=("alice",)),
+                             credential_check=0.2)
+
+    async def main() -> None:
+        server = Server(config)
+        await server.start()
+        try:
+            car1, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
+                                    secret=VEHICLE_SECRET)
+            car2, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
+                                    secret=VEHICLE_SECRET)
+            alice, _ = await connect("127.0.0.1", server.port, role=Role.ANALYST, identity="alice",
+                                     secret=ANALYST_SECRET)
+            store = Credentials(config.database)  # as `oodida credentials revoke` does, from outside
+            store.revoke("car-1")
+            store.revoke("alice")
+            store.close()
+            for channel, who in ((car1, "car-1"), (alice, "alice")):
+                error = await asyncio.wait_for(channel.recv(), 20)
+                assert isinstance(error, Error) and error.code is ErrorCode.AUTH
+                assert error.reason.startswith(f"credential of {who} was revoked at")
+                with pytest.raises(ChannelError):
+                    await asyncio.wait_for(channel.recv(), 20)
+            await still_served(car2, Role.VEHICLE, "car-2")  # the others go on
+            forged = Result(assignment=99, iteration=1, vehicle="car-1", ok=True, code_hash="h", value=1)
+            await car2.send(forged)  # and a vehicle speaks for itself only
+            error = await asyncio.wait_for(car2.recv(), 10)
+            assert isinstance(error, Error) and error.reason == "vehicle car-2 may not send results of car-1"
+            with pytest.raises(HandshakeRefused, match="revoked"):
+                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1", secret=VEHICLE_SECRET)
+            for channel in (car1, car2, alice):
+                await channel.close()
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def msgspec_replace(config: object, **changes: object) -> object:
+    import msgspec
+
+    return msgspec.structs.replace(config, **changes)  # type: ignore[type-var]

@@ -148,3 +148,19 @@ def test_a_simulated_fleet_is_granted_in_one_derivation(tmp_path: Path) -> None:
     assert scram.verify_proof(last.stored, message, proof) is not None
     assert len(store.list()) == 5000
     store.close()
+
+
+def test_withdrawn_between_names_revocations_and_expiries_in_the_window(tmp_path: Path) -> None:
+    store = Credentials(tmp_path / "db.sqlite3")
+    store.add("soon", Role.VEHICLE, expires=2_000.0)
+    store.add("later", Role.VEHICLE, expires=9_000.0)
+    store.add("kept", Role.ANALYST)
+    assert store.withdrawn_between(1_000.0, 3_000.0) == [
+        ("soon", "credential of soon expired at 1970-01-01T00:33:20+00:00; session ended")
+    ]
+    assert store.withdrawn_between(3_000.0, 4_000.0) == []
+    store.revoke("kept")
+    revoked = store.withdrawn_between(0.0, 1e12)
+    assert {identity for identity, _ in revoked} == {"soon", "later", "kept"}
+    assert [r for i, r in revoked if i == "kept"][0].startswith("credential of kept was revoked at")
+    store.close()
