@@ -6,13 +6,14 @@ relative paths are taken relative to the file, so a config works from any direct
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-from link.tls import plain_problem
+from link.tls import plain_problem, server_context
 from oodida.errors import OodidaError
 
 
@@ -100,6 +101,10 @@ def load_server_config(path: str | Path) -> ServerConfig:
             key=_resolve(path.parent, tls.key),
             client_ca=None if tls.client_ca is None else _resolve(path.parent, tls.client_ca),
         )
+        try:  # a missing or mismatched file fails here, with its name, not at the first connection
+            server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{path}: cannot load the [tls] files ({tls.cert}, {tls.key}, {tls.client_ca}): {exc}") from None
     return msgspec.structs.replace(config, database=database, tls=tls)
 
 

@@ -346,6 +346,9 @@ def test_plain_tcp_is_refused_at_config_load_off_loopback(tmp_path: Path) -> Non
         load_server_config(server_toml)
     server_toml.write_text('[listen]\nhost = "::1"\nplain = true\n')
     assert load_server_config(server_toml).listen.plain
+    server_toml.write_text('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n')
+    with pytest.raises(ConfigError, match="cannot load the \\[tls\\] files .*missing.pem"):
+        load_server_config(server_toml)
 
     (tmp_path / "secret").write_text("s" * 43)
     agent_toml = tmp_path / "agent.toml"
