@@ -10,7 +10,10 @@ import argparse
 import datetime
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from link.credfile import ClientCredentials
 from oodida.errors import OodidaError
@@ -41,9 +44,12 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--config", required=True, help="the server's server.toml")
     a.add_argument("--expires", help="ISO date or time (UTC unless it says), e.g. 2027-06-30")
     a.add_argument("--replace", action="store_true", help="rotate: the old secret stops working at once")
-    a.add_argument("--write", metavar="FILE", help="also write a credential file for the CLI (analysts, readers)")
+    a.add_argument("--write", metavar="PATH",
+                   help="also write the credentials out: a credential file for the CLI (analysts, readers), "
+                        "or a vehicle's folder as oodida init writes it (vehicles; needs --ca and --ca-key)")
     a.add_argument("--host", help="server host for --write (default: the config's listen host)")
-    a.add_argument("--ca", help="CA certificate (PEM) to put in the file written by --write")
+    a.add_argument("--ca", help="the deployment's CA certificate (DIR/ca.pem of oodida init), for --write")
+    a.add_argument("--ca-key", help="the CA's key (DIR/ca.key), to issue a vehicle's certificate for --write")
     r = cred.add_parser("revoke", help="refuse this identity's handshakes from now on")
     r.add_argument("identity")
     r.add_argument("--config", required=True)
@@ -62,6 +68,26 @@ def _expiry(text: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return when.timestamp()
+
+
+def _ca(args: argparse.Namespace, role: Role, plain: bool) -> Any:
+    """The CA (`server.pki.Issued`; its key only when needed) for --write, or None."""
+    from cryptography import x509
+
+    from server.pki import Issued, load_ca
+
+    if not args.write or plain:
+        return None
+    if role is Role.VEHICLE and not (args.ca and args.ca_key):
+        raise OodidaError("a vehicle's folder holds its certificate: give --ca DIR/ca.pem and --ca-key DIR/ca.key")
+    if not args.ca:
+        raise OodidaError("--write needs --ca DIR/ca.pem, the CA the server's certificate chains to")
+    try:
+        if args.ca_key:
+            return load_ca(Path(args.ca), Path(args.ca_key))
+        return Issued(x509.load_pem_x509_certificate(Path(args.ca).read_bytes()), None)  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        raise OodidaError(f"cannot load the CA ({args.ca}, {args.ca_key}): {exc}") from None
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -95,15 +121,23 @@ def _credentials(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             role = Role(args.role)
+            ca = _ca(args, role, config.listen.plain)  # before anything is stored: a bad --ca changes nothing
             secret = store.add(args.identity, role, expires=_expiry(args.expires), replace=args.replace)
             if args.write:
-                ca = open(args.ca).read() if args.ca else None
                 host = args.host or config.listen.host
-                ClientCredentials(
-                    identity=args.identity, role=role, secret=secret, host=host, port=config.listen.port,
-                    ca=ca, plain=config.listen.plain,
-                ).write(args.write)
-                print(f"credential file written to {args.write}", file=sys.stderr)
+                if role is Role.VEHICLE:
+                    from server.init import write_vehicle
+
+                    issuer = None if config.listen.plain else ca
+                    write_vehicle(issuer, Path(args.write), args.identity, secret, host, config.listen.port)  # type: ignore[arg-type]
+                    print(f"vehicle folder written to {args.write} (agent.toml, secret, certificate)", file=sys.stderr)
+                else:
+                    ClientCredentials(
+                        identity=args.identity, role=role, secret=secret, host=host, port=config.listen.port,
+                        ca=None if ca is None else ca.cert.public_bytes(Encoding.PEM).decode(),
+                        plain=config.listen.plain,
+                    ).write(args.write)
+                    print(f"credential file written to {args.write}", file=sys.stderr)
             print(secret)  # the only time it is shown
             print("(this secret is shown once and stored only hashed; keep it)", file=sys.stderr)
         elif args.action == "revoke":

@@ -164,3 +164,45 @@ def test_withdrawn_between_names_revocations_and_expiries_in_the_window(tmp_path
     assert {identity for identity, _ in revoked} == {"soon", "later", "kept"}
     assert [r for i, r in revoked if i == "kept"][0].startswith("credential of kept was revoked at")
     store.close()
+
+
+def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connect(tmp_path: Path) -> None:
+    import asyncio
+
+    from link import connect
+    from link.tls import client_context
+    from server.app import Server
+    from server.client import AnalystClient
+    from server.config import load_server_config
+    from tests.conftest import run
+
+    d = init_deployment(tmp_path / "d", vehicles=["car-1"], hosts=["127.0.0.1"], port=47_123)
+    config = str(d.server_config)
+    refused = oodida("credentials", "add", "car-2", "--role", "vehicle", "--config", config,
+                     "--write", str(tmp_path / "car-2"), "--ca", str(d.ca))
+    assert refused.returncode == 1 and "--ca-key" in refused.stderr and not (tmp_path / "car-2").exists()
+    assert "car-2" not in oodida("credentials", "list", "--config", config).stdout  # nothing stored either
+    added = oodida("credentials", "add", "car-2", "--role", "vehicle", "--config", config,
+                   "--write", str(tmp_path / "car-2"), "--ca", str(d.ca), "--ca-key", str(d.root / "ca.key"))
+    assert added.returncode == 0, added.stderr
+    added = oodida("credentials", "add", "carol", "--role", "reader", "--config", config,
+                   "--write", str(tmp_path / "carol.toml"), "--ca", str(d.ca))
+    assert added.returncode == 0, added.stderr
+    folder = tmp_path / "car-2"
+    assert "vehicle_certificates" not in (folder / "agent.toml").read_text()
+
+    async def main() -> None:
+        server = Server(load_server_config(d.server_config))
+        await server.start()
+        try:
+            context = client_context(ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"),
+                                     key=str(folder / "key.pem"))
+            channel, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
+                                       secret=(folder / "secret").read_text().strip(), ssl_context=context)
+            await channel.close()
+            async with await AnalystClient.from_file(tmp_path / "carol.toml", server=("127.0.0.1", server.port)) as c:
+                await asyncio.wait_for(c.status(), 10)
+        finally:
+            await server.stop()
+
+    run(main())
