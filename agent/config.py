@@ -8,6 +8,7 @@ a source too (`kind = "gps"`).
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -58,9 +59,14 @@ class ServerLink(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         """The secret, read when needed (not kept in the config object's repr)."""
         try:
             with open(self.secret_file) as f:
+                mode = os.fstat(f.fileno()).st_mode
                 secret = f.read().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read the secret file {self.secret_file}: {exc.strerror}") from None
+        if mode & 0o007:  # group-readable is fine: the service's own group (systemd/README.md)
+            raise ConfigError(
+                f"the secret file {self.secret_file} is readable by every user (mode {mode & 0o777:o}); chmod 600 it"
+            )
         if not secret:
             raise ConfigError(f"the secret file {self.secret_file} is empty")
         return secret

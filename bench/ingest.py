@@ -87,6 +87,7 @@ def write_config(path: Path, channels: list[str]) -> Path:
     )
     secret = path.parent / "bench-ingest.secret"  # never used: this agent has no server
     secret.write_text("bench-ingest-unused\n")
+    secret.chmod(0o600)
     path.write_text(
         'vehicle = "bench-ingest"\nlog_level = "error"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = 9\nsecret_file = "{secret}"\nplain = true\n' + sources

@@ -364,6 +364,15 @@ def test_plain_tcp_is_refused_at_config_load_off_loopback(tmp_path: Path) -> Non
     )
     with pytest.raises(AgentConfigError, match="cannot read the secret file .*missing"):
         load_agent_config(agent_toml)
+    agent_toml.write_text(
+        'vehicle = "car-1"\n[server]\nsecret_file = "secret"\nplain = true\n'
+        '[[sources]]\nkind = "gps"\nport = "/dev/null"\n'
+    )
+    (tmp_path / "secret").chmod(0o644)
+    with pytest.raises(AgentConfigError, match="readable by every user .*chmod 600"):
+        load_agent_config(agent_toml)
+    (tmp_path / "secret").chmod(0o640)
+    assert load_agent_config(agent_toml).server.secret() == "s" * 43
 
     cli = tmp_path / "alice.toml"
     cli.write_text('identity = "alice"\nrole = "analyst"\nsecret = "' + "s" * 43 + '"\nhost = "10.0.0.1"\nplain = true\n')
