@@ -272,10 +272,16 @@ def test_a_read_only_state_directory_stops_the_agent_with_exit_2():
         state.chmod(0o555)
         config = folder / "agent.toml"
         data = data_dir()
+        secret = folder / "vehicle.secret"  # the agent's own (0600, its uid): the outbox must be what stops it
+        secret.write_text("vehicle-secret\n")
+        secret.chmod(0o600)
+        if os.geteuid() == 0:
+            os.chown(secret, 65534, 65534)
         config.write_text(textwrap.dedent(f"""
             vehicle = "car-1"
             [server]
-            token = "vehicle-secret"
+            secret_file = "{secret}"
+            plain = true
             port = {free_port()}
             [[sources]]
             kind = "log"
@@ -357,10 +363,14 @@ def test_a_sigkill_right_after_put_loses_nothing(tmp_path):
 def test_the_config_puts_the_outbox_next_to_it_or_in_systemds_state_directory(tmp_path, monkeypatch):
     config = tmp_path / "etc" / "agent.toml"
     config.parent.mkdir()
-    config.write_text(textwrap.dedent("""
+    secret = tmp_path / "vehicle.secret"
+    secret.write_text("vehicle-secret\n")
+    secret.chmod(0o600)
+    config.write_text(textwrap.dedent(f"""
         vehicle = "car-1"
         [server]
-        token = "vehicle-secret"
+        secret_file = "{secret}"
+        plain = true
         [[sources]]
         kind = "log"
         path = "drive.log"
