@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/outbox.py
+	$(BIN)/python bench/handshake.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

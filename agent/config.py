@@ -9,12 +9,14 @@ a source too (`kind = "gps"`).
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import msgspec
 from msgspec import Meta
 
+from link.tls import client_context, plain_problem
 from oodida.errors import OodidaError
 from wire.messages import Identity, SignalName
 
@@ -24,13 +26,59 @@ class ConfigError(OodidaError, ValueError):
 
 
 class ServerLink(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    token: Annotated[str, Meta(min_length=8, max_length=512)]
+    """Where the server is and how to prove who we are.
+
+    `secret_file` holds this vehicle's secret (`oodida init` writes it, mode 0600).
+    TLS always, unless `plain = true` on a loopback host: the server's certificate must
+    chain to `ca` (else to the system's CAs) and name `host`; `cert`/`key` are this
+    vehicle's own certificate, for servers that require one."""
+
+    secret_file: str
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=1, le=65535)] = 7400
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    plain: bool = False
     backoff_min: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds before the first retry
     backoff_max: Annotated[float, Meta(gt=0, le=600)] = 10.0
     status_interval: Annotated[float, Meta(gt=0, le=3600)] = 2.0
     connect_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.plain:
+            if self.ca is not None or self.cert is not None:
+                raise ValueError("plain = true and TLS files (ca, cert): choose one")
+            problem = plain_problem(self.host)
+            if problem is not None:
+                raise ValueError(problem)
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+
+    def secret(self) -> str:
+        """The secret, read when needed (not kept in the config object's repr)."""
+        try:
+            with open(self.secret_file) as f:
+                mode = os.fstat(f.fileno()).st_mode
+                secret = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the secret file {self.secret_file}: {exc.strerror}") from None
+        if mode & 0o007:  # group-readable is fine: the service's own group (systemd/README.md)
+            raise ConfigError(
+                f"the secret file {self.secret_file} is readable by every user (mode {mode & 0o777:o}); chmod 600 it"
+            )
+        if not secret:
+            raise ConfigError(f"the secret file {self.secret_file} is empty")
+        return secret
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """None for plain TCP; else a client context (raises ConfigError for bad files)."""
+        if self.plain:
+            return None
+        try:
+            return client_context(ca=self.ca, cert=self.cert, key=self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the TLS files of [server] ({self.ca}, {self.cert}): {exc}") from None
 
 
 class LogSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="log", tag_field="kind"):
@@ -89,6 +137,17 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     uid: Annotated[int, Meta(ge=1)] = 65534  # the worker's uid when the agent runs as root
 
 
+class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which analysts' modules this vehicle runs. With `require`, only modules signed by
+    one of `trusted_keys` (public key files written by `oodida keygen`, relative to
+    this file): the server relays modules but cannot make the vehicle run its own.
+    Without it, unsigned modules run, and a signature by a trusted key must still
+    verify (see `oodida.signing.signature_problem`)."""
+
+    require: bool = False
+    trusted_keys: Annotated[list[str], Meta(max_length=256)] = msgspec.field(default_factory=list)
+
+
 class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Where results wait for the server's acknowledgement (agent/outbox.py).
 
@@ -104,25 +163,14 @@ class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
-class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Which analysts' modules this vehicle runs. With `require`, only modules signed by
-    one of `trusted_keys` (public key files written by `oodida keygen`, relative to
-    this file): the server relays modules but cannot make the vehicle run its own.
-    Without it, unsigned modules run, and a signature by a trusted key must still
-    verify (see `oodida.signing.signature_problem`)."""
-
-    require: bool = False
-    trusted_keys: Annotated[list[str], Meta(max_length=256)] = msgspec.field(default_factory=list)
-
-
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     vehicle: Identity
     server: ServerLink
     sources: Annotated[list[Source], Meta(min_length=1, max_length=64)]
     buffer: Buffer = Buffer()
     sandbox: Sandbox = Sandbox()
-    outbox: OutboxSettings = OutboxSettings()
     signing: Signing = Signing()
+    outbox: OutboxSettings = OutboxSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -154,17 +202,18 @@ def load_agent_config(path: str | Path) -> AgentConfig:
         if isinstance(source, LogSource):
             changes["path"] = _resolve(path.parent, source.path)
         sources.append(msgspec.structs.replace(source, **changes))
+    link = config.server
+    files = {
+        name: _resolve(path.parent, value)
+        for name in ("secret_file", "ca", "cert", "key")
+        if (value := getattr(link, name)) is not None
+    }
+    link = msgspec.structs.replace(link, **files)
+    link.secret(), link.ssl_context()  # unreadable credentials fail here, with the file's name, not at connect
     outbox = msgspec.structs.replace(config.outbox, path=_state_path(path.parent, config.outbox.path))
     return msgspec.structs.replace(
-        config, sources=sources, outbox=outbox, signing=_signing(path, config.signing)
+        config, sources=sources, server=link, signing=_signing(path, config.signing), outbox=outbox
     )
-
-
-def _state_path(base: Path, path: str) -> str:
-    """State (the outbox) goes to systemd's `$STATE_DIRECTORY` when it is set: the
-    configuration's folder is read-only under the unit (`ProtectSystem=strict`)."""
-    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return _resolve(Path(state) if state else base, path)
 
 
 def _signing(path: Path, signing: Signing) -> Signing:
@@ -181,3 +230,10 @@ def _signing(path: Path, signing: Signing) -> Signing:
     except SigningError as exc:
         raise ConfigError(f"{path}: [signing] trusted_keys: {exc}") from None
     return msgspec.structs.replace(signing, trusted_keys=keys)
+
+
+def _state_path(base: Path, path: str) -> str:
+    """State (the outbox) goes to systemd's `$STATE_DIRECTORY` when it is set: the
+    configuration's folder is read-only under the unit (`ProtectSystem=strict`)."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return _resolve(Path(state) if state else base, path)

@@ -57,6 +57,7 @@ Key = tuple[int, int]  # (assignment, iteration)
 SCHEMA_VERSION = 1
 DEFAULT_MAX_RESULTS = 10_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes the write-ahead log keeps after a checkpoint
 LOCK_TIMEOUT = 2.0  # seconds to wait for a file another agent holds, before saying so
 
 _SCHEMA = """
@@ -219,6 +220,8 @@ class Outbox:
             if mode.lower() != "wal":
                 raise UnusableOutbox(f"journal mode stays {mode}")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # after a backlog went out, the log shrinks back at the next checkpoint
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise UnusableOutbox(f"schema version {version}, this agent knows {SCHEMA_VERSION}")

@@ -86,6 +86,7 @@ class Uplink:
 
     async def run(self) -> None:
         backoff = self.config.backoff_min
+        ssl_context = self.config.ssl_context()  # once: loading the CA is not free
         while True:
             try:
                 channel, _ = await connect(
@@ -93,9 +94,10 @@ class Uplink:
                     self.config.port,
                     role=Role.VEHICLE,
                     identity=self.vehicle,
-                    token=self.config.token,
+                    secret=self.config.secret(),  # read per connect: a rotated secret needs no restart
                     software=SOFTWARE,
                     timeout=self.config.connect_timeout,
+                    ssl_context=ssl_context,
                 )
             except HandshakeRefused as exc:
                 log.error("%s; retrying in %.0f s", exc, self.config.backoff_max)

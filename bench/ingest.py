@@ -85,9 +85,12 @@ def write_config(path: Path, channels: list[str]) -> Path:
         f'\n[[sources]]\nkind = "bus"\ninterface = "virtual"\nchannel = "{c}"\ndbc = "{DBC}"\nkernel_filters = false\n'
         for c in channels
     )
+    secret = path.parent / "bench-ingest.secret"  # never used: this agent has no server
+    secret.write_text("bench-ingest-unused\n")
+    secret.chmod(0o600)
     path.write_text(
         'vehicle = "bench-ingest"\nlog_level = "error"\n\n'
-        '[server]\nhost = "127.0.0.1"\nport = 9\ntoken = "bench-ingest-unused"\n'
+        f'[server]\nhost = "127.0.0.1"\nport = 9\nsecret_file = "{secret}"\nplain = true\n'
         f'\n[outbox]\npath = "{path.stem}.outbox.sqlite3"\n' + sources  # an agent per file: one outbox each
     )
     return path

@@ -12,8 +12,9 @@ import ssl
 from collections import deque
 
 from oodida.errors import OodidaError
-from wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side
-from wire.messages import Error, ErrorCode, Message, Welcome
+from link.tls import plain_problem
+from wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side, scram
+from wire.messages import Challenge, Error, ErrorCode, Message, Welcome
 
 log = logging.getLogger(__name__)
 
@@ -86,37 +87,78 @@ async def connect(
     *,
     role: Role,
     identity: str,
-    token: str,
+    secret: str,
     software: str = "",
     timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> tuple[Channel, Welcome]:
-    """Dial, say hello, and wait for the welcome. Raises `ChannelError` with the
-    server's reason when it refuses us."""
+    """Dial (TLS when `ssl_context` is given, else plain TCP, which only a loopback
+    host may use), prove we hold `secret` (`handshake`), and return the channel and the
+    server's welcome. Raises `HandshakeRefused` with the server's reason when it
+    refuses us, `ChannelError` for everything else.
+
+    This is the one client side of the handshake: the agent, the analyst CLI and the
+    benchmarks all call it, and thousands of calls in one process are cheap (the
+    secret's key stretching is cached, see `wire.scram`)."""
+    if ssl_context is None and (problem := plain_problem(host)) is not None:
+        raise ChannelError(problem)
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ssl_context, limit=READ_SIZE), timeout
+            asyncio.open_connection(
+                host, port, ssl=ssl_context, limit=READ_SIZE,
+                server_hostname=(server_hostname or host) if ssl_context is not None else None,
+            ),
+            timeout,
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise ChannelError(f"TLS with {host}:{port} failed: the server's certificate is not trusted ({exc.verify_message})") from None
+    except ssl.SSLError as exc:
+        raise ChannelError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, asyncio.TimeoutError) as exc:
         raise ChannelError(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from None
     channel = Channel(reader, writer, Connection(Side.CLIENT, role=role))
     try:
-        await channel.send_bytes(channel.conn.hello(identity, token, software=software))
-        reply = await asyncio.wait_for(channel.recv(), timeout)
+        welcome = await asyncio.wait_for(handshake(channel, identity, secret, software=software), timeout)
     except asyncio.TimeoutError:
         await channel.close()
         raise ChannelError(f"{host}:{port} did not answer the handshake within {timeout} s") from None
-    except RemoteProtocolError as exc:
-        await channel.close()
-        raise ChannelError(f"handshake with {host}:{port} failed: {exc.reason}") from None
-    except ChannelError:
+    except BaseException:
         await channel.close()
         raise
+    return channel, welcome
+
+
+async def handshake(channel: Channel, identity: str, secret: str, *, software: str = "") -> Welcome:
+    """Hello, challenge, proof, welcome on a fresh client channel. Checks the server's
+    signature, so a server that does not hold our credential cannot welcome us."""
+    conn = channel.conn
+    assert conn.our_role is not None
+    nonce = scram.new_nonce()
+    try:
+        await channel.send_bytes(conn.hello(identity, nonce, software=software))
+        reply = await channel.recv()
+        if isinstance(reply, Error):
+            raise HandshakeRefused(reply.reason, reply.code)
+        assert isinstance(reply, Challenge)
+        if not reply.nonce.startswith(nonce) or len(reply.nonce) < len(nonce) + 16:
+            raise ChannelError(f"handshake with {channel.peer} failed: the server's nonce does not extend ours")
+        if reply.iterations > scram.MAX_ITERATIONS:
+            raise ChannelError(f"handshake with {channel.peer} failed: {reply.iterations} iterations is too many")
+        message = scram.auth_message(conn.our_role.value, identity, nonce, reply.nonce, reply.salt, reply.iterations)
+        proof, expected = scram.client_proof(secret, reply.salt, reply.iterations, message)
+        await channel.send_bytes(conn.proof(proof))
+        reply = await channel.recv()
+    except RemoteProtocolError as exc:
+        raise ChannelError(f"handshake with {channel.peer} failed: {exc.reason}") from None
     if isinstance(reply, Error):
-        await channel.close()
         raise HandshakeRefused(reply.reason, reply.code)
     assert isinstance(reply, Welcome)
-    return channel, reply
+    if not scram.check_server_signature(expected, reply.signature):
+        raise ChannelError(
+            f"handshake with {channel.peer} failed: the server's signature is wrong (it does not hold our credential)"
+        )
+    return reply
 
 
 class HandshakeRefused(ChannelError):
@@ -129,4 +171,4 @@ class HandshakeRefused(ChannelError):
         self.code = code
 
 
-__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect"]
+__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect", "handshake"]

@@ -10,6 +10,8 @@ import sys
 USAGE = """usage: oodida COMMAND [options]
 
 commands:
+  init       a new deployment: CA, certificates, configs, credentials (oodida init DIR --vehicles car-1)
+  credentials  add, revoke or list who may connect (oodida credentials add alice --role analyst --config server.toml)
   demo       run a local fleet (a server and 5 agents replaying a real drive) and an assignment
   server     run the off-board server          (oodida server --config server.toml)
   agent      run a vehicle's on-board agent    (oodida agent --config agent.toml)

@@ -81,6 +81,8 @@ KMEANS = AssignmentSpec(
 async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
     say = (lambda *a: None) if as_json else print
     say(f"starting a server and {fleet.vehicles} agents (logs in {fleet.workdir}) ...")
+    say(f"  {'TLS' if fleet.tls else 'plain TCP'} on loopback; CA and credentials from oodida init's code in "
+        f"{fleet.workdir / 'pki'}")
     started = time.monotonic()
     fleet.start()
     client = await fleet.client()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -93,8 +92,8 @@ class LocalFleet:
     agent_sandbox: dict[str, Any] = field(default_factory=dict)  # the agents' [sandbox] table
     agent_outbox: dict[str, Any] = field(default_factory=dict)  # more of the agents' [outbox] table
     port: int = field(default_factory=free_port)
-    token_vehicle: str = field(default_factory=lambda: secrets.token_hex(16))
-    token_analyst: str = field(default_factory=lambda: secrets.token_hex(16))
+    tls: bool = True  # False: plain TCP on loopback (the old way; for comparisons)
+    vehicle_certificates: bool = False  # mutual TLS: vehicles must also present their certificate
     server: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -104,6 +103,32 @@ class LocalFleet:
         data = data_dir()
         self.log_path = data / "rav4-2017-comma2k19.log"
         self.dbc_path = data / "toyota_rav4_2017.dbc"
+        self.deployment = self._credentials()
+
+    def _credentials(self) -> Any:
+        """`oodida init`'s own code: a CA, certificates for 127.0.0.1 and localhost,
+        a credential per vehicle, an analyst ("demo") and a reader ("viewer"), hashed
+        into the server's database. Once per work directory (a second fleet on the
+        same directory, as after a restart, reuses them)."""
+        from server.init import init_deployment, load_deployment  # the harness is not part of the agent
+
+        pki = self.workdir / "pki"
+        if pki.exists():
+            return load_deployment(pki)
+        return init_deployment(
+            pki, vehicles=self.vehicle_ids, analysts=["demo"], readers=["viewer"],
+            hosts=["127.0.0.1", "localhost"], port=self.port, database=str(self.workdir / "server.sqlite3"),
+            plain=not self.tls,
+        )
+
+    @property
+    def analyst_credentials(self) -> Path:
+        """The analyst's credential file (for `oodida ... --credentials`)."""
+        return Path(self.deployment.clients["demo"])
+
+    @property
+    def reader_credentials(self) -> Path:
+        return Path(self.deployment.clients["viewer"])
 
     @property
     def vehicle_ids(self) -> list[str]:
@@ -111,7 +136,7 @@ class LocalFleet:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.workdir / f"{name}.log", "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OODIDA_TOKEN")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OODIDA_TOKEN", "OODIDA_CREDENTIALS"))}
         try:
             return subprocess.Popen(
                 [sys.executable, "-m", "oodida", *args],
@@ -129,10 +154,27 @@ class LocalFleet:
         extra = "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.server_options.items())
         path.write_text(
             f'database = "server.sqlite3"\n{extra}\n'
-            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n\n'
-            f'[auth]\nvehicle_token = "{self.token_vehicle}"\nanalyst_token = "{self.token_analyst}"\n'
+            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n{self._server_transport()}'
         )
         return path
+
+    def _server_transport(self) -> str:
+        if not self.tls:
+            return "plain = true\n"
+        d = self.deployment.server_config.parent
+        return (
+            f'\n[tls]\ncert = "{d / "server.pem"}"\nkey = "{d / "server.key"}"\nclient_ca = "{d / "ca.pem"}"\n'
+            f"vehicle_certificates = {'true' if self.vehicle_certificates else 'false'}\n"
+        )
+
+    def _agent_link(self, vehicle: str) -> str:
+        """The [server] keys that say how to reach and prove: absolute paths, so a
+        config copied elsewhere (the systemd tests do) still works."""
+        d = self.deployment.vehicles[vehicle]
+        keys = f'secret_file = "{d / "secret"}"\n'
+        if not self.tls:
+            return keys + "plain = true\n"
+        return keys + f'ca = "{d / "ca.pem"}"\ncert = "{d / "cert.pem"}"\nkey = "{d / "key.pem"}"\n'
 
     def write_agent_config(self, index: int, **source: Any) -> Path:
         vehicle = self.vehicle_ids[index]
@@ -152,7 +194,7 @@ class LocalFleet:
         path = self.workdir / f"{vehicle}.toml"
         path.write_text(
             f'vehicle = "{vehicle}"\nlog_level = "{self.log_level}"\n\n'
-            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\ntoken = "{self.token_vehicle}"\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\n{self._agent_link(vehicle)}'
             f"backoff_min = 0.1\nbackoff_max = 2.0\nstatus_interval = 0.5\n\n"
             f'[[sources]]\nkind = "log"\n{lines}'
             + ("\n[sandbox]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.agent_sandbox.items())
@@ -198,7 +240,7 @@ class LocalFleet:
         while True:
             self._check_alive()
             try:
-                return await AnalystClient.connect("127.0.0.1", self.port, self.token_analyst, identity="demo")
+                return await AnalystClient.from_file(self.analyst_credentials, server=("127.0.0.1", self.port))
             except ChannelError:
                 if time.monotonic() > deadline:
                     raise FleetError(f"server did not accept connections within {timeout} s; see {self.workdir}/server.log") from None

@@ -9,10 +9,8 @@ and an unauthenticated peer that misbehaves is disconnected.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,17 +18,21 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
+from link.tls import server_context
 from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
+from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
+from server.handshake import authenticate
+from server.revocation import Revoker
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
 from server.resume import resume_running
 from server.runner import AssignmentRunner
 from server.store import Store
 from server.versions import version_table
-from wire import PROTOCOL_VERSION, Connection, RemoteProtocolError, Role, Side, version_problem
+from wire import Connection, RemoteProtocolError, Role, Side
 from wire.messages import (
     AssignmentInfo,
     Cancel,
@@ -74,6 +76,9 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store = Store(config.database)
+        self.credentials = Credentials(config.database)
+        self.revoker = Revoker(self.credentials, config.credential_check)
+        self._revoker_task: asyncio.Task[None] | None = None
         self.vehicles: dict[str, VehicleSession] = {}
         self.runners: dict[int, AssignmentRunner] = {}
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
@@ -92,16 +97,24 @@ class Server:
     async def start(self) -> None:
         resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
         self.runners.update(resumed)
+        tls = self.config.tls
+        context = None if tls is None else server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
         self._server = await asyncio.start_server(
-            self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024
+            self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024, ssl=context,
+            ssl_handshake_timeout=self.config.handshake_timeout if context is not None else None,
         )
+        self._revoker_task = asyncio.create_task(self.revoker.run(), name="revoker")
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        log.info("listening on %s:%d, database %s", self.config.listen.host, self.port, self.config.database)
+        log.info("listening on %s:%d (%s), database %s", self.config.listen.host, self.port,
+                 "plain TCP" if context is None else "TLS", self.config.database)
         for runner in resumed.values():
             runner.start()
 
     async def stop(self) -> None:
+        if self._revoker_task is not None:
+            self._revoker_task.cancel()
+            await asyncio.gather(self._revoker_task, return_exceptions=True)
         if self._server is not None:
             self._server.close()
         for runner in list(self.runners.values()):
@@ -114,6 +127,7 @@ class Server:
             await self._server.wait_closed()
         await self.off_board.close()
         self.store.close()
+        self.credentials.close()
 
     # --- connections ------------------------------------------------------------------
 
@@ -128,7 +142,7 @@ class Server:
                 return
             if hello.role is Role.VEHICLE:
                 await self._serve_vehicle(channel, hello.identity)
-            else:
+            else:  # analysts and readers: a reader's row of RECEIVABLE lets only reads through
                 await self._serve_analyst(channel, hello.identity)
         except ChannelError as exc:
             log.debug("connection %s ended: %s", channel.peer, exc)
@@ -141,31 +155,7 @@ class Server:
             await channel.close()
 
     async def _handshake(self, channel: Channel) -> Hello | None:
-        try:
-            hello = await asyncio.wait_for(channel.recv(), self.config.handshake_timeout)
-        except asyncio.TimeoutError:
-            log.info("%s sent no hello within %s s; closing", channel.peer, self.config.handshake_timeout)
-            return None
-        except RemoteProtocolError as exc:
-            log.info("%s broke the handshake: %s", channel.peer, exc.reason)
-            await channel.send_bytes(channel.conn.error(exc.reason))
-            return None
-        assert isinstance(hello, Hello)
-        problem = version_problem(hello)
-        if problem is None:
-            expected = (
-                self.config.auth.vehicle_token if hello.role is Role.VEHICLE else self.config.auth.analyst_token
-            )
-            if not hmac.compare_digest(hello.token.encode(), expected.encode()):
-                problem = f"bad credential for {hello.role.value} {hello.identity!r}"
-        if problem is not None:
-            log.warning("refused %s from %s: %s", hello.identity, channel.peer, problem)
-            code = ErrorCode.VERSION if hello.version != PROTOCOL_VERSION else ErrorCode.AUTH
-            await channel.send_bytes(channel.conn.reject(problem, code))
-            return None
-        await channel.send_bytes(channel.conn.accept(hello, session=secrets.token_hex(8), server=self.config.name))
-        log.info("%s %s connected from %s", hello.role.value, hello.identity, channel.peer)
-        return hello
+        return await authenticate(channel, self.credentials, self.config, self.revoker)
 
     async def _serve_vehicle(self, channel: Channel, vehicle: str) -> None:
         old = self.vehicles.get(vehicle)
@@ -189,7 +179,7 @@ class Server:
                 except RemoteProtocolError as exc:
                     if exc.fatal:
                         raise ChannelClosed(exc.reason) from None
-                    await channel.send_bytes(channel.conn.error(exc.reason))
+                    await channel.send_bytes(channel.conn.error(exc.reason, request=exc.request))
                     continue
                 if isinstance(message, Result):
                     await self._on_result(session, message)
@@ -281,7 +271,7 @@ class Server:
                 except RemoteProtocolError as exc:
                     if exc.fatal:
                         raise ChannelClosed(exc.reason) from None
-                    await channel.send_bytes(channel.conn.error(exc.reason))
+                    await channel.send_bytes(channel.conn.error(exc.reason, request=exc.request))
                     continue
                 if isinstance(message, Error):
                     log.info("analyst %s reports: %s", analyst, message.reason)

@@ -20,7 +20,7 @@ import msgspec
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
-from server import deploy_cli
+from server import admin_cli, deploy_cli
 from server.client import AnalystClient, RequestFailed
 from server.render import plain, render_report, render_status, report_json
 from server.spec import build_spec
@@ -28,15 +28,17 @@ from wire.messages import IterationReport, ResultsEnd
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVER = "127.0.0.1:7400"
-
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--server", default=os.environ.get("OODIDA_SERVER", DEFAULT_SERVER), help="HOST:PORT (env OODIDA_SERVER)"
+        "--server", default=os.environ.get("OODIDA_SERVER"),
+        help="HOST:PORT, instead of the credential file's (env OODIDA_SERVER)"
     )
-    p.add_argument("--token-file", help="file holding the analyst token (else env OODIDA_TOKEN)")
-    p.add_argument("--as", dest="identity", default=os.environ.get("USER", "analyst") or "analyst")
+    p.add_argument(
+        "--credentials", default=os.environ.get("OODIDA_CREDENTIALS"),
+        help="your credential file, from oodida init or oodida credentials add --write (env OODIDA_CREDENTIALS)",
+    )
+    p.add_argument("--ca", help="CA certificate (PEM) of the server, instead of the one in the credential file")
     p.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
 
 
@@ -84,24 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
 
     deploy_cli.add_parsers(sub, _add_connection)
+    admin_cli.add_parsers(sub)
 
     p = sub.add_parser("cancel", help="stop an assignment after its current iteration")
     _add_connection(p)
     p.add_argument("assignment", type=int)
     return parser
-
-
-def _token(args: argparse.Namespace) -> str:
-    if args.token_file:
-        try:
-            with open(args.token_file) as f:
-                return f.read().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
-    token = os.environ.get("OODIDA_TOKEN")
-    if not token:
-        raise UsageError("no analyst token: pass --token-file or set OODIDA_TOKEN")
-    return token
 
 
 class UsageError(OodidaError):
@@ -116,8 +106,10 @@ def _address(text: str) -> tuple[str, int]:
 
 
 async def _connect(args: argparse.Namespace) -> AnalystClient:
-    host, port = _address(args.server)
-    return await AnalystClient.connect(host, port, _token(args), identity=args.identity[:64] or "analyst")
+    if not args.credentials:
+        raise UsageError("no credentials: pass --credentials FILE or set OODIDA_CREDENTIALS (oodida init writes them)")
+    server = _address(args.server) if args.server else None
+    return await AnalystClient.from_file(args.credentials, server=server, ca=args.ca)
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
@@ -303,6 +295,8 @@ def main(argv: list[str]) -> int:
             return _run_server(args)
         if args.command == "check":
             return _check(args)
+        if args.command in admin_cli.COMMANDS:
+            return admin_cli.COMMANDS[args.command](args)
         setup_logging("warning")
         return asyncio.run(COMMANDS[args.command](args))
     except RequestFailed as exc:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from link import Channel, connect
+from link.credfile import load_client_credentials
 from oodida.errors import OodidaError
-from wire import RemoteProtocolError, Role
+from wire import LocalProtocolError, RemoteProtocolError, Role
 from wire.messages import (
     AssignmentSpec,
     Cancel,
@@ -53,12 +56,36 @@ class AnalystClient:
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, token: str, *, identity: str = "analyst", timeout: float = 10.0
+        cls,
+        host: str,
+        port: int,
+        secret: str,
+        *,
+        identity: str,
+        role: Role = Role.ANALYST,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
     ) -> AnalystClient:
+        """Connect as `identity` (an analyst, or a reader); TLS unless `ssl_context`
+        is None, which only a loopback host may use."""
         channel, _ = await connect(
-            host, port, role=Role.ANALYST, identity=identity, token=token, software="oodida-cli/0.1", timeout=timeout
+            host, port, role=role, identity=identity, secret=secret, software="oodida-cli/0.1", timeout=timeout,
+            ssl_context=ssl_context,
         )
         return cls(channel)
+
+    @classmethod
+    async def from_file(
+        cls, path: str | Path, *, server: tuple[str, int] | None = None, ca: str | None = None, timeout: float = 10.0
+    ) -> AnalystClient:
+        """Connect with a credential file (`oodida init` writes them); `server` and
+        `ca` override the file's host:port and CA."""
+        creds = load_client_credentials(path)
+        host, port = server or (creds.host, creds.port)
+        return await cls.connect(
+            host, port, creds.secret, identity=creds.identity, role=creds.role,
+            ssl_context=creds.ssl_context(ca), timeout=timeout,
+        )
 
     async def close(self) -> None:
         await self.channel.close()
@@ -82,9 +109,20 @@ class AnalystClient:
             if getattr(message, "id", None) == request:
                 return message
 
+    async def _send(self, message: Message) -> None:
+        """Send, or refuse here what our role may not ask (a reader's submit): the
+        server would refuse it too, this says so without the round trip."""
+        try:
+            await self.channel.send(message)
+        except LocalProtocolError:
+            role = self.channel.conn.our_role
+            raise RequestFailed(
+                f"a {role.value if role else 'client'} may not send {message.__struct_config__.tag!r}", "unexpected"
+            ) from None
+
     async def _ask(self, message: Message, request: int, expect: type[Message]) -> Message:
         async with self._lock:
-            await self.channel.send(message)
+            await self._send(message)
             reply = await self._recv(request)
         if not isinstance(reply, expect):
             raise RequestFailed(f"unexpected reply {type(reply).__name__} to {type(message).__name__}")
@@ -115,7 +153,7 @@ class AnalystClient:
         `ResultsEnd` that gives the assignment's state."""
         request = next(self._ids)
         async with self._lock:
-            await self.channel.send(ResultsRequest(id=request, assignment=assignment, follow=follow, since=since))
+            await self._send(ResultsRequest(id=request, assignment=assignment, follow=follow, since=since))
             while True:
                 message = await self._recv(request)
                 if isinstance(message, IterationReport):
@@ -131,7 +169,7 @@ class AnalystClient:
         with the reasons (and nothing changed on the server)."""
         request = next(self._ids)
         async with self._lock:
-            await self.channel.send(Deploy(id=request, **fields))
+            await self._send(Deploy(id=request, **fields))
             while True:
                 message = await self._recv(request)
                 if not isinstance(message, (Deploying, DeployProgress, DeployEnd)):

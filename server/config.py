@@ -6,12 +6,14 @@ relative paths are taken relative to the file, so a config works from any direct
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
+from link.tls import plain_problem, server_context
 from oodida.errors import OodidaError
 
 
@@ -22,14 +24,23 @@ class ConfigError(OodidaError, ValueError):
 class Listen(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 7400
+    plain: bool = False  # plain TCP instead of TLS: loopback hosts only, for tests and laptops
 
 
-class Auth(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Shared tokens, one per role. Enough for loopback and a lab; per-identity
-    credentials and TLS come with the security work."""
+class Tls(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The server's certificate and key (PEM files), and optionally the CA whose
+    certificates vehicles present. With `vehicle_certificates`, a vehicle must present
+    one naming it (subject CN or DNS SAN) as well as prove its credential; analysts
+    never need one (one port serves both; the handshake decides)."""
 
-    vehicle_token: Annotated[str, Meta(min_length=8, max_length=512)]
-    analyst_token: Annotated[str, Meta(min_length=8, max_length=512)]
+    cert: str
+    key: str
+    client_ca: str | None = None
+    vehicle_certificates: bool = False
+
+    def __post_init__(self) -> None:
+        if self.vehicle_certificates and self.client_ca is None:
+            raise ValueError("vehicle_certificates = true needs client_ca, the CA that signs the vehicles' certificates")
 
 
 class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -50,7 +61,10 @@ class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    auth: Auth
+    """Who may connect is not configured here: credentials are rows of the database
+    (`oodida init`, `oodida credentials`), so adding a vehicle needs no restart."""
+
+    tls: Tls | None = None
     sandbox: Sandbox = Sandbox()
     signing: Signing = Signing()
     listen: Listen = Listen()
@@ -58,6 +72,20 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Annotated[str, Meta(max_length=64)] = "oodida"
     max_frame: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 * 1024 * 1024
     handshake_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
+    credential_check: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # s between looks for revoked credentials
+
+    def __post_init__(self) -> None:
+        if self.listen.plain:
+            if self.tls is not None:
+                raise ValueError("[listen] plain = true and a [tls] section: choose one")
+            problem = plain_problem(self.listen.host)
+            if problem is not None:
+                raise ValueError(f"[listen] {problem}")
+        elif self.tls is None:
+            raise ValueError(
+                "no [tls] section: give the server's cert and key (oodida init writes them), "
+                "or set [listen] plain = true on a loopback host"
+            )
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -75,7 +103,23 @@ def load_server_config(path: str | Path) -> ServerConfig:
     database = config.database
     if database != ":memory:" and not Path(database).is_absolute():
         database = str((path.parent / database).resolve())
-    return msgspec.structs.replace(config, database=database, signing=_signing(path, config.signing))
+    tls = config.tls
+    if tls is not None:
+        tls = msgspec.structs.replace(
+            tls,
+            cert=_resolve(path.parent, tls.cert),
+            key=_resolve(path.parent, tls.key),
+            client_ca=None if tls.client_ca is None else _resolve(path.parent, tls.client_ca),
+        )
+        try:  # a missing or mismatched file fails here, with its name, not at the first connection
+            server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{path}: cannot load the [tls] files ({tls.cert}, {tls.key}, {tls.client_ca}): {exc}") from None
+    return msgspec.structs.replace(config, database=database, tls=tls, signing=_signing(path, config.signing))
+
+
+def _resolve(base: Path, path: str) -> str:
+    return path if Path(path).is_absolute() else str((base / path).resolve())
 
 
 def _signing(path: Path, signing: Signing) -> Signing:

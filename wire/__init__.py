@@ -1,6 +1,7 @@
 """The protocol, sans-IO: messages, CBOR encoding, framing and the connection state
 machine. No sockets, no asyncio, no numpy: `link` and the services do the I/O."""
 
+from wire import scram
 from wire.connection import CLOSED, NEED_DATA, Connection, Side, State, version_problem
 from wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ValidationError
 from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
@@ -22,5 +23,6 @@ __all__ = [
     "State",
     "ValidationError",
     "encode_frame",
+    "scram",
     "version_problem",
 ]

@@ -19,6 +19,7 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Challenge,
     Deploy,
     DeployEnd,
     Deploying,
@@ -32,6 +33,7 @@ from wire.messages import (
     Hello,
     IterationReport,
     Message,
+    Proof,
     Result,
     ResultAck,
     ResultsEnd,
@@ -53,7 +55,7 @@ class Side(enum.Enum):
 
 
 class State(enum.Enum):
-    HANDSHAKE = "handshake"  # nothing but hello / welcome / error
+    HANDSHAKE = "handshake"  # hello, challenge, proof, then welcome (or an error)
     READY = "ready"
     CLOSED = "closed"
 
@@ -68,29 +70,50 @@ CLOSED: Final = Sentinel.CLOSED
 
 # (our side, state, peer's role) -> message types the peer may send us
 RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
-    (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello}),
+    (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello, Proof}),
     (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, ModuleAck, VehicleStatus, Error}),
     (Side.SERVER, State.READY, Role.ANALYST): frozenset(
         {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
     ),
-    (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Welcome, Error}),
-    (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Welcome, Error}),
+    (Side.SERVER, State.READY, Role.READER): frozenset({StatusRequest, ResultsRequest, VersionsRequest, Error}),
+    (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Challenge, Welcome, Error}),
+    (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Challenge, Welcome, Error}),
+    (Side.CLIENT, State.HANDSHAKE, Role.READER): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.READY, Role.VEHICLE): frozenset({Task, CancelTask, ResultAck, LoadModule, Error}),
     (Side.CLIENT, State.READY, Role.ANALYST): frozenset(
         {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
          VersionsReply, Error}
     ),
+    (Side.CLIENT, State.READY, Role.READER): frozenset(
+        {StatusReply, IterationReport, ResultsEnd, VersionsReply, Error}
+    ),
+}
+
+# The handshake's order within HANDSHAKE: (side, steps done) -> what may arrive next.
+# Server steps: 0 nothing yet, 1 hello received, 2 challenge sent, 3 proof received.
+# Client steps: 0 nothing yet, 1 hello sent, 2 challenge received, 3 proof sent.
+_HANDSHAKE_NEXT: dict[tuple[Side, int], frozenset[type[Message]]] = {
+    (Side.SERVER, 0): frozenset({Hello}),
+    (Side.SERVER, 1): frozenset(),  # one hello, then wait for our challenge
+    (Side.SERVER, 2): frozenset({Proof}),
+    (Side.SERVER, 3): frozenset(),  # one proof, then wait for our welcome
+    (Side.CLIENT, 0): frozenset({Error}),
+    (Side.CLIENT, 1): frozenset({Challenge, Error}),
+    (Side.CLIENT, 2): frozenset({Error}),
+    (Side.CLIENT, 3): frozenset({Welcome, Error}),
 }
 
 
 class Connection:
     """One end of one conversation.
 
-    A client is built knowing its role and starts by sending `Hello`. A server learns
-    the peer's role from the `Hello` it receives, and answers with `Welcome` (via
-    `accept`) or an `Error` (via `reject`), which closes the connection. Until then it
-    accepts nothing but `Hello`, and any protocol error is fatal: an unauthenticated
-    peer gets no second chance.
+    A client is built knowing its role and starts by sending `Hello`; the server
+    answers with a `Challenge` (via `challenge`), the client with a `Proof` (via
+    `proof`), and the server with `Welcome` (via `accept`) or an `Error` (via `reject`,
+    at any step), which closes the connection. The proof's arithmetic is
+    `wire.scram`'s; this object only keeps the order. Until the welcome nothing else
+    is accepted, and any protocol error is fatal: an unauthenticated peer gets no
+    second chance.
     """
 
     def __init__(self, side: Side, *, role: Role | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
@@ -103,8 +126,7 @@ class Connection:
         self.state = State.HANDSHAKE
         self.max_frame = max_frame
         self._frames = FrameDecoder(max_frame=max_frame)
-        self._hello_sent = False
-        self._hello_received = False
+        self._step = 0  # of the handshake, see _HANDSHAKE_NEXT
 
     # --- receiving ------------------------------------------------------------
 
@@ -147,10 +169,9 @@ class Connection:
 
     def _check_receivable(self, message: Message) -> None:
         role = self.peer_role if (self.side is Side.CLIENT or self.state is State.READY) else None
-        if self.side is Side.SERVER and self.state is State.HANDSHAKE and self._hello_received:
-            allowed: frozenset[type[Message]] = frozenset()  # one hello, then wait for our answer
-        else:
-            allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
+        allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
+        if self.state is State.HANDSHAKE:
+            allowed = allowed & _HANDSHAKE_NEXT[(self.side, self._step)]
         if type(message) not in allowed:
             fatal = self.state is not State.READY
             if fatal:
@@ -159,9 +180,10 @@ class Connection:
             raise RemoteProtocolError(
                 f"{type(message).__struct_config__.tag!r} is not allowed from {who} now (state {self.state.value})",
                 fatal=fatal,
+                request=getattr(message, "id", None),
             )
-        if isinstance(message, Hello):
-            self._hello_received = True
+        if isinstance(message, (Hello, Proof, Challenge)):
+            self._step += 1
         elif isinstance(message, Welcome) and self.state is State.HANDSHAKE:
             if message.version != PROTOCOL_VERSION:
                 self.state = State.CLOSED
@@ -179,14 +201,19 @@ class Connection:
         if self.state is State.CLOSED and not (isinstance(message, Error)):
             raise LocalProtocolError(f"cannot send {type(message).__name__}: connection is closed")
         if self.side is Side.CLIENT and self.state is State.HANDSHAKE:
-            if not isinstance(message, Hello) or self._hello_sent:
-                raise LocalProtocolError("a client must send exactly one hello first, then wait for welcome")
-            if message.role is not self.our_role:
-                raise LocalProtocolError(f"hello says role {message.role}, connection was made as {self.our_role}")
-            self._hello_sent = True
+            if isinstance(message, Hello) and self._step == 0:
+                if message.role is not self.our_role:
+                    raise LocalProtocolError(f"hello says role {message.role}, connection was made as {self.our_role}")
+            elif not (isinstance(message, Proof) and self._step == 2):
+                raise LocalProtocolError(
+                    "a client sends one hello, then one proof after the challenge, then waits for welcome"
+                )
+            self._step += 1
         elif self.side is Side.SERVER and self.state is State.HANDSHAKE:
             if isinstance(message, Welcome):
                 raise LocalProtocolError("use accept() to welcome a peer")
+            if isinstance(message, Challenge):
+                raise LocalProtocolError("use challenge() to challenge a peer")
             if not isinstance(message, Error):
                 raise LocalProtocolError(f"cannot send {type(message).__name__} before the handshake completed")
             self.state = State.CLOSED
@@ -198,14 +225,24 @@ class Connection:
                 raise LocalProtocolError(f"a {who} connection cannot send {type(message).__name__}")
         return encode_frame(encode_payload(message), max_frame=self.max_frame)
 
-    def accept(self, hello: Hello, *, session: str, server: str = "") -> bytes:
-        """Welcome the peer whose hello the application has checked."""
-        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or not self._hello_received:
-            raise LocalProtocolError("accept() is for a server that received a hello")
+    def challenge(self, nonce: bytes, salt: bytes, iterations: int) -> bytes:
+        """Answer the hello the application has looked up: the peer must now prove it
+        holds the credential (`nonce` is the client's nonce followed by ours)."""
+        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or self._step != 1:
+            raise LocalProtocolError("challenge() is for a server that received a hello and sent no challenge")
+        self._step = 2
+        message = Challenge(nonce=nonce, salt=salt, iterations=iterations)
+        return encode_frame(encode_payload(message), max_frame=self.max_frame)
+
+    def accept(self, hello: Hello, *, session: str, server: str = "", signature: bytes = b"") -> bytes:
+        """Welcome the peer whose proof the application has checked; `signature` is
+        the server's proof to the client (SCRAM's ServerSignature)."""
+        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or self._step != 3:
+            raise LocalProtocolError("accept() is for a server that received a hello and then a proof")
         self.peer_role = hello.role
         self.peer_identity = hello.identity
         self.state = State.READY
-        welcome = Welcome(version=PROTOCOL_VERSION, session=session, server=server)
+        welcome = Welcome(version=PROTOCOL_VERSION, session=session, server=server, signature=signature)
         return encode_frame(encode_payload(welcome), max_frame=self.max_frame)
 
     def reject(self, reason: str, code: ErrorCode = ErrorCode.AUTH) -> bytes:
@@ -214,13 +251,17 @@ class Connection:
         self.state = State.CLOSED
         return data
 
-    def hello(self, identity: str, token: str, *, software: str = "") -> bytes:
-        """The client's first bytes."""
+    def hello(self, identity: str, nonce: bytes, *, software: str = "") -> bytes:
+        """The client's first bytes; `nonce` is fresh random bytes (wire.scram.new_nonce)."""
         if self.our_role is None:
             raise LocalProtocolError("only a client says hello")
         return self.send(
-            Hello(version=PROTOCOL_VERSION, role=self.our_role, identity=identity, token=token, software=software)
+            Hello(version=PROTOCOL_VERSION, role=self.our_role, identity=identity, nonce=nonce, software=software)
         )
+
+    def proof(self, proof: bytes) -> bytes:
+        """The client's answer to the challenge."""
+        return self.send(Proof(proof=proof))
 
     def error(self, reason: str, code: ErrorCode = ErrorCode.BAD_MESSAGE, request: int | None = None) -> bytes:
         """An error reply; allowed in every state (it is how we say why we close)."""

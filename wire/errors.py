@@ -17,10 +17,11 @@ class ProtocolError(OodidaError):
 class RemoteProtocolError(ProtocolError):
     """The peer broke the protocol: a bad frame, a bad message, an illegal message now."""
 
-    def __init__(self, reason: str, *, fatal: bool = True) -> None:
+    def __init__(self, reason: str, *, fatal: bool = True, request: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fatal = fatal
+        self.request = request  # the refused message's id, when it had one (for the error reply)
 
 
 class LocalProtocolError(ProtocolError, ValueError):

@@ -30,7 +30,6 @@ RequestId = Annotated[int, Meta(ge=0, le=2**53)]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Seconds = Annotated[float, Meta(ge=0, le=10**7)]
 Text = Annotated[str, Meta(max_length=4096)]
-Token = Annotated[str, Meta(max_length=512)]
 CodeHash = Annotated[str, Meta(max_length=128)]
 SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
@@ -46,6 +45,7 @@ MAX_VEHICLES = 100_000
 class Role(enum.StrEnum):
     VEHICLE = "vehicle"
     ANALYST = "analyst"
+    READER = "reader"  # an analyst who may only read: status, results, versions
 
 
 class ErrorCode(enum.StrEnum):
@@ -65,18 +65,41 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field
 # --- handshake ---------------------------------------------------------------
 
 
+# Challenge-response (SCRAM-SHA-256 logic, wire/scram.py): hello -> challenge ->
+# proof -> welcome. No secret ever crosses the wire, and the server's fresh nonce
+# makes a recorded handshake worthless.
+
+Nonce = Annotated[bytes, Meta(min_length=16, max_length=64)]
+
+
 class Hello(Message, tag="hello"):
     version: int
     role: Role
     identity: Identity
-    token: Token
+    nonce: Nonce  # the client's half of the handshake's nonce
     software: Annotated[str, Meta(max_length=64)] = ""
+
+
+class Challenge(Message, tag="challenge"):
+    """The server's answer to a hello whose identity holds a credential of its role:
+    the combined nonce (the client's, then the server's) and how to salt the secret."""
+
+    nonce: Annotated[bytes, Meta(min_length=32, max_length=128)]
+    salt: Annotated[bytes, Meta(min_length=8, max_length=64)]
+    iterations: Annotated[int, Meta(ge=4096, le=1_000_000)]
+
+
+class Proof(Message, tag="proof"):
+    """ClientProof: the client key XOR the client signature over the AuthMessage."""
+
+    proof: Annotated[bytes, Meta(min_length=32, max_length=32)]
 
 
 class Welcome(Message, tag="welcome"):
     version: int
     session: Annotated[str, Meta(max_length=64)]
     server: Annotated[str, Meta(max_length=64)] = ""
+    signature: Annotated[bytes, Meta(max_length=64)] = b""  # ServerSignature; the client checks it
 
 
 class Error(Message, tag="error"):
@@ -506,6 +529,8 @@ class VersionsReply(Message, tag="versions_reply"):
 
 AnyMessage = Union[
     Hello,
+    Challenge,
+    Proof,
     Welcome,
     Error,
     Task,

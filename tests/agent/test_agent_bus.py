@@ -15,7 +15,7 @@ from agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
 from agent.main import run_agent
 from server.app import Server
 from server.client import AnalystClient
-from server.config import Auth, Listen, ServerConfig
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.conftest import DBC, LOG, run
 from wire.messages import AssignmentSpec, WindowSpec
 
@@ -38,17 +38,14 @@ def play(channel: str, stop: threading.Event) -> None:
 
 def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
     channel = f"oodida-{uuid.uuid4().hex[:8]}"
-    server_config = ServerConfig(
-        auth=Auth(vehicle_token="vehicle-secret", analyst_token="analyst-secret"),
-        listen=Listen(port=0), database=str(tmp_path / "s.sqlite3"),
-    )
+    server_config = plain_config(tmp_path, vehicles=("bus-car",), database="s.sqlite3")
 
     async def main():
         server = Server(server_config)
         await server.start()
         agent_config = AgentConfig(
             vehicle="bus-car",
-            server=ServerLink(token="vehicle-secret", port=server.port, status_interval=0.2),
+            server=ServerLink(secret_file=secret_file(tmp_path), plain=True, port=server.port, status_interval=0.2),
             sources=[BusSource(interface="virtual", channel=channel, dbc=str(DBC), signals=["SPEED"])],
             outbox=OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
         )
@@ -57,7 +54,7 @@ def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
         stop_player = threading.Event()
         player = threading.Thread(target=play, args=(channel, stop_player), daemon=True)
         player.start()
-        client = await AnalystClient.connect("127.0.0.1", server.port, "analyst-secret")
+        client = await AnalystClient.connect("127.0.0.1", server.port, ANALYST_SECRET, identity="analyst")
         try:
             while not (await client.status()).vehicles:
                 await asyncio.sleep(0.05)

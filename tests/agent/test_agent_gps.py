@@ -11,7 +11,7 @@ from agent.config import load_agent_config
 from agent.main import run_agent
 from server.app import Server
 from server.client import AnalystClient
-from server.config import Auth, Listen, ServerConfig
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.conftest import DATA, run
 from tests.hw.pty_receiver import PtyReceiver
 from tests.hw.test_nmea import RECORDING
@@ -24,7 +24,8 @@ def agent_toml(tmp_path: Path, port: int) -> Path:
 vehicle = "gps-car"
 [server]
 port = {port}
-token = "vehicle-secret"
+secret_file = "{secret_file(tmp_path)}"
+plain = true
 status_interval = 0.1
 
 [[sources]]
@@ -46,10 +47,7 @@ reopen_max = 0.2
 
 
 def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiver(tmp_path: Path) -> None:
-    server_config = ServerConfig(
-        auth=Auth(vehicle_token="vehicle-secret", analyst_token="analyst-secret"),
-        listen=Listen(port=0), database=str(tmp_path / "s.sqlite3"),
-    )
+    server_config = plain_config(tmp_path, vehicles=("gps-car",), database="s.sqlite3")
     lines = RECORDING.read_bytes().splitlines(keepends=True)
 
     async def gps_source(client: AnalystClient, predicate) -> object:
@@ -69,7 +67,7 @@ def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiver(tmp
         receiver = PtyReceiver(tmp_path / "gps0", lines, interval=0.005)
         stop_agent = asyncio.Event()
         agent = asyncio.create_task(run_agent(config, stop_agent))
-        client = await AnalystClient.connect("127.0.0.1", server.port, "analyst-secret")
+        client = await AnalystClient.connect("127.0.0.1", server.port, ANALYST_SECRET, identity="analyst")
         try:
             await gps_source(client, lambda s: s.state == "running")
             receiver.start()

@@ -19,6 +19,7 @@ from agent.store import SignalStore
 from hw.nmea import NmeaDecoder
 from hw.serial_port import SerialPort
 from tests.conftest import DATA
+from tests.credentials import secret_file
 from tests.hw.nmea_text import line
 from tests.hw.pty_receiver import PtyReceiver, wait_for
 from tests.hw.test_nmea import GGA, RECORDING, RMC, reference
@@ -157,7 +158,7 @@ def test_stop_is_prompt_and_ends_the_source_in_the_store(tmp_path: Path) -> None
 def write_config(tmp_path: Path, gps: str, extra: str = "") -> Path:
     path = tmp_path / "agent.toml"
     path.write_text(
-        f'vehicle = "car-1"\n[server]\ntoken = "vehicle-secret"\n'
+        f'vehicle = "car-1"\n[server]\nsecret_file = "{secret_file(tmp_path)}"\nplain = true\n'
         f'[[sources]]\nkind = "log"\npath = "{DATA / "rav4-2017-comma2k19.log"}"\n'
         f'dbc = "{DATA / "toyota_rav4_2017.dbc"}"\nchannel = "can0"\nsignals = ["SPEED"]\n'
         f'[[sources]]\nkind = "gps"\n{gps}\n{extra}'

@@ -272,10 +272,16 @@ def test_a_read_only_state_directory_stops_the_agent_with_exit_2():
         state.chmod(0o555)
         config = folder / "agent.toml"
         data = data_dir()
+        secret = folder / "vehicle.secret"  # the agent's own (0600, its uid): the outbox must be what stops it
+        secret.write_text("vehicle-secret\n")
+        secret.chmod(0o600)
+        if os.geteuid() == 0:
+            os.chown(secret, 65534, 65534)
         config.write_text(textwrap.dedent(f"""
             vehicle = "car-1"
             [server]
-            token = "vehicle-secret"
+            secret_file = "{secret}"
+            plain = true
             port = {free_port()}
             [[sources]]
             kind = "log"
@@ -357,10 +363,14 @@ def test_a_sigkill_right_after_put_loses_nothing(tmp_path):
 def test_the_config_puts_the_outbox_next_to_it_or_in_systemds_state_directory(tmp_path, monkeypatch):
     config = tmp_path / "etc" / "agent.toml"
     config.parent.mkdir()
-    config.write_text(textwrap.dedent("""
+    secret = tmp_path / "vehicle.secret"
+    secret.write_text("vehicle-secret\n")
+    secret.chmod(0o600)
+    config.write_text(textwrap.dedent(f"""
         vehicle = "car-1"
         [server]
-        token = "vehicle-secret"
+        secret_file = "{secret}"
+        plain = true
         [[sources]]
         kind = "log"
         path = "drive.log"
@@ -378,3 +388,26 @@ def test_the_config_puts_the_outbox_next_to_it_or_in_systemds_state_directory(tm
     config.write_text(config.read_text() + 'synchronous = "OFF"\n')
     with pytest.raises(ConfigError, match=r"Invalid enum value 'OFF' - at `\$.outbox.synchronous`"):
         load_agent_config(config)
+
+
+def test_the_log_shrinks_back_after_a_backlog_written_at_once(tmp_path):
+    """Results held in memory while the disk was full are written in one transaction,
+    which grows the write-ahead log by all of them; it is cut back to a few MB at the
+    next checkpoint, not kept at its largest for the life of the file."""
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, synchronous="NORMAL")
+    pages = fill_the_disk(outbox)
+    big = to_wire(np.zeros(16_000, dtype=np.float64))  # 128 kB each
+    for i in range(1, 101):
+        outbox.put(result(1, i, value=big))
+    assert outbox.unsaved == 100
+    outbox.db.execute(f"PRAGMA max_page_count = {pages * 10_000}")
+    assert outbox.retry()
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size > 12 * 1024 * 1024  # the backlog, in one go
+    for i in range(1, 101):
+        outbox.ack((1, i))
+    outbox.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    outbox.put(result(2, 1))  # the first write after a checkpoint restarts the log, and cuts it
+    assert wal.stat().st_size <= 4 * 1024 * 1024
+    outbox.close()

@@ -15,7 +15,8 @@ from tests.conftest import DBC, LOG
 
 BASE = f"""vehicle = "car-1"
 [server]
-token = "a-long-enough-token"
+secret_file = "vehicle.secret"
+plain = true
 [[sources]]
 kind = "log"
 path = "{LOG}"
@@ -23,7 +24,15 @@ dbc = "{DBC}"
 """
 
 
+def secret(folder: Path) -> None:
+    """The vehicle's secret file, next to the config (readable by its owner only)."""
+    path = folder / "vehicle.secret"
+    path.write_text("a-long-enough-secret\n")
+    path.chmod(0o600)
+
+
 def write(tmp_path: Path, signing: str) -> Path:
+    secret(tmp_path)
     path = tmp_path / "agent.toml"
     path.write_text(BASE + "[signing]\n" + signing)
     return path
@@ -38,6 +47,7 @@ def test_trusted_keys_are_relative_to_the_config_file(tmp_path):
 
 
 def test_no_signing_section_means_nothing_required(tmp_path):
+    secret(tmp_path)
     path = tmp_path / "agent.toml"
     path.write_text(BASE)
     config = load_agent_config(path)

@@ -93,7 +93,7 @@ def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded
 
 
 def test_submit_wait_json_prints_one_object_per_iteration(replayed_fleet):
-    env = {**os.environ, "OODIDA_TOKEN": replayed_fleet.token_analyst}
+    env = {**os.environ, "OODIDA_CREDENTIALS": str(replayed_fleet.analyst_credentials)}
     out = subprocess.run(
         [
             sys.executable, "-m", "oodida", "submit", "--json", "--wait",
@@ -191,7 +191,7 @@ def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decod
 def test_cancel_and_results_from_the_command_line(replayed_fleet):
     """An open-ended assignment runs until `oodida cancel`; `oodida results` then
     replays every stored iteration and says how it ended."""
-    env = {**os.environ, "OODIDA_TOKEN": replayed_fleet.token_analyst}
+    env = {**os.environ, "OODIDA_CREDENTIALS": str(replayed_fleet.analyst_credentials)}
     server = ["--server", f"127.0.0.1:{replayed_fleet.port}"]
     spec = AssignmentSpec(
         signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=0, on_board=["count"]

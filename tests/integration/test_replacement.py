@@ -352,7 +352,7 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
     import sys
 
     def oodida(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "OODIDA_TOKEN": fleet.token_analyst, "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
+        env = {**os.environ, "OODIDA_CREDENTIALS": str(fleet.analyst_credentials), "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
         return subprocess.run([sys.executable, "-m", "oodida", *args], capture_output=True, text=True, env=env,
                               timeout=60)
 

@@ -67,7 +67,7 @@ def oodida(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
     """The analyst's command line, as a process, in the fleet's folder (with this
     checkout's code first on the path, as the fleet's own processes have)."""
     env = {
-        **os.environ, "OODIDA_TOKEN": fleet.token_analyst, "OODIDA_SERVER": f"127.0.0.1:{fleet.port}",
+        **os.environ, "OODIDA_CREDENTIALS": str(fleet.analyst_credentials), "OODIDA_SERVER": f"127.0.0.1:{fleet.port}",
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     return subprocess.run(

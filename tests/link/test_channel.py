@@ -47,7 +47,7 @@ def test_nobody_listening_is_a_channel_error_with_the_address():
         server.close()
         await server.wait_closed()
         with pytest.raises(ChannelError, match=f"cannot connect to 127.0.0.1:{port}"):
-            await connect("127.0.0.1", port, role=Role.VEHICLE, identity="v1", token="t" * 8, timeout=2)
+            await connect("127.0.0.1", port, role=Role.VEHICLE, identity="v1", secret="s" * 16, timeout=2)
 
     run(main())
 
@@ -64,7 +64,7 @@ def test_a_server_that_never_answers_the_hello_times_out_clearly():
         port = server.sockets[0].getsockname()[1]
         try:
             with pytest.raises(ChannelError, match="did not answer the handshake"):
-                await connect("127.0.0.1", port, role=Role.ANALYST, identity="a", token="t" * 8, timeout=0.3)
+                await connect("127.0.0.1", port, role=Role.ANALYST, identity="a", secret="s" * 16, timeout=0.3)
         finally:
             for w in held:
                 w.close()

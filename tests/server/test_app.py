@@ -16,7 +16,8 @@ import pytest
 from link import HandshakeRefused, connect
 from server.app import Server
 from server.client import AnalystClient, RequestFailed
-from server.config import Auth, Listen, ServerConfig
+from server.config import ServerConfig
+from tests.credentials import ANALYST_SECRET, VEHICLE_SECRET, plain_config
 from tests.conftest import run
 from wire import Role
 from wire.messages import (
@@ -30,15 +31,11 @@ from wire.messages import (
     WindowSpec,
 )
 
-VT, AT = "vehicle-secret", "analyst-secret"
+VT, AT = VEHICLE_SECRET, ANALYST_SECRET
 
 
 def config(tmp_path) -> ServerConfig:
-    return ServerConfig(
-        auth=Auth(vehicle_token=VT, analyst_token=AT),
-        listen=Listen(host="127.0.0.1", port=0),
-        database=str(tmp_path / "server.sqlite3"),
-    )
+    return plain_config(tmp_path)
 
 
 STATUS = VehicleStatus(
@@ -51,7 +48,7 @@ OPEN: list = []
 
 
 async def vehicle(server: Server, name: str):
-    channel, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity=name, token=VT)
+    channel, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity=name, secret=VT)
     OPEN.append(channel)
     await channel.send(STATUS)
     return channel
@@ -76,14 +73,14 @@ def mean_partial(n: int, total: float) -> dict:
     return {"mean": {"SPEED": {"n": n, "sum": total}}}
 
 
-def test_bad_token_is_refused_with_a_reason(tmp_path):
+def test_bad_secret_is_refused_with_a_reason(tmp_path):
     async def main():
         server = await started(tmp_path)
         try:
-            with pytest.raises(HandshakeRefused, match="bad credential"):
-                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="v1", token="wrong-token")
-            with pytest.raises(HandshakeRefused, match="bad credential"):  # a vehicle token is no analyst token
-                await connect("127.0.0.1", server.port, role=Role.ANALYST, identity="eve", token=VT)
+            with pytest.raises(HandshakeRefused, match="wrong proof"):
+                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="v1", secret="wrong-secret")
+            with pytest.raises(HandshakeRefused, match="is for role vehicle, not analyst"):
+                await connect("127.0.0.1", server.port, role=Role.ANALYST, identity="v1", secret=VT)
         finally:
             await server.stop()
 
@@ -95,7 +92,7 @@ def test_fleet_mean_over_hand_played_vehicles_and_duplicate_stored_once(tmp_path
         server = await started(tmp_path)
         try:
             cars = {name: await vehicle(server, name) for name in ("v1", "v2")}
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             spec = AssignmentSpec(
                 signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=1, on_board=["mean"]
             )
@@ -132,7 +129,7 @@ def test_vehicle_that_never_answers_is_reported_missing_at_the_deadline(tmp_path
         try:
             v1 = await vehicle(server, "v1")
             v2 = await vehicle(server, "v2")
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             spec = AssignmentSpec(
                 signals=["SPEED"], window=WindowSpec(amount=1, kind="latest"), iterations=1,
                 on_board=["mean"], deadline=0.5,
@@ -175,7 +172,7 @@ def test_bad_messages_get_reasons_and_the_connection_goes_on(tmp_path):
             reply = await v1.recv()
             assert isinstance(reply, Error) and "may not send results of v2" in reply.reason
             # still served: a status update is accepted and shows up
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             status = await analyst.status()
             assert [v.vehicle for v in status.vehicles] == ["v1"]
             await analyst.close()
@@ -202,7 +199,7 @@ def test_unauthenticated_garbage_is_disconnected_and_server_survives(tmp_path):
                 assert len(rest) < 4096
                 writer.close()
                 await writer.wait_closed()
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             await analyst.status()
             await analyst.close()
         finally:
@@ -215,7 +212,7 @@ def test_submit_refusals_say_why(tmp_path):
     async def main():
         server = await started(tmp_path)
         try:
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board=["mean"])
             with pytest.raises(RequestFailed, match="no vehicle is connected"):
                 await analyst.submit(spec)

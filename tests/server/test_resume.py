@@ -91,7 +91,7 @@ def test_the_open_iteration_is_reopened_with_its_number_and_answers_and_the_rest
     async def main():
         a_server = await started_on(tmp_path)
         v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
-        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
         assignment = (await analyst.submit(MEAN)).assignment
         await analyst.close()
         for channel, name, n, total in ((v1, "v1", 2, 10.0), (v2, "v2", 3, 30.0)):
@@ -137,7 +137,7 @@ def test_the_open_iteration_is_reopened_with_its_number_and_answers_and_the_rest
                 assert task.iteration == 3  # v1 was not asked for iteration 2 again
                 await answer(channel, name, task, mean_partial(1, 1.0))
 
-            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT, identity="analyst")
             reports = [r async for r in analyst.results(assignment, follow=True)]
             await analyst.close()
             *iterations, end = reports
@@ -162,7 +162,7 @@ def test_a_server_down_longer_than_the_deadline_does_not_fail_the_reopened_itera
     async def main():
         a_server = await started_on(tmp_path)
         v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
-        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
         assignment = (await analyst.submit(spec)).assignment
         await analyst.close()
         await answer(v1, "v1", await next_of(v1, Task), mean_partial(1, 4.0))
@@ -172,7 +172,7 @@ def test_a_server_down_longer_than_the_deadline_does_not_fail_the_reopened_itera
         try:
             v2 = await vehicle(b_server, "v2")
             await answer(v2, "v2", await next_of(v2, Task), mean_partial(1, 6.0))
-            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT, identity="analyst")
             report, end = [r async for r in analyst.results(assignment, follow=True)]
             await analyst.close()
             assert report.status == "complete" and report.fleet["mean"]["SPEED"] == 5.0
@@ -227,7 +227,7 @@ def test_versions_in_force_pending_and_acknowledged_come_back_as_they_were(tmp_p
     async def main():
         a_server = await started_on(tmp_path)
         v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
-        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
         assignment = (await analyst.submit(spec)).assignment
         await acknowledge_loads(v1, 1)
         await acknowledge_loads(v2, 1)
@@ -273,7 +273,7 @@ def test_versions_in_force_pending_and_acknowledged_come_back_as_they_were(tmp_p
             await answer(v1, "v1", second["v1"], 2, code_hash=H["on2.py"])
             await answer(v2, "v2", second["v2"], 1, code_hash=H["on1.py"])
 
-            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT, identity="analyst")
             *reports, end = [r async for r in analyst.results(assignment, follow=True)]
             await analyst.close()
             assert end.state == "done"
@@ -318,7 +318,7 @@ def test_an_assignment_whose_stored_state_cannot_be_read_is_interrupted_with_the
             actions = {a: [r.action for r in server.store.audit_log(a)] for a in (good, *reasons)}
             assert actions == {good: ["resumed"], no_task: ["resume failed"], lost_module: ["resume failed"],
                                garbled: ["resume failed"]}
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             status = await analyst.status()
             await analyst.close()
             assert {a.assignment: a.state for a in status.assignments} == {
@@ -342,7 +342,7 @@ def test_killed_between_two_iterations_the_next_one_opens_with_the_state_the_las
     async def main():
         a_server = await started_on(tmp_path)
         v1, v2 = await vehicle(a_server, "v1"), await vehicle(a_server, "v2")
-        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
         assignment = (await analyst.submit(spec)).assignment
         await analyst.close()
         for channel, name in ((v1, "v1"), (v2, "v2")):
@@ -367,7 +367,7 @@ def test_killed_between_two_iterations_the_next_one_opens_with_the_state_the_las
                 task = await next_of(channel, Task)
                 assert task.iteration == 2 and task.state == {"off": 1, "round": 1}
                 await answer(channel, name, task, 1, code_hash=H["on1.py"])
-            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT, identity="analyst")
             *reports, end = [r async for r in analyst.results(assignment, follow=True)]
             await analyst.close()
             assert end.state == "done"
@@ -478,7 +478,7 @@ def test_a_signed_module_goes_out_with_its_signature_after_the_restart(tmp_path)
     async def main():
         a_server = await started_on(tmp_path)
         v1 = await vehicle(a_server, "v1")
-        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT)
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
         assignment = (await analyst.submit(spec)).assignment
         await analyst.close()
         [load] = await acknowledge_loads(v1, 1)
@@ -492,7 +492,7 @@ def test_a_signed_module_goes_out_with_its_signature_after_the_restart(tmp_path)
             assert load.code_hash == H["on1.py"]
             assert (load.module.signer, load.module.signature) == (key_id, signature)
             await answer(v1, "v1", await next_of(v1, Task), 1, code_hash=H["on1.py"])
-            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", b_server.port, AT, identity="analyst")
             *_, end = [r async for r in analyst.results(assignment, follow=True)]
             await analyst.close()
             assert end.state == "done"

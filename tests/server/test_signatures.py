@@ -18,15 +18,13 @@ from oodida.signing import generate_key, load_signing_key
 from sandbox.supervisor import source_hash
 from server.client import AnalystClient, RequestFailed
 from server.config import (
-    Auth,
     ConfigError,
-    Listen,
-    ServerConfig,
     Signing,
     load_server_config,
 )
 from server.deploy_cli import render_versions
 from tests.conftest import run
+from tests.credentials import plain_config
 from tests.server.test_app import AT, OPEN, STATUS, VT, Started
 from wire import Role
 from wire.messages import (
@@ -52,7 +50,7 @@ class Vehicle:
         self.reader: asyncio.Task | None = None
 
     async def connect(self, port: int) -> None:
-        self.channel, _ = await connect("127.0.0.1", port, role=Role.VEHICLE, identity="v1", token=VT)
+        self.channel, _ = await connect("127.0.0.1", port, role=Role.VEHICLE, identity="v1", secret=VT)
         OPEN.append(self.channel)
         await self.channel.send(STATUS)
         self.reader = asyncio.create_task(self._read(self.channel))
@@ -79,10 +77,7 @@ def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path)
     for name in ("alice", "carol"):
         generate_key(tmp_path / name)
     alice, carol = load_signing_key(tmp_path / "alice"), load_signing_key(tmp_path / "carol")
-    config = ServerConfig(
-        auth=Auth(vehicle_token=VT, analyst_token=AT), listen=Listen(host="127.0.0.1", port=0),
-        database=str(tmp_path / "server.sqlite3"), signing=Signing(known_keys=[str(tmp_path / "carol.pub")]),
-    )
+    config = plain_config(tmp_path, signing=Signing(known_keys=[str(tmp_path / "carol.pub")]))
     v1, v2 = alice.sign(module(1), "on_board"), alice.sign(module(2), "on_board")
     bad = msgspec.structs.replace(carol.sign(module(3), "on_board"), source=module(4).source)
 
@@ -92,7 +87,7 @@ def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path)
         car = Vehicle()
         try:
             await car.connect(server.port)
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT)
+            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
             spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), iterations=0, deadline=600,
                                   on_board_module=bad)
             with pytest.raises(RequestFailed, match=f"signature by key {carol.key_id} does not verify"):
@@ -151,7 +146,7 @@ def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path)
 def test_server_known_keys_are_relative_to_its_config_and_a_bad_one_is_a_config_error(tmp_path):
     generate_key(tmp_path / "carol")
     path = tmp_path / "server.toml"
-    head = f'[auth]\nvehicle_token = "{VT}"\nanalyst_token = "{AT}"\n[signing]\n'
+    head = '[listen]\nplain = true\n[signing]\n'
     path.write_text(head + 'known_keys = ["carol.pub"]\n')
     assert load_server_config(path).signing.known_keys == [str(tmp_path / "carol.pub")]
     path.write_text(head + 'known_keys = ["dave.pub"]\n')

@@ -16,7 +16,7 @@ from agent.config import load_agent_config
 from agent.main import run_agent
 from server.app import Server
 from server.client import AnalystClient
-from server.config import Auth, Listen, ServerConfig
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.conftest import DBC, run
 from tests.socketcan.conftest import CHANNEL, replay_onto
 from wire.messages import AssignmentSpec, WindowSpec
@@ -34,23 +34,20 @@ def _speeds(sent: list[can.Message]) -> np.ndarray:
 
 def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(tmp_path, sender: can.BusABC) -> None:
     config_path = tmp_path / "agent.toml"
-    server_config = ServerConfig(
-        auth=Auth(vehicle_token="vehicle-secret", analyst_token="analyst-secret"),
-        listen=Listen(port=0), database=str(tmp_path / "server.sqlite3"),
-    )
+    server_config = plain_config(tmp_path, vehicles=("vcan-car",))
 
     async def main():
         server = Server(server_config)
         await server.start()
         config_path.write_text(
             'vehicle = "vcan-car"\n\n'
-            f'[server]\nhost = "127.0.0.1"\nport = {server.port}\ntoken = "vehicle-secret"\nstatus_interval = 0.2\n\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {server.port}\nsecret_file = "{secret_file(tmp_path)}"\nplain = true\nstatus_interval = 0.2\n\n'
             '[[sources]]\nkind = "bus"\ninterface = "socketcan"\nchannel = "vcan0"\n'
             f'dbc = "{DBC}"\nsignals = ["SPEED"]\nkernel_filters = true\n'
         )
         stop_agent = asyncio.Event()
         agent = asyncio.create_task(run_agent(load_agent_config(config_path), stop_agent))
-        client = await AnalystClient.connect("127.0.0.1", server.port, "analyst-secret")
+        client = await AnalystClient.connect("127.0.0.1", server.port, ANALYST_SECRET, identity="analyst")
         try:
             await _until(client, lambda v: v.status is not None and v.status.sources[0].state == "running")
             # 10 s of the drive at 5x real time: paced as a bus is, every id on it

@@ -182,7 +182,12 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
     state.mkdir(mode=0o700)
     os.chown(state, 65534, 65534)
     config = shared / "agent.toml"
-    config.write_text(fleet.write_agent_config(0).read_text())
+    credentials = fleet.deployment.vehicles["car-1"]  # the vehicle's secret, key and certificates, for its uid
+    for name in ("secret", "key.pem", "cert.pem", "ca.pem"):
+        shutil.copyfile(credentials / name, shared / name)
+        os.chown(shared / name, 65534, 65534)
+        (shared / name).chmod(0o600)
+    config.write_text(fleet.write_agent_config(0).read_text().replace(str(credentials), str(shared)))
     config.chmod(0o644)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(shared / "notify"))

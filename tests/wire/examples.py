@@ -21,6 +21,7 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Challenge,
     Deploy,
     DeployAnswer,
     DeployEnd,
@@ -38,6 +39,7 @@ from wire.messages import (
     Hello,
     IterationReport,
     Message,
+    Proof,
     Result,
     ResultAck,
     ResultsEnd,
@@ -107,11 +109,16 @@ class Receiver(enum.Enum):
     """Which end receives a message, in which state."""
 
     SERVER_HANDSHAKE = "server before hello"
+    SERVER_CHALLENGED = "server after its challenge"
     CLIENT_HANDSHAKE = "vehicle client after hello"
+    CLIENT_PROVED = "vehicle client after its proof"
     SERVER_OF_VEHICLE = "server talking to a vehicle"
     SERVER_OF_ANALYST = "server talking to an analyst"
     VEHICLE = "vehicle client, ready"
     ANALYST = "analyst client, ready"
+
+
+NONCE = b"\x01" * 24
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,19 @@ class Example:
 EXAMPLES: list[Example] = [
     Example(
         "hello",
-        Hello(version=1, role=Role.VEHICLE, identity="vehicle-007", token="s3cret", software="oodida-agent 0.1"),
+        Hello(version=1, role=Role.VEHICLE, identity="vehicle-007", nonce=NONCE, software="oodida-agent 0.1"),
         Receiver.SERVER_HANDSHAKE,
     ),
-    Example("welcome", Welcome(version=1, session="sess-1", server="test-server"), Receiver.CLIENT_HANDSHAKE),
+    Example(
+        "challenge",
+        Challenge(nonce=NONCE + b"\x02" * 24, salt=b"\x03" * 16, iterations=4096),
+        Receiver.CLIENT_HANDSHAKE,
+    ),
+    Example("proof", Proof(proof=b"\x04" * 32), Receiver.SERVER_CHALLENGED),
+    Example(
+        "welcome", Welcome(version=1, session="sess-1", server="test-server", signature=b"\x05" * 32),
+        Receiver.CLIENT_PROVED,
+    ),
     Example("error", Error(reason="no such assignment", code=ErrorCode.NOT_FOUND, id=42), Receiver.SERVER_OF_VEHICLE),
     Example("error-defaults", Error(reason="bad"), Receiver.ANALYST),
     Example(
@@ -395,17 +411,27 @@ def frame(message: Message) -> bytes:
 
 def handshake(role: Role, identity: str = "peer-1") -> tuple[Connection, Connection]:
     """A server and a client of `role`, both READY after a real hello/welcome."""
-    server = Connection(Side.SERVER)
-    client = Connection(Side.CLIENT, role=role)
-    server.receive_data(client.hello(identity, "token", software="tests"))
-    hello = server.next_event()
-    assert isinstance(hello, Hello) and hello.identity == identity
-    assert server.next_event() is NEED_DATA
+    server, client, hello = challenged(role, identity)
+    server.receive_data(client.proof(b"\x04" * 32))  # the arithmetic is wire.scram's; here only the order
+    assert isinstance(server.next_event(), Proof)
     client.receive_data(server.accept(hello, session="sess-1", server="test-server"))
     welcome = client.next_event()
     assert isinstance(welcome, Welcome)
     assert server.state is State.READY and client.state is State.READY
     return server, client
+
+
+def challenged(role: Role = Role.VEHICLE, identity: str = "peer-1") -> tuple[Connection, Connection, Hello]:
+    """A server that sent its challenge and a client that received it."""
+    server = Connection(Side.SERVER)
+    client = Connection(Side.CLIENT, role=role)
+    server.receive_data(client.hello(identity, NONCE, software="tests"))
+    hello = server.next_event()
+    assert isinstance(hello, Hello) and hello.identity == identity
+    assert server.next_event() is NEED_DATA
+    client.receive_data(server.challenge(NONCE + b"\x02" * 24, b"\x03" * 16, 4096))
+    assert isinstance(client.next_event(), Challenge)
+    return server, client, hello
 
 
 def endpoints(receiver: Receiver) -> tuple[Connection, Connection | None]:
@@ -414,7 +440,14 @@ def endpoints(receiver: Receiver) -> tuple[Connection, Connection | None]:
         return Connection(Side.SERVER), Connection(Side.CLIENT, role=Role.VEHICLE)
     if receiver is Receiver.CLIENT_HANDSHAKE:
         client = Connection(Side.CLIENT, role=Role.VEHICLE)
-        client.hello("vehicle-007", "token")
+        client.hello("vehicle-007", NONCE)
+        return client, None  # the server's side of this is challenge(), tested on its own
+    if receiver is Receiver.SERVER_CHALLENGED:
+        server, client, _ = challenged()
+        return server, client
+    if receiver is Receiver.CLIENT_PROVED:
+        _, client, _ = challenged()
+        client.proof(b"\x04" * 32)
         return client, None  # the server's side of this is accept(), tested on its own
     if receiver is Receiver.SERVER_OF_VEHICLE:
         return handshake(Role.VEHICLE)
@@ -427,7 +460,14 @@ def endpoints(receiver: Receiver) -> tuple[Connection, Connection | None]:
 def after_receiving(conn: Connection, message: Message) -> None:
     """What the application does after a message so that the next one may come."""
     if isinstance(message, Hello):
+        conn.challenge(message.nonce + b"\x02" * 24, b"\x03" * 16, 4096)
+        conn._step = 3  # as if a right proof had come: these tests are about framing, not credentials
         conn.accept(message, session="sess-2")
+    elif isinstance(message, Proof):
+        conn.accept(EXAMPLES[0].message, session="sess-2")  # type: ignore[arg-type]
+    elif isinstance(message, Challenge):
+        conn.proof(b"\x04" * 32)
+        conn.state = State.READY  # as if the welcome had come: these tests are about framing
 
 
 # A message every READY receiver accepts, to follow each example on the wire.

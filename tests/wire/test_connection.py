@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.wire.examples import FOLLOW_UP, ONE_OF_EACH, frame, handshake
+from tests.wire.examples import FOLLOW_UP, NONCE, ONE_OF_EACH, challenged, frame, handshake
 from wire import version_problem
 from wire.codec import decode_payload
 from wire.connection import CLOSED, NEED_DATA, RECEIVABLE, Connection, Side, State
@@ -16,6 +16,7 @@ from wire.messages import (
     Cancel,
     Cancelled,
     CancelTask,
+    Challenge,
     Deploy,
     DeployEnd,
     Deploying,
@@ -29,6 +30,7 @@ from wire.messages import (
     Hello,
     IterationReport,
     Message,
+    Proof,
     Result,
     ResultAck,
     ResultsEnd,
@@ -48,6 +50,9 @@ by_type = pytest.mark.parametrize("cls", ALL_TYPES, ids=[c.__name__ for c in ALL
 
 FROM_VEHICLE = {Result, ModuleAck, VehicleStatus, Error}
 FROM_ANALYST = {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
+FROM_READER = {StatusRequest, ResultsRequest, VersionsRequest, Error}
+FROM = {Role.VEHICLE: FROM_VEHICLE, Role.ANALYST: FROM_ANALYST, Role.READER: FROM_READER}
+TO_READER = {StatusReply, IterationReport, ResultsEnd, VersionsReply, Error}
 TO_VEHICLE = {Task, CancelTask, ResultAck, LoadModule, Error}
 TO_ANALYST = {
     Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
@@ -56,17 +61,19 @@ TO_ANALYST = {
 
 
 def hello(role: Role = Role.VEHICLE, version: int = PROTOCOL_VERSION, identity: str = "v1") -> Hello:
-    return Hello(version=version, role=role, identity=identity, token="t")
+    return Hello(version=version, role=role, identity=identity, nonce=NONCE)
 
 
 def test_the_table_says_what_the_spec_says() -> None:
-    assert RECEIVABLE[(Side.SERVER, State.HANDSHAKE, None)] == {Hello}
+    assert RECEIVABLE[(Side.SERVER, State.HANDSHAKE, None)] == {Hello, Proof}
     assert RECEIVABLE[(Side.SERVER, State.READY, Role.VEHICLE)] == FROM_VEHICLE
     assert RECEIVABLE[(Side.SERVER, State.READY, Role.ANALYST)] == FROM_ANALYST
+    assert RECEIVABLE[(Side.SERVER, State.READY, Role.READER)] == FROM_READER
     assert RECEIVABLE[(Side.CLIENT, State.READY, Role.VEHICLE)] == TO_VEHICLE
     assert RECEIVABLE[(Side.CLIENT, State.READY, Role.ANALYST)] == TO_ANALYST
+    assert RECEIVABLE[(Side.CLIENT, State.READY, Role.READER)] == TO_READER
     for role in Role:
-        assert RECEIVABLE[(Side.CLIENT, State.HANDSHAKE, role)] == {Welcome, Error}
+        assert RECEIVABLE[(Side.CLIENT, State.HANDSHAKE, role)] == {Challenge, Welcome, Error}
     assert not any(state is State.CLOSED for _, state, _ in RECEIVABLE)
 
 
@@ -112,15 +119,14 @@ def test_second_hello_before_accept_is_refused() -> None:
 
 
 def test_accept_sets_the_peer_and_welcomes() -> None:
-    server = Connection(Side.SERVER)
-    server.receive_data(frame(hello(Role.ANALYST, identity="alice")))
-    h = server.next_event()
-    assert isinstance(h, Hello)
+    server, client, h = challenged(Role.ANALYST, identity="alice")
+    server.receive_data(client.proof(b"p" * 32))
+    assert server.next_event() == Proof(proof=b"p" * 32)
     assert server.peer_role is None and server.peer_identity is None
-    data = server.accept(h, session="abc", server="srv")
+    data = server.accept(h, session="abc", server="srv", signature=b"s" * 32)
     assert server.state is State.READY
     assert (server.peer_role, server.peer_identity) == (Role.ANALYST, "alice")
-    assert decode_payload(data[4:]) == Welcome(version=PROTOCOL_VERSION, session="abc", server="srv")
+    assert decode_payload(data[4:]) == Welcome(version=PROTOCOL_VERSION, session="abc", server="srv", signature=b"s" * 32)
 
 
 def test_accept_needs_a_server_that_received_a_hello() -> None:
@@ -128,6 +134,9 @@ def test_accept_needs_a_server_that_received_a_hello() -> None:
         Connection(Side.SERVER).accept(hello(), session="s")
     with pytest.raises(LocalProtocolError):
         Connection(Side.CLIENT, role=Role.VEHICLE).accept(hello(), session="s")
+    server, _, h = challenged()  # challenged, but no proof yet
+    with pytest.raises(LocalProtocolError):
+        server.accept(h, session="s")
     server, _ = handshake(Role.VEHICLE)
     with pytest.raises(LocalProtocolError):
         server.accept(hello(), session="again")
@@ -136,7 +145,7 @@ def test_accept_needs_a_server_that_received_a_hello() -> None:
 def test_reject_closes_and_the_client_reads_why() -> None:
     client = Connection(Side.CLIENT, role=Role.VEHICLE)
     server = Connection(Side.SERVER)
-    server.receive_data(client.hello("v1", "wrong"))
+    server.receive_data(client.hello("v1", NONCE))
     assert isinstance(server.next_event(), Hello)
     data = server.reject("bad credential")
     assert server.state is State.CLOSED
@@ -172,7 +181,7 @@ def test_undecodable_bytes_before_the_handshake_are_fatal() -> None:
 @by_type
 def test_server_ready_receives_what_the_role_may_send(role: Role, cls: type[Message]) -> None:
     server, _ = handshake(role)
-    allowed = FROM_VEHICLE if role is Role.VEHICLE else FROM_ANALYST
+    allowed = FROM[role]
     server.receive_data(frame(ONE_OF_EACH[cls]) + frame(FOLLOW_UP))
     if cls in allowed:
         assert server.next_event() == ONE_OF_EACH[cls]
@@ -191,14 +200,38 @@ def test_server_ready_receives_what_the_role_may_send(role: Role, cls: type[Mess
 
 def client_after_hello(role: Role = Role.VEHICLE) -> Connection:
     client = Connection(Side.CLIENT, role=role)
-    client.hello("v1", "t")
+    client.hello("v1", NONCE)
+    return client
+
+
+def client_after_proof(role: Role = Role.VEHICLE) -> Connection:
+    _, client, _ = challenged(role)
+    client.proof(b"p" * 32)
     return client
 
 
 @pytest.mark.parametrize("role", list(Role))
 @by_type
-def test_client_handshake_accepts_welcome_or_error_only(role: Role, cls: type[Message]) -> None:
+def test_client_after_hello_accepts_a_challenge_or_an_error_only(role: Role, cls: type[Message]) -> None:
     client = client_after_hello(role)
+    client.receive_data(frame(ONE_OF_EACH[cls]))
+    if cls is Challenge:
+        assert client.next_event() == ONE_OF_EACH[Challenge]
+        assert client.state is State.HANDSHAKE
+    elif cls is Error:
+        assert client.next_event() == ONE_OF_EACH[Error]
+        assert client.state is State.CLOSED
+    else:  # a welcome before we proved anything is a server skipping the challenge
+        with pytest.raises(RemoteProtocolError) as info:
+            client.next_event()
+        assert info.value.fatal
+        assert client.state is State.CLOSED
+
+
+@pytest.mark.parametrize("role", list(Role))
+@by_type
+def test_client_handshake_accepts_welcome_or_error_only(role: Role, cls: type[Message]) -> None:
+    client = client_after_proof(role)
     client.receive_data(frame(ONE_OF_EACH[cls]))
     if cls is Welcome:
         assert client.next_event() == ONE_OF_EACH[Welcome]
@@ -216,7 +249,7 @@ def test_client_handshake_accepts_welcome_or_error_only(role: Role, cls: type[Me
 
 @pytest.mark.parametrize("version", [0, PROTOCOL_VERSION + 1, 2**64])
 def test_welcome_with_another_protocol_version_is_fatal(version: int) -> None:
-    client = client_after_hello()
+    client = client_after_proof()
     client.receive_data(frame(Welcome(version=version, session="s")))
     with pytest.raises(RemoteProtocolError) as info:
         client.next_event()
@@ -315,7 +348,7 @@ def test_server_sends_nothing_but_an_error_before_the_handshake(cls: type[Messag
 
 def test_only_a_client_says_hello() -> None:
     with pytest.raises(LocalProtocolError):
-        Connection(Side.SERVER).hello("v1", "t")
+        Connection(Side.SERVER).hello("v1", NONCE)
 
 
 def test_sending_after_close_is_refused_except_an_error() -> None:

@@ -28,7 +28,9 @@ from wire.messages import (
     CancelTask,
     Error,
     ErrorCode,
+    Challenge,
     Hello,
+    Proof,
     Result,
     ResultAck,
     Role,
@@ -54,7 +56,7 @@ def test_round_trip(example: Example) -> None:
     assert encode_payload(decoded) == payload  # and back to the very same bytes
 
 
-SENT_BY_A_PEER = [e for e in EXAMPLES if e.receiver is not Receiver.CLIENT_HANDSHAKE]  # welcome: accept()
+SENT_BY_A_PEER = [e for e in EXAMPLES if e.receiver not in (Receiver.CLIENT_HANDSHAKE, Receiver.CLIENT_PROVED)]  # challenge(), accept()
 
 
 @pytest.mark.parametrize("example", SENT_BY_A_PEER, ids=[e.id for e in SENT_BY_A_PEER])
@@ -64,13 +66,18 @@ def test_sent_by_the_peer_is_the_same_bytes(example: Example) -> None:
     assert sender.send(example.message) == frame(example.message)
 
 
-def test_accept_bytes() -> None:
+def test_challenge_and_accept_bytes() -> None:
     server = Connection(Side.SERVER)
     server.receive_data(frame(ONE_OF_EACH[Hello]))
     hello = server.next_event()
     assert isinstance(hello, Hello)
-    data = server.accept(hello, session="sess-1", server="test-server")
-    assert data == frame(Welcome(version=1, session="sess-1", server="test-server"))
+    challenge = ONE_OF_EACH[Challenge]
+    assert isinstance(challenge, Challenge)
+    assert server.challenge(challenge.nonce, challenge.salt, challenge.iterations) == frame(challenge)
+    server.receive_data(frame(ONE_OF_EACH[Proof]))
+    assert server.next_event() == ONE_OF_EACH[Proof]
+    data = server.accept(hello, session="sess-1", server="test-server", signature=b"\x05" * 32)
+    assert data == frame(ONE_OF_EACH[Welcome])
 
 
 @examples
@@ -123,10 +130,13 @@ def test_fed_together_with_the_next_message(example: Example) -> None:
     assert conn.next_event() is NEED_DATA
 
 
+ERROR_EXAMPLE = next(e for e in EXAMPLES if e.id == "error")
+
+
 def test_many_messages_in_one_chunk_come_out_in_order() -> None:
-    conn, sender = endpoints(EXAMPLES[2].receiver)  # a server talking to a vehicle
+    conn, sender = endpoints(ERROR_EXAMPLE.receiver)  # a server talking to a vehicle
     assert sender is not None
-    messages = [e.message for e in EXAMPLES if e.receiver is EXAMPLES[2].receiver] * 3
+    messages = [e.message for e in EXAMPLES if e.receiver is ERROR_EXAMPLE.receiver] * 3
     conn.receive_data(b"".join(sender.send(m) for m in messages))
     got = []
     while (event := conn.next_event()) is not NEED_DATA:
@@ -232,8 +242,8 @@ def test_arrays_keep_dtype_shape_and_bytes(name: str) -> None:
 def test_a_client_hello_is_what_the_server_reads() -> None:
     client = Connection(Side.CLIENT, role=Role.ANALYST)
     server = Connection(Side.SERVER)
-    server.receive_data(client.hello("alice@lab", "tok", software="cli"))
-    assert server.next_event() == Hello(version=1, role=Role.ANALYST, identity="alice@lab", token="tok", software="cli")
+    server.receive_data(client.hello("alice@lab", b"n" * 16, software="cli"))
+    assert server.next_event() == Hello(version=1, role=Role.ANALYST, identity="alice@lab", nonce=b"n" * 16, software="cli")
 
 
 def test_frame_header_is_big_endian_length() -> None:

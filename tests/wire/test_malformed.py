@@ -48,7 +48,7 @@ ACK: dict[str, Any] = {"type": "module_ack", "assignment": 1, "code_hash": "ab" 
 DEPLOY: dict[str, Any] = {
     "type": "deploy", "id": 1, "assignment": 1, "side": "on_board", "module": {"name": "m.py", "source": ""},
 }
-HELLO: dict[str, Any] = {"type": "hello", "version": 1, "role": "vehicle", "identity": "v1", "token": "t"}
+HELLO: dict[str, Any] = {"type": "hello", "version": 1, "role": "vehicle", "identity": "v1", "nonce": b"n" * 24}
 
 
 def dumps(obj: Any) -> bytes:
@@ -127,7 +127,13 @@ CASES: list[tuple[str, bytes, list[str]]] = [
     ("window-negative", spec(window={"amount": -1.0}), ["$.spec.window.amount"]),
     # sizes
     ("too-long-error", result(ok=False, error="x" * 4097), ["length", "$.error"]),
-    ("too-long-token", dumps({**HELLO, "token": "t" * 513}), ["length", "$.token"]),
+    ("too-long-nonce", dumps({**HELLO, "nonce": b"n" * 65}), ["length", "$.nonce"]),
+    ("too-short-nonce", dumps({**HELLO, "nonce": b"n" * 15}), ["length", "$.nonce"]),
+    ("nonce-as-text", dumps({**HELLO, "nonce": "not base64 at all!"}), ["$.nonce"]),
+    ("hello-with-a-token", dumps({**HELLO, "token": "s3cret"}), ["token"]),  # no secret ever crosses the wire
+    ("short-proof", dumps({"type": "proof", "proof": b"p" * 31}), ["length", "$.proof"]),
+    ("challenge-few-iterations", dumps({"type": "challenge", "nonce": b"n" * 48, "salt": b"s" * 16, "iterations": 1}),
+     ["$.iterations"]),
     ("too-long-identity", result(vehicle="v" * 65), ["regex", "$.vehicle"]),
     ("too-many-signals", spec(signals=[f"s{i}" for i in range(65)]), ["length", "$.spec.signals"]),
     ("no-signals", spec(signals=[]), ["length", "$.spec.signals"]),

@@ -165,7 +165,8 @@ def test_mutated_valid_messages(which: int, edits: list[tuple[str, int, int]], p
 
 STREAMS: dict[Receiver, list[Any]] = {}
 for _e in EXAMPLES:
-    if _e.receiver not in (Receiver.SERVER_HANDSHAKE, Receiver.CLIENT_HANDSHAKE):
+    if _e.receiver not in (Receiver.SERVER_HANDSHAKE, Receiver.SERVER_CHALLENGED, Receiver.CLIENT_HANDSHAKE,
+                           Receiver.CLIENT_PROVED):  # one message each, not a stream
         STREAMS.setdefault(_e.receiver, []).append(_e.message)
 
 
@@ -190,11 +191,19 @@ def test_random_splits_give_the_same_messages(receiver: Receiver, picks: list[in
 def test_random_splits_through_the_handshake(points: list[int]) -> None:
     client = Connection(Side.CLIENT, role=Role.VEHICLE)
     server = Connection(Side.SERVER)
-    data = client.hello("v1", "t")
+    data = client.hello("v1", b"n" * 24)
     for chunk in cut(data, points):
         server.receive_data(chunk)
         event = server.next_event()
     assert event.__class__.__name__ == "Hello" and server.next_event() is NEED_DATA
+    for chunk in cut(server.challenge(b"n" * 48, b"s" * 16, 4096), points):
+        client.receive_data(chunk)
+        challenge = client.next_event()
+    assert challenge.__class__.__name__ == "Challenge"
+    for chunk in cut(client.proof(b"p" * 32), points):
+        server.receive_data(chunk)
+        proof = server.next_event()
+    assert proof.__class__.__name__ == "Proof" and server.next_event() is NEED_DATA
     reply = server.accept(event, session="s")  # type: ignore[arg-type]
     for chunk in cut(reply, points):
         client.receive_data(chunk)

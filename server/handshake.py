@@ -1,0 +1,110 @@
+"""The server's side of the handshake: hello, challenge, proof, welcome.
+
+Each refusal carries the reason a legitimate operator needs to fix it (no credential,
+expired, revoked, wrong role, wrong secret, missing certificate). The work per
+handshake is one indexed read of the credentials table and a few HMACs: no key
+stretching, so a fleet of thousands reconnecting at once costs little (see
+`wire.scram`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from link import Channel
+from link.tls import certificate_names
+from server.config import ServerConfig
+from server.credentials import Credentials
+from server.revocation import Revoker
+from wire import RemoteProtocolError, Role, scram, version_problem
+from wire.messages import ErrorCode, Hello, Proof
+
+log = logging.getLogger(__name__)
+
+WRONG_PROOF = "wrong proof (wrong secret, or a replayed handshake)"
+
+
+def certificate_problem(channel: Channel, hello: Hello, config: ServerConfig) -> str | None:
+    """Why this peer's TLS certificate (or its lack) does not fit its hello, or None.
+
+    A certificate names its holder: whoever presents one must be that holder. With
+    `vehicle_certificates`, a vehicle must present one."""
+    peercert = channel.writer.get_extra_info("peercert")
+    names = certificate_names(peercert)
+    role, identity = hello.role.value, hello.identity
+    if not names:
+        tls = config.tls
+        if tls is not None and tls.vehicle_certificates and hello.role is Role.VEHICLE:
+            return f"vehicle {identity} presented no client certificate; this server requires one from its client CA"
+        return None
+    if identity not in names:
+        return f"the client certificate is for {', '.join(sorted(names))}, not {role} {identity}"
+    return None
+
+
+async def authenticate(
+    channel: Channel, credentials: Credentials, config: ServerConfig, revoker: Revoker | None = None
+) -> Hello | None:
+    """Run the handshake on a fresh server channel: the peer's hello if it proved its
+    credential (the channel is then READY, and `revoker` ends it if the credential is
+    revoked later), else None (it was told why and closed)."""
+    deadline = time.monotonic() + config.handshake_timeout
+    conn = channel.conn
+    try:
+        hello = await asyncio.wait_for(channel.recv(), config.handshake_timeout)
+    except asyncio.TimeoutError:
+        log.info("%s sent no hello within %s s; closing", channel.peer, config.handshake_timeout)
+        return None
+    except RemoteProtocolError as exc:
+        log.info("%s broke the handshake: %s", channel.peer, exc.reason)
+        await channel.send_bytes(conn.error(exc.reason))
+        return None
+    assert isinstance(hello, Hello)
+    problem = version_problem(hello)
+    if problem is not None:
+        return await _refuse(channel, hello, problem, ErrorCode.VERSION)
+    credential = credentials.get(hello.identity)
+    if credential is None:
+        problem = f"no credential for {hello.role.value} {hello.identity!r}"
+    else:
+        problem = credential.problem(hello.role) or certificate_problem(channel, hello, config)
+    if problem is not None or credential is None:
+        return await _refuse(channel, hello, problem or "no credential")
+    stored = credential.stored
+    nonce = hello.nonce + secrets.token_bytes(scram.NONCE_BYTES)
+    await channel.send_bytes(conn.challenge(nonce, stored.salt, stored.iterations))
+    try:
+        proof = await asyncio.wait_for(channel.recv(), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        log.info("%s sent no proof within %s s; closing", channel.peer, config.handshake_timeout)
+        return None
+    except RemoteProtocolError as exc:
+        log.info("%s broke the handshake: %s", channel.peer, exc.reason)
+        await channel.send_bytes(conn.error(exc.reason))
+        return None
+    assert isinstance(proof, Proof)
+    message = scram.auth_message(
+        hello.role.value, hello.identity, hello.nonce, nonce, stored.salt, stored.iterations
+    )
+    signature = scram.verify_proof(stored, message, proof.proof)
+    if signature is None:
+        return await _refuse(channel, hello, f"{WRONG_PROOF} for {hello.role.value} {hello.identity}")
+    await channel.send_bytes(
+        conn.accept(hello, session=secrets.token_hex(8), server=config.name, signature=signature)
+    )
+    if revoker is not None:
+        revoker.admit(hello.identity, channel)
+    log.info("%s %s connected from %s", hello.role.value, hello.identity, channel.peer)
+    return hello
+
+
+async def _refuse(channel: Channel, hello: Hello, reason: str, code: ErrorCode = ErrorCode.AUTH) -> None:
+    log.warning("refused %s %s from %s: %s", hello.role.value, hello.identity, channel.peer, reason)
+    await channel.send_bytes(channel.conn.reject(reason, code))
+    return None
+
+
+__all__ = ["WRONG_PROOF", "authenticate", "certificate_problem"]
