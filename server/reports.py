@@ -31,8 +31,6 @@ def vehicle_value(spec: AssignmentSpec, value: Any) -> Any:
 
 
 def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request: int) -> IterationReport:
-    results = store.results(row.assignment, row.iteration)
-    late = store.late_vehicles(row.assignment, row.iteration)
     vehicles = {
         r.vehicle: VehicleReport(
             ok=r.ok,
@@ -40,10 +38,10 @@ def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request:
             value=vehicle_value(spec, r.value) if r.ok else None,
             error=r.error,
             samples=r.samples,
-            late=r.vehicle in late,
+            late=r.late,
             flags=r.flags,
         )
-        for r in results
+        for r in store.result_rows(row.assignment, row.iteration)
     }
     return IterationReport(
         id=request,

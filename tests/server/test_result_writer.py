@@ -144,3 +144,17 @@ def test_a_vehicle_whose_result_cannot_be_stored_gets_no_ack_and_its_resend_is_s
             await server.stop()
 
     run(main())
+
+
+def test_result_rows_for_reports_are_the_stored_results_with_their_late_flag(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    a = store.create_assignment(SPEC, ["v1", "v2", "v3"])
+    failed = Result(assignment=a, iteration=1, vehicle="v3", ok=False, code_hash="h", error="no data",
+                    flags=["NaN in x"])
+    store.add_results([(result(a, "v2"), True), (result(a, "v1"), False), (failed, False)])
+    rows = store.result_rows(a, 1)
+    assert [r.vehicle for r in rows] == ["v1", "v2", "v3"]  # ordered, as results() is
+    assert [r.late for r in rows] == [False, True, False]
+    for row, full in zip(rows, store.results(a, 1)):
+        assert (row.ok, row.value, row.error, row.code_hash, row.samples, row.flags) == (
+            full.ok, full.value, full.error, full.code_hash, full.samples, full.flags)
