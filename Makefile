@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/deploy_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/footprint.py
+	$(BIN)/python bench/fleet_scale.py
+	$(BIN)/python bench/tls_connect.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -68,6 +68,9 @@ from oodida.fleet import FleetError, _die_with_parent, free_port  # noqa: E402
 from server.client import AnalystClient, RequestFailed  # noqa: E402
 from wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from fleet_sim import SAMPLES  # noqa: E402
+
 SIGNALS = ["SPEED", "STEER_ANGLE"]
 METHODS = ["count", "mean", "min", "max"]
 DEFAULT_ITERATIONS = {100: 30, 1000: 20}  # else 10
@@ -289,7 +292,9 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
         statuses: dict[str, int] = {}
         for r, _ in reports:
             statuses[r.status] = statuses.get(r.status, 0) + 1
+        expected = expected_fleet([v for v in submitted.vehicles])
         result.update({
+            "fleet_ok": bool(reports) and all(fleet_matches(r.fleet, expected) for r, _ in reports),
             "state": end.state, "reason": end.reason, "statuses": statuses, "answered": [len(r.vehicles) for r, _ in reports],
             "rt_server": summary_ms([r.closed - r.started for r, _ in reports]),
             "rt_analyst": summary_ms([seen - r.started for r, seen in reports]),
@@ -310,6 +315,25 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
 SAMPLES_WINDOW = 50.0
 
 
+def expected_fleet(vehicles: list[str]) -> dict[str, float]:
+    """The fleet's count, mean, min and max over the simulated windows, computed here
+    from the same seeds (bench/fleet_sim.py: vehicle car-N draws with seed N)."""
+    values = np.concatenate([np.random.default_rng(int(v.split("-")[1])).normal(50.0, 10.0, SAMPLES)
+                             for v in vehicles])
+    return {"count": values.size, "mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
+
+
+def fleet_matches(fleet: Any, expected: dict[str, float]) -> bool:
+    try:
+        return all(
+            fleet["count"][s] == expected["count"] and math.isclose(fleet["mean"][s], expected["mean"], rel_tol=1e-9)
+            and fleet["min"][s] == expected["min"] and fleet["max"][s] == expected["max"]
+            for s in SIGNALS
+        )
+    except (KeyError, TypeError):
+        return False
+
+
 def print_size(r: dict[str, Any], label: str) -> None:
     n, its = r["vehicles"], r["iterations"]
     print(f"\n== {n} vehicles {label}: 1 server process, {r['workers']} simulator processes (fd limit {r['nofile']})")
@@ -326,6 +350,8 @@ def print_size(r: dict[str, Any], label: str) -> None:
     )
     print(f"  assignment: {its} iterations, quorum all, {r['state']}{' (' + r['reason'] + ')' if r['reason'] else ''}; "
           f"statuses {r['statuses']}; answers per iteration min {min(r['answered'], default=0)}")
+    print(f"  check: fleet count, mean, min and max {'equal' if r['fleet_ok'] else 'DIFFER FROM'} numpy's over the "
+          f"simulated windows, every iteration")
     print(f"  round trip, server (closed - started):      {fmt_ms(r['rt_server'])}")
     print(f"  round trip, analyst (report here - started): {fmt_ms(r['rt_analyst'])}")
     print(f"  task received -> result acknowledged, p99 over vehicles: {r['task_to_ack']:.1f} ms")
@@ -443,7 +469,7 @@ def main(argv: list[str]) -> int:
             f"peak {r['mem_run']['VmHWM']:.0f} MiB"
         )
     print(f"load average at the end {loadavg()}")
-    return 0 if all(r["state"] == "done" for r in results[""]) else 1
+    return 0 if all(r["state"] == "done" and r["fleet_ok"] for r in results[""]) else 1
 
 
 if __name__ == "__main__":
