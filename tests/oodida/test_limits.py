@@ -19,3 +19,13 @@ def test_the_soft_limit_is_raised_to_the_hard_limit():
     expected = f"{hard} {hard}" if hard != resource.RLIM_INFINITY else None
     if expected is not None:
         assert out[0] == expected and out[1] == expected
+
+
+def test_the_service_gc_has_a_large_young_generation_and_start_up_objects_frozen():
+    code = (
+        "import gc; from oodida.limits import GC_YOUNG_THRESHOLD, tune_gc_for_service; "
+        "before = gc.get_threshold(); tune_gc_for_service(); after = gc.get_threshold(); "
+        "print(after[0] == GC_YOUNG_THRESHOLD, after[1:] == before[1:], gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "True"]
