@@ -276,6 +276,7 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
             vehicles=on_server, iterations=iterations, on_board=METHODS, deadline=args.deadline,
         )
         cpu1 = cpu_seconds(pid)
+        sims_cpu1 = sum(cpu_seconds(p.pid) for p in workers.procs)
         submitted = await client.submit(spec)
         reports: list[tuple[IterationReport, float]] = []
         end: ResultsEnd | None = None
@@ -285,6 +286,7 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
             else:
                 end = item
         cpu_run = cpu_seconds(pid) - cpu1
+        sims_cpu = sum(cpu_seconds(p.pid) for p in workers.procs) - sims_cpu1
         run_mem = memory_mib(pid)
         assert end is not None
         sims = await workers.report()
@@ -300,7 +302,7 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
             "rt_analyst": summary_ms([seen - r.started for r, seen in reports]),
             "task_to_ack": max(s["task_to_ack_ms"]["p99"] for s in sims),
             "wall": reports[-1][0].closed - reports[0][0].started if reports else float("nan"),
-            "cpu_run": cpu_run, "mem_run": run_mem, "still_connected": len(final_status.vehicles),
+            "cpu_run": cpu_run, "sims_cpu": sims_cpu, "mem_run": run_mem, "still_connected": len(final_status.vehicles),
             "lost": merged_reasons(sims, "lost_reasons"), "errors": merged_reasons(sims, "errors"),
             "results_sent": total(sims, "results"), "acks": total(sims, "acks"),
         })
@@ -359,7 +361,8 @@ def print_size(r: dict[str, Any], label: str) -> None:
     print(
         f"  server CPU: connecting {r['cpu_connect']:.2f} s ({r['cpu_connect'] / max(r['connected'], 1) * 1e6:.0f} us "
         f"per connection); assignment {r['cpu_run']:.2f} s ({r['cpu_run'] / its * 1e3:.0f} ms per iteration, "
-        f"{per_vi:.0f} us per vehicle-iteration)"
+        f"{per_vi:.0f} us per vehicle-iteration); the simulators meanwhile {r['sims_cpu'] / its * 1e3:.0f} ms "
+        f"per iteration (the same cores)"
     )
     idle, conn, run = r["mem_idle"], r["mem_connected"], r["mem_run"]
     print(
