@@ -14,21 +14,21 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from analytics import registry
 from analytics.base import MethodError
-from oodida.limits import raise_nofile_limit
 from link import Channel, ChannelClosed, ChannelError
+from oodida.limits import raise_nofile_limit
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.deploys import Deployer, DeployRefused
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
-from server.runner import AssignmentRunner
 from server.result_writer import ResultWriter
+from server.runner import AssignmentRunner
 from server.store import Store
 from server.versions import version_table
 from wire import PROTOCOL_VERSION, Connection, LocalProtocolError, RemoteProtocolError, Role, Side, version_problem
@@ -286,7 +286,7 @@ class Server:
         fresh encoding per vehicle cost more than the writes at ten thousand."""
         frames: dict[int, bytes] = {}
         unreached: list[str] = []
-        slow: list[tuple[str, Any]] = []
+        slow: list[tuple[str, Channel, bytes]] = []
         for vehicle, message in messages.items():
             session = self.vehicles.get(vehicle)
             if session is None:
@@ -303,10 +303,10 @@ class Server:
                 unreached.append(vehicle)
                 continue
             if not channel.try_send_bytes(data):
-                slow.append((vehicle, channel.send_bytes(data)))
+                slow.append((vehicle, channel, data))
         if slow:
-            outcomes = await asyncio.gather(*(send for _, send in slow), return_exceptions=True)
-            for (vehicle, _), outcome in zip(slow, outcomes):
+            outcomes = await asyncio.gather(*(ch.send_bytes(data) for _, ch, data in slow), return_exceptions=True)
+            for (vehicle, _, _), outcome in zip(slow, outcomes):
                 if isinstance(outcome, ChannelError):
                     log.info("cannot send to %s: %s", vehicle, outcome)
                     unreached.append(vehicle)
