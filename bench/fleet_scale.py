@@ -66,9 +66,11 @@ if str(REPO) not in sys.path:
 import numpy as np
 
 from link import ChannelError
+from link.tls import client_context
 from oodida.fleet import FleetError, _die_with_parent, free_port
 from server.client import AnalystClient, RequestFailed
 from server.credentials import Credentials
+from server.pki import issue, make_ca
 from wire import Role
 from wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
 
@@ -119,10 +121,15 @@ class ServerProcess:
     profile: bool = False
     log_level: str = "info"
     vehicles: int = 0  # credentials for car-1 .. car-N
+    tls: bool = False  # TLS with a CA of this run's own, else plain TCP on loopback
     port: int = field(default_factory=free_port)
     vehicle_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     analyst_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "ca.pem"
 
     @property
     def profile_path(self) -> Path:
@@ -131,8 +138,17 @@ class ServerProcess:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.toml"
+        if self.tls:
+            ca = make_ca("fleet_scale CA")
+            ca.write(self.ca_path, self.workdir / "ca.key")
+            issue(ca, "127.0.0.1", hosts=["127.0.0.1"], server=True).write(
+                self.workdir / "server.pem", self.workdir / "server.key"
+            )
+            transport = '\n[tls]\ncert = "server.pem"\nkey = "server.key"\n'
+        else:
+            transport = "plain = true\n"
         config.write_text(
-            f'database = "server.sqlite3"\n\n[listen]\nhost = "127.0.0.1"\nport = {self.port}\nplain = true\n'
+            f'database = "server.sqlite3"\n\n[listen]\nhost = "127.0.0.1"\nport = {self.port}\n{transport}'
         )
         # per-vehicle credentials, hashed as for a real fleet, but sharing one secret and
         # salt so 10,000 of them cost one key derivation here and one per simulator
@@ -168,6 +184,7 @@ class ServerProcess:
             self.check_alive()
             try:
                 return await AnalystClient.connect("127.0.0.1", self.port, self.analyst_secret, identity="bench",
+                                                   ssl_context=client_context(ca=str(self.ca_path)) if self.tls else None,
                                                    timeout=120.0)
             except ChannelError:
                 if time.monotonic() > deadline:
@@ -201,6 +218,7 @@ class SimWorkers:
             self.procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, str(HERE / "fleet_sim.py"), "--port", str(self.server.port), "--first", str(first),
                 "--count", str(count), "--concurrency", str(self.concurrency),
+                *(["--cafile", str(self.server.ca_path)] if self.server.tls else []),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
                 preexec_fn=_die_with_parent,
             ))
@@ -253,7 +271,8 @@ def merged_reasons(reports: list[dict[str, Any]], key: str) -> dict[str, int]:
 
 
 async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, workdir: Path, tree: Path) -> dict[str, Any]:
-    server = ServerProcess(workdir, tree, profile=args.profile, log_level=args.log_level, vehicles=vehicles)
+    server = ServerProcess(workdir, tree, profile=args.profile, log_level=args.log_level, vehicles=vehicles,
+                           tls=args.tls)
     workers = SimWorkers(server, vehicles, min(args.workers, vehicles), args.concurrency)
     server.start()
     client: AnalystClient | None = None
@@ -457,6 +476,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--compare-tree", type=Path, help="also run each size with the server of this source tree")
     parser.add_argument("--no-follow", dest="follow", action="store_false",
                         help="the analyst does not follow the results (the server builds no report meanwhile)")
+    parser.add_argument("--tls", action="store_true", help="TLS between vehicles and server (a CA made for the run)")
     parser.add_argument("--profile", action="store_true", help="run the server under cProfile and print its top")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--workdir", type=Path, help="keep configs, logs, databases here (default: a temp dir, removed)")
