@@ -7,7 +7,12 @@ import asyncio
 import os
 from asyncio import sslproto
 
-from link.tls import TLS_READ_BUFFER, client_context, limit_tls_read_buffers, server_context
+from link.tls import (
+    TLS_READ_BUFFER,
+    client_context,
+    limit_tls_read_buffers,
+    server_context,
+)
 from server.pki import issue, make_ca
 from tests.conftest import run
 
