@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/handshake.py
+	$(BIN)/python bench/fleet_scale.py
+	$(BIN)/python bench/tls_connect.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

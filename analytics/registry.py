@@ -9,7 +9,7 @@ would make a late or cancelled iteration ambiguous for them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from analytics.arrays import from_wire
@@ -108,6 +108,20 @@ def run_off_board(
         if method.iterative:
             next_state[method.name] = following
     return fleet, (next_state if next_state else None)
+
+
+def summarizer(methods: Sequence[str]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """`summarize` with the methods resolved once, for partials already converted by
+    `from_wire`: a report summarises every vehicle's partial, ten thousand of them."""
+    resolved = _methods(methods)
+
+    def summarize_one(partial: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [m.name for m in resolved if m.name not in partial]
+        if missing:
+            raise MethodError(f"partial lacks methods {missing}")
+        return {m.name: m.summarize(partial[m.name]) for m in resolved}
+
+    return summarize_one
 
 
 def summarize(methods: Sequence[str], partial: Mapping[str, Any]) -> dict[str, Any]:

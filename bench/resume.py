@@ -60,6 +60,9 @@ class NoFleet:
     async def send_to(self, vehicle: str, message: Message) -> bool:
         return False
 
+    async def send_many(self, messages: Any) -> list[str]:
+        return list(messages)
+
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None:
         return None
 

@@ -52,6 +52,22 @@ class Channel:
             except (OSError, RuntimeError) as exc:  # RuntimeError: transport closed under us
                 raise ChannelClosed(f"sending to {self.peer} failed: {exc}") from None
 
+    def try_send_bytes(self, data: bytes) -> bool:
+        """Write `data` now, without a coroutine, when `send_bytes` would not wait:
+        nobody else is sending and the socket's buffer is below its high-water mark.
+        False: nothing was written; use `send_bytes`. For sending one task to
+        thousands of vehicles, where a task per vehicle costs more than the write."""
+        transport = self.writer.transport
+        if self._send_lock.locked() or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() >= transport.get_write_buffer_limits()[1]:
+            return False
+        try:
+            self.writer.write(data)
+        except (OSError, RuntimeError):
+            return False
+        return True
+
     async def recv(self) -> Message:
         """The next message. Raises `RemoteProtocolError` for a bad one (check
         `.fatal`), `ChannelClosed` when the peer is gone."""

@@ -76,3 +76,21 @@ def certificate_names(peercert: dict[str, Any] | None) -> set[str]:
     names = {value for rdn in peercert.get("subject", ()) for key, value in rdn if key == "commonName"}
     names.update(value for kind, value in peercert.get("subjectAltName", ()) if kind == "DNS")
     return names
+
+
+TLS_READ_BUFFER = 32 * 1024  # two TLS records; Channel asks for up to 64 KiB, it gets what is there
+
+
+def limit_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """Give every TLS connection of this process a read buffer of `size` bytes.
+
+    asyncio 3.11 allocates 256 KiB per TLS connection up front
+    (`asyncio.sslproto.SSLProtocol.max_size`): 10,000 vehicles would hold about 3 GiB
+    in buffers alone (bench/tls_connect.py: 290 KiB per held connection against 61 KiB
+    with 32 KiB). A server calls this once before it listens; `Channel` never reads
+    more than 64 KiB at a time anyway. The attribute is asyncio's, not public API, so
+    an interpreter without it is left as it is."""
+    from asyncio import sslproto
+
+    if isinstance(getattr(sslproto.SSLProtocol, "max_size", None), int):
+        sslproto.SSLProtocol.max_size = size

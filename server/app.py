@@ -12,27 +12,31 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
-from link.tls import server_context
+from link.tls import limit_tls_read_buffers, server_context
+from oodida.limits import raise_nofile_limit
 from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
 from server.handshake import authenticate
-from server.revocation import Revoker
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
+from server.result_writer import ResultWriter
 from server.resume import resume_running
+from server.revocation import Revoker
 from server.runner import AssignmentRunner
 from server.store import Store
 from server.versions import version_table
-from wire import Connection, RemoteProtocolError, Role, Side
+from wire import Connection, LocalProtocolError, RemoteProtocolError, Role, Side
+from wire.connection import encode_message
 from wire.messages import (
     AssignmentInfo,
     Cancel,
@@ -60,6 +64,11 @@ from wire.messages import (
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel completes before we accept them (capped by net.core.somaxconn):
+# asyncio's default of 100 drops the SYNs of a fleet reconnecting at once, and each
+# dropped one retries a second or more later.
+LISTEN_BACKLOG = 4096
+
 @dataclass
 class VehicleSession:
     vehicle: str
@@ -79,6 +88,8 @@ class Server:
         self.credentials = Credentials(config.database)
         self.revoker = Revoker(self.credentials, config.credential_check)
         self._revoker_task: asyncio.Task[None] | None = None
+        self.results = ResultWriter(self.store)
+        self._ack_frames: dict[tuple[int, int], bytes] = {}
         self.vehicles: dict[str, VehicleSession] = {}
         self.runners: dict[int, AssignmentRunner] = {}
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
@@ -97,11 +108,16 @@ class Server:
     async def start(self) -> None:
         resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
         self.runners.update(resumed)
+        nofile = raise_nofile_limit()
+        log.info("open files limit %d (a connection each)", nofile[0])
         tls = self.config.tls
         context = None if tls is None else server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
+        if context is not None:
+            limit_tls_read_buffers()  # 256 KiB a connection otherwise: 3 GiB at 10,000 vehicles
         self._server = await asyncio.start_server(
             self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024, ssl=context,
             ssl_handshake_timeout=self.config.handshake_timeout if context is not None else None,
+            backlog=LISTEN_BACKLOG,
         )
         self._revoker_task = asyncio.create_task(self.revoker.run(), name="revoker")
         sock = self._server.sockets[0]
@@ -203,7 +219,7 @@ class Server:
         ack = ResultAck(assignment=result.assignment, iteration=result.iteration)
         runner = self.runners.get(result.assignment)
         if runner is not None:  # the common case: no database read per result
-            selected = result.vehicle in runner.vehicles
+            selected = result.vehicle in runner.selected
         else:
             row = self.store.assignment(result.assignment)
             selected = row is not None and result.vehicle in row.vehicles
@@ -217,13 +233,25 @@ class Server:
             await session.channel.send(ack)  # so the vehicle stops resending it
             return
         on_time = runner is not None and runner.on_result(result)
-        if not self.store.add_result(result, late=not on_time):
+        # stored with the others of this pass of the event loop; acknowledged only once committed
+        if not await self.results.add(result, late=not on_time):
             log.debug("duplicate result %d/%d from %s", result.assignment, result.iteration, result.vehicle)
-        await session.channel.send(ack)
+        channel = session.channel
+        await channel.send_bytes(channel.conn.send(ack, encoded=self._ack_frame(ack)))
+
+    def _ack_frame(self, ack: ResultAck) -> bytes:
+        """The frame of an acknowledgement, encoded once per iteration, not per vehicle."""
+        key = (ack.assignment, ack.iteration)
+        frame = self._ack_frames.get(key)
+        if frame is None:
+            frame = self._ack_frames[key] = encode_message(ack, max_frame=self.config.max_frame)
+            while len(self._ack_frames) > 64:
+                del self._ack_frames[next(iter(self._ack_frames))]
+        return frame
 
     def _on_module_ack(self, vehicle: str, ack: ModuleAck) -> None:
         runner = self.runners.get(ack.assignment)
-        if runner is None or vehicle not in runner.vehicles:
+        if runner is None or vehicle not in runner.selected:
             log.info("vehicle %s acknowledged %s for assignment %d, which it does not run; ignored",
                      vehicle, ack.code_hash[:12], ack.assignment)
             return
@@ -244,6 +272,43 @@ class Server:
         except ChannelError as exc:
             log.info("cannot send %s to %s: %s", type(message).__name__, vehicle, exc)
             return False
+
+    async def send_many(self, messages: Mapping[str, Message]) -> list[str]:
+        """Send each vehicle its message; returns the vehicles it could not reach.
+
+        Each distinct message is encoded once (a task goes to the whole fleet), and
+        written at once wherever the vehicle's socket takes it; only the vehicles
+        whose send buffers are full are waited for, all together. A coroutine and a
+        fresh encoding per vehicle cost more than the writes at ten thousand."""
+        frames: dict[int, bytes] = {}
+        unreached: list[str] = []
+        slow: list[tuple[str, Channel, bytes]] = []
+        for vehicle, message in messages.items():
+            session = self.vehicles.get(vehicle)
+            if session is None:
+                unreached.append(vehicle)
+                continue
+            frame = frames.get(id(message))
+            if frame is None:
+                frame = frames[id(message)] = encode_message(message, max_frame=self.config.max_frame)
+            channel = session.channel
+            try:
+                data = channel.conn.send(message, encoded=frame)
+            except LocalProtocolError as exc:  # e.g. the connection is closing
+                log.info("cannot send %s to %s: %s", type(message).__name__, vehicle, exc)
+                unreached.append(vehicle)
+                continue
+            if not channel.try_send_bytes(data):
+                slow.append((vehicle, channel, data))
+        if slow:
+            outcomes = await asyncio.gather(*(ch.send_bytes(data) for _, ch, data in slow), return_exceptions=True)
+            for (vehicle, _, _), outcome in zip(slow, outcomes):
+                if isinstance(outcome, ChannelError):
+                    log.info("cannot send to %s: %s", vehicle, outcome)
+                    unreached.append(vehicle)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+        return unreached
 
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None:
         for vehicle in vehicles:

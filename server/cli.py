@@ -214,6 +214,9 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"oodida server: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level, fmt=args.log_format)
+    from oodida.limits import tune_gc_for_service
+
+    tune_gc_for_service()  # a process-wide choice: the server's command, not its class
     try:
         asyncio.run(_serve_until_signal(config, serve))
     except KeyboardInterrupt:

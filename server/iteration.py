@@ -71,13 +71,21 @@ class Iteration:
     deadline_at: float  # on the runner's monotonic clock
     answers: dict[str, Result] = field(default_factory=dict)
     status: Status = Status.OPEN
+    _members: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._members = frozenset(self.selected)  # `in` on the tuple is O(fleet) per result
 
     def add(self, result: Result) -> bool:
         """Take a result; False for a vehicle not selected, or one already answered."""
-        if self.status is not Status.OPEN or result.vehicle not in self.selected or result.vehicle in self.answers:
+        if self.status is not Status.OPEN or result.vehicle not in self._members or result.vehicle in self.answers:
             return False
         self.answers[result.vehicle] = result
         return True
+
+    def waits_for(self, vehicle: str) -> bool:
+        """Selected and not answered yet (without listing everyone who is)."""
+        return vehicle in self._members and vehicle not in self.answers
 
     def waiting_for(self) -> list[str]:
         return [v for v in self.selected if v not in self.answers]

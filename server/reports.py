@@ -9,6 +9,7 @@ report built live and one built a week later from the database are the same.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from analytics import registry
@@ -19,31 +20,38 @@ from wire.messages import AssignmentSpec, IterationReport, VehicleReport
 log = logging.getLogger(__name__)
 
 
-def vehicle_value(spec: AssignmentSpec, value: Any) -> Any:
-    """A vehicle's partial result in readable form (the method's own summary)."""
+def vehicle_value(
+    spec: AssignmentSpec, value: Any, summarize: Callable[[Mapping[str, Any]], Any] | None = None
+) -> Any:
+    """A vehicle's partial result in readable form (the method's own summary);
+    `summarize`: `registry.summarizer(spec.methods)`, made once per report."""
     if not spec.methods:  # an analyst's module: its value is already what they want to see
         return value
     try:
-        return to_wire(registry.summarize(spec.methods, from_wire(value)))
+        if summarize is None:
+            summarize = registry.summarizer(spec.methods)
+        return to_wire(summarize(from_wire(value)))
     except Exception as exc:  # a vehicle's odd partial must not break the report
         log.warning("cannot summarise a partial result: %s", exc)
         return value
 
 
 def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request: int) -> IterationReport:
-    results = store.results(row.assignment, row.iteration)
-    late = store.late_vehicles(row.assignment, row.iteration)
+    try:
+        summarize = registry.summarizer(spec.methods) if spec.methods else None
+    except Exception:  # vehicle_value says why, per vehicle
+        summarize = None
     vehicles = {
         r.vehicle: VehicleReport(
             ok=r.ok,
             code_hash=r.code_hash,
-            value=vehicle_value(spec, r.value) if r.ok else None,
+            value=vehicle_value(spec, r.value, summarize) if r.ok else None,
             error=r.error,
             samples=r.samples,
-            late=r.vehicle in late,
+            late=r.late,
             flags=r.flags,
         )
-        for r in results
+        for r in store.result_rows(row.assignment, row.iteration)
     }
     return IterationReport(
         id=request,

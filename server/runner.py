@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from analytics import registry
@@ -37,6 +38,8 @@ class Fleet(Protocol):
     """What a runner needs of the server: send to a vehicle, announce news."""
 
     async def send_to(self, vehicle: str, message: Message) -> bool: ...
+
+    async def send_many(self, messages: Mapping[str, Message]) -> list[str]: ...
 
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None: ...
 
@@ -59,6 +62,7 @@ class AssignmentRunner:
         self.id = assignment
         self.spec = spec
         self.vehicles = vehicles
+        self.selected = frozenset(vehicles)  # for membership: a list costs O(fleet) per result
         self.current: Iteration | None = None
         self.current_task: dict[str, Task] = {}
         self.current_off_board: str | None = None  # the off-board version the open iteration keeps
@@ -112,7 +116,7 @@ class AssignmentRunner:
 
     def load_for(self, vehicle: str) -> LoadModule | None:
         """The on-board version a (re)connecting vehicle must load before its next task."""
-        if vehicle not in self.vehicles:
+        if vehicle not in self.selected:
             return None
         return self.versions.load_message(self.id, vehicle)
 
@@ -133,7 +137,7 @@ class AssignmentRunner:
 
     def task_for(self, vehicle: str) -> Task | None:
         """The open iteration's task for a vehicle that (re)connects and has not answered."""
-        if self.current is None or vehicle not in self.current.waiting_for():
+        if self.current is None or not self.current.waits_for(vehicle):
             return None
         return self.current_task.get(vehicle)
 
@@ -285,8 +289,11 @@ class AssignmentRunner:
         self._wake.clear()
         self.current = it
         self.current_off_board = off_board_hash
-        waiting = it.waiting_for()
-        await asyncio.gather(*(self.fleet.send_to(v, self.current_task[v]) for v in waiting))
+        waiting = it.waiting_for()  # all of them, but in a reopened iteration
+        # each distinct task encoded once
+        await self.fleet.send_many(
+            self.current_task if len(waiting) == len(it.selected) else {v: self.current_task[v] for v in waiting}
+        )
         while not self._cancelled and not it.should_close(time.monotonic()):
             remaining = it.deadline_at - time.monotonic()
             try:

@@ -13,7 +13,7 @@ from typing import Final
 
 from wire.codec import decode_payload, encode_payload
 from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from wire.framing import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode_frame
 from wire.messages import (
     PROTOCOL_VERSION,
     Cancel,
@@ -196,8 +196,11 @@ class Connection:
 
     # --- sending ----------------------------------------------------------------
 
-    def send(self, message: Message) -> bytes:
-        """The bytes to write for `message`; refuses what the protocol forbids now."""
+    def send(self, message: Message, *, encoded: bytes | None = None) -> bytes:
+        """The bytes to write for `message`; refuses what the protocol forbids now.
+
+        `encoded`: `encode_message(message)`, made once for many connections (one task
+        to a whole fleet): the same checks, then those bytes, not a fresh encoding."""
         if self.state is State.CLOSED and not (isinstance(message, Error)):
             raise LocalProtocolError(f"cannot send {type(message).__name__}: connection is closed")
         if self.side is Side.CLIENT and self.state is State.HANDSHAKE:
@@ -223,6 +226,10 @@ class Connection:
             if type(message) not in RECEIVABLE[(other, State.READY, self.peer_role)]:
                 who = f"{self.side.value} of a {self.peer_role.value}" if self.peer_role else self.side.value
                 raise LocalProtocolError(f"a {who} connection cannot send {type(message).__name__}")
+        if encoded is not None:
+            if len(encoded) - HEADER.size > self.max_frame:
+                raise LocalProtocolError(f"frame of {len(encoded) - HEADER.size} bytes exceeds the maximum of {self.max_frame}")
+            return encoded
         return encode_frame(encode_payload(message), max_frame=self.max_frame)
 
     def challenge(self, nonce: bytes, salt: bytes, iterations: int) -> bytes:
@@ -266,6 +273,13 @@ class Connection:
     def error(self, reason: str, code: ErrorCode = ErrorCode.BAD_MESSAGE, request: int | None = None) -> bytes:
         """An error reply; allowed in every state (it is how we say why we close)."""
         return encode_frame(encode_payload(Error(reason=reason[:4096], code=code, id=request)), max_frame=self.max_frame)
+
+
+def encode_message(message: Message, *, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One message's frame, for `Connection.send(message, encoded=...)` on many
+    connections: encoding a task costs more than the rest of sending it, and a fleet
+    of ten thousand gets the same task."""
+    return encode_frame(encode_payload(message), max_frame=max_frame)
 
 
 def version_problem(hello: Hello) -> str | None:

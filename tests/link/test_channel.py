@@ -72,3 +72,48 @@ def test_a_server_that_never_answers_the_hello_times_out_clearly():
             await server.wait_closed()
 
     run(main())
+
+
+def test_try_send_bytes_writes_at_once_only_when_send_bytes_would_not_wait():
+    """The fleet's task goes out without a coroutine per vehicle; a socket whose buffer
+    is full is left to `send_bytes`, which waits for it, so nothing piles up unbounded."""
+
+    async def main():
+        peers = []
+
+        async def accept(reader, writer):
+            peers.append((reader, writer))
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        channel = Channel(reader, writer, Connection(Side.SERVER))
+        try:
+            while not peers:
+                await asyncio.sleep(0.01)
+            peer_reader, _ = peers[0]
+            assert channel.try_send_bytes(b"hello")
+            assert await peer_reader.readexactly(5) == b"hello"
+            # the peer stops reading: fill the socket and the transport's buffer
+            writer.transport.set_write_buffer_limits(high=64 * 1024)
+            while writer.transport.get_write_buffer_size() < 64 * 1024:
+                writer.write(b"x" * 65536)
+                await asyncio.sleep(0)
+            buffered = writer.transport.get_write_buffer_size()
+            assert not channel.try_send_bytes(b"more")
+            assert writer.transport.get_write_buffer_size() == buffered  # nothing was added
+            sending = asyncio.create_task(channel.send_bytes(b"waits"))  # holds the lock, waits to drain
+            await asyncio.sleep(0.05)
+            assert not sending.done()
+            writer.transport.set_write_buffer_limits(high=1 << 30)  # room again, but send_bytes holds the lock
+            assert not channel.try_send_bytes(b"x")
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+        finally:
+            await channel.close()
+            for _, w in peers:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
