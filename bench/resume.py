@@ -19,19 +19,21 @@ Per fleet size, on a real SQLite file (WAL, as the server opens it):
   back and becomes an answer), against the baseline of reading the same results with
   `Store.results` alone. The difference is what the runner itself costs to rebuild.
 
-On the development machine (2 shared cores, busy), `--iterations 100`:
+On the development machine (2 shared cores, busy), `--iterations 100`, after the
+scale branch's merge:
 
     vehicles | open (before resume) | begin (resumable) | ratio | read results |   rebuild | ratio
-          10 |             0.028 ms |          0.124 ms |   4.4 |       0.1 ms |    0.4 ms |   3.0
-        1000 |             0.029 ms |          0.717 ms |  24.9 |      34.8 ms |   26.6 ms |   0.8
-       10000 |             0.035 ms |         10.185 ms | 292.5 |     695.8 ms |  427.8 ms |   0.6
+          10 |             0.042 ms |          0.167 ms |   4.0 |       0.2 ms |    0.8 ms |   3.3
+        1000 |             0.033 ms |          0.650 ms |  19.4 |      25.3 ms |   26.9 ms |   1.1
+       10000 |             0.032 ms |          5.686 ms | 175.3 |     329.2 ms |  311.2 ms |   0.9
 
-The resumable open grows with the fleet (about 1 us per vehicle: the version each
-task names, compacted, and the versions' snapshot), 10 ms per iteration at 10,000
-vehicles, beside the 10,000 tasks the iteration sends. A rebuild costs about what
-reading the open iteration's results costs (the two alternate, so caching blurs them);
-it first looked up each answer in the selected vehicles' tuple one by one
-(`Iteration.add`), 2.4 s at 10,000 vehicles, hence a set.
+The resumable open grows with the fleet (about 0.5 us per vehicle: the version each
+task names, compacted, and the versions' snapshot), 6 to 10 ms per iteration at 10,000
+vehicles (two runs), beside the 10,000 tasks the iteration sends and the 3.2 s of
+server CPU an iteration of 10,000 costs (README, fleet_scale). A rebuild costs about what
+reading the open iteration's results costs (the two alternate, so caching blurs them).
+Before `Iteration.add` looked vehicles up in a set (the scale branch), a rebuild took
+2.4 s at 10,000 vehicles.
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignme
     if unknown:
         raise ResumeError(f"the task of the open iteration {opened.number} names unknown versions {', '.join(unknown)}")
     it = runner.new_iteration(opened.number)
-    selected = set(it.selected)  # (Iteration.add one by one looks each up in a tuple: slow for 10k)
-    it.answers = {r.vehicle: r for r in store.results(assignment, opened.number) if r.vehicle in selected}
+    for result in store.results(assignment, opened.number):
+        it.add(result)  # a vehicle not selected is left out
     tasks: dict[str | None, Task] = {}
     for vehicle in row.vehicles:
         code_hash = task_hashes.get(vehicle)
