@@ -48,11 +48,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox.supervisor import source_hash  # noqa: E402
-from server.resume import rebuild  # noqa: E402
-from server.runner import AssignmentRunner  # noqa: E402
-from server.store import Store  # noqa: E402
-from wire.messages import AssignmentSpec, Message, ModuleSource, Result, WindowSpec  # noqa: E402
+from sandbox.supervisor import source_hash
+from server.resume import rebuild
+from server.runner import AssignmentRunner
+from server.store import Store
+from wire.messages import AssignmentSpec, Message, ModuleSource, Result, WindowSpec
 
 V1 = ModuleSource(name="v1.py", source="def on_board(window, params, state):\n    return 1\n")
 V2 = ModuleSource(name="v2.py", source="def on_board(window, params, state):\n    return 2\n")
