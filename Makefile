@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/handshake.py
 	$(BIN)/python bench/fleet_scale.py
 	$(BIN)/python bench/tls_connect.py
+	$(BIN)/python bench/resume.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
