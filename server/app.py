@@ -77,6 +77,9 @@ class Server:
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._handshaking = 0  # connections between accept and the end of their handshake
+        self._refused = 0  # connections refused over a limit, not yet logged
+        self._refused_logged_at = 0.0
         self.port: int | None = None
         sandbox = config.sandbox
         self.off_board = OffBoardRunner(
@@ -119,8 +122,17 @@ class Server:
         assert task is not None
         self._connections.add(task)
         channel = Channel(reader, writer, Connection(Side.SERVER, max_frame=self.config.max_frame))
+        channel.send_timeout = self.config.limits.send_timeout
         try:
-            hello = await self._handshake(channel)
+            refusal = self._over_limit()
+            if refusal is not None:
+                self._refuse(channel, refusal)
+                return
+            self._handshaking += 1
+            try:
+                hello = await self._handshake(channel)
+            finally:
+                self._handshaking -= 1
             if hello is None:
                 return
             if hello.role is Role.VEHICLE:
@@ -136,6 +148,29 @@ class Server:
         finally:
             self._connections.discard(task)
             await channel.close()
+
+    def _over_limit(self) -> str | None:
+        """Why a new connection is refused now (a flood), or None to go on."""
+        limits = self.config.limits
+        if len(self._connections) > limits.max_connections:
+            return f"server busy: {limits.max_connections} connections at most; try again later"
+        if self._handshaking >= limits.max_handshakes:
+            return f"server busy: {limits.max_handshakes} handshakes in progress at most; try again later"
+        return None
+
+    def _refuse(self, channel: Channel, reason: str) -> None:
+        """Say why and hang up, without waiting for a peer that may never read. The log
+        gets one line per 5 s of a flood, with the count, not one per connection."""
+        try:
+            channel.writer.write(channel.conn.reject(reason, ErrorCode.REFUSED))
+        except (OSError, RuntimeError):
+            pass
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at >= 5.0:
+            log.warning("refused %d connection(s), the last from %s: %s", self._refused, channel.peer, reason)
+            self._refused = 0
+            self._refused_logged_at = now
 
     async def _handshake(self, channel: Channel) -> Hello | None:
         try:
@@ -282,6 +317,16 @@ class Server:
                     continue
                 if isinstance(message, Error):
                     log.info("analyst %s reports: %s", analyst, message.reason)
+                    continue
+                if len(requests) >= self.config.limits.max_requests:
+                    # each request holds its reply until the analyst reads it: unbounded,
+                    # an analyst that sends and never reads would grow the server for ever
+                    limit = self.config.limits.max_requests
+                    log.info("analyst %s has %d requests in flight; refused one", analyst, limit)
+                    await channel.send(Error(
+                        reason=f"too many requests in flight: {limit} at most; wait for answers",
+                        code=ErrorCode.REFUSED, id=getattr(message, "id", None),
+                    ))
                     continue
                 task = asyncio.create_task(self._answer(channel, analyst, message))
                 requests.add(task)

@@ -40,6 +40,23 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     uid: Annotated[int, Meta(ge=1)] = 65534
 
 
+class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What one peer, or a flood of them, may cost the server. The defaults suit a
+    fleet of 10,000 vehicles (each holds one connection) plus its analysts.
+
+    A peer over a limit gets an `Error` that says which limit, and the connection is
+    closed (or, for requests, the request is refused); the reason is logged."""
+
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 16_384
+    # connections that have not completed the handshake yet, at any moment
+    max_handshakes: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    # seconds a send may wait for a peer that does not read before it is dropped
+    send_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    # requests of one analyst connection being answered at once (a followed results
+    # stream counts until it ends)
+    max_requests: Annotated[int, Meta(ge=1, le=100_000)] = 64
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     auth: Auth
     sandbox: Sandbox = Sandbox()
@@ -48,6 +65,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Annotated[str, Meta(max_length=64)] = "oodida"
     max_frame: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 * 1024 * 1024
     handshake_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
+    limits: Limits = Limits()
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
