@@ -143,7 +143,7 @@ def decode_payload(payload: bytes) -> Message:
     try:
         return msgspec.convert(obj, target, strict=True)
     except msgspec.ValidationError as exc:
-        what = f"{kind!r} message" if isinstance(kind, str) else "message"
+        what = f"{kind[:40]!r} message" if isinstance(kind, str) else "message"  # the peer's text: keep it short
         raise RemoteProtocolError(f"invalid {what}: {exc}", fatal=False) from None
     except RecursionError:
         raise RemoteProtocolError("message nested too deeply", fatal=False) from None
