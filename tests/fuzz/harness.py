@@ -48,6 +48,16 @@ def start_server(workdir: Path, vehicles: int = 0, **options: Any) -> LocalFleet
     the server accepts connections. Stop it with `fleet.stop()`."""
     fleet = LocalFleet(workdir, vehicles=vehicles, signals=["SPEED"], server_options={**LIMITS_FOR_TESTS, **options})
     fleet.start()
+
+    async def accepting() -> None:
+        client = await fleet.client()
+        await client.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(accepting(), 60))
+    except BaseException:
+        fleet.stop()
+        raise
     return fleet
 
 
