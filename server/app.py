@@ -20,6 +20,7 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
+from link.keepalive import enable_keepalive
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.deploys import Deployer, DeployRefused
@@ -123,6 +124,7 @@ class Server:
         self._connections.add(task)
         channel = Channel(reader, writer, Connection(Side.SERVER, max_frame=self.config.max_frame))
         channel.send_timeout = self.config.limits.send_timeout
+        enable_keepalive(writer, self.config.limits.keepalive)
         try:
             refusal = self._over_limit()
             if refusal is not None:

@@ -55,6 +55,9 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # requests of one analyst connection being answered at once (a followed results
     # stream counts until it ends)
     max_requests: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    # seconds of silence before TCP keepalive probes a peer; one that vanished without
+    # closing (power or coverage lost) is dropped about twice this long after
+    keepalive: Annotated[float, Meta(ge=1, le=7200)] = 60.0
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -7,6 +7,7 @@ request is answered within a bound."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from typing import Any, AsyncIterator
@@ -347,3 +348,29 @@ def test_a_vehicle_that_stops_reading_does_not_stall_the_assignment(fleet: Any, 
         await ghost.close()
 
     run(main(), timeout=110)
+
+
+def test_every_connection_is_probed_by_keepalive(fleet: Any, tally: Tally) -> None:
+    """A peer that vanishes without closing (no FIN, no reset: power or coverage lost)
+    cannot be made on loopback; what can be seen is that the kernel has a keepalive
+    timer on the server's side of every connection, set to the configured idle time."""
+    import subprocess
+
+    async def main() -> None:
+        channel = await authenticate(fleet, Role.VEHICLE, "quiet")
+        try:
+            local = channel.writer.get_extra_info("sockname")[1]
+            out = subprocess.run(
+                ["ss", "-tno", "state", "established", f"( sport = :{fleet.port} and dport = :{local} )"],
+                capture_output=True, text=True, check=True,
+            ).stdout
+            tally.add("inputs")
+            assert "timer:(keepalive," in out, out
+            found = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?", out)
+            assert found, out
+            seconds = 60 * float(found.group(1) or 0) + float(found.group(2) or 0)
+            assert 0 < seconds <= 60, out  # the default idle time, 60 s
+        finally:
+            await channel.close()
+
+    run(main(), timeout=60)
