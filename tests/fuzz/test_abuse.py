@@ -374,3 +374,37 @@ def test_every_connection_is_probed_by_keepalive(fleet: Any, tally: Tally) -> No
             await channel.close()
 
     run(main(), timeout=60)
+
+
+def test_requests_over_the_in_flight_limit_are_refused_by_id(fleet: Any, tally: Tally) -> None:
+    """An analyst follows one running assignment 70 times over (each stream stays in
+    flight until it ends): the first 64 (`max_requests`) are served, the other 6 get
+    an Error that names the limit and carries their id."""
+    from wire.messages import Error, IterationReport, ResultsRequest
+
+    async def main() -> None:
+        async with Honest(fleet) as honest:
+            channel = await authenticate(fleet, Role.ANALYST, "greedy")
+            try:
+                for i in range(1, 71):
+                    await channel.send(ResultsRequest(id=i, assignment=honest.assignment, follow=True))
+                tally.add("inputs", 70)
+                refused: set[int] = set()
+                streaming: set[int] = set()
+                async with asyncio.timeout(30):
+                    while len(refused) < 6 or len(streaming) < 64:
+                        message = await channel.recv()
+                        if isinstance(message, Error):
+                            assert message.code is ErrorCode.REFUSED and "64 at most" in message.reason
+                            assert message.id is not None
+                            refused.add(message.id)
+                        elif isinstance(message, IterationReport):
+                            streaming.add(message.id)
+                assert refused == set(range(65, 71)) and streaming == set(range(1, 65))
+                tally.add("refused", len(refused))
+            finally:
+                channel.writer.transport.abort()
+                await channel.close()
+            await honest.check(tally)
+
+    run(main(), timeout=90)
