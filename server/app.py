@@ -232,7 +232,7 @@ class Server:
                 elif isinstance(message, VehicleStatus):
                     session.status = message
                 elif isinstance(message, Error):
-                    log.warning("vehicle %s reports: %s", vehicle, message.reason)
+                    log.warning("vehicle %s reports: %r", vehicle, message.reason)  # %r: a peer's newlines forge no log lines
         finally:
             if self.vehicles.get(vehicle) is session:
                 del self.vehicles[vehicle]
@@ -272,7 +272,7 @@ class Server:
                      vehicle, ack.code_hash[:12], ack.assignment)
             return
         if not ack.ok:
-            log.warning("vehicle %s refused version %s of assignment %d: %s",
+            log.warning("vehicle %s refused version %s of assignment %d: %r",
                         vehicle, ack.code_hash[:12], ack.assignment, ack.error)
         runner.on_module_ack(vehicle, ack)
 
@@ -308,6 +308,7 @@ class Server:
 
     async def _serve_analyst(self, channel: Channel, analyst: str) -> None:
         requests: set[asyncio.Task[None]] = set()
+        refused_any = False
         try:
             while True:
                 try:
@@ -318,13 +319,15 @@ class Server:
                     await channel.send_bytes(channel.conn.error(exc.reason))
                     continue
                 if isinstance(message, Error):
-                    log.info("analyst %s reports: %s", analyst, message.reason)
+                    log.info("analyst %s reports: %r", analyst, message.reason)
                     continue
                 if len(requests) >= self.config.limits.max_requests:
                     # each request holds its reply until the analyst reads it: unbounded,
                     # an analyst that sends and never reads would grow the server for ever
                     limit = self.config.limits.max_requests
-                    log.info("analyst %s has %d requests in flight; refused one", analyst, limit)
+                    if not refused_any:  # once per connection: a flood of requests is no flood of logs
+                        log.info("analyst %s has %d requests in flight; refusing more", analyst, limit)
+                        refused_any = True
                     await channel.send(Error(
                         reason=f"too many requests in flight: {limit} at most; wait for answers",
                         code=ErrorCode.REFUSED, id=getattr(message, "id", None),

@@ -408,3 +408,24 @@ def test_requests_over_the_in_flight_limit_are_refused_by_id(fleet: Any, tally: 
             await honest.check(tally)
 
     run(main(), timeout=90)
+
+
+def test_a_peer_cannot_forge_lines_in_the_server_log(fleet: Any, tally: Tally) -> None:
+    """A peer's text (an error's reason) is logged quoted: its newlines do not start
+    lines of their own, so it cannot fake a traceback or another peer's line."""
+    from wire.messages import Error
+
+    forged = "Traceback (most recent call last): forged by liar-1"
+
+    async def main() -> None:
+        for role in (Role.VEHICLE, Role.ANALYST):
+            channel = await authenticate(fleet, role, "liar-1")
+            await channel.send(Error(reason=f"fine\n{forged}\n2026-01-01 00:00:00,000 ERROR server.app: fake"))
+            tally.add("inputs")
+            await channel.close()
+        await asyncio.sleep(1.0)
+        log = (fleet.workdir / "server.log").read_text()
+        assert log.count("forged by liar-1") == 2, "both reports logged"
+        assert not any(line.startswith(("Traceback", "2026-01-01")) for line in log.splitlines())
+
+    run(main(), timeout=60)
