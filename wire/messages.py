@@ -35,6 +35,11 @@ CodeHash = Annotated[str, Meta(max_length=128)]
 SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
 Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
+# Every integer a peer sends has an upper bound: an unbounded one let a hello carry a
+# 5,000-digit version, which the server could not even format for its refusal (Python
+# refuses int-to-str past 4,300 digits) -- found by the session fuzzer.
+Version = Annotated[int, Meta(ge=0, le=2**31)]
+Pid = Annotated[int, Meta(ge=0, le=2**31)]
 
 MAX_SIGNALS = 64
 MAX_METHODS = 16
@@ -64,7 +69,7 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field
 
 
 class Hello(Message, tag="hello"):
-    version: int
+    version: Version
     role: Role
     identity: Identity
     token: Token
@@ -72,7 +77,7 @@ class Hello(Message, tag="hello"):
 
 
 class Welcome(Message, tag="welcome"):
-    version: int
+    version: Version
     session: Annotated[str, Meta(max_length=64)]
     server: Annotated[str, Meta(max_length=64)] = ""
 
@@ -256,7 +261,7 @@ class SandboxInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A process's sandbox worker, so operators (and tests) can see that a deploy
     loaded code into the running worker and did not start a new one."""
 
-    pid: Annotated[int, Meta(ge=1)] | None  # None: no worker running now
+    pid: Annotated[int, Meta(ge=1, le=2**31)] | None  # None: no worker running now
     started: Count  # workers started so far (the first, and every replacement)
     restarts: Count  # replaced after a timeout or a crash
     recycles: Count  # retired near their CPU budget or for a bigger arena
@@ -274,7 +279,7 @@ class VehicleStatus(Message, tag="vehicle_status"):
     signals: Annotated[list[SignalName], Meta(max_length=10_000)]
     running: Annotated[int, Meta(ge=0, le=10_000)] = 0
     pending_results: Count = 0
-    pid: Annotated[int, Meta(ge=0)] = 0
+    pid: Pid = 0
     sandbox: SandboxInfo | None = None
     modules: dict[Annotated[str, Meta(max_length=24)], SHA256] = msgspec.field(
         default_factory=dict
@@ -322,7 +327,7 @@ class StatusReply(Message, tag="status_reply"):
     server_time: Timestamp
     vehicles: list[VehicleInfo]
     assignments: list[AssignmentInfo]
-    pid: Annotated[int, Meta(ge=0)] = 0
+    pid: Pid = 0
     sandbox: SandboxInfo | None = None
 
 

@@ -32,9 +32,9 @@ def main() -> int:
     args = parser.parse_args()
     report = args.report or Path(tempfile.mkdtemp(prefix="oodida-fuzz-")) / "fuzz-report.jsonl"
     budget = args.minutes * 60
-    # the session fuzzer gets 70% of the time (its test runs 20 s at scale 1); the
+    # the session fuzzer gets 70% of the time (its test runs 12 s at scale 1); the
     # hypothesis properties get the rest (about 40 s of examples at scale 1)
-    session_scale = max(1.0, 0.7 * budget / 20.0)
+    session_scale = max(1.0, 0.7 * budget / 12.0)
     decoder_scale = max(1.0, 0.3 * budget / 40.0)
     started = time.monotonic()
     codes = []

@@ -106,11 +106,14 @@ class Watch:
         """Tracebacks the server logged since the last look (one finding each)."""
         lines = (self.fleet.workdir / "server.log").read_text(errors="replace").splitlines()
         new, self._log_seen = lines[self._log_seen :], len(lines)
-        return [
-            f"server logged: {new[i - 1] if i else ''} / {line}"[:500]
-            for i, line in enumerate(new)
-            if line.startswith("Traceback")
-        ]
+        found = []
+        for i, line in enumerate(new):
+            if line.startswith("Traceback"):
+                # the exception is the first unindented line after the traceback's frames
+                last = next((x for x in new[i + 1 :] if x and not x.startswith(" ")), "?")
+                where = [x.strip() for x in new[i + 1 :] if x.startswith('  File "')][-1:]
+                found.append(f"server logged: {new[i - 1] if i else ''} / {last} at {where}"[:800])
+        return found
 
     def figures(self) -> dict[str, Any]:
         return {

@@ -217,3 +217,23 @@ def test_a_message_just_under_the_item_budget_still_decodes() -> None:
     value = [0] * 999_990
     message = Result(assignment=1, iteration=1, vehicle="v1", ok=True, code_hash="h", value=value)
     assert decode_payload(encode_payload(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ({"type": "hello", "version": 10**5000, "role": "vehicle", "identity": "v1", "token": "t"}, "$.version"),
+        ({"type": "hello", "version": 2**64, "role": "vehicle", "identity": "v1", "token": "t"}, "$.version"),
+        ({"type": "welcome", "version": -(10**5000), "session": "s"}, "$.version"),
+        ({"type": "vehicle_status", "frames": 0, "unknown_frames": 0, "malformed_frames": 0, "signal_time": None,
+          "sources": [], "signals": [], "pid": 10**5000}, "$.pid"),
+    ],
+    ids=["hello-5000-digit-version", "hello-2^64-version", "welcome-negative-bignum", "status-bignum-pid"],
+)
+def test_integers_a_peer_sends_are_bounded(message: dict[str, Any], field: str) -> None:
+    """Found by the session fuzzer: a hello whose version had 5,000 digits reached the
+    server's refusal, which could not format it (Python refuses int-to-str past 4,300
+    digits): a traceback and no answer. Such numbers are now refused by the decoder."""
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_payload(dumps(message))
+    assert field in info.value.reason and not info.value.fatal
