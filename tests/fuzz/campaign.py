@@ -33,9 +33,9 @@ def main() -> int:
     report = args.report or Path(tempfile.mkdtemp(prefix="oodida-fuzz-")) / "fuzz-report.jsonl"
     budget = args.minutes * 60
     # the session fuzzer gets 70% of the time (its test runs 12 s at scale 1); the
-    # hypothesis properties get the rest (about 40 s of examples at scale 1)
+    # hypothesis properties get the rest (about 12 s of examples at scale 1)
     session_scale = max(1.0, 0.7 * budget / 12.0)
-    decoder_scale = max(1.0, 0.3 * budget / 40.0)
+    decoder_scale = max(1.0, 0.3 * budget / 12.0)
     started = time.monotonic()
     codes = []
     for tests, scale in (("tests/fuzz/test_decoder.py", decoder_scale), ("tests/fuzz/test_sessions.py", session_scale)):
@@ -43,7 +43,7 @@ def main() -> int:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests,
                    f"--fuzz-report={report}", "-o", "timeout=0"]
         print(f"$ OODIDA_FUZZ_SCALE={scale:.1f} OODIDA_FUZZ_SEED={args.seed} {' '.join(command[1:])}", flush=True)
-        codes.append(subprocess.run(command, cwd=REPO, env=env).returncode)
+        codes.append(subprocess.run(command, cwd=REPO, env=env, check=False).returncode)
     result = totals(report)
     print(f"\ncampaign: {time.monotonic() - started:.0f} s, seed {args.seed}, report {report}")
     for key, value in result.items():

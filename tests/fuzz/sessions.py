@@ -33,7 +33,7 @@ async def _drain(reader: asyncio.StreamReader, timeout: float) -> str:
             while chunk := await reader.read(65536):
                 got += len(chunk)
         return "closed by server"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "still open"
     except OSError:
         return "reset"

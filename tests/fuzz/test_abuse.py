@@ -10,11 +10,11 @@ import asyncio
 import re
 import socket
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
-from link import ChannelError, HandshakeRefused
+from link import HandshakeRefused
 from tests.conftest import run
 from tests.fuzz.harness import Watch, authenticate, rss_kib, start_server
 from tests.fuzz.report import Tally
@@ -56,7 +56,7 @@ class Honest:
         self.completed: list[float] = []  # monotonic time of each iteration car-1 answered
         self.watch = Watch(fleet, status_bound=STATUS_BOUND)
 
-    async def __aenter__(self) -> Honest:
+    async def __aenter__(self) -> Honest:  # noqa: PYI034
         await self.watch.open()
         await self.fleet.wait_connected(self.watch.client, ["car-1"])
         spec = AssignmentSpec(
@@ -201,7 +201,7 @@ async def refusal(reader: asyncio.StreamReader, timeout: float, start: float) ->
                     return str(event.reason), time.monotonic() - start  # type: ignore[union-attr]
     except OSError:
         return "reset", time.monotonic() - start
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     return None, time.monotonic() - start
 
@@ -360,10 +360,11 @@ def test_every_connection_is_probed_by_keepalive(fleet: Any, tally: Tally) -> No
         channel = await authenticate(fleet, Role.VEHICLE, "quiet")
         try:
             local = channel.writer.get_extra_info("sockname")[1]
-            out = subprocess.run(
+            out = (await asyncio.to_thread(
+                subprocess.run,
                 ["ss", "-tno", "state", "established", f"( sport = :{fleet.port} and dport = :{local} )"],
                 capture_output=True, text=True, check=True,
-            ).stdout
+            )).stdout
             tally.add("inputs")
             assert "timer:(keepalive," in out, out
             found = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?", out)

@@ -18,10 +18,17 @@ from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, near_valid, paths, repla
 from tests.fuzz.report import Tally
 from tests.wire.examples import EXAMPLES, FOLLOW_UP, Receiver, endpoints, frame
 from wire.codec import MAX_ITEMS, decode_payload, encode_payload, to_plain
-from wire.connection import CLOSED, HANDSHAKE_MAX_FRAME, NEED_DATA, Connection, Side, State
+from wire.connection import (
+    CLOSED,
+    HANDSHAKE_MAX_FRAME,
+    NEED_DATA,
+    Connection,
+    Side,
+    State,
+)
 from wire.errors import RemoteProtocolError
 from wire.framing import DEFAULT_MAX_FRAME, HEADER, encode_frame
-from wire.messages import Result, Role
+from wire.messages import Result
 
 fuzz = settings(
     max_examples=int(300 * scale()),
