@@ -38,6 +38,10 @@ class Channel:
         self.conn = conn
         self._pending: deque[Message] = deque()
         self._send_lock = asyncio.Lock()
+        # Seconds a send may wait for the peer to read; None waits for ever. A peer
+        # that stops reading (half-open, or hostile) would otherwise hold every task
+        # that sends to it, and the lock, for good: past it the stream is aborted.
+        self.send_timeout: float | None = None
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -48,9 +52,17 @@ class Channel:
         async with self._send_lock:
             try:
                 self.writer.write(data)
-                await self.writer.drain()
+                if self.send_timeout is None or not self.writer.transport.get_write_buffer_size():
+                    await self.writer.drain()  # the kernel took it all: no wait, no timer needed
+                else:
+                    await asyncio.wait_for(self.writer.drain(), self.send_timeout)
             except (OSError, RuntimeError) as exc:  # RuntimeError: transport closed under us
                 raise ChannelClosed(f"sending to {self.peer} failed: {exc}") from None
+            except asyncio.TimeoutError:
+                self.writer.transport.abort()  # drop what it did not read: memory is freed now
+                raise ChannelClosed(
+                    f"{self.peer} read nothing for {self.send_timeout} s while we sent to it; connection dropped"
+                ) from None
 
     def try_send_bytes(self, data: bytes) -> bool:
         """Write `data` now, without a coroutine, when `send_bytes` would not wait:

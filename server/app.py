@@ -19,6 +19,7 @@ from typing import Any
 from analytics import registry
 from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
+from link.keepalive import enable_keepalive
 from link.tls import limit_tls_read_buffers, server_context
 from oodida.limits import raise_nofile_limit
 from oodida.signing import Trust
@@ -95,6 +96,9 @@ class Server:
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._handshaking = 0  # connections between accept and the end of their handshake
+        self._refused = 0  # connections refused over a limit, not yet logged
+        self._refused_logged_at = 0.0
         self.port: int | None = None
         sandbox = config.sandbox
         self.off_board = OffBoardRunner(
@@ -152,8 +156,18 @@ class Server:
         assert task is not None
         self._connections.add(task)
         channel = Channel(reader, writer, Connection(Side.SERVER, max_frame=self.config.max_frame))
+        channel.send_timeout = self.config.limits.send_timeout
+        enable_keepalive(writer, self.config.limits.keepalive)
         try:
-            hello = await self._handshake(channel)
+            refusal = self._over_limit()
+            if refusal is not None:
+                self._refuse(channel, refusal)
+                return
+            self._handshaking += 1
+            try:
+                hello = await self._handshake(channel)
+            finally:
+                self._handshaking -= 1
             if hello is None:
                 return
             if hello.role is Role.VEHICLE:
@@ -168,7 +182,36 @@ class Server:
             log.exception("connection %s failed", channel.peer)
         finally:
             self._connections.discard(task)
-            await channel.close()
+            try:
+                await channel.close()
+            except asyncio.CancelledError:
+                # cancelled again while closing (the server stopping): end quietly. A
+                # handler task that ends cancelled makes asyncio's stream callback log
+                # a traceback per connection (8,000 lines when 10,000 vehicles go)
+                pass
+
+    def _over_limit(self) -> str | None:
+        """Why a new connection is refused now (a flood), or None to go on."""
+        limits = self.config.limits
+        if len(self._connections) > limits.max_connections:
+            return f"server busy: {limits.max_connections} connections at most; try again later"
+        if self._handshaking >= limits.max_handshakes:
+            return f"server busy: {limits.max_handshakes} handshakes in progress at most; try again later"
+        return None
+
+    def _refuse(self, channel: Channel, reason: str) -> None:
+        """Say why and hang up, without waiting for a peer that may never read. The log
+        gets one line per 5 s of a flood, with the count, not one per connection."""
+        try:
+            channel.writer.write(channel.conn.reject(reason, ErrorCode.REFUSED))
+        except (OSError, RuntimeError):
+            pass
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at >= 5.0:
+            log.warning("refused %d connection(s), the last from %s: %s", self._refused, channel.peer, reason)
+            self._refused = 0
+            self._refused_logged_at = now
 
     async def _handshake(self, channel: Channel) -> Hello | None:
         return await authenticate(channel, self.credentials, self.config, self.revoker)
@@ -204,7 +247,7 @@ class Server:
                 elif isinstance(message, VehicleStatus):
                     session.status = message
                 elif isinstance(message, Error):
-                    log.warning("vehicle %s reports: %s", vehicle, message.reason)
+                    log.warning("vehicle %s reports: %r", vehicle, message.reason)  # %r: a peer's newlines forge no log lines
         finally:
             if self.vehicles.get(vehicle) is session:
                 del self.vehicles[vehicle]
@@ -256,7 +299,7 @@ class Server:
                      vehicle, ack.code_hash[:12], ack.assignment)
             return
         if not ack.ok:
-            log.warning("vehicle %s refused version %s of assignment %d: %s",
+            log.warning("vehicle %s refused version %s of assignment %d: %r",
                         vehicle, ack.code_hash[:12], ack.assignment, ack.error)
         runner.on_module_ack(vehicle, ack)
 
@@ -329,6 +372,7 @@ class Server:
 
     async def _serve_analyst(self, channel: Channel, analyst: str) -> None:
         requests: set[asyncio.Task[None]] = set()
+        refused_any = False
         try:
             while True:
                 try:
@@ -339,7 +383,19 @@ class Server:
                     await channel.send_bytes(channel.conn.error(exc.reason, request=exc.request))
                     continue
                 if isinstance(message, Error):
-                    log.info("analyst %s reports: %s", analyst, message.reason)
+                    log.info("analyst %s reports: %r", analyst, message.reason)
+                    continue
+                if len(requests) >= self.config.limits.max_requests:
+                    # each request holds its reply until the analyst reads it: unbounded,
+                    # an analyst that sends and never reads would grow the server for ever
+                    limit = self.config.limits.max_requests
+                    if not refused_any:  # once per connection: a flood of requests is no flood of logs
+                        log.info("analyst %s has %d requests in flight; refusing more", analyst, limit)
+                        refused_any = True
+                    await channel.send(Error(
+                        reason=f"too many requests in flight: {limit} at most; wait for answers",
+                        code=ErrorCode.REFUSED, id=getattr(message, "id", None),
+                    ))
                     continue
                 task = asyncio.create_task(self._answer(channel, analyst, message))
                 requests.add(task)

@@ -60,6 +60,26 @@ class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     known_keys: Annotated[list[str], Meta(max_length=1024)] = msgspec.field(default_factory=list)
 
 
+class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What one peer, or a flood of them, may cost the server. The defaults suit a
+    fleet of 10,000 vehicles (each holds one connection) plus its analysts.
+
+    A peer over a limit gets an `Error` that says which limit, and the connection is
+    closed (or, for requests, the request is refused); the reason is logged."""
+
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 16_384
+    # connections that have not completed the handshake yet, at any moment
+    max_handshakes: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    # seconds a send may wait for a peer that does not read before it is dropped
+    send_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    # requests of one analyst connection being answered at once (a followed results
+    # stream counts until it ends)
+    max_requests: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    # seconds of silence before TCP keepalive probes a peer; one that vanished without
+    # closing (power or coverage lost) is dropped about twice this long after
+    keepalive: Annotated[float, Meta(ge=1, le=7200)] = 60.0
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Who may connect is not configured here: credentials are rows of the database
     (`oodida init`, `oodida credentials`), so adding a vehicle needs no restart."""
@@ -86,6 +106,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 "no [tls] section: give the server's cert and key (oodida init writes them), "
                 "or set [listen] plain = true on a loopback host"
             )
+    limits: Limits = Limits()
 
 
 def load_server_config(path: str | Path) -> ServerConfig:

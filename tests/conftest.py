@@ -14,6 +14,12 @@ LOG = DATA / "rav4-2017-comma2k19.log"
 DBC = DATA / "toyota_rav4_2017.dbc"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # here, not in tests/fuzz/conftest.py: pytest reads options only from the conftest
+    # files it loads at start, and `pytest tests` does not load that one at start
+    parser.addoption("--fuzz-report", default=None, help="append each fuzz test's counts (JSON lines) to this file")
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
     """Run a coroutine to completion with a hard timeout (no pytest-asyncio needed)."""
     return asyncio.run(asyncio.wait_for(coro, timeout))

@@ -17,6 +17,7 @@ import msgspec
 
 from wire.errors import RemoteProtocolError, ValidationError
 from wire.messages import MESSAGE_TYPES, AnyMessage, Message
+from wire.scan import items_over
 from wire.values import DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG, TAG_DTYPES, NDArray
 
 
@@ -112,6 +113,9 @@ def _refuse_sharing(*args: Any) -> Any:
 _SEMANTIC_DECODERS = {tag: _refuse_sharing for tag in (25, 28, 29, 256)}
 
 MAX_DEPTH = 64
+# More items than any message of ours needs: a result value may hold a million
+# (`check_value`), plus its envelope. Above it a frame is refused before decoding.
+MAX_ITEMS = 1_200_000
 
 
 def decode_payload(payload: bytes) -> Message:
@@ -120,6 +124,8 @@ def decode_payload(payload: bytes) -> Message:
     Any failure is the peer's: it becomes a `RemoteProtocolError` that says why and
     is not fatal (the frame boundary is intact, so the connection can go on).
     """
+    if items_over(payload, MAX_ITEMS):
+        raise RemoteProtocolError(f"too many CBOR items: more than {MAX_ITEMS} in one message", fatal=False)
     stream = io.BytesIO(payload)
     try:
         obj = cbor2.CBORDecoder(
@@ -150,7 +156,7 @@ def decode_payload(payload: bytes) -> Message:
     try:
         return msgspec.convert(obj, target, strict=True)
     except msgspec.ValidationError as exc:
-        what = f"{kind!r} message" if isinstance(kind, str) else "message"
+        what = f"{kind[:40]!r} message" if isinstance(kind, str) else "message"  # the peer's text: keep it short
         raise RemoteProtocolError(f"invalid {what}: {exc}", fatal=False) from None
     except RecursionError:
         raise RemoteProtocolError("message nested too deeply", fatal=False) from None

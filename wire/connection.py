@@ -68,6 +68,11 @@ class Sentinel(enum.Enum):
 NEED_DATA: Final = Sentinel.NEED_DATA
 CLOSED: Final = Sentinel.CLOSED
 
+# The largest frame before the handshake completed. A hello is a few hundred bytes;
+# allowing `max_frame` (16 MiB) to a peer nobody has authenticated let each of a flood
+# of connections make the server buffer 16 MiB.
+HANDSHAKE_MAX_FRAME = 64 * 1024
+
 # (our side, state, peer's role) -> message types the peer may send us
 RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
     (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello, Proof}),
@@ -116,7 +121,14 @@ class Connection:
     second chance.
     """
 
-    def __init__(self, side: Side, *, role: Role | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self,
+        side: Side,
+        *,
+        role: Role | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        handshake_max_frame: int = HANDSHAKE_MAX_FRAME,
+    ) -> None:
         if (side is Side.CLIENT) != (role is not None):
             raise ValueError("a client connection needs its role; a server learns it from the hello")
         self.side = side
@@ -125,7 +137,7 @@ class Connection:
         self.peer_identity: str | None = None
         self.state = State.HANDSHAKE
         self.max_frame = max_frame
-        self._frames = FrameDecoder(max_frame=max_frame)
+        self._frames = FrameDecoder(max_frame=min(max_frame, handshake_max_frame))  # raised by _ready()
         self._step = 0  # of the handshake, see _HANDSHAKE_NEXT
 
     # --- receiving ------------------------------------------------------------
@@ -134,8 +146,11 @@ class Connection:
         """Feed bytes read from the peer; b"" when it closed its side."""
         try:
             self._frames.receive_data(data)
-        except RemoteProtocolError:
+        except RemoteProtocolError as exc:
+            handshake = self.state is State.HANDSHAKE
             self.state = State.CLOSED
+            if handshake:
+                raise RemoteProtocolError(f"{exc.reason} (during handshake)", fatal=True) from None
             raise
 
     def next_event(self) -> Message | Sentinel:
@@ -190,9 +205,14 @@ class Connection:
                 raise RemoteProtocolError(
                     f"server speaks protocol version {message.version}, we speak {PROTOCOL_VERSION}", fatal=True
                 )
-            self.state = State.READY
+            self._ready()
         elif isinstance(message, Error) and self.state is State.HANDSHAKE:
             self.state = State.CLOSED
+
+    def _ready(self) -> None:
+        """The handshake completed: from now on frames up to `max_frame` are read."""
+        self.state = State.READY
+        self._frames.max_frame = self.max_frame
 
     # --- sending ----------------------------------------------------------------
 
@@ -248,7 +268,7 @@ class Connection:
             raise LocalProtocolError("accept() is for a server that received a hello and then a proof")
         self.peer_role = hello.role
         self.peer_identity = hello.identity
-        self.state = State.READY
+        self._ready()
         welcome = Welcome(version=PROTOCOL_VERSION, session=session, server=server, signature=signature)
         return encode_frame(encode_payload(welcome), max_frame=self.max_frame)
 

@@ -36,6 +36,11 @@ HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
 Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
 KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # an analyst's signing key (oodida.signing.key_id)
 Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]  # ed25519
+# Every integer a peer sends has an upper bound: an unbounded one let a hello carry a
+# 5,000-digit version, which the server could not even format for its refusal (Python
+# refuses int-to-str past 4,300 digits) -- found by the session fuzzer.
+Version = Annotated[int, Meta(ge=0, le=2**31)]
+Pid = Annotated[int, Meta(ge=0, le=2**31)]
 
 MAX_SIGNALS = 64
 MAX_METHODS = 16
@@ -73,7 +78,7 @@ Nonce = Annotated[bytes, Meta(min_length=16, max_length=64)]
 
 
 class Hello(Message, tag="hello"):
-    version: int
+    version: Version
     role: Role
     identity: Identity
     nonce: Nonce  # the client's half of the handshake's nonce
@@ -96,7 +101,7 @@ class Proof(Message, tag="proof"):
 
 
 class Welcome(Message, tag="welcome"):
-    version: int
+    version: Version
     session: Annotated[str, Meta(max_length=64)]
     server: Annotated[str, Meta(max_length=64)] = ""
     signature: Annotated[bytes, Meta(max_length=64)] = b""  # ServerSignature; the client checks it
@@ -295,7 +300,7 @@ class SandboxInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A process's sandbox worker, so operators (and tests) can see that a deploy
     loaded code into the running worker and did not start a new one."""
 
-    pid: Annotated[int, Meta(ge=1)] | None  # None: no worker running now
+    pid: Annotated[int, Meta(ge=1, le=2**31)] | None  # None: no worker running now
     started: Count  # workers started so far (the first, and every replacement)
     restarts: Count  # replaced after a timeout or a crash
     recycles: Count  # retired near their CPU budget or for a bigger arena
@@ -315,7 +320,7 @@ class VehicleStatus(Message, tag="vehicle_status"):
     pending_results: Count = 0
     outbox_dropped: Count = 0  # results the agent's outbox dropped over its limits, ever
     outbox_error: Annotated[str, Meta(max_length=512)] | None = None  # why results wait in memory, not on disk
-    pid: Annotated[int, Meta(ge=0)] = 0
+    pid: Pid = 0
     sandbox: SandboxInfo | None = None
     modules: dict[Annotated[str, Meta(max_length=24)], SHA256] = msgspec.field(
         default_factory=dict
@@ -363,7 +368,7 @@ class StatusReply(Message, tag="status_reply"):
     server_time: Timestamp
     vehicles: list[VehicleInfo]
     assignments: list[AssignmentInfo]
-    pid: Annotated[int, Meta(ge=0)] = 0
+    pid: Pid = 0
     sandbox: SandboxInfo | None = None
 
 
