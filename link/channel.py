@@ -11,8 +11,8 @@ import logging
 import ssl
 from collections import deque
 
-from oodida.errors import OodidaError
 from link.tls import plain_problem
+from oodida.errors import OodidaError
 from wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side, scram
 from wire.messages import Challenge, Error, ErrorCode, Message, Welcome
 
@@ -50,6 +50,11 @@ class Channel:
 
     async def send_bytes(self, data: bytes) -> None:
         async with self._send_lock:
+            if self.writer.transport.is_closing():
+                # asyncio 3.11's TLS transport, closed twice, loses its protocol, and a
+                # write then raises AttributeError (it ended an assignment once): a
+                # closing stream is a closed one for us, whatever the transport
+                raise ChannelClosed(f"sending to {self.peer} failed: the connection is closing")
             try:
                 self.writer.write(data)
                 if self.send_timeout is None or not self.writer.transport.get_write_buffer_size():
@@ -58,7 +63,7 @@ class Channel:
                     await asyncio.wait_for(self.writer.drain(), self.send_timeout)
             except (OSError, RuntimeError) as exc:  # RuntimeError: transport closed under us
                 raise ChannelClosed(f"sending to {self.peer} failed: {exc}") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.writer.transport.abort()  # drop what it did not read: memory is freed now
                 raise ChannelClosed(
                     f"{self.peer} read nothing for {self.send_timeout} s while we sent to it; connection dropped"
@@ -105,7 +110,7 @@ class Channel:
         try:
             self.writer.close()
             await asyncio.shield(asyncio.wait_for(self.writer.wait_closed(), timeout=2.0))
-        except (OSError, asyncio.TimeoutError, RuntimeError):
+        except (TimeoutError, OSError, RuntimeError):
             pass
 
 
@@ -143,12 +148,12 @@ async def connect(
         raise ChannelError(f"TLS with {host}:{port} failed: the server's certificate is not trusted ({exc.verify_message})") from None
     except ssl.SSLError as exc:
         raise ChannelError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise ChannelError(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from None
     channel = Channel(reader, writer, Connection(Side.CLIENT, role=role))
     try:
         welcome = await asyncio.wait_for(handshake(channel, identity, secret, software=software), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await channel.close()
         raise ChannelError(f"{host}:{port} did not answer the handshake within {timeout} s") from None
     except BaseException:

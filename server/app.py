@@ -349,8 +349,9 @@ class Server:
                 if isinstance(outcome, ChannelError):
                     log.info("cannot send to %s: %s", vehicle, outcome)
                     unreached.append(vehicle)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
+                elif isinstance(outcome, BaseException):  # a bug: one vehicle's, not the fleet's
+                    log.error("sending to %s failed", vehicle, exc_info=outcome)
+                    unreached.append(vehicle)
         return unreached
 
     async def cancel_tasks(self, vehicles: list[str], assignment: int) -> None:
