@@ -9,6 +9,20 @@ from oodida.fleet import LocalFleet
 from tests.conftest import run
 
 
+def start_connected(fleet: LocalFleet) -> None:
+    """Start the fleet and wait until every agent is connected to the server."""
+    fleet.start()
+
+    async def ready() -> None:
+        client = await fleet.client()
+        try:
+            await fleet.wait_connected(client)
+        finally:
+            await client.close()
+
+    run(ready(), timeout=90)
+
+
 def start_replayed(fleet: LocalFleet) -> None:
     """Start the fleet and wait until every agent has replayed its log to the end,
     so their buffers hold exactly the data the tests compute with numpy."""

@@ -16,7 +16,16 @@ from oodida.fleet import LocalFleet
 from sandbox.supervisor import source_hash
 from server.client import RequestFailed
 from tests.conftest import run
-from wire.messages import AssignmentSpec, DeployEnd, Deploying, DeployProgress, IterationReport, ModuleSource, WindowSpec
+from tests.integration.conftest import start_connected
+from wire.messages import (
+    AssignmentSpec,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    IterationReport,
+    ModuleSource,
+    WindowSpec,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,16 +72,7 @@ def fleet(tmp_path_factory):
         signals=["SPEED"],
     )
     with fleet:
-        fleet.start()
-
-        async def ready() -> None:
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client)
-            finally:
-                await client.close()
-
-        run(ready(), timeout=90)
+        start_connected(fleet)
         yield fleet
 
 

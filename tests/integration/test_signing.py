@@ -27,6 +27,7 @@ from oodida.fleet import REPO, LocalFleet
 from oodida.signing import load_signing_key
 from sandbox.supervisor import source_hash
 from tests.conftest import run
+from tests.integration.conftest import start_connected
 from tests.integration.test_replacement import (
     deploy,
     finish,
@@ -89,16 +90,7 @@ def fleet(tmp_path_factory):
     for v in (1, 2, 3):
         (workdir / f"count_v{v}.py").write_text(on_board(v))
     with fleet:
-        fleet.start()
-
-        async def ready() -> None:
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client)
-            finally:
-                await client.close()
-
-        run(ready(), timeout=90)
+        start_connected(fleet)
         yield fleet
 
 
