@@ -415,7 +415,7 @@ class Server:
             elif isinstance(message, ResultsRequest):
                 await self._stream_results(channel, message)
             elif isinstance(message, Cancel):
-                await channel.send(self.cancel(message))
+                await channel.send(self.cancel(message, analyst))
             elif isinstance(message, Deploy):
                 async for reply in self.deployer.deploy(message, analyst, self.runners.get(message.assignment)):
                     await channel.send(reply)
@@ -509,12 +509,15 @@ class Server:
         )
         return VersionsReply(id=message.id, assignment=row.id, versions=table)
 
-    def cancel(self, message: Cancel) -> Cancelled:
+    def cancel(self, message: Cancel, analyst: str = "analyst") -> Cancelled:
         row = self.store.assignment(message.assignment)
         if row is None:
             raise LookupError(f"no assignment {message.assignment}")
         runner = self.runners.get(message.assignment)
         if runner is not None:
+            # on disk before the answer: a server killed before the iteration closes
+            # must not resume an assignment the analyst was told is cancelled
+            self.store.audit(analyst, "cancel", message.assignment, "asked to cancel the running assignment")
             runner.cancel()
             state = "cancelled"
         else:

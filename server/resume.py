@@ -112,7 +112,11 @@ def resume_running(fleet: Fleet, store: Store, modules: OffBoardRunner | None) -
             store.finish_assignment(assignment, "interrupted", reason)
             store.audit("server", "resume failed", assignment, reason)
             continue
+        detail = resumed.detail
+        if store.cancel_requested(assignment):  # killed between the cancel and its iteration's close
+            resumed.runner.cancel()
+            detail += "; it was cancelled before the stop, so it ends cancelled"
         runners[assignment] = resumed.runner
-        store.audit("server", "resumed", assignment, resumed.detail)
-        log.warning("assignment %d was running when the server last stopped; resumed: %s", assignment, resumed.detail)
+        store.audit("server", "resumed", assignment, detail)
+        log.warning("assignment %d was running when the server last stopped; resumed: %s", assignment, detail)
     return runners

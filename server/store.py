@@ -656,6 +656,15 @@ class Store:
             (time.time(), who, action, assignment, detail),
         )
 
+    def cancel_requested(self, assignment: int) -> bool:
+        """Whether an analyst asked to cancel `assignment`. The audit row is committed
+        when the request arrives, so a server killed before the cancelled iteration
+        closed still knows, and the next one does not resume what was cancelled."""
+        row = self.db.execute(
+            "SELECT 1 FROM audit WHERE assignment = ? AND action = 'cancel' LIMIT 1", (assignment,)
+        ).fetchone()
+        return row is not None
+
     def audit_log(self, assignment: int | None = None) -> list[AuditRow]:
         if assignment is None:
             rows = self.db.execute("SELECT at, who, action, assignment, detail FROM audit ORDER BY id")

@@ -405,6 +405,44 @@ def test_cancelled_but_stopped_before_it_was_marked_so_it_ends_cancelled(tmp_pat
     run(main())
 
 
+def test_killed_after_a_cancel_was_answered_but_before_its_iteration_closed_it_ends_cancelled(tmp_path):
+    """The analyst was told "cancelled"; a kill before the runner closed the iteration
+    must not bring the assignment back: the request is on disk with the answer."""
+    from wire.messages import Cancel
+
+    async def main():
+        a_server = await started_on(tmp_path)
+        v1 = await vehicle(a_server, "v1")
+        await vehicle(a_server, "v2")
+        analyst = await AnalystClient.connect("127.0.0.1", a_server.port, AT, identity="analyst")
+        assignment = (await analyst.submit(MEAN)).assignment
+        await analyst.close()
+        task = await next_of(v1, Task)
+        await answer(v1, "v1", task, mean_partial(2, 10.0))  # v2 never answers: iteration 1 stays open
+        reply = a_server.cancel(Cancel(id=1, assignment=assignment), "alice")
+        assert reply.state == "cancelled"
+        crash_copy(tmp_path, tmp_path / "after-kill")  # no await since: the runner has not closed anything
+        await a_server.stop()
+
+        b_server = await started_on(tmp_path / "after-kill")
+        try:
+            deadline = time.monotonic() + 10
+            while b_server.store.assignment(assignment).state == "running":
+                assert time.monotonic() < deadline, "the cancelled assignment was resumed and kept running"
+                await asyncio.sleep(0.01)
+            assert b_server.store.assignment(assignment).state == "cancelled"
+            iterations = b_server.store.iterations(assignment)
+            assert [(it.iteration, it.status) for it in iterations] == [(1, "cancelled")]  # no iteration 2
+            audit = [(r.who, r.action) for r in b_server.store.audit_log(assignment)]
+            assert ("alice", "cancel") in audit and ("server", "resumed") in audit
+            resumed = [r.detail for r in b_server.store.audit_log(assignment) if r.action == "resumed"]
+            assert "cancelled before the stop" in resumed[0]
+        finally:
+            await b_server.stop()
+
+    run(main())
+
+
 def test_version_maps_are_one_entry_for_a_fleet_on_one_version_and_round_trip():
     from server.versions import compact_map, expand_map
 
