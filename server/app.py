@@ -98,6 +98,7 @@ class Server:
         self._connections: set[asyncio.Task[Any]] = set()
         self._handshaking = 0  # connections between accept and the end of their handshake
         self._refused = 0  # connections refused over a limit, not yet logged
+        self._lingering = 0  # refused connections reading out what their peers sent
         self._refused_logged_at = 0.0
         self.port: int | None = None
         sandbox = config.sandbox
@@ -162,6 +163,11 @@ class Server:
             refusal = self._over_limit()
             if refusal is not None:
                 self._refuse(channel, refusal)
+                self._lingering += 1  # not counted against max_connections: it is on its way out
+                try:
+                    await self._linger(channel)
+                finally:
+                    self._lingering -= 1
                 return
             self._handshaking += 1
             try:
@@ -193,7 +199,7 @@ class Server:
     def _over_limit(self) -> str | None:
         """Why a new connection is refused now (a flood), or None to go on."""
         limits = self.config.limits
-        if len(self._connections) > limits.max_connections:
+        if len(self._connections) - self._lingering > limits.max_connections:
             return f"server busy: {limits.max_connections} connections at most; try again later"
         if self._handshaking >= limits.max_handshakes:
             return f"server busy: {limits.max_handshakes} handshakes in progress at most; try again later"
@@ -212,6 +218,23 @@ class Server:
             log.warning("refused %d connection(s), the last from %s: %s", self._refused, channel.peer, reason)
             self._refused = 0
             self._refused_logged_at = now
+
+    async def _linger(self, channel: Channel, seconds: float = 1.0) -> None:
+        """After a refusal: end our side (FIN after the error) and read what the peer
+        sent, for at most `seconds`, before closing. Closing a socket with unread data
+        sends a reset, and a reset makes the peer's kernel drop the error it has not
+        read yet: under load half of a refused flood never learned why (the hello of an
+        honest agent over the limit is such unread data). Bounded: the read stops at
+        the peer's close, at 64 KiB a read, or after `seconds`."""
+        transport = channel.writer.transport
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+            async with asyncio.timeout(seconds):
+                while await channel.reader.read(64 * 1024):
+                    pass
+        except (OSError, RuntimeError, TimeoutError):
+            pass
 
     async def _handshake(self, channel: Channel) -> Hello | None:
         return await authenticate(channel, self.credentials, self.config, self.revoker)

@@ -207,7 +207,7 @@ def test_on_board_and_off_board_replaced_mid_assignment_without_restarting_anyth
 
     db = sqlite3.connect(f"file:{fleet.workdir / 'server.sqlite3'}?mode=ro", uri=True)
     actions = [row for row in db.execute("SELECT action, detail FROM audit WHERE assignment = ? ORDER BY id", (a,))]
-    assert [act for act, _ in actions] == ["submit", "submit", "deploy", "deploy", "migrate"]
+    assert [act for act, _ in actions] == ["submit", "submit", "deploy", "deploy", "migrate", "cancel"]  # finish() cancels
     assert H[V2.name] in actions[2][1] and H[OFF_V2.name] in actions[3][1]
 
 
@@ -280,7 +280,7 @@ def test_a_broken_module_is_refused_and_the_old_version_keeps_running(fleet):
     assert [(v.kind, v.code_hash) for v in versions.versions] == [("submit", H[V1.name])]
     db = sqlite3.connect(f"file:{fleet.workdir / 'server.sqlite3'}?mode=ro", uri=True)
     actions = [row[0] for row in db.execute("SELECT action FROM audit WHERE assignment = ? ORDER BY id", (a,))]
-    assert actions == ["submit"] + ["deploy refused"] * 4
+    assert actions == ["submit"] + ["deploy refused"] * 4 + ["cancel"]  # finish() cancels
 
 
 def test_rollback_deploys_an_earlier_version_by_its_hash(fleet):
