@@ -20,7 +20,7 @@ from server.config import ServerConfig
 from server.credentials import Credentials
 from server.revocation import Revoker
 from wire import RemoteProtocolError, Role, scram, version_problem
-from wire.messages import ErrorCode, Hello, Proof
+from wire.messages import ErrorCode, Hello, Message, Proof
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,19 @@ def certificate_problem(channel: Channel, hello: Hello, config: ServerConfig) ->
     return None
 
 
+async def _step(channel: Channel, what: str, timeout: float, budget: float) -> Message | None:
+    """The peer's next handshake message within `timeout`, or None once it was told
+    why (a broken message) or timed out (the whole handshake has `budget` seconds)."""
+    try:
+        return await asyncio.wait_for(channel.recv(), timeout)
+    except asyncio.TimeoutError:
+        log.info("%s sent no %s within %s s; closing", channel.peer, what, budget)
+    except RemoteProtocolError as exc:
+        log.info("%s broke the handshake: %s", channel.peer, exc.reason)
+        await channel.send_bytes(channel.conn.error(exc.reason))
+    return None
+
+
 async def authenticate(
     channel: Channel, credentials: Credentials, config: ServerConfig, revoker: Revoker | None = None
 ) -> Hello | None:
@@ -53,14 +66,8 @@ async def authenticate(
     revoked later), else None (it was told why and closed)."""
     deadline = time.monotonic() + config.handshake_timeout
     conn = channel.conn
-    try:
-        hello = await asyncio.wait_for(channel.recv(), config.handshake_timeout)
-    except asyncio.TimeoutError:
-        log.info("%s sent no hello within %s s; closing", channel.peer, config.handshake_timeout)
-        return None
-    except RemoteProtocolError as exc:
-        log.info("%s broke the handshake: %s", channel.peer, exc.reason)
-        await channel.send_bytes(conn.error(exc.reason))
+    hello = await _step(channel, "hello", config.handshake_timeout, config.handshake_timeout)
+    if hello is None:
         return None
     assert isinstance(hello, Hello)
     problem = version_problem(hello)
@@ -76,14 +83,8 @@ async def authenticate(
     stored = credential.stored
     nonce = hello.nonce + secrets.token_bytes(scram.NONCE_BYTES)
     await channel.send_bytes(conn.challenge(nonce, stored.salt, stored.iterations))
-    try:
-        proof = await asyncio.wait_for(channel.recv(), max(0.0, deadline - time.monotonic()))
-    except asyncio.TimeoutError:
-        log.info("%s sent no proof within %s s; closing", channel.peer, config.handshake_timeout)
-        return None
-    except RemoteProtocolError as exc:
-        log.info("%s broke the handshake: %s", channel.peer, exc.reason)
-        await channel.send_bytes(conn.error(exc.reason))
+    proof = await _step(channel, "proof", max(0.0, deadline - time.monotonic()), config.handshake_timeout)
+    if proof is None:
         return None
     assert isinstance(proof, Proof)
     message = scram.auth_message(
