@@ -8,17 +8,13 @@ scrapes: the pumps and the outbox are not touched. The per-source labels are the
 configured sources (at most 64), so their number is bounded by the config file.
 
 One agent per process is the rule on a vehicle; simulated fleets that run several
-in one process share these counters (the state is read from the last agent
-started with `[metrics]`).
+in one process share these counters. Without `[metrics]` nothing is counted and
+prometheus-client is not even imported.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from oodida.metrics import LAG_BUCKETS, Exporter
 
@@ -27,56 +23,72 @@ if TYPE_CHECKING:
     from agent.main import Agent
     from wire.messages import Result
 
-REGISTRY = CollectorRegistry()
-
 SANDBOX_OUTCOMES = ("ok", "timeout", "crash", "memory", "error")  # error: every other rule the module broke
 # seconds a task takes: mostly waiting for its window to fill, then the method
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-RESULTS = Counter(
-    "oodida_agent_results", "Results computed (put in the outbox), by outcome: ok, or error with the reason "
-    "sent to the server.", ["outcome"], registry=REGISTRY,
-)
-TASK_SECONDS = Histogram(
-    "oodida_agent_task_duration_seconds", "A task from its arrival to its result: the window's wait and the method.",
-    buckets=TASK_BUCKETS, registry=REGISTRY,
-)
-CONNECT_FAILURES = Counter(
-    "oodida_agent_connect_failures", "Connections to the server that failed, by reason: refused (the server "
-    "refused the handshake: credential, version) or unreachable (network, TLS, timeout).", ["reason"],
-    registry=REGISTRY,
-)
-SANDBOX_CALLS = Counter(
-    "oodida_sandbox_calls", "Calls into the sandbox (on-board modules), by outcome.", ["outcome"], registry=REGISTRY
-)
-LOOP_LAG = Histogram(
-    "oodida_agent_event_loop_lag_seconds", "How late the event loop wakes a timer (sampled every 0.25 s).",
-    buckets=LAG_BUCKETS, registry=REGISTRY,
-)
 
-for _outcome in SANDBOX_OUTCOMES:  # every series from the start: rate() needs the zero
-    SANDBOX_CALLS.labels(_outcome)
-for _outcome in ("ok", "error"):
-    RESULTS.labels(_outcome)
-for _reason in ("refused", "unreachable"):
-    CONNECT_FAILURES.labels(_reason)
+class _Metrics:
+    """The process's registry and its metrics, made by the first `start`: an agent
+    without `[metrics]` never imports prometheus-client (40 ms and 3 MB) and counts
+    nothing."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = registry = CollectorRegistry()
+        self.results = Counter(
+            "oodida_agent_results", "Results computed (put in the outbox), by outcome: ok, or error with the "
+            "reason sent to the server.", ["outcome"], registry=registry,
+        )
+        self.task_seconds = Histogram(
+            "oodida_agent_task_duration_seconds",
+            "A task from its arrival to its result: the window's wait and the method.",
+            buckets=TASK_BUCKETS, registry=registry,
+        )
+        self.connect_failures = Counter(
+            "oodida_agent_connect_failures", "Connections to the server that failed, by reason: refused (the "
+            "server refused the handshake: credential, version) or unreachable (network, TLS, timeout).",
+            ["reason"], registry=registry,
+        )
+        self.sandbox_calls = Counter(
+            "oodida_sandbox_calls", "Calls into the sandbox (on-board modules), by outcome.", ["outcome"],
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "oodida_agent_event_loop_lag_seconds", "How late the event loop wakes a timer (sampled every 0.25 s).",
+            buckets=LAG_BUCKETS, registry=registry,
+        )
+        # every series from the start: rate() and increase() need the zero
+        for outcome in SANDBOX_OUTCOMES:
+            self.sandbox_calls.labels(outcome)
+        for outcome in ("ok", "error"):
+            self.results.labels(outcome)
+        for reason in ("refused", "unreachable"):
+            self.connect_failures.labels(reason)
+
+
+_m: _Metrics | None = None
 
 
 def result_computed(result: Result) -> None:
-    RESULTS.labels("ok" if result.ok else "error").inc()
-    TASK_SECONDS.observe(result.elapsed)
+    if _m is not None:
+        _m.results.labels("ok" if result.ok else "error").inc()
+        _m.task_seconds.observe(result.elapsed)
 
 
 def connect_failed(refused: bool) -> None:
-    CONNECT_FAILURES.labels("refused" if refused else "unreachable").inc()
+    if _m is not None:
+        _m.connect_failures.labels("refused" if refused else "unreachable").inc()
 
 
 def sandbox_event(outcome: str) -> None:
     """The observer of the agent's sandbox host (`SandboxHost.on_event`)."""
-    SANDBOX_CALLS.labels(outcome if outcome in SANDBOX_OUTCOMES else "error").inc()
+    if _m is not None:
+        _m.sandbox_calls.labels(outcome if outcome in SANDBOX_OUTCOMES else "error").inc()
 
 
-class _AgentState(Collector):
+class _AgentState:
     """What the agent holds now, read at scrape time from the exporter's thread:
     plain counters and lengths, no lock taken, no SQLite touched."""
 
@@ -84,6 +96,8 @@ class _AgentState(Collector):
         self.agent = agent
 
     def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         a = self.agent
         pumps = list(a.pumps)
         frames = CounterMetricFamily("oodida_agent_frames", "Frames (CAN) or sentences (GPS) read, per source.",
@@ -123,11 +137,14 @@ class _AgentState(Collector):
 def start(agent: Agent, settings: Metrics | None) -> Exporter | None:
     """Serve /metrics for `agent` if `[metrics]` is configured; MetricsError with the
     reason if its address cannot be had. None when metrics are off."""
+    global _m
     if settings is None:
         return None
+    if _m is None:
+        _m = _Metrics()
     agent.runner.modules.on_event = sandbox_event
-    exporter = Exporter(REGISTRY, settings.listen, (_AgentState(agent),))
-    exporter.start(LOOP_LAG.observe)
+    exporter = Exporter(_m.registry, settings.listen, (_AgentState(agent),))
+    exporter.start(_m.loop_lag.observe)
     return exporter
 
 
