@@ -97,7 +97,8 @@ async def authenticate(
     )
     signature = scram.verify_proof(stored, message, proof.proof)
     if signature is None:
-        return await _refuse(channel, hello, f"{WRONG_PROOF} for {hello.role.value} {hello.identity}", kind="wrong_proof")
+        reason = f"{WRONG_PROOF} for {hello.role.value} {hello.identity}"
+        return await _refuse(channel, hello, reason, kind="wrong_proof")
     await channel.send_bytes(
         conn.accept(hello, session=secrets.token_hex(8), server=config.name, signature=signature)
     )

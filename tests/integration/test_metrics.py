@@ -26,7 +26,9 @@ from wire.messages import AssignmentSpec, DeployEnd, IterationReport, ModuleSour
 pytestmark = pytest.mark.integration
 
 SPEEDING = ModuleSource(name="speeding.py", source=(REPO / "examples" / "speeding.py").read_text())
-FOREVER = ModuleSource(name="forever.py", source="def on_board(window, params, state):\n    while True:\n        pass\n")
+FOREVER = ModuleSource(
+    name="forever.py", source="def on_board(window, params, state):\n    while True:\n        pass\n"
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -226,7 +228,7 @@ def test_server_with_its_metrics_port_taken_says_so_in_one_line(tmp_path: Path, 
     config.write_text(f'database = "s.sqlite3"\n[listen]\nport = 0\nplain = true\n'
                       f'[metrics]\nlisten = "127.0.0.1:{taken_port}"\n')
     done = _oodida("server", "--config", str(config))
-    assert done.returncode == 2
+    assert done.returncode == 1  # not 2 (a config error): the port may be free when systemd tries again
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"oodida server: [metrics] cannot listen on 127.0.0.1:{taken_port}: Address already in use"
