@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from link import HandshakeRefused, connect
 from link.tls import client_context
-from oodida.fleet import REPO, LocalFleet
+from oodida.fleet import REPO, LocalFleet, free_port
 from tests.conftest import run
 from tests.integration.conftest import start_connected
 from wire import Role
@@ -205,6 +205,46 @@ def test_a_module_that_loops_forever_is_killed_and_counted(fleet):
     assert moved(before, after, "oodida_server_iterations_total", status="failed") >= 1
     assert moved(before, after, "oodida_sandbox_calls_total", outcome="ok") >= 1  # off board, on the server
     assert value(after, "oodida_sandbox_worker_starts_total") >= 1
+
+
+def test_an_agent_the_server_refuses_counts_its_refusals(fleet, tmp_path: Path):
+    """car-1's config with a wrong secret, as a second process: the server refuses it
+    (wrong_proof) and the agent counts each refusal; the real car-1 stays connected."""
+    secret = tmp_path / "secret"
+    secret.write_text("not-the-secret-of-car-1\n")
+    secret.chmod(0o600)
+    port = free_port()
+    text = (fleet.workdir / "car-1.toml").read_text()
+    text = text.replace(str(fleet.deployment.vehicles["car-1"] / "secret"), str(secret))
+    text = text.replace(f"127.0.0.1:{fleet.metrics_ports['car-1']}", f"127.0.0.1:{port}")
+    config = tmp_path / "agent.toml"
+    config.write_text(text.replace(str(fleet.outbox_path("car-1")), str(tmp_path / "outbox.sqlite3")))
+    server = fleet.metrics_url()
+    before = scrape(server)
+    agent = subprocess.Popen([sys.executable, "-m", "oodida", "agent", "--config", str(config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                samples = scrape(url)
+                if value(samples, "oodida_agent_connect_failures_total", reason="refused") >= 1:
+                    break
+            except OSError:  # not listening yet
+                pass
+            assert time.monotonic() < deadline and agent.poll() is None, "the agent never counted a refusal"
+            time.sleep(0.2)
+        assert value(samples, "oodida_agent_connected") == 0
+        assert value(samples, "oodida_agent_connections_total") == 0
+    finally:
+        agent.terminate()
+        agent.wait(20)
+    after = scrape(server)
+    assert value(after, "oodida_server_handshake_refusals_total", reason="wrong_proof") >= (
+        value(before, "oodida_server_handshake_refusals_total", reason="wrong_proof") + 1
+    )
+    assert value(after, "oodida_server_vehicles_connected") == 2
 
 
 # --- start-up errors: one line, no traceback ----------------------------------------------
