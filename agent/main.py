@@ -13,6 +13,7 @@ import os
 import signal
 from dataclasses import dataclass
 
+from agent import metrics
 from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
 from agent.gps import GpsPump
 from agent.modules import ModuleRunner
@@ -160,6 +161,7 @@ async def run_agent(
     ones get up to `grace` seconds to finish and send their results (see `_finish`),
     then everything is closed; `oodida agent` then exits 0."""
     agent = build_agent(config, modules)
+    exporter = metrics.start(agent, config.metrics)  # None without [metrics]; a taken port stops the start here
     notifier = notifier or Notifier()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -197,6 +199,7 @@ async def run_agent(
             await agent.uplink.channel.close()
         for pump in agent.pumps:
             pump.stop()
+        metrics.stop(exporter)
         agent.outbox.close()
 
 

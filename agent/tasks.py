@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
+from agent import metrics
 from agent.modules import ModuleRunner
 from agent.versions import ModuleVersions
 from agent.outbox import Key, Outbox
@@ -192,6 +193,7 @@ class TaskRunner:
         # on disk before it is sent; the commit's fsync waits in a thread, not on the loop
         # (many simulated agents share one loop in the benchmarks)
         await asyncio.to_thread(self.outbox.put, result)
+        metrics.result_computed(result)
         log.info(
             "assignment %d iteration %d: %s in %.3f s",
             task.assignment,

@@ -14,6 +14,7 @@ import random
 from typing import Awaitable, Callable
 
 from agent.config import ServerLink
+from agent import metrics
 from agent.outbox import Outbox
 from link import Channel, ChannelError, HandshakeRefused, connect
 from wire import RemoteProtocolError, Role
@@ -100,10 +101,12 @@ class Uplink:
                     ssl_context=ssl_context,
                 )
             except HandshakeRefused as exc:
+                metrics.connect_failed(refused=True)
                 log.error("%s; retrying in %.0f s", exc, self.config.backoff_max)
                 await asyncio.sleep(self.config.backoff_max)
                 continue
             except ChannelError as exc:
+                metrics.connect_failed(refused=False)
                 delay = backoff * random.uniform(0.5, 1.0)
                 log.info("%s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

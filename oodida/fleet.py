@@ -94,6 +94,8 @@ class LocalFleet:
     port: int = field(default_factory=free_port)
     tls: bool = True  # False: plain TCP on loopback (the old way; for comparisons)
     vehicle_certificates: bool = False  # mutual TLS: vehicles must also present their certificate
+    metrics: bool = False  # a /metrics page on the server and on every agent, each on a free port
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # "server" or a vehicle -> its metrics port
     server: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -155,6 +157,7 @@ class LocalFleet:
         path.write_text(
             f'database = "server.sqlite3"\n{extra}\n'
             f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n{self._server_transport()}'
+            + self._metrics_table("server")
         )
         return path
 
@@ -200,8 +203,19 @@ class LocalFleet:
             + ("\n[sandbox]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.agent_sandbox.items())
                if self.agent_sandbox else "")
             + self._outbox_table(vehicle)
+            + self._metrics_table(vehicle)
         )
         return path
+
+    def _metrics_table(self, name: str) -> str:
+        if not self.metrics:
+            return ""
+        port = self.metrics_ports.setdefault(name, free_port())
+        return f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+
+    def metrics_url(self, name: str = "server") -> str:
+        """The /metrics page of the server or of a vehicle's agent (with `metrics`)."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
 
     def outbox_path(self, vehicle: str) -> Path:
         """Each agent's own outbox file, in the workdir (two agents cannot share one)."""

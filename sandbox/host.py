@@ -7,6 +7,7 @@ load versions into the running worker, so replacing a module never starts a proc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.errors import PolicyError, Rule, Violation
@@ -14,6 +15,10 @@ from sandbox.supervisor import CallOutcome, SandboxLimits, Supervisor, run_entry
 
 
 class SandboxHost:
+    # An observer of every call's outcome (the server's and agent's metrics): "ok", or
+    # the `Rule` value it broke ("timeout", "crash", "memory", "error", ...).
+    on_event: Callable[[str], None] | None = None
+
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
         self.supervisor: Supervisor | None = None
@@ -39,7 +44,15 @@ class SandboxHost:
 
     async def run(self, source: str, name: str, entry: str, **arguments: Any) -> CallOutcome:
         """Load if need be and call an entry point; `Violation` naming the rule broken."""
-        return await run_entry(self._supervisor(), source, name, entry, **arguments)
+        try:
+            outcome = await run_entry(self._supervisor(), source, name, entry, **arguments)
+        except Violation as exc:
+            if self.on_event is not None:
+                self.on_event(exc.rule.value)
+            raise
+        if self.on_event is not None:
+            self.on_event("ok")
+        return outcome
 
     def stats(self) -> dict[str, Any] | None:
         """The worker as operators see it (pid, workers started, restarts, recycles,

@@ -27,6 +27,7 @@ from sandbox.supervisor import SandboxLimits, source_hash
 from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
+from server import metrics
 from server.handshake import authenticate
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
@@ -106,11 +107,13 @@ class Server:
             SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
         )
         self.trust = Trust.from_files(config.signing.known_keys)  # never requires: the vehicles decide
+        self._metrics: metrics.Exporter | None = None  # the /metrics page, while serving
         self.deployer = Deployer(self.store, self.off_board, lambda v: v in self.vehicles, self.send_to, self.trust)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._metrics = metrics.start(self, self.config.metrics)  # first: a taken port stops nothing half-started
         resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
         self.runners.update(resumed)
         nofile = raise_nofile_limit()
@@ -147,6 +150,7 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
         await self.off_board.close()
+        metrics.stop(self._metrics)
         self.store.close()
         self.credentials.close()
 
@@ -212,6 +216,7 @@ class Server:
             channel.writer.write(channel.conn.reject(reason, ErrorCode.REFUSED))
         except (OSError, RuntimeError):
             pass
+        metrics.handshake_refused("busy")
         self._refused += 1
         now = time.monotonic()
         if now - self._refused_logged_at >= 5.0:
@@ -282,6 +287,7 @@ class Server:
                 Error(reason=f"vehicle {session.vehicle} may not send results of {result.vehicle}", code=ErrorCode.UNEXPECTED)
             )
             return
+        metrics.result_received()
         ack = ResultAck(assignment=result.assignment, iteration=result.iteration)
         runner = self.runners.get(result.assignment)
         if runner is not None:  # the common case: no database read per result

@@ -221,6 +221,9 @@ def _run_server(args: argparse.Namespace) -> int:
         asyncio.run(_serve_until_signal(config, serve))
     except KeyboardInterrupt:
         pass
+    except OodidaError as exc:  # found while starting, e.g. the [metrics] port is taken: 1, the unit may retry
+        print(f"oodida server: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

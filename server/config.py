@@ -15,6 +15,7 @@ from msgspec import Meta
 
 from link.tls import plain_problem, server_context
 from oodida.errors import OodidaError
+from oodida.metrics import listen_problem
 
 
 class ConfigError(OodidaError, ValueError):
@@ -80,6 +81,19 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     keepalive: Annotated[float, Meta(ge=1, le=7200)] = 60.0
 
 
+class Metrics(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A Prometheus /metrics page (oodida/metrics.py); off unless the section is there.
+    Plain HTTP without authentication: loopback only, unless `remote = true`."""
+
+    listen: Annotated[str, Meta(max_length=300)] = "127.0.0.1:9470"
+    remote: bool = False
+
+    def __post_init__(self) -> None:
+        problem = listen_problem(self.listen, self.remote)
+        if problem is not None:
+            raise ValueError(problem)
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Who may connect is not configured here: credentials are rows of the database
     (`oodida init`, `oodida credentials`), so adding a vehicle needs no restart."""
@@ -107,6 +121,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 "or set [listen] plain = true on a loopback host"
             )
     limits: Limits = Limits()
+    metrics: Metrics | None = None  # None: no metrics endpoint
 
 
 def load_server_config(path: str | Path) -> ServerConfig:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from oodida.signing import Trust
 from sandbox.errors import Violation
 from sandbox.supervisor import source_hash
+from server import metrics
 from server.modules import OffBoardRunner, check_module
 from server.runner import AssignmentRunner
 from server.store import Store
@@ -97,6 +98,7 @@ class Deployer:
                             name=module.name, rollback=rollback, vehicles=[SERVER_IDENTITY], offline=[])
             answer = DeployAnswer(vehicle=SERVER_IDENTITY, ok=True, elapsed=time.monotonic() - started)
             yield DeployProgress(id=request.id, answers=[answer])
+            metrics.deploy_ended("off_board", True, time.monotonic() - started)
             yield DeployEnd(id=request.id, assignment=request.assignment, code_hash=code_hash,
                             acked=[SERVER_IDENTITY], refused={}, waiting=[], elapsed=time.monotonic() - started,
                             complete=True)
@@ -147,6 +149,7 @@ class Deployer:
                 if progress:
                     yield DeployProgress(id=request.id, answers=progress)
             waiting = [v for v in targets if v not in acked and v not in refused]
+            metrics.deploy_ended("on_board", len(acked) >= need, time.monotonic() - started)
             yield DeployEnd(id=request.id, assignment=request.assignment, code_hash=code_hash, acked=acked,
                             refused=refused, waiting=waiting, elapsed=time.monotonic() - started,
                             complete=len(acked) >= need)

@@ -16,6 +16,7 @@ import time
 
 from link import Channel
 from link.tls import certificate_names
+from server import metrics
 from server.config import ServerConfig
 from server.credentials import Credentials
 from server.revocation import Revoker
@@ -52,8 +53,10 @@ async def _step(channel: Channel, what: str, timeout: float, budget: float) -> M
         return await asyncio.wait_for(channel.recv(), timeout)
     except asyncio.TimeoutError:
         log.info("%s sent no %s within %s s; closing", channel.peer, what, budget)
+        metrics.handshake_refused("timeout")
     except RemoteProtocolError as exc:
         log.info("%s broke the handshake: %s", channel.peer, exc.reason)
+        metrics.handshake_refused("malformed")
         await channel.send_bytes(channel.conn.error(exc.reason))
     return None
 
@@ -72,14 +75,16 @@ async def authenticate(
     assert isinstance(hello, Hello)
     problem = version_problem(hello)
     if problem is not None:
-        return await _refuse(channel, hello, problem, ErrorCode.VERSION)
+        return await _refuse(channel, hello, problem, ErrorCode.VERSION, kind="version")
     credential = credentials.get(hello.identity)
     if credential is None:
-        problem = f"no credential for {hello.role.value} {hello.identity!r}"
+        problem, kind = f"no credential for {hello.role.value} {hello.identity!r}", "unknown_identity"
     else:
-        problem = credential.problem(hello.role) or certificate_problem(channel, hello, config)
+        problem = credential.problem(hello.role)
+        kind = "certificate" if problem is None else metrics.credential_refusal(credential)
+        problem = problem or certificate_problem(channel, hello, config)
     if problem is not None or credential is None:
-        return await _refuse(channel, hello, problem or "no credential")
+        return await _refuse(channel, hello, problem or "no credential", kind=kind)
     stored = credential.stored
     nonce = hello.nonce + secrets.token_bytes(scram.NONCE_BYTES)
     await channel.send_bytes(conn.challenge(nonce, stored.salt, stored.iterations))
@@ -92,17 +97,22 @@ async def authenticate(
     )
     signature = scram.verify_proof(stored, message, proof.proof)
     if signature is None:
-        return await _refuse(channel, hello, f"{WRONG_PROOF} for {hello.role.value} {hello.identity}")
+        reason = f"{WRONG_PROOF} for {hello.role.value} {hello.identity}"
+        return await _refuse(channel, hello, reason, kind="wrong_proof")
     await channel.send_bytes(
         conn.accept(hello, session=secrets.token_hex(8), server=config.name, signature=signature)
     )
     if revoker is not None:
         revoker.admit(hello.identity, channel)
+    metrics.handshake_accepted(hello.role.value)
     log.info("%s %s connected from %s", hello.role.value, hello.identity, channel.peer)
     return hello
 
 
-async def _refuse(channel: Channel, hello: Hello, reason: str, code: ErrorCode = ErrorCode.AUTH) -> None:
+async def _refuse(
+    channel: Channel, hello: Hello, reason: str, code: ErrorCode = ErrorCode.AUTH, *, kind: str
+) -> None:
+    metrics.handshake_refused(kind)
     log.warning("refused %s %s from %s: %s", hello.role.value, hello.identity, channel.peer, reason)
     await channel.send_bytes(channel.conn.reject(reason, code))
     return None

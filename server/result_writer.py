@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from server import metrics
 from server.store import Store
 from wire.messages import Result
 
@@ -53,6 +54,7 @@ class ResultWriter:
                     done.set_exception(exc)
             return
         self.batches += 1
+        metrics.results_stored(sum(stored))
         self.largest = max(self.largest, len(batch))
         for (_, _, done), new in zip(batch, stored):
             if not done.done():  # its connection may have been cancelled meanwhile

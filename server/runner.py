@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from analytics import registry
 from analytics.arrays import from_wire, to_wire
+from server import metrics
 from server.iteration import Iteration, Status, quorum_count
 from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner
@@ -286,6 +287,7 @@ class AssignmentRunner:
         """Send the open iteration's task to those that have not answered, wait for
         quorum or the deadline, close it, run the off-board step, store the outcome."""
         number = it.number
+        started = time.monotonic()
         self._wake.clear()
         self.current = it
         self.current_off_board = off_board_hash
@@ -328,5 +330,6 @@ class AssignmentRunner:
             set_aside=outcome.set_aside,
         )
         self.completed = number
+        metrics.iteration_closed(status.value, time.monotonic() - started)
         log.info("assignment %d iteration %d %s: %s", self.id, number, status.value, reason)
         self.fleet.publish(self.id, ("iteration", number))
