@@ -13,6 +13,7 @@ import os
 import signal
 from dataclasses import dataclass
 
+from agent.catalogue import CatalogueReporter
 from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
 from agent.gps import GpsPump
 from agent.modules import ModuleRunner
@@ -133,6 +134,7 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     uplink.bind(
         on_task=runner.submit, on_cancel=runner.cancel, status=agent.status, on_module=runner.versions.load
     )
+    uplink.catalogue = CatalogueReporter(store.rates, decoders, refresh=10 * config.server.status_interval)
     return agent
 
 

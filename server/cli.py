@@ -20,7 +20,7 @@ import msgspec
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
-from server import admin_cli, deploy_cli
+from server import admin_cli, deploy_cli, signals_cli
 from server.client import AnalystClient, RequestFailed
 from server.render import plain, render_report, render_status, report_json
 from server.spec import build_spec
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
 
     deploy_cli.add_parsers(sub, _add_connection)
+    signals_cli.add_parser(sub, _add_connection)
     admin_cli.add_parsers(sub)
 
     p = sub.add_parser("cancel", help="stop an assignment after its current iteration")
@@ -267,6 +268,7 @@ COMMANDS = {
     "deploy": lambda args: deploy_cli.deploy(args, _connect),
     "rollback": lambda args: deploy_cli.rollback(args, _connect),
     "versions": lambda args: deploy_cli.versions(args, _connect),
+    "signals": lambda args: signals_cli.signals(args, _connect),
 }
 
 
