@@ -25,6 +25,7 @@ from hw.sources import open_source
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
+from oodida.suggest import SuggestingParser
 from sandbox.errors import Violation
 from sandbox.supervisor import SandboxLimits, source_hash
 from wire.messages import ModuleSource, WindowSpec
@@ -71,8 +72,8 @@ async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
         await runner.close()
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    parser = SuggestingParser(
         prog="oodida try", description="Run your module's on_board in the real sandbox on a recorded log."
     )
     parser.add_argument("module", metavar="FILE.py")
@@ -86,7 +87,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the window")
     parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds the module may run (as on a vehicle)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging("warning")
     try:
         out = asyncio.run(run_trial(args))

@@ -11,9 +11,11 @@ flags) use the same ranking.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import re
 from collections.abc import Iterable
+from typing import NoReturn
 
 _SPLIT = re.compile(r"[._\-\s]+")
 
@@ -57,3 +59,43 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """'; did you mean A, B?' or '' when nothing is close."""
     found = close_matches(name, candidates, n=n)
     return f"; did you mean {', '.join(found)}?" if found else ""
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+_UNRECOGNIZED = re.compile(r"^unrecognized arguments: (.*)$")
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors offer the closest command or flag.
+
+    argparse reports a subcommand's unknown flag from the top parser, which does not
+    know the subcommand's flags, so each parser notes itself when it starts parsing
+    and the error looks among the flags of the innermost one (the command used)."""
+
+    _innermost: argparse.ArgumentParser | None = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        SuggestingParser._innermost = self
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        inner = SuggestingParser._innermost if _UNRECOGNIZED.match(message) else None
+        prog = (inner or self).prog
+        self.exit(2, f"{prog}: error: {message}{self._hint(message, inner or self)}\n(see {prog} --help)\n")
+
+    @staticmethod
+    def _hint(message: str, parser: argparse.ArgumentParser) -> str:
+        m = _INVALID_CHOICE.search(message)
+        if m:
+            return did_you_mean(m.group(1), re.findall(r"'([^']*)'", m.group(2)))
+        m = _UNRECOGNIZED.match(message)
+        if not m:
+            return ""
+        flags = {s.lstrip("-"): s for s in parser._option_string_actions if s.startswith("--")}
+        hints = []
+        for word in m.group(1).split():
+            if word.startswith("--"):
+                found = close_matches(word.partition("=")[0].lstrip("-"), flags, n=2, cutoff=0.7)
+                if found:
+                    hints.append(f"{word}: did you mean {' or '.join(flags[f] for f in found)}?")
+        return ("; " + "; ".join(hints)) if hints else ""

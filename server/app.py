@@ -525,6 +525,7 @@ class Server:
                 vehicles=row.vehicles,
                 created=row.created,
                 reason=row.reason,
+                **_bad_iterations(self.store.iteration_counts(row.id)),
             )
             for row in self.store.assignments()
         ]
@@ -598,3 +599,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         await asyncio.Event().wait()
     finally:
         await server.stop()
+
+
+def _bad_iterations(counts: dict[str, int]) -> dict[str, int]:
+    """The partial and failed counts `oodida status` shows beside the completed ones."""
+    return {"partial": counts.get("partial", 0), "failed": counts.get("failed", 0)}

@@ -398,6 +398,8 @@ class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     vehicles: list[Identity]
     created: Timestamp
     reason: Text | None = None
+    partial: Count = 0  # closed iterations that were partial (some answers missing past the deadline)
+    failed: Count = 0  # closed iterations that failed
 
 
 class StatusReply(Message, tag="status_reply"):
