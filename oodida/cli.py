@@ -93,8 +93,9 @@ def _dispatch(argv: list[str]) -> int:
         return agent_main(rest)
     if command == "try":  # the agent's own code path, on a recorded log
         from agent.trial import main as trial_main
+        from server.render import render_report  # the agent may not import it; the dispatcher may
 
-        return trial_main(rest)
+        return trial_main(rest, render=render_report)
     if command == "keygen":  # no server needed
         from oodida.keygen import main as keygen_main
 
