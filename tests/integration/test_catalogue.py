@@ -5,6 +5,7 @@ matches."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -158,3 +159,35 @@ def test_submit_of_a_wrong_signal_from_the_cli_exits_1_with_the_suggestion(fleet
     done = _cli(fleet, "submit", "--signals", "VEHICLE_SPEED", "--window", "latest:1s")
     assert done.returncode == 1
     assert "SPEED.SPEED" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash(tmp_path) -> None:
+    """car-1 records SPEED and STEER_RATE, car-2 only SPEED: a submit of STEER_RATE to
+    both is accepted (car-1 serves it) and car-2 answers with an error, still serving."""
+    steer = "STEER_ANGLE_SENSOR.STEER_RATE"
+    mixed = LocalFleet(tmp_path, vehicles=2, speed=0.0, loop=False)
+    with mixed:
+        mixed.start_server()
+        mixed.start_agent(0, signals=["SPEED", steer])
+        mixed.start_agent(1, signals=["SPEED"])
+        spec = AssignmentSpec(signals=[steer], window=WindowSpec(amount=1.0, kind="latest"), deadline=10.0)
+
+        async def main():
+            client = await mixed.client()
+            try:
+                await mixed.wait_connected(client)
+                while not all(len(v.signals) for v in (await client.signals()).vehicles) or len(
+                    (await client.signals()).vehicles
+                ) < 2:
+                    await asyncio.sleep(0.1)
+                submitted = await client.submit(spec)
+                items = [r async for r in client.results(submitted.assignment, follow=True)]
+                return items, await client.status()
+            finally:
+                await client.close()
+
+        items, status = run(main(), timeout=90)
+    report = items[0]
+    assert report.vehicles["car-1"].ok
+    assert not report.vehicles["car-2"].ok and steer in report.vehicles["car-2"].error
+    assert len(status.vehicles) == 2  # both agents still serving
