@@ -136,6 +136,9 @@ async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
                 off.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
             out["off_board"] = off
         out["ok"] = all(v["ok"] for v in out["vehicles"].values()) and (out["off_board"] or {}).get("ok", True)
+        if len(vehicles) == 1:  # one vehicle: its fields at the top too, as `try --json` gave before
+            only = out["vehicles"][vehicles[0][0]]
+            out.update({k: v for k, v in only.items() if k not in ("log", "offset", "ok")})
         out["started"], out["closed"] = started, time.time()
         return out
     finally:
