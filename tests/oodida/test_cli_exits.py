@@ -188,6 +188,8 @@ def test_bash_completion_registers_and_completes_commands_flags_and_choices(tmp_
 
 def test_zsh_completion_loads_and_registers(tmp_path: Path) -> None:
     if shutil.which("zsh") is None:
+        if os.environ.get("OODIDA_REQUIRE_ZSH") == "1":
+            pytest.fail("OODIDA_REQUIRE_ZSH=1 but zsh is not installed (apt-get install zsh)")
         pytest.skip("zsh is not installed (apt-get install zsh)")
     (tmp_path / "c.zsh").write_text(oodida("completion", "zsh").stdout)
     done = subprocess.run(
