@@ -34,7 +34,8 @@ def _bound(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) and abs(x) <= _BOUND else None
 
 
-def _info(name: str, decoders: Iterable[Describes], samples: int, rate: float | None) -> SignalInfo:
+def _static(name: str, decoders: Iterable[Describes]) -> tuple[str, str, float | None, float | None]:
+    """(name as analysts see it, unit, minimum, maximum): what the DBC says, once."""
     unit, lo, hi = "", None, None
     for decoder in decoders:
         try:
@@ -46,20 +47,30 @@ def _info(name: str, decoders: Iterable[Describes], samples: int, rate: float | 
     lo, hi = _bound(lo), _bound(hi)
     if lo is not None and hi is not None and lo > hi:  # a DBC bug: say no range rather than a wrong one
         lo = hi = None
-    rate = rate if rate is not None and math.isfinite(rate) and 0 <= rate <= 1e7 else None
-    return SignalInfo(name=name, unit=unit[:32], minimum=lo, maximum=hi, rate=rate, samples=samples)
+    return name, unit[:32], lo, hi
 
 
-def build_catalogue(rates: dict[str, tuple[int, float | None]], decoders: Iterable[Describes]) -> SignalCatalogue:
-    """From the store's `rates()` and the decoders that define the signals. Names the
-    wire cannot carry are left out (they cannot be asked for either)."""
+def build_catalogue(
+    rates: dict[str, tuple[int, float | None]],
+    decoders: Iterable[Describes],
+    described: dict[str, tuple[str, str, float | None, float | None]] | None = None,
+) -> SignalCatalogue:
+    """From the store's `rates()` and the decoders that define the signals (`described`:
+    a cache of what they say, kept by the caller across calls). Names the wire cannot
+    carry are left out (they cannot be asked for either)."""
     decoders = list(decoders)
+    described = {} if described is None else described
     infos: dict[str, SignalInfo] = {}
     for name in sorted(rates):
         samples, rate = rates[name]
-        info = _info(name, decoders, samples, rate)
-        if _NAME.match(info.name) and info.name not in infos:
-            infos[info.name] = info
+        static = described.get(name)
+        if static is None:
+            static = described[name] = _static(name, decoders)
+        shown, unit, lo, hi = static
+        if not _NAME.match(shown) or shown in infos:
+            continue
+        rate = rate if rate is not None and math.isfinite(rate) and 0 <= rate <= 1e7 else None
+        infos[shown] = SignalInfo(name=shown, unit=unit, minimum=lo, maximum=hi, rate=rate, samples=samples)
         if len(infos) >= MAX_CATALOGUE:
             break
     return SignalCatalogue(signals=list(infos.values()))
@@ -69,23 +80,31 @@ def _moved(was: float, now: float) -> bool:
     return abs(now - was) > TOLERANCE * max(abs(was), 1e-9)
 
 
-def changed(old: SignalCatalogue | None, new: SignalCatalogue) -> bool:
-    """Whether `new` is worth sending at once after `old`: other signals, a rate that
-    appeared or went, or a rate or sample count that moved by more than TOLERANCE."""
-    if old is None:
+Rates = dict[str, tuple[int, float | None]]  # SignalStore.rates(): name -> (samples, rate)
+
+
+def rates_changed(old: Rates, new: Rates) -> bool:
+    """Other signals, a rate that appeared or went, or a rate or sample count that
+    moved by more than TOLERANCE: worth a catalogue at once."""
+    if old.keys() != new.keys():
         return True
-    before = {s.name: s for s in old.signals}
-    if set(before) != {s.name for s in new.signals}:
-        return True
-    for s in new.signals:
-        was = before[s.name]
-        if (was.rate is None) != (s.rate is None):
+    for name, (samples, rate) in new.items():
+        was_samples, was_rate = old[name]
+        if (was_rate is None) != (rate is None):
             return True
-        if was.rate is not None and s.rate is not None and _moved(was.rate, s.rate):
+        if was_rate is not None and rate is not None and _moved(was_rate, rate):
             return True
-        if _moved(was.samples, s.samples):
+        if _moved(was_samples, samples):
             return True
     return False
+
+
+def changed(old: SignalCatalogue | None, new: SignalCatalogue) -> bool:
+    """`rates_changed` for two catalogues (None: nothing sent yet)."""
+    if old is None:
+        return True
+    return rates_changed({s.name: (s.samples, s.rate) for s in old.signals},
+                         {s.name: (s.samples, s.rate) for s in new.signals})
 
 
 class CatalogueReporter:
@@ -105,14 +124,19 @@ class CatalogueReporter:
         self._clock = clock
         self.sent: SignalCatalogue | None = None
         self._sent_at = 0.0
+        self._described: dict[str, tuple[str, str, float | None, float | None]] = {}
+        self._sent_rates: Rates = {}
 
     def due(self) -> SignalCatalogue | None:
-        """The catalogue if it is worth sending now (then counted as sent), else None."""
-        catalogue = build_catalogue(self._rates(), self._decoders)
+        """The catalogue if it is worth sending now (then counted as sent), else None.
+        Decided on the store's raw counts, so a tick that sends nothing builds nothing."""
+        rates = self._rates()
         now = self._clock()
-        if not changed(self.sent, catalogue) and (catalogue == self.sent or now - self._sent_at < self.refresh):
-            return None
-        self.sent, self._sent_at = catalogue, now
+        if self.sent is not None and not rates_changed(self._sent_rates, rates):
+            if rates == self._sent_rates or now - self._sent_at < self.refresh:
+                return None
+        catalogue = build_catalogue(rates, self._decoders, self._described)
+        self.sent, self._sent_rates, self._sent_at = catalogue, rates, now
         return catalogue
 
     def __call__(self, fresh: bool) -> SignalCatalogue | None:
