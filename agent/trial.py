@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from agent.modules import ModuleRunner
 from agent.store import Window
@@ -82,65 +82,94 @@ def simulated_vehicles(args: argparse.Namespace, spec: WindowSpec) -> list[tuple
             log = logs[i % len(logs)]
             k, n = i // len(logs), len(range(i % len(logs), args.vehicles, len(logs)))
             duration = open_source("log", path=log, speed=0.0, channel=args.channel).duration
-            room = max(duration - (spec.amount * 1.05 + 0.5 if spec.unit == "s" else 0.0), 0.0)  # a margin: a `next` window needs a sample past its end
+            span = spec.amount * args.iterations if spec.kind == "next" else spec.amount
+            room = max(duration - (span * 1.05 + 0.5 if spec.unit == "s" else 0.0), 0.0)  # a margin: a `next` window needs a sample past its end
             plan.append((log, 0.0 if n == 1 else round(room * k / (n - 1), 3)))
     else:
         plan = [(log, args.offset) for log in logs]
     return [(f"sim-{i + 1}", log, offset) for i, (log, offset) in enumerate(plan)]
 
 
-async def run_trial(args: argparse.Namespace) -> dict[str, Any]:
+async def run_trial(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every iteration's outcome (see `trial_iterations`)."""
+    return [out async for out in trial_iterations(args)]
+
+
+async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
     """on_board on every simulated vehicle, then off_board over their answers, each in
-    the sandbox the agent and the server use; the outcome as the report's fields."""
+    the sandbox the agent and the server use; each iteration's outcome as it closes.
+
+    Iteration k of a vehicle replays its log from `offset + (k - 1) * window`: the
+    windows follow each other as `next` windows do on a vehicle. What off_board
+    returned is the state of both halves in the next iteration, as the server sends
+    it with the next task."""
     path = Path(args.module)
     module = ModuleSource(name=path.name, source=path.read_text())
     off_path = Path(args.off_board) if args.off_board else path
     off_module = module if off_path == path else ModuleSource(name=off_path.name, source=off_path.read_text())
     spec = WindowSpec(**{"kind": "next", **parse_window(args.window)})
+    if args.iterations > 1 and spec.unit != "s":
+        raise ArgumentError("--iterations above 1 needs a window in seconds (e.g. 5s), to place each iteration's")
     params = dict(parse_param(p) for p in args.param)
     vehicles = simulated_vehicles(args, spec)
     limits = SandboxLimits(call_timeout=args.call_timeout)
     runner = ModuleRunner(limits)  # one worker for all, as an agent's
     server_side = SandboxHost(limits)  # and the server's own, for off_board
-    started = time.time()
-    out: dict[str, Any] = {
-        "module": module.name,
-        "code_hash": source_hash(module.source),
-        "off_board": None,
-        "vehicles": {},
-    }
+    has_off_board = defines(off_module.source, "off_board")
+    state: Any = None
     try:
-        windows = await asyncio.gather(*(_window(args, log, offset, spec) for _, log, offset in vehicles))
-        answers: dict[str, Any] = {}
-        for (name, log, offset), window in zip(vehicles, windows, strict=True):
-            row: dict[str, Any] = {
-                "log": log, "offset": offset,
-                "window": {"kind": spec.kind, "samples": window.samples, "t_start": window.t_start,
-                           "t_end": window.t_end},
+        for iteration in range(1, args.iterations + 1):
+            shift = (iteration - 1) * spec.amount if spec.kind == "next" else 0.0
+            started = time.time()
+            out: dict[str, Any] = {
+                "iteration": iteration,
+                "iterations": args.iterations,
+                "module": module.name,
+                "code_hash": source_hash(module.source),
+                "off_board": None,
+                "vehicles": {},
             }
-            try:
-                value, flags = await runner.on_board(module, window, params, None)
-                row.update(ok=True, value=to_json_ready(value), flags=flags)
-                answers[name] = value
-            except Violation as exc:
-                row.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
-            out["vehicles"][name] = row
-        if defines(off_module.source, "off_board") and answers:
-            off: dict[str, Any] = {"module": off_module.name, "code_hash": source_hash(off_module.source)}
-            try:
-                outcome = await server_side.run(
-                    off_module.source, off_module.name, "off_board", results=answers, params=params, state=None
-                )
-                off.update(ok=True, value=to_json_ready(outcome.value))
-            except Violation as exc:
-                off.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
-            out["off_board"] = off
-        out["ok"] = all(v["ok"] for v in out["vehicles"].values()) and (out["off_board"] or {}).get("ok", True)
-        if len(vehicles) == 1:  # one vehicle: its fields at the top too, as `try --json` gave before
-            only = out["vehicles"][vehicles[0][0]]
-            out.update({k: v for k, v in only.items() if k not in ("log", "offset", "ok")})
-        out["started"], out["closed"] = started, time.time()
-        return out
+            windows = await asyncio.gather(
+                *(_window(args, log, offset + shift, spec) for _, log, offset in vehicles), return_exceptions=True
+            )
+            answers: dict[str, Any] = {}
+            for (name, log, offset), window in zip(vehicles, windows, strict=True):
+                row: dict[str, Any] = {"log": log, "offset": offset + shift}
+                if isinstance(window, BaseException):
+                    if not isinstance(window, (OodidaError, OSError, ValueError)):
+                        raise window
+                    if len(vehicles) == 1 or iteration == 1 and all(isinstance(w, BaseException) for w in windows):
+                        raise window  # nothing to simulate at all: the command's error, exit 2
+                    row.update(ok=False, rule="window", error=str(window), window={"samples": {}})
+                    out["vehicles"][name] = row
+                    continue
+                row["window"] = {
+                    "kind": spec.kind, "samples": window.samples, "t_start": window.t_start, "t_end": window.t_end,
+                }
+                try:
+                    value, flags = await runner.on_board(module, window, params, state)
+                    row.update(ok=True, value=to_json_ready(value), flags=flags)
+                    answers[name] = value
+                except Violation as exc:
+                    row.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
+                out["vehicles"][name] = row
+            if has_off_board and answers:
+                off: dict[str, Any] = {"module": off_module.name, "code_hash": source_hash(off_module.source)}
+                try:
+                    outcome = await server_side.run(
+                        off_module.source, off_module.name, "off_board", results=answers, params=params, state=state
+                    )
+                    off.update(ok=True, value=to_json_ready(outcome.value))
+                    state = outcome.value
+                except Violation as exc:
+                    off.update(ok=False, rule=exc.rule.value, error=exc.message, line=exc.line)
+                out["off_board"] = off
+            out["ok"] = all(v["ok"] for v in out["vehicles"].values()) and (out["off_board"] or {}).get("ok", True)
+            if len(vehicles) == 1:  # one vehicle: its fields at the top too, as `try --json` gave before
+                only = out["vehicles"][vehicles[0][0]]
+                out.update({k: v for k, v in only.items() if k not in ("log", "offset", "ok")})
+            out["started"], out["closed"] = started, time.time()
+            yield out
     finally:
         await runner.close()
         await server_side.close()
@@ -174,7 +203,7 @@ def as_report(out: dict[str, Any]) -> IterationReport:
     elif answered < len(vehicles):
         reason = f"{len(vehicles) - answered} of {len(vehicles)} vehicles failed"
     return IterationReport(
-        id=0, assignment=1, iteration=1, iterations=1, status=status, vehicles=vehicles,  # type: ignore[arg-type]
+        id=0, assignment=1, iteration=out["iteration"], iterations=out["iterations"], status=status, vehicles=vehicles,  # type: ignore[arg-type]
         missing=[], started=out["started"], closed=out["closed"],
         fleet=None if off is None or not off["ok"] else off["value"], reason=reason,
         code_hash=out["code_hash"], off_board_hash=None if off is None else off["code_hash"],
@@ -199,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--vehicles", type=int, metavar="N", help="N simulated vehicles, their offsets spread over the logs")
     group.add_argument("--offsets", metavar="S,S,...", help="one simulated vehicle per offset (seconds) and log")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--iterations", type=int, default=1, help="iterations, each window after the last; off_board's value is the next state"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the window")
     parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds the module may run (as on a vehicle)")
     parser.add_argument("--json", action="store_true")
@@ -207,27 +239,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str], render: Callable[[IterationReport], str] | None = None) -> int:
     """`render`: how `oodida results` prints a report (the dispatcher passes the
-    server's renderer, which the agent package may not import); without one, JSON."""
+    server's renderer, which the agent package may not import); without one, JSON
+    (one object per iteration and line, as `oodida results --json`)."""
     args = build_parser().parse_args(argv)
     if args.vehicles is not None and not 1 <= args.vehicles <= 1000:
         print("oodida try: --vehicles takes 1 to 1000", file=sys.stderr)
         return 2
+    if not 1 <= args.iterations <= 10_000:
+        print("oodida try: --iterations takes 1 to 10000", file=sys.stderr)
+        return 2
     setup_logging("warning")
+    statuses: list[str] = []
+
+    async def show() -> None:
+        async for out in trial_iterations(args):
+            report = as_report(out)
+            statuses.append(report.status)
+            if args.json or render is None:
+                print(json.dumps(out), flush=True)
+                continue
+            if out["iteration"] == 1:
+                for name, v in out["vehicles"].items():
+                    print(f"{name}: {v['log']} from {v['offset']:g} s")
+            print(render(report) + ("\n" if args.iterations > 1 else ""), flush=True)
+            for name, v in out["vehicles"].items():
+                for flag in v.get("flags", []):
+                    print(f"flag: {name}: {flag}")
+
     try:
-        out = asyncio.run(run_trial(args))
+        asyncio.run(show())
     except (OodidaError, OSError, ValueError) as exc:
         print(f"oodida try: {exc}", file=sys.stderr)
-        return 2
-    report = as_report(out)
-    if args.json or render is None:
-        print(json.dumps(out))
-    else:
-        for name, v in out["vehicles"].items():
-            print(f"{name}: {v['log']} from {v['offset']:g} s")
-        print(render(report))
-        for name, v in out["vehicles"].items():
-            for flag in v.get("flags", []):
-                print(f"flag: {name}: {flag}")
-    if report.status == "complete":
+        return 1 if statuses else 2  # once an iteration ran, the trial failed; before, the command line did
+    if all(s == "complete" for s in statuses):
         return 0
-    return 3 if report.status == "partial" else 1
+    return 1 if all(s == "failed" for s in statuses) else 3

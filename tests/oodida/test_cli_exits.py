@@ -78,6 +78,30 @@ def test_try_json_has_every_vehicle_and_the_fleet_equal_to_their_answers(tmp_pat
     assert out["off_board"]["value"]["vehicles"] == 3
 
 
+def test_try_iterations_follow_each_other_and_off_board_state_carries_over(tmp_path: Path) -> None:
+    import json
+
+    module = tmp_path / "count.py"
+    module.write_text(
+        "def on_board(window, params, state):\n"
+        "    t = window['SPEED'].t\n"
+        "    return {'first': float(t[0]), 'seen': 0 if state is None else state['iterations']}\n"
+        "def off_board(results, params, state):\n"
+        "    return {'iterations': 1 if state is None else state['iterations'] + 1}\n"
+    )
+    done = oodida("try", str(module), "--log", str(LOG), "--dbc", str(DBC), "--signals", "SPEED", "--channel",
+                  "can0", "--window", "3s", "--offsets", "0,20", "--iterations", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    outs = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["iteration"] for o in outs] == [1, 2, 3]
+    assert [o["off_board"]["value"]["iterations"] for o in outs] == [1, 2, 3]
+    for k, o in enumerate(outs):
+        assert [v["value"]["seen"] for v in o["vehicles"].values()] == [k, k]  # off_board's value, sent back
+        assert [v["offset"] for v in o["vehicles"].values()] == [3.0 * k, 20.0 + 3.0 * k]
+    firsts = [o["vehicles"]["sim-1"]["value"]["first"] for o in outs]
+    assert firsts[1] - firsts[0] == pytest.approx(3.0, abs=0.05)  # windows back to back
+
+
 def test_try_with_some_vehicles_failing_exits_3_and_says_which(tmp_path: Path) -> None:
     first = 1533201287.0  # the drive's first timestamp: vehicles from 20 s on fail
     done = _try(tmp_path, "--offsets", "0,30", "--param", f"fail_after={first + 20}")
