@@ -191,3 +191,13 @@ def test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash(tmp_path) ->
     assert report.vehicles["car-1"].ok
     assert not report.vehicles["car-2"].ok and steer in report.vehicles["car-2"].error
     assert len(status.vehicles) == 2  # both agents still serving
+
+
+def test_a_reader_may_read_the_catalogue(fleet) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oodida", "signals", "--vehicle", "car-1", "--credentials",
+         str(fleet.reader_credentials)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SPEED.SPEED" in done.stdout
