@@ -13,8 +13,8 @@ import os
 import signal
 from dataclasses import dataclass
 
-from agent.catalogue import CatalogueReporter
 from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
+from agent.catalogue import CatalogueReporter
 from agent.gps import GpsPump
 from agent.modules import ModuleRunner
 from agent.outbox import Outbox
