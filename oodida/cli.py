@@ -41,7 +41,7 @@ USAGE += exitcodes.HELP
 
 def commands() -> list[str]:
     """The commands USAGE lists: the one list the dispatcher and completion go by."""
-    head, _, rest = USAGE.partition("commands:\n")
+    _, _, rest = USAGE.partition("commands:\n")
     block = rest.split("\n\n", 1)[0]
     return [line.split()[0] for line in block.splitlines() if line.startswith("  ") and line.strip()]
 

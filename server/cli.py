@@ -18,8 +18,8 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from oodida import exitcodes
 from link.credfile import CredentialFileError
+from oodida import exitcodes
 from oodida.args import ArgumentError, parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
