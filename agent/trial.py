@@ -53,7 +53,7 @@ async def _window(args: argparse.Namespace, log: str, offset: float, spec: Windo
     pump = Pump("trial", source, decoder, store)
     names = SignalResolver([decoder], store).resolve(args.signals.split(","))
     try:
-        if spec.kind == "next":  # as on a vehicle: the task is there before the data
+        if spec.kind in ("next", "first"):  # as on a vehicle: the task is there before the data
             waiting = asyncio.create_task(store.window(names, spec, timeout=args.timeout))
             await asyncio.sleep(0)
             pump.start()
@@ -82,9 +82,12 @@ def simulated_vehicles(args: argparse.Namespace, spec: WindowSpec) -> list[tuple
             log = logs[i % len(logs)]
             k, n = i // len(logs), len(range(i % len(logs), args.vehicles, len(logs)))
             duration = open_source("log", path=log, speed=0.0, channel=args.channel).duration
-            span = spec.amount * args.iterations if spec.kind == "next" else spec.amount
-            room = max(duration - (span * 1.05 + 0.5 if spec.unit == "s" else 0.0), 0.0)  # a margin: a `next` window needs a sample past its end
-            plan.append((log, 0.0 if n == 1 else round(room * k / (n - 1), 3)))
+            if spec.unit == "s":  # the last one still has its windows, with a margin: `next` needs a sample past
+                span = spec.amount * args.iterations if spec.kind == "next" else spec.amount
+                room = max(duration - span * 1.05 - 0.5, 0.0)
+                plan.append((log, 0.0 if n == 1 else round(room * k / (n - 1), 3)))
+            else:  # samples: their duration is the signal's rate's business; spread over all but the last share
+                plan.append((log, round(duration * k / n, 3)))
     else:
         plan = [(log, args.offset) for log in logs]
     return [(f"sim-{i + 1}", log, offset) for i, (log, offset) in enumerate(plan)]
@@ -100,7 +103,8 @@ async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, 
     the sandbox the agent and the server use; each iteration's outcome as it closes.
 
     Iteration k of a vehicle replays its log from `offset + (k - 1) * window`: the
-    windows follow each other as `next` windows do on a vehicle. What off_board
+    windows follow each other as `next` windows do on a vehicle (`latest` and `first`
+    windows see the same data each iteration, as on a replayed drive). What off_board
     returned is the state of both halves in the next iteration, as the server sends
     it with the next task."""
     path = Path(args.module)
