@@ -91,6 +91,7 @@ def bash_script() -> str:
     return "\n".join([
         "# oodida completion for bash, generated from its parsers (oodida completion bash)",
         "_oodida() {",
+        '  [[ -n "${ZSH_VERSION:-}" ]] && setopt localoptions ksharrays  # arrays from 0, as in bash',
         '  local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" opts=""',
         "  if [[ $COMP_CWORD -eq 1 ]]; then",
         f"    COMPREPLY=( $(compgen -W {shlex.quote(words)} -- \"$cur\") ); return",

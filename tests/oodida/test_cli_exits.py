@@ -210,15 +210,25 @@ def test_bash_completion_registers_and_completes_commands_flags_and_choices(tmp_
     assert out[1:] == ["1:signals", "2:--wait", "3:next latest first", "4:add list revoke", "5:--vehicles"]
 
 
-def test_zsh_completion_loads_and_registers(tmp_path: Path) -> None:
+def test_zsh_completion_loads_registers_and_completes(tmp_path: Path) -> None:
     if shutil.which("zsh") is None:
         if os.environ.get("OODIDA_REQUIRE_ZSH") == "1":
             pytest.fail("OODIDA_REQUIRE_ZSH=1 but zsh is not installed (apt-get install zsh)")
         pytest.skip("zsh is not installed (apt-get install zsh)")
     (tmp_path / "c.zsh").write_text(oodida("completion", "zsh").stdout)
-    done = subprocess.run(
-        ["zsh", "-f", "-c", f"source {tmp_path / 'c.zsh'}; print -r -- ${{_comps[oodida]}}"],
-        capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": str(tmp_path)},
+    probe = (
+        f"source {tmp_path / 'c.zsh'}; print -r -- ${{_comps[oodida]}}; "
+        "COMP_WORDS=(oodida sig); COMP_CWORD=1; _oodida; print -r -- \"1:${COMPREPLY[*]}\"; "
+        "COMP_WORDS=(oodida submit --wa); COMP_CWORD=2; _oodida; print -r -- \"2:${COMPREPLY[*]}\"; "
+        "COMP_WORDS=(oodida submit --window-kind ''); COMP_CWORD=3; _oodida; print -r -- \"3:${COMPREPLY[*]}\"; "
+        "COMP_WORDS=(oodida credentials ''); COMP_CWORD=2; _oodida; print -r -- \"4:${COMPREPLY[*]}\""
     )
+    done = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "_bash_complete -o default -F _oodida", done.stdout
+    out = done.stdout.splitlines()
+    assert out[0] == "_bash_complete -o default -F _oodida"
+    # zsh's compgen leaves filtering by the typed prefix to zsh's own matcher (compadd),
+    # so the words offered for `sig` and `--wa` are the candidates, which must hold them
+    assert "signals" in out[1].split(":", 1)[1].split() and "--wait" in out[2].split()
+    assert out[3:] == ["3:next latest first", "4:add list revoke"]
