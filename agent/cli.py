@@ -11,16 +11,21 @@ from agent.config import ConfigError, load_agent_config
 from agent.main import run_agent
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
+from oodida.suggest import SuggestingParser
 
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="oodida agent", description="Run the on-board agent of one vehicle.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = SuggestingParser(prog="oodida agent", description="Run the on-board agent of one vehicle.")
     parser.add_argument("--config", required=True, help="the agent's TOML configuration file")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides the config")
     parser.add_argument("--log-format", choices=["text", "journal"], default="text")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = load_agent_config(args.config)
     except OodidaError as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agent import metrics
 from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
+from agent.catalogue import CatalogueReporter
 from agent.gps import GpsPump
 from agent.modules import ModuleRunner
 from agent.outbox import Outbox
@@ -134,6 +135,7 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     uplink.bind(
         on_task=runner.submit, on_cancel=runner.cancel, status=agent.status, on_module=runner.versions.load
     )
+    uplink.catalogue = CatalogueReporter(store.rates, decoders, refresh=10 * config.server.status_interval)
     return agent
 
 

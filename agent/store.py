@@ -130,6 +130,10 @@ class RingBuffer:
     def oldest_t(self) -> float | None:
         return float(self.t[(self.head - self.n) % self.cap]) if self.n else None
 
+    @property
+    def newest_t(self) -> float | None:
+        return float(self.t[(self.head - 1) % self.cap]) if self.n else None
+
     def _take(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """`count` samples from physical slot `start` on, wrapping: copies of just
         those, so cutting a 5 s window from a 300 s buffer costs 5 s of copying."""
@@ -286,6 +290,18 @@ class SignalStore:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._buffers)
+
+    def rates(self) -> dict[str, tuple[int, float | None]]:
+        """Per signal: samples held, and the rate they came at (samples per second of
+        signal time, over the buffer; None under two samples or no time between)."""
+        out: dict[str, tuple[int, float | None]] = {}
+        with self._lock:
+            for name, buf in self._buffers.items():
+                oldest, newest = buf.oldest_t, buf.newest_t
+                span = None if oldest is None or newest is None else newest - oldest
+                rate = (buf.n - 1) / span if buf.n >= 2 and span else None
+                out[name] = (buf.n, rate)
+        return out
 
     def __contains__(self, name: str) -> bool:
         return name in self._buffers

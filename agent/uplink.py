@@ -18,7 +18,9 @@ from agent import metrics
 from agent.outbox import Outbox
 from link import Channel, ChannelError, HandshakeRefused, connect
 from wire import RemoteProtocolError, Role
-from wire.messages import CancelTask, Error, LoadModule, Message, ModuleAck, Result, ResultAck, Task, VehicleStatus
+from wire.messages import (
+    CancelTask, Error, LoadModule, Message, ModuleAck, Result, ResultAck, SignalCatalogue, Task, VehicleStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class Uplink:
         self.on_module: Callable[[LoadModule], Awaitable[ModuleAck]] | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.status: Callable[[], VehicleStatus] | None = None
+        # the signal catalogue when worth sending (argument: a new connection), else None
+        self.catalogue: Callable[[bool], SignalCatalogue | None] = lambda fresh: None
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
         self.connections = 0
@@ -128,6 +132,7 @@ class Uplink:
     async def _serve(self, channel: Channel) -> None:
         assert self.status is not None, "bind() before run()"
         await channel.send(self.status())
+        await self._send_catalogue(channel, fresh=True)
         for result in self.outbox.pending():
             await channel.send(result)
         self.channel = channel
@@ -169,3 +174,9 @@ class Uplink:
         while True:
             await asyncio.sleep(self.config.status_interval)
             await channel.send(self.status())
+            await self._send_catalogue(channel, fresh=False)
+
+    async def _send_catalogue(self, channel: Channel, *, fresh: bool) -> None:
+        catalogue = self.catalogue(fresh)
+        if catalogue is not None:
+            await channel.send(catalogue)

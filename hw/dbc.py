@@ -181,6 +181,13 @@ class SignalDecoder:
         found = difflib.get_close_matches(name.upper(), keys, n=5, cutoff=0.6)
         return [keys[key] for key in found]
 
+    def describe(self, name: str) -> tuple[str, float | None, float | None]:
+        """(unit, minimum, maximum) of a signal as the DBC declares them ("" and None
+        where it declares none), for the agent's signal catalogue."""
+        signal = self._by_canonical[self.resolve(name)][1]
+        lo, hi = signal.minimum, signal.maximum
+        return signal.unit or "", None if lo is None else float(lo), None if hi is None else float(hi)
+
     def decode(self, arbitration_id: int, data: bytes | bytearray) -> list[tuple[str, float]] | None:
         """The wanted signals of one frame, or None when the DBC does not know its id.
 

@@ -135,6 +135,11 @@ class LogReplay(FrameSource):
         )
 
     @property
+    def duration(self) -> float:
+        """Seconds from the log's first frame to its last (all channels)."""
+        return self._recording.duration
+
+    @property
     def ended(self) -> bool:
         return self._ended or self._closed
 

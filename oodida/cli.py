@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import sys
 
+from oodida import exitcodes, terminal
+from oodida.exitcodes import Exit
+
 USAGE = """usage: oodida COMMAND [options]
 
 commands:
@@ -25,25 +28,74 @@ commands:
   keygen     make a key pair to sign your modules with (oodida keygen NAME; then --sign NAME)
   check      check your modules under the sandbox policy (oodida check mine.py)
   try        run your module in the sandbox on a recorded log (oodida try mine.py --log LOG --dbc DBC)
+  signals    every signal the vehicles can serve: unit, range, rate (oodida signals [--vehicle V])
+  completion shell completion for bash or zsh (source <(oodida completion bash))
 
-Every command takes --help.
+Every command takes --help. oodida --version prints the version.
+
 """
 
 
+USAGE += exitcodes.HELP
+
+
+def commands() -> list[str]:
+    """The commands USAGE lists: the one list the dispatcher and completion go by."""
+    _, _, rest = USAGE.partition("commands:\n")
+    block = rest.split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.startswith("  ") and line.strip()]
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("oodida")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Dispatch, and end every way a command can end with its exit status, never a
+    traceback for the user's terminal or pipe (oodida.exitcodes says which)."""
+    terminal.prepare_streams()
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        return exitcodes.interrupted()
+    except BrokenPipeError:
+        terminal.silence_stdout()
+        return Exit.CLOSED_PIPE
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        print(f"oodida {version()}")
+        return 0
     command, rest = argv[0], argv[1:]
+    if command not in commands():
+        from oodida.suggest import did_you_mean
+
+        print(f"oodida: unknown command {command!r}{did_you_mean(command, commands())}"
+              f"\n(oodida --help lists the commands)", file=sys.stderr)
+        return Exit.USAGE
+    if command == "completion":
+        from oodida.completion import main as completion_main
+
+        return completion_main(rest)
     if command == "agent":
         from agent.cli import main as agent_main
 
         return agent_main(rest)
     if command == "try":  # the agent's own code path, on a recorded log
         from agent.trial import main as trial_main
+        from server.render import render_report  # the agent may not import it; the dispatcher may
 
-        return trial_main(rest)
+        return trial_main(rest, render=render_report)
     if command == "keygen":  # no server needed
         from oodida.keygen import main as keygen_main
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from oodida.fleet import FleetError, LocalFleet
 from oodida.logs import setup_logging
+from oodida.suggest import SuggestingParser
 from server.cli import follow_results
 from server.client import AnalystClient, RequestFailed
 from server.deploy_cli import render_deploy_event, render_versions
@@ -138,13 +139,17 @@ async def replace_midway(fleet: LocalFleet, client: AnalystClient, assignment: i
     return final
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="oodida demo", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = SuggestingParser(prog="oodida demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--vehicles", type=int, default=5)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     parser.add_argument("--workdir", help="where configs, logs and the database go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print each iteration as one JSON object")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging("warning")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="oodida-demo-"))
     try:

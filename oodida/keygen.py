@@ -13,15 +13,20 @@ import json
 import sys
 
 from oodida.signing import SigningError, generate_key
+from oodida.suggest import SuggestingParser
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    parser = SuggestingParser(
         prog="oodida keygen", description="Make an ed25519 key pair to sign your modules with (--sign)."
     )
     parser.add_argument("name", metavar="NAME", help="private key file to write; the public key goes to NAME.pub")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     try:
         private, public, kid = generate_key(args.name)
     except SigningError as exc:

@@ -24,6 +24,7 @@ from link.tls import limit_tls_read_buffers, server_context
 from oodida.limits import raise_nofile_limit
 from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits, source_hash
+from server.catalogue import Catalogue
 from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
@@ -54,6 +55,8 @@ from wire.messages import (
     ResultAck,
     ResultsEnd,
     ResultsRequest,
+    SignalCatalogue,
+    SignalsRequest,
     StatusReply,
     StatusRequest,
     Submit,
@@ -93,6 +96,7 @@ class Server:
         self.results = ResultWriter(self.store)
         self._ack_frames: dict[tuple[int, int], bytes] = {}
         self.vehicles: dict[str, VehicleSession] = {}
+        self.catalogue = Catalogue()  # each vehicle's signals, as it reported them
         self.runners: dict[int, AssignmentRunner] = {}
         self._subscribers: dict[int, set[asyncio.Queue[tuple[str, Any]]]] = {}
         self._server: asyncio.base_events.Server | None = None
@@ -274,6 +278,8 @@ class Server:
                     self._on_module_ack(vehicle, message)
                 elif isinstance(message, VehicleStatus):
                     session.status = message
+                elif isinstance(message, SignalCatalogue):
+                    self.catalogue.update(vehicle, message)
                 elif isinstance(message, Error):
                     log.warning("vehicle %s reports: %r", vehicle, message.reason)  # %r: a peer's newlines forge no log lines
         finally:
@@ -450,6 +456,8 @@ class Server:
                     await channel.send(reply)
             elif isinstance(message, VersionsRequest):
                 await channel.send(self.versions(message))
+            elif isinstance(message, SignalsRequest):
+                await channel.send(self.catalogue.reply(message, self.vehicles))
         except (SubmitRefused, DeployRefused) as exc:
             await channel.send(Error(reason=str(exc), code=ErrorCode.REFUSED, id=request))
         except LookupError as exc:
@@ -491,6 +499,9 @@ class Server:
             offline = [v for v in vehicles if v not in self.vehicles]
             if len(offline) == len(vehicles):
                 raise SubmitRefused(f"none of the vehicles is connected: {', '.join(offline)}")
+        unknown = self.catalogue.refusal(spec.signals, vehicles)
+        if unknown is not None:
+            raise SubmitRefused(unknown)
         assignment = self.store.create_assignment(spec, vehicles)
         for side, module in (("on_board", spec.on_board_module), ("off_board", spec.off_board_module)):
             if module is not None:
@@ -520,6 +531,7 @@ class Server:
                 vehicles=row.vehicles,
                 created=row.created,
                 reason=row.reason,
+                **_bad_iterations(self.store.iteration_counts(row.id)),
             )
             for row in self.store.assignments()
         ]
@@ -593,3 +605,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         await asyncio.Event().wait()
     finally:
         await server.stop()
+
+
+def _bad_iterations(counts: dict[str, int]) -> dict[str, int]:
+    """The partial and failed counts `oodida status` shows beside the completed ones."""
+    return {"partial": counts.get("partial", 0), "failed": counts.get("failed", 0)}

@@ -2,7 +2,8 @@
 
 Every analyst command talks to the server over the same protocol as the vehicles,
 prints readable tables by default and JSON (one object per line) with `--json`.
-Exit codes: 0 done, 1 the server refused or the assignment failed, 2 bad usage.
+Exit codes: oodida.exitcodes (0 done, 1 refused or failed, 2 bad usage, 3 some
+iterations partial or failed, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from oodida.args import parse_param, parse_window
+from link.credfile import CredentialFileError
+from oodida import exitcodes
+from oodida.args import ArgumentError, parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
-from server import admin_cli, deploy_cli
+from oodida.suggest import SuggestingParser
+from server import admin_cli, deploy_cli, signals_cli
 from server.client import AnalystClient, RequestFailed
 from server.render import plain, render_report, render_status, report_json
-from server.spec import build_spec
+from server.spec import SpecError, build_spec
 from wire.messages import IterationReport, ResultsEnd
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oodida", description="Distributed analytics on a fleet of vehicles.")
+    parser = SuggestingParser(prog="oodida", description="Distributed analytics on a fleet of vehicles.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("server", help="run the off-board server")
@@ -86,12 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
 
     deploy_cli.add_parsers(sub, _add_connection)
+    signals_cli.add_parser(sub, _add_connection)
     admin_cli.add_parsers(sub)
 
     p = sub.add_parser("cancel", help="stop an assignment after its current iteration")
     _add_connection(p)
     p.add_argument("assignment", type=int)
-    return parser
+    return exitcodes.document(parser)
 
 
 class UsageError(OodidaError):
@@ -125,12 +130,15 @@ async def follow_results(
     as_json: bool,
     methods: list[str] | None,
     then: Callable[[IterationReport], Awaitable[None]] | None = None,
+    statuses: list[str] | None = None,
 ) -> str:
     """Print every iteration as it arrives (and await `then` on each after printing
-    it); returns the assignment's final state."""
+    it, and note its status in `statuses`); returns the assignment's final state."""
     final = "running"
     async for item in client.results(assignment, follow=follow, since=since):
         if isinstance(item, IterationReport):
+            if statuses is not None:
+                statuses.append(item.status)
             if as_json:
                 print(json.dumps(report_json(item)), flush=True)
             else:
@@ -176,10 +184,13 @@ async def _submit(args: argparse.Namespace) -> int:
         )
         if not args.wait:
             return 0
+        exitcodes.on_interrupt(exitcodes.still_running(submitted.assignment))
+        statuses: list[str] = []
         final = await follow_results(
-            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.methods
+            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.methods,
+            statuses=statuses,
         )
-    return 0 if final == "done" else 1
+    return exitcodes.for_assignment(final, statuses)
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -270,6 +281,7 @@ COMMANDS = {
     "deploy": lambda args: deploy_cli.deploy(args, _connect),
     "rollback": lambda args: deploy_cli.rollback(args, _connect),
     "versions": lambda args: deploy_cli.versions(args, _connect),
+    "signals": lambda args: signals_cli.signals(args, _connect),
 }
 
 
@@ -308,11 +320,11 @@ def main(argv: list[str]) -> int:
     except RequestFailed as exc:
         print(f"oodida {args.command}: refused: {exc.reason}", file=sys.stderr)
         return 1
-    except UsageError as exc:
+    except (UsageError, CredentialFileError, ArgumentError, SpecError) as exc:  # bad usage or configuration
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.Exit.USAGE
     except OodidaError as exc:
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.interrupted()

@@ -30,6 +30,8 @@ from wire.messages import (
     Message,
     ResultsEnd,
     ResultsRequest,
+    SignalsReply,
+    SignalsRequest,
     StatusReply,
     StatusRequest,
     Submit,
@@ -182,4 +184,12 @@ class AnalystClient:
         request = next(self._ids)
         reply = await self._ask(VersionsRequest(id=request, assignment=assignment), request, VersionsReply)
         assert isinstance(reply, VersionsReply)
+        return reply
+
+    async def signals(self, vehicle: str | None = None) -> SignalsReply:
+        """The signal catalogue: every signal each vehicle (or only `vehicle`) reported
+        it can serve, with unit, range and measured rate (`wire.messages.SignalInfo`)."""
+        request = next(self._ids)
+        reply = await self._ask(SignalsRequest(id=request, vehicle=vehicle), request, SignalsReply)
+        assert isinstance(reply, SignalsReply)
         return reply

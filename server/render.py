@@ -250,8 +250,9 @@ def render_status(status: StatusReply) -> str:
         total = a.iterations or "∞"
         name = f" {a.name!r}" if a.name else ""
         reason = f"  ({a.reason})" if a.reason else ""
+        bad = "".join(f", {n} {what}" for n, what in ((a.partial, "partial"), (a.failed, "failed")) if n)
         lines.append(
-            f"  {a.assignment:>5}{name}  {a.state:<11} {a.completed}/{total} iterations  "
+            f"  {a.assignment:>5}{name}  {a.state:<11} {a.completed}/{total} iterations{bad}  "
             f"{len(a.vehicles)} vehicles{reason}"
         )
     return "\n".join(lines)

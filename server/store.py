@@ -400,6 +400,14 @@ class Store:
         ).fetchone()
         return int(n)
 
+    def iteration_counts(self, assignment: int) -> dict[str, int]:
+        """Closed iterations by status (complete, quorum, partial, failed, cancelled)."""
+        rows = self.db.execute(
+            "SELECT status, COUNT(*) FROM iterations WHERE assignment = ? AND status != 'open' GROUP BY status",
+            (assignment,),
+        ).fetchall()
+        return {str(status): int(n) for status, n in rows}
+
     def iterations(self, assignment: int, since: int = 0) -> Iterator[IterationRow]:
         rows = self.db.execute(
             "SELECT assignment, iteration, status, started, closed, missing, fleet, reason, code_hash,"

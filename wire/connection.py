@@ -39,6 +39,9 @@ from wire.messages import (
     ResultsEnd,
     ResultsRequest,
     Role,
+    SignalCatalogue,
+    SignalsReply,
+    SignalsRequest,
     StatusReply,
     StatusRequest,
     Submit,
@@ -76,21 +79,21 @@ HANDSHAKE_MAX_FRAME = 64 * 1024
 # (our side, state, peer's role) -> message types the peer may send us
 RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
     (Side.SERVER, State.HANDSHAKE, None): frozenset({Hello, Proof}),
-    (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, ModuleAck, VehicleStatus, Error}),
+    (Side.SERVER, State.READY, Role.VEHICLE): frozenset({Result, ModuleAck, VehicleStatus, SignalCatalogue, Error}),
     (Side.SERVER, State.READY, Role.ANALYST): frozenset(
-        {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
+        {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, SignalsRequest, Error}
     ),
-    (Side.SERVER, State.READY, Role.READER): frozenset({StatusRequest, ResultsRequest, VersionsRequest, Error}),
+    (Side.SERVER, State.READY, Role.READER): frozenset({StatusRequest, ResultsRequest, VersionsRequest, SignalsRequest, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.READER): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.READY, Role.VEHICLE): frozenset({Task, CancelTask, ResultAck, LoadModule, Error}),
     (Side.CLIENT, State.READY, Role.ANALYST): frozenset(
         {Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
-         VersionsReply, Error}
+         VersionsReply, SignalsReply, Error}
     ),
     (Side.CLIENT, State.READY, Role.READER): frozenset(
-        {StatusReply, IterationReport, ResultsEnd, VersionsReply, Error}
+        {StatusReply, IterationReport, ResultsEnd, VersionsReply, SignalsReply, Error}
     ),
 }
 

@@ -327,6 +327,43 @@ class VehicleStatus(Message, tag="vehicle_status"):
     )  # assignment (as text) -> the on-board version it runs
 
 
+Rate = Annotated[float, Meta(ge=0, le=1e7)]  # samples per second of signal time
+Bound = Annotated[float, Meta(ge=-1e300, le=1e300)]  # finite: NaN fails both bounds
+Unit = Annotated[str, Meta(max_length=32)]
+
+
+class SignalInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One signal a vehicle can serve: its name as analysts ask for it (`MESSAGE.SIGNAL`
+    for a DBC signal), its unit and range from the DBC (None where the DBC says none),
+    and the rate this vehicle measures (None until two samples came in)."""
+
+    name: SignalName
+    unit: Unit = ""
+    minimum: Bound | None = None
+    maximum: Bound | None = None
+    rate: Rate | None = None
+    samples: Count = 0  # held in the vehicle's buffer now
+
+    def __post_init__(self) -> None:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"signal {self.name}: minimum {self.minimum} above maximum {self.maximum}")
+
+
+MAX_CATALOGUE = 10_000
+
+
+class SignalCatalogue(Message, tag="signal_catalogue"):
+    """Every signal a vehicle can serve. Sent by the agent after its first status and
+    again when a rate or the set of signals changed, not with every status: a DBC's
+    few hundred signals would make each status tens of kilobytes."""
+
+    signals: Annotated[list[SignalInfo], Meta(max_length=MAX_CATALOGUE)]
+
+    def __post_init__(self) -> None:
+        if len({s.name for s in self.signals}) != len(self.signals):
+            raise ValueError("the catalogue lists a signal twice")
+
+
 # --- server <-> analyst ----------------------------------------------------------
 
 
@@ -361,6 +398,8 @@ class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     vehicles: list[Identity]
     created: Timestamp
     reason: Text | None = None
+    partial: Count = 0  # closed iterations that were partial (some answers missing past the deadline)
+    failed: Count = 0  # closed iterations that failed
 
 
 class StatusReply(Message, tag="status_reply"):
@@ -435,6 +474,25 @@ class Cancelled(Message, tag="cancelled"):
     id: RequestId
     assignment: AssignmentId
     state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+
+
+class SignalsRequest(Message, tag="signals"):
+    """The signal catalogue: of one vehicle, or of every vehicle that reported one."""
+
+    id: RequestId
+    vehicle: Identity | None = None
+
+
+class VehicleSignals(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    vehicle: Identity
+    connected: bool  # the catalogue is the last one a vehicle sent, kept after it left
+    reported: Timestamp  # server time the catalogue arrived
+    signals: list[SignalInfo]
+
+
+class SignalsReply(Message, tag="signals_reply"):
+    id: RequestId
+    vehicles: list[VehicleSignals]
 
 
 class Deploy(Message, tag="deploy"):
@@ -543,6 +601,7 @@ AnyMessage = Union[
     Result,
     ResultAck,
     VehicleStatus,
+    SignalCatalogue,
     Submit,
     Submitted,
     StatusRequest,
@@ -560,6 +619,8 @@ AnyMessage = Union[
     DeployEnd,
     VersionsRequest,
     VersionsReply,
+    SignalsRequest,
+    SignalsReply,
 ]
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from oodida.fleet import LocalFleet
+from server.client import RequestFailed
 from tests.conftest import run
 from tests.integration.conftest import start_replayed
 from wire.messages import AssignmentSpec, WindowSpec
@@ -121,7 +122,10 @@ def test_submit_wait_json_prints_one_object_per_iteration(replayed_fleet):
     assert all(v["status"]["unknown_frames"] > 0 for v in report["vehicles"])  # counted, not fatal
 
 
-def test_a_signal_the_vehicle_lacks_is_an_error_result_not_a_crash(replayed_fleet):
+def test_a_signal_no_vehicle_has_is_refused_at_submit_and_every_agent_goes_on(replayed_fleet):
+    # Since the signal catalogue the server refuses it at once instead of letting every
+    # vehicle find out; a signal one vehicle lacks is still that vehicle's error result
+    # (tests/integration/test_catalogue.py::test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash).
     spec = AssignmentSpec(
         signals=["NO_SUCH_SIGNAL"], window=WindowSpec(amount=1.0, kind="latest"), iterations=1, deadline=10
     )
@@ -129,19 +133,14 @@ def test_a_signal_the_vehicle_lacks_is_an_error_result_not_a_crash(replayed_flee
     async def main():
         client = await replayed_fleet.client()
         try:
-            submitted = await client.submit(spec)
-            items = [r async for r in client.results(submitted.assignment, follow=True)]
-            status = await client.status()
-            return items, status
+            with pytest.raises(RequestFailed) as refused:
+                await client.submit(spec)
+            return refused.value, await client.status()
         finally:
             await client.close()
 
-    items, status = run(main())
-    report = items[0]
-    assert report.status == "failed"
-    for vehicle in replayed_fleet.vehicle_ids:
-        assert not report.vehicles[vehicle].ok
-        assert "NO_SUCH_SIGNAL" in report.vehicles[vehicle].error
+    refused, status = run(main())
+    assert refused.code == "refused" and "NO_SUCH_SIGNAL" in refused.reason
     assert len(status.vehicles) == 3  # every agent still serving
 
 

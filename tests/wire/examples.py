@@ -31,6 +31,11 @@ from wire.messages import (
     ModuleAck,
     ModuleSource,
     SandboxInfo,
+    SignalCatalogue,
+    SignalInfo,
+    SignalsReply,
+    SignalsRequest,
+    VehicleSignals,
     VersionInfo,
     VersionsReply,
     VersionsRequest,
@@ -376,6 +381,22 @@ EXAMPLES: list[Example] = [
         "deploy_end",
         DeployEnd(id=5, assignment=3, code_hash=H1, acked=["v1"], refused={"v3": "policy"}, waiting=["v2"],
                   elapsed=0.02, complete=False),
+        Receiver.ANALYST,
+    ),
+    Example(
+        "signal_catalogue",
+        SignalCatalogue(signals=[
+            SignalInfo(name="SPEED.SPEED", unit="km/h", minimum=0.0, maximum=250.0, rate=50.0, samples=1200),
+            SignalInfo(name="GPS.LATITUDE"),
+        ]),
+        Receiver.SERVER_OF_VEHICLE,
+    ),
+    Example("signals", SignalsRequest(id=8, vehicle="v1"), Receiver.SERVER_OF_ANALYST),
+    Example(
+        "signals_reply",
+        SignalsReply(id=8, vehicles=[VehicleSignals(
+            vehicle="v1", connected=True, reported=T0, signals=[SignalInfo(name="SPEED.SPEED", unit="km/h", rate=50.0)]
+        )]),
         Receiver.ANALYST,
     ),
     Example("versions", VersionsRequest(id=7, assignment=3), Receiver.SERVER_OF_ANALYST),

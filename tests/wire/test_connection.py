@@ -37,6 +37,9 @@ from wire.messages import (
     ResultsRequest,
     Role,
     StatusReply,
+    SignalCatalogue,
+    SignalsReply,
+    SignalsRequest,
     StatusRequest,
     Submit,
     Submitted,
@@ -48,15 +51,15 @@ from wire.messages import (
 ALL_TYPES = sorted(MESSAGE_TYPES.values(), key=lambda cls: cls.__name__)
 by_type = pytest.mark.parametrize("cls", ALL_TYPES, ids=[c.__name__ for c in ALL_TYPES])
 
-FROM_VEHICLE = {Result, ModuleAck, VehicleStatus, Error}
-FROM_ANALYST = {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, Error}
-FROM_READER = {StatusRequest, ResultsRequest, VersionsRequest, Error}
+FROM_VEHICLE = {Result, ModuleAck, VehicleStatus, SignalCatalogue, Error}
+FROM_ANALYST = {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, SignalsRequest, Error}
+FROM_READER = {StatusRequest, ResultsRequest, VersionsRequest, SignalsRequest, Error}
 FROM = {Role.VEHICLE: FROM_VEHICLE, Role.ANALYST: FROM_ANALYST, Role.READER: FROM_READER}
-TO_READER = {StatusReply, IterationReport, ResultsEnd, VersionsReply, Error}
+TO_READER = {StatusReply, IterationReport, ResultsEnd, VersionsReply, SignalsReply, Error}
 TO_VEHICLE = {Task, CancelTask, ResultAck, LoadModule, Error}
 TO_ANALYST = {
     Submitted, StatusReply, IterationReport, ResultsEnd, Cancelled, Deploying, DeployProgress, DeployEnd,
-    VersionsReply, Error,
+    VersionsReply, SignalsReply, Error,
 }
 
 

@@ -250,3 +250,19 @@ def test_frame_header_is_big_endian_length() -> None:
     data = frame(FOLLOW_UP)
     assert data[:4] == struct.pack(">I", len(data) - 4)
     assert encode_frame(b"\xa0") == b"\x00\x00\x00\x01\xa0"
+
+
+def test_a_catalogue_with_a_backwards_range_or_a_nan_rate_is_refused_on_arrival() -> None:
+    import cbor2
+    import pytest as _pytest
+
+    from wire.codec import decode_payload
+    from wire.errors import RemoteProtocolError
+
+    def catalogue(**fields):
+        return cbor2.dumps({"type": "signal_catalogue", "signals": [{"name": "SPEED.SPEED", **fields}]})
+
+    decode_payload(catalogue(minimum=0.0, maximum=1.0, rate=5.0))
+    for bad in ({"minimum": 2.0, "maximum": 1.0}, {"rate": float("nan")}, {"rate": -1.0}, {"unit": "u" * 33}):
+        with _pytest.raises(RemoteProtocolError):
+            decode_payload(catalogue(**bad))
