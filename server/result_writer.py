@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from server.dbcheck import corruption
 from server.store import Store
 from wire.messages import Result
 
@@ -46,8 +47,9 @@ class ResultWriter:
         try:
             stored = self.store.add_results([(result, late) for result, late, _ in batch])
         except Exception as exc:
-            log.error("cannot store %d results (none acknowledged; the vehicles will send them again): %s",
-                      len(batch), exc)
+            if corruption(exc) is None:  # a corrupt file is the server's to log, once (server/app.py)
+                log.error("cannot store %d results (none acknowledged; the vehicles will send them again): %s",
+                          len(batch), exc)
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
