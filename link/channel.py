@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from collections import deque
@@ -149,7 +150,7 @@ async def connect(
             f"{where}: no answer to the TCP connection in {timeout:g} s (a firewall that drops it, or the host is down)"
         ) from None
     except OSError as exc:
-        raise ChannelError(f"{where}: {exc.strerror or exc}") from None
+        raise ChannelError(f"{where}: {_reason(exc)}") from None
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -172,7 +173,7 @@ async def connect(
         ) from None
     except OSError as exc:
         sock.close()
-        raise ChannelError(f"{where}: {exc.strerror or exc or type(exc).__name__}") from None
+        raise ChannelError(f"{where}: {_reason(exc)}") from None
     channel = Channel(reader, writer, Connection(Side.CLIENT, role=role))
     try:
         welcome = await asyncio.wait_for(handshake(channel, identity, secret, software=software), timeout)
@@ -186,6 +187,15 @@ async def connect(
         await channel.close()
         raise
     return channel, welcome
+
+
+def _reason(exc: OSError) -> str:
+    """"Connection refused", not "[Errno 111] Connect call failed ('127.0.0.1', 7400)"."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
 
 
 def _numeric(host: str, port: int) -> list[tuple] | None:

@@ -74,10 +74,10 @@ log = logging.getLogger(__name__)
 # dropped one retries a second or more later.
 LISTEN_BACKLOG = 4096
 
-def open_database(path: str) -> tuple[Store, Credentials]:
+def open_database(path: str, check: str = "quick") -> tuple[Store, Credentials]:
     """The store and the credentials on `path`, once `check_database` found it usable;
     any SQLite error on opening is one `DatabaseUnusable` sentence too."""
-    existed = check_database(path)
+    existed = check_database(path, quick=check == "quick")
     try:
         store = Store(path)
         credentials = Credentials(path)
@@ -115,7 +115,7 @@ class SubmitRefused(Exception):
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store, self.credentials = open_database(config.database)
+        self.store, self.credentials = open_database(config.database, config.database_check)
         self.revoker = Revoker(self.credentials, config.credential_check)
         self._revoker_task: asyncio.Task[None] | None = None
         self.results = ResultWriter(self.store)

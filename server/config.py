@@ -96,6 +96,10 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # a vehicle id connecting while a live connection holds it: "refuse" the newcomer
     # (two agents configured with one id), or "takeover" (the newest connection wins)
     duplicate_vehicle: Literal["refuse", "takeover"] = "refuse"
+    # before opening the database: "quick" reads every page (PRAGMA quick_check, about
+    # 25 ms per MB from a cold disk here, bench/db_check.py); "header" only its header,
+    # length and permissions, for databases too large to read at every start
+    database_check: Literal["quick", "header"] = "quick"
 
     def __post_init__(self) -> None:
         if self.listen.plain:

@@ -52,9 +52,10 @@ def corruption(exc: BaseException) -> str | None:
     return None
 
 
-def check_database(path: str | Path) -> bool:
+def check_database(path: str | Path, *, quick: bool = True) -> bool:
     """Raise `DatabaseUnusable` if the file at `path` cannot serve as the server's
-    database; return whether it exists (False: a new one will be made)."""
+    database; return whether it exists (False: a new one will be made). Without
+    `quick`, no page past the header is read (server.toml `database_check = "header"`)."""
     path = Path(path)
     if str(path) == ":memory:":
         return True
@@ -83,9 +84,15 @@ def check_database(path: str | Path) -> bool:
             f"{path} is not an SQLite database (it does not start with SQLite's header): "
             "is `database` in server.toml the right file?"
         )
-    _check_length(path, header, size)
+    wal = path.with_name(path.name + "-wal")
+    if not (wal.exists() and wal.stat().st_size):
+        # with a WAL holding frames, the main file may be mid-checkpoint (its header
+        # already counting pages not yet copied): SQLite itself replays the WAL, so
+        # leave that file to the quick check below, which reads through it
+        _check_length(path, header, size)
     _check_writable(path)
-    _quick_check(path)
+    if quick:
+        _quick_check(path)
     return True
 
 
@@ -137,7 +144,12 @@ def _quick_check(path: Path) -> None:
     try:
         rows = [row[0] for row in db.execute("PRAGMA quick_check(20)")]
     except sqlite3.Error as exc:
-        raise DatabaseUnusable(describe(path, exc)) from None
+        if corruption(exc) is None:
+            raise DatabaseUnusable(describe(path, exc)) from None
+        raise DatabaseUnusable(
+            f"database {path} is corrupt: the integrity check (PRAGMA quick_check) stopped at {exc}; "
+            "restore it from a backup"
+        ) from None
     finally:
         db.close()
     if rows != ["ok"]:
