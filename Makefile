@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fleet_scale.py
 	$(BIN)/python bench/tls_connect.py
 	$(BIN)/python bench/resume.py
+	$(BIN)/python bench/db_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -34,10 +34,12 @@ def main(argv: list[str]) -> int:
     setup_logging(args.log_level or config.log_level, fmt=args.log_format)
     try:
         asyncio.run(run_agent(config))
-    except ConfigError as exc:  # found while starting (e.g. the outbox's folder is read-only)
+    except ConfigError as exc:  # found while starting (a source's files, the outbox's folder read-only)
+        log.debug("the agent did not start", exc_info=True)  # the whole story, for --log-level debug
         log.error("%s", exc)
         return 2
-    except OodidaError as exc:
+    except OodidaError as exc:  # a run-time failure (a CAN device absent): 1, systemd restarts it
+        log.debug("the agent stopped", exc_info=True)
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from agent import metrics
 from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
@@ -24,7 +25,7 @@ from agent.store import SignalStore
 from agent.tasks import SignalResolver, TaskRunner
 from agent.uplink import Uplink
 from hw.dbc import SignalDecoder
-from hw.errors import UnknownSignalError
+from hw.errors import HwError, SourceError, UnknownSignalError
 from hw.nmea import NmeaDecoder
 from hw.serial_port import SerialPort
 from hw.sources import open_source
@@ -83,28 +84,12 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
         if isinstance(source_config, GpsSource):
             gps_sources.append((index, source_config))  # after the CAN sources: their names win no clash
             continue
-        every = SignalDecoder(source_config.dbc)
-        names = None if source_config.signals is None else [every.resolve(n) for n in source_config.signals]
-        decoder = SignalDecoder(source_config.dbc, names) if names is not None else every
+        try:
+            decoder, source = _open(source_config)
+        except (HwError, ValueError) as exc:
+            raise _source_problem(index, source_config, exc) from exc
         store.declare(list(decoder.signal_names))
         decoders.append(decoder)
-        if isinstance(source_config, LogSource):
-            source = open_source(
-                "log",
-                path=source_config.path,
-                speed=source_config.speed,
-                offset=source_config.offset,
-                loop=source_config.loop,
-                channel=source_config.channel,
-            )
-        else:
-            assert isinstance(source_config, BusSource)
-            options = dict(interface=source_config.interface, channel=source_config.channel)
-            if source_config.bitrate is not None:
-                options["bitrate"] = source_config.bitrate
-            if source_config.kernel_filters:
-                options["can_filters"] = decoder.can_filters()
-            source = open_source("bus", **options)
         pumps.append(Pump(f"{index}:{source.describe()}", source, decoder, store))
     for index, gps in gps_sources:
         nmea = NmeaDecoder(gps.prefix)
@@ -137,6 +122,38 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     )
     uplink.catalogue = CatalogueReporter(store.rates, decoders, refresh=10 * config.server.status_interval)
     return agent
+
+
+def _open(source_config: LogSource | BusSource) -> tuple[SignalDecoder, Any]:
+    every = SignalDecoder(source_config.dbc)
+    names = None if source_config.signals is None else [every.resolve(n) for n in source_config.signals]
+    decoder = SignalDecoder(source_config.dbc, names) if names is not None else every
+    if isinstance(source_config, LogSource):
+        return decoder, open_source(
+            "log",
+            path=source_config.path,
+            speed=source_config.speed,
+            offset=source_config.offset,
+            loop=source_config.loop,
+            channel=source_config.channel,
+        )
+    options: dict[str, Any] = dict(interface=source_config.interface, channel=source_config.channel)
+    if source_config.bitrate is not None:
+        options["bitrate"] = source_config.bitrate
+    if source_config.kernel_filters:
+        options["can_filters"] = decoder.can_filters()
+    return decoder, open_source("bus", **options)
+
+
+def _source_problem(index: int, source_config: LogSource | BusSource, exc: Exception) -> Exception:
+    """What a source that cannot be opened at start is: the configuration's fault
+    (`ConfigError`, exit 2: a missing or bad DBC or log, an unknown signal, channel or
+    interface, an offset past the end), or, for a bus whose interface exists, the
+    vehicle's now (its device absent or down: exit 1, so systemd tries again later)."""
+    kind = "log" if isinstance(source_config, LogSource) else "bus"
+    if isinstance(exc, SourceError) and kind == "bus" and not isinstance(exc.__cause__, NotImplementedError):
+        return exc
+    return ConfigError(f"[[sources]] {index} ({kind}): {exc}")
 
 
 def _defines(decoder: SignalDecoder, name: str) -> bool:

@@ -19,7 +19,8 @@ from agent.outbox import Outbox
 from link import Channel, ChannelError, HandshakeRefused, connect
 from wire import RemoteProtocolError, Role
 from wire.messages import (
-    CancelTask, Error, LoadModule, Message, ModuleAck, Result, ResultAck, SignalCatalogue, Task, VehicleStatus,
+    CancelTask, Error, ErrorCode, LoadModule, Message, ModuleAck, Result, ResultAck, SignalCatalogue, Task,
+    VehicleStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Uplink:
         self.channel: Channel | None = None
         self.connected = asyncio.Event()
         self.connections = 0
+        self._refusal: str | None = None  # the last refusal logged: a repeat is not logged again
+        self._replaced = False  # the server replaced this connection by another agent's with our id
 
     def bind(
         self,
@@ -106,7 +109,14 @@ class Uplink:
                 )
             except HandshakeRefused as exc:
                 metrics.connect_failed(refused=True)
-                log.error("%s; retrying in %.0f s", exc, self.config.backoff_max)
+                # the same refusal every backoff_max seconds is one fact, said once (the
+                # server says it once too); retrying stays slow, never a flap
+                if exc.reason != self._refusal:
+                    level = logging.WARNING if exc.code is ErrorCode.DUPLICATE else logging.ERROR
+                    log.log(level, "%s; retrying in %.0f s", exc, self.config.backoff_max)
+                    self._refusal = exc.reason
+                else:
+                    log.debug("%s (again); retrying in %.0f s", exc, self.config.backoff_max)
                 await asyncio.sleep(self.config.backoff_max)
                 continue
             except ChannelError as exc:
@@ -118,6 +128,7 @@ class Uplink:
                 continue
             backoff = self.config.backoff_min
             self.connections += 1
+            self._refusal = None
             log.info("connected to %s:%d", self.config.host, self.config.port)
             try:
                 await self._serve(channel)
@@ -127,6 +138,11 @@ class Uplink:
                 self.channel = None
                 self.connected.clear()
                 await channel.close()
+            if self._replaced:  # another agent holds our id: no tug of war, one try per backoff_max
+                self._replaced = False
+                log.info("retrying in %.0f s", self.config.backoff_max)
+                await asyncio.sleep(self.config.backoff_max)
+                continue
             await asyncio.sleep(self.config.backoff_min * random.uniform(0.5, 1.0))
 
     async def _serve(self, channel: Channel) -> None:
@@ -166,6 +182,8 @@ class Uplink:
                     self.on_cancel(message.assignment)
                 elif isinstance(message, Error):
                     log.warning("server says: %s", message.reason)
+                    if message.code is ErrorCode.DUPLICATE:
+                        self._replaced = True
         finally:
             reporter.cancel()
 

@@ -112,12 +112,26 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_credentials(database: str, check: str) -> Any:
+    """The credentials of a database `check_database` finds usable (one sentence, exit 2, if not)."""
+    import sqlite3
+
+    from server.credentials import Credentials
+    from server.dbcheck import DatabaseUnusable, check_database, describe
+
+    check_database(database, quick=check == "quick")
+    try:
+        return Credentials(database)
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(describe(database, exc)) from None
+
+
 def _credentials(args: argparse.Namespace) -> int:
     from server.config import load_server_config
-    from server.credentials import Credentials, iso
+    from server.credentials import iso
 
     config = load_server_config(args.config)
-    store = Credentials(config.database)
+    store = _open_credentials(config.database, config.database_check)
     try:
         if args.action == "add":
             role = Role(args.role)

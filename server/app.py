@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from analytics import registry
@@ -21,15 +22,18 @@ from analytics.base import MethodError
 from link import Channel, ChannelClosed, ChannelError
 from link.keepalive import enable_keepalive
 from link.tls import limit_tls_read_buffers, server_context
+from oodida.errors import OodidaError
 from oodida.limits import raise_nofile_limit
 from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits, source_hash
 from server.catalogue import Catalogue
 from server.config import ServerConfig
-from server.credentials import Credentials
+from server.credentials import Credentials, iso
+from server.dbcheck import DatabaseUnusable, check_database, corruption, describe
 from server.deploys import Deployer, DeployRefused
 from server import metrics
 from server.handshake import authenticate
+from server.listen import ListenError, listen_problem
 from server.modules import OffBoardRunner, check_spec_modules
 from server.reports import build_report
 from server.result_writer import ResultWriter
@@ -38,7 +42,7 @@ from server.revocation import Revoker
 from server.runner import AssignmentRunner
 from server.store import Store
 from server.versions import version_table
-from wire import Connection, LocalProtocolError, RemoteProtocolError, Role, Side
+from wire import Connection, LocalProtocolError, RemoteProtocolError, Role, Side, State
 from wire.connection import encode_message
 from wire.messages import (
     AssignmentInfo,
@@ -74,12 +78,38 @@ log = logging.getLogger(__name__)
 # dropped one retries a second or more later.
 LISTEN_BACKLOG = 4096
 
+def open_database(path: str, check: str = "quick") -> tuple[Store, Credentials]:
+    """The store and the credentials on `path`, once `check_database` found it usable;
+    any SQLite error on opening is one `DatabaseUnusable` sentence too."""
+    existed = check_database(path, quick=check == "quick")
+    try:
+        store = Store(path)
+        credentials = Credentials(path)
+        known = credentials.db.execute("SELECT count(*) FROM credentials").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(describe(path, exc)) from None
+    if not existed:
+        log.warning("database %s did not exist: started a new, empty one", path)
+    if not known:
+        log.warning("database %s holds no credentials: every handshake is refused until one is added "
+                    "(oodida credentials add ID --role vehicle --config server.toml)", path)
+    return store, credentials
+
+
 @dataclass
 class VehicleSession:
     vehicle: str
     channel: Channel
     connected_at: float
     status: VehicleStatus | None = None
+    heard: float = field(default_factory=time.monotonic)  # when it last sent anything
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    duplicates: int = 0  # connections as this vehicle refused while this one held it
+
+
+class ServerFailed(OodidaError):
+    """The server stopped on its own, for a reason already logged (a database found
+    corrupt while it ran); `oodida server` exits 1."""
 
 
 class SubmitRefused(Exception):
@@ -89,8 +119,7 @@ class SubmitRefused(Exception):
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = Store(config.database)
-        self.credentials = Credentials(config.database)
+        self.store, self.credentials = open_database(config.database, config.database_check)
         self.revoker = Revoker(self.credentials, config.credential_check)
         self._revoker_task: asyncio.Task[None] | None = None
         self.results = ResultWriter(self.store)
@@ -106,6 +135,8 @@ class Server:
         self._lingering = 0  # refused connections reading out what their peers sent
         self._refused_logged_at = 0.0
         self.port: int | None = None
+        self.failed: str | None = None  # why the server stops on its own (logged once)
+        self._failed = asyncio.Event()
         sandbox = config.sandbox
         self.off_board = OffBoardRunner(
             SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
@@ -118,20 +149,25 @@ class Server:
 
     async def start(self) -> None:
         self._metrics = metrics.start(self, self.config.metrics)  # first: a taken port stops nothing half-started
-        resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
-        self.runners.update(resumed)
-        nofile = raise_nofile_limit()
-        log.info("open files limit %d (a connection each)", nofile[0])
         tls = self.config.tls
         context = None if tls is None else server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
         if context is not None:
             limit_tls_read_buffers()  # 256 KiB a connection otherwise: 3 GiB at 10,000 vehicles
-        self._server = await asyncio.start_server(
-            self._on_connect, self.config.listen.host, self.config.listen.port, limit=64 * 1024, ssl=context,
-            ssl_handshake_timeout=self.config.handshake_timeout if context is not None else None,
-            backlog=LISTEN_BACKLOG,
-        )
-        self._revoker_task = asyncio.create_task(self.revoker.run(), name="revoker")
+        host, port = self.config.listen.host, self.config.listen.port
+        try:  # bound first, accepting later: a port in use stops us before anything is resumed
+            self._server = await asyncio.start_server(
+                self._on_connect, host, port, limit=64 * 1024, ssl=context,
+                ssl_handshake_timeout=self.config.handshake_timeout if context is not None else None,
+                backlog=LISTEN_BACKLOG, start_serving=False,
+            )
+        except OSError as exc:
+            raise ListenError(listen_problem(host, port, exc)) from exc
+        resumed = resume_running(self, self.store, self.off_board)  # before any vehicle can send a result
+        self.runners.update(resumed)
+        nofile = raise_nofile_limit()
+        log.info("open files limit %d (a connection each)", nofile[0])
+        await self._server.start_serving()
+        self._revoker_task = asyncio.create_task(self.revoker.run(self.database_failed), name="revoker")
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("listening on %s:%d (%s), database %s", self.config.listen.host, self.port,
@@ -157,6 +193,38 @@ class Server:
         metrics.stop(self._metrics)
         self.store.close()
         self.credentials.close()
+
+    def database_failed(self, exc: BaseException) -> bool:
+        """If `exc` says the database is corrupt: log it once, with the reason, and stop
+        the server (`serve` ends, `oodida server` exits 1); True then.
+
+        Why stop rather than serve on: what is left would be a server that takes results
+        it cannot store (the vehicles keep them in their outboxes, unacknowledged, and
+        resend them to a repaired server: nothing is lost by stopping), handshakes that
+        fail or not depending on which page is damaged, and a traceback per connection.
+        A restart then meets the check at start (`server.dbcheck`), which says what is
+        wrong and exits 2, so systemd does not restart it in a loop."""
+        reason = corruption(exc)
+        if reason is None:
+            return False
+        if self.failed is None:
+            self.failed = (f"database {self.config.database} is corrupt ({reason}); stopping. "
+                           "Restore it from a backup (the vehicles keep unacknowledged results)")
+            log.error("%s", self.failed)
+            log.debug("the corruption was found here", exc_info=exc)
+            self._failed.set()
+        return True
+
+    @staticmethod
+    def _tell(channel: Channel, reason: str) -> None:
+        """Say why before closing, if the connection can still carry it; never waits."""
+        try:
+            conn = channel.conn
+            data = conn.reject(reason, ErrorCode.INTERNAL) if conn.state is State.HANDSHAKE else conn.send(
+                Error(reason=reason, code=ErrorCode.INTERNAL))
+            channel.writer.write(data)
+        except Exception:
+            pass
 
     # --- connections ------------------------------------------------------------------
 
@@ -192,8 +260,11 @@ class Server:
             log.debug("connection %s ended: %s", channel.peer, exc)
         except asyncio.CancelledError:
             pass
-        except Exception:  # never let one connection take the server down
-            log.exception("connection %s failed", channel.peer)
+        except Exception as exc:  # never let one connection take the server down
+            if self.database_failed(exc):
+                self._tell(channel, "the server cannot read its database (corrupt); it is stopping")
+            else:
+                log.exception("connection %s failed", channel.peer)
         finally:
             self._connections.discard(task)
             try:
@@ -246,12 +317,59 @@ class Server:
             pass
 
     async def _handshake(self, channel: Channel) -> Hello | None:
-        return await authenticate(channel, self.credentials, self.config, self.revoker)
+        return await authenticate(channel, self.credentials, self.config, self.revoker, self._admit)
+
+    async def _admit(self, hello: Hello, channel: Channel) -> str | None:
+        """Why a vehicle that proved its credential may not connect now, or None.
+
+        A second agent configured with the same id would otherwise mix two data
+        streams under one name and, each dropping the other, reconnect for ever. With
+        `duplicate_vehicle = "refuse"` the connection that holds the id keeps it while
+        it is alive; the newcomer is told who holds it since when (logged here once
+        per holding connection, and the holder is told once too). A holder silent for
+        longer than `[limits] keepalive` (agents report every few seconds) is taken
+        to be a dead connection the vehicle left behind (it changed networks), and the
+        newcomer replaces it, as with "takeover"."""
+        old = self.vehicles.get(hello.identity) if hello.role is Role.VEHICLE else None
+        if old is None or self.config.duplicate_vehicle == "takeover":
+            return None
+        if time.monotonic() - old.heard > self.config.limits.keepalive:
+            return None
+        try:  # a holder on its way out (its close not yet read) makes way at once
+            await asyncio.wait_for(old.ended.wait(), 0.5)
+            return None
+        except TimeoutError:
+            pass
+        vehicle = hello.identity
+        reason = (f"{vehicle} is already connected from {old.channel.peer} since {iso(old.connected_at)}; "
+                  'two agents with one vehicle id? (duplicate_vehicle = "takeover" in server.toml lets the newest in)')
+        old.duplicates += 1
+        if old.duplicates == 1:
+            log.warning("refused vehicle %s from %s: %s", vehicle, channel.peer, reason)
+            notice = (f"another agent connected as {vehicle} from {channel.peer} and was refused: "
+                      f"this connection holds the id (since {iso(old.connected_at)})")
+            try:
+                await old.channel.send(Error(reason=notice, code=ErrorCode.REFUSED))
+            except ChannelError:
+                pass
+        else:
+            log.debug("refused vehicle %s from %s again (%d times): already connected", vehicle, channel.peer,
+                      old.duplicates)
+        return reason
 
     async def _serve_vehicle(self, channel: Channel, vehicle: str) -> None:
         old = self.vehicles.get(vehicle)
         if old is not None:
-            log.warning("vehicle %s connected again from %s; dropping its old connection", vehicle, channel.peer)
+            silent = time.monotonic() - old.heard
+            why = "takeover" if self.config.duplicate_vehicle == "takeover" else f"the old one silent for {silent:.0f} s"
+            log.warning("vehicle %s connected again from %s (%s); dropping its old connection from %s",
+                        vehicle, channel.peer, why, old.channel.peer)
+            try:
+                await asyncio.wait_for(old.channel.send(Error(
+                    reason=f"replaced by a new connection as {vehicle} from {channel.peer} ({why})",
+                    code=ErrorCode.DUPLICATE)), 1.0)
+            except (ChannelError, TimeoutError):
+                pass
             await old.channel.close()
         session = VehicleSession(vehicle, channel, time.time())
         self.vehicles[vehicle] = session
@@ -272,6 +390,7 @@ class Server:
                         raise ChannelClosed(exc.reason) from None
                     await channel.send_bytes(channel.conn.error(exc.reason, request=exc.request))
                     continue
+                session.heard = time.monotonic()
                 if isinstance(message, Result):
                     await self._on_result(session, message)
                 elif isinstance(message, ModuleAck):
@@ -283,6 +402,7 @@ class Server:
                 elif isinstance(message, Error):
                     log.warning("vehicle %s reports: %r", vehicle, message.reason)  # %r: a peer's newlines forge no log lines
         finally:
+            session.ended.set()
             if self.vehicles.get(vehicle) is session:
                 del self.vehicles[vehicle]
                 log.info("vehicle %s disconnected", vehicle)
@@ -465,9 +585,13 @@ class Server:
         except ChannelError:
             pass
         except Exception as exc:
-            log.exception("request %r of analyst %s failed", message, analyst)
+            if self.database_failed(exc):
+                reason = "the server's database is corrupt; the server is stopping"
+            else:
+                log.exception("request %r of analyst %s failed", message, analyst)
+                reason = f"internal error: {exc}"[:4000]
             try:
-                await channel.send(Error(reason=f"internal error: {exc}"[:4000], code=ErrorCode.INTERNAL, id=request))
+                await channel.send(Error(reason=reason, code=ErrorCode.INTERNAL, id=request))
             except ChannelError:
                 pass
 
@@ -497,6 +621,12 @@ class Server:
         else:
             vehicles = list(spec.vehicles)
             offline = [v for v in vehicles if v not in self.vehicles]
+            unknown = self._cannot_connect(offline)
+            if unknown:  # they would never answer: the assignment would wait out every deadline
+                raise SubmitRefused(
+                    f"{len(unknown)} of the vehicles named cannot connect: {'; '.join(unknown)} "
+                    "(oodida credentials list shows who can)"
+                )
             if len(offline) == len(vehicles):
                 raise SubmitRefused(f"none of the vehicles is connected: {', '.join(offline)}")
         unknown = self.catalogue.refusal(spec.signals, vehicles)
@@ -515,6 +645,20 @@ class Server:
         runner.start()
         log.info("analyst %s submitted assignment %d for %d vehicles", analyst, assignment, len(vehicles))
         return Submitted(id=message.id, assignment=assignment, vehicles=vehicles)
+
+    def _cannot_connect(self, vehicles: list[str]) -> list[str]:
+        """Each of `vehicles` that has no usable vehicle credential, with why. Only the
+        offline ones are asked: a connected vehicle proved its credential. Offline
+        vehicles with a credential are fine: they answer when they connect."""
+        problems = []
+        now = time.time()
+        for vehicle in vehicles:
+            credential = self.credentials.get(vehicle)
+            if credential is None:
+                problems.append(f"{vehicle} (no credential)")
+            elif (problem := credential.problem(Role.VEHICLE, now)) is not None:
+                problems.append(f"{vehicle} ({problem})")
+        return problems
 
     def status(self, request: int) -> StatusReply:
         vehicles = [
@@ -602,9 +746,10 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     if ready is not None:
         ready.set()
     try:
-        await asyncio.Event().wait()
+        await server._failed.wait()
     finally:
         await server.stop()
+    raise ServerFailed(server.failed or "stopped")
 
 
 def _bad_iterations(counts: dict[str, int]) -> dict[str, int]:

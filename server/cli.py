@@ -26,6 +26,8 @@ from oodida.logs import setup_logging
 from oodida.suggest import SuggestingParser
 from server import admin_cli, deploy_cli, signals_cli
 from server.client import AnalystClient, RequestFailed
+from server.config import ConfigError
+from server.dbcheck import DatabaseUnusable
 from server.render import plain, render_report, render_status, report_json
 from server.spec import SpecError, build_spec
 from wire.messages import IterationReport, ResultsEnd
@@ -228,8 +230,19 @@ def _run_server(args: argparse.Namespace) -> int:
     from oodida.limits import tune_gc_for_service
 
     tune_gc_for_service()  # a process-wide choice: the server's command, not its class
+    from server.app import ServerFailed
+    from server.dbcheck import DatabaseUnusable
+    from server.listen import ListenError
+
     try:
         asyncio.run(_serve_until_signal(config, serve))
+    except (DatabaseUnusable, ListenError) as exc:  # the configuration's to mend: 2, no restart
+        log.debug("the server did not start", exc_info=True)
+        log.error("%s", exc)
+        return 2
+    except ServerFailed:  # already logged, once, with the reason
+        log.debug("the server stopped", exc_info=True)
+        return 1
     except KeyboardInterrupt:
         pass
     except OodidaError as exc:  # found while starting, e.g. the [metrics] port is taken: 1, the unit may retry
@@ -321,6 +334,9 @@ def main(argv: list[str]) -> int:
         print(f"oodida {args.command}: refused: {exc.reason}", file=sys.stderr)
         return 1
     except (UsageError, CredentialFileError, ArgumentError, SpecError) as exc:  # bad usage or configuration
+        print(f"oodida {args.command}: {exc}", file=sys.stderr)
+        return exitcodes.Exit.USAGE
+    except (ConfigError, DatabaseUnusable) as exc:  # the server's files (oodida credentials): 2, as for the server
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return exitcodes.Exit.USAGE
     except OodidaError as exc:

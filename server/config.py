@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -107,6 +107,13 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_frame: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 * 1024 * 1024
     handshake_timeout: Annotated[float, Meta(gt=0, le=600)] = 10.0
     credential_check: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # s between looks for revoked credentials
+    # a vehicle id connecting while a live connection holds it: "refuse" the newcomer
+    # (two agents configured with one id), or "takeover" (the newest connection wins)
+    duplicate_vehicle: Literal["refuse", "takeover"] = "refuse"
+    # before opening the database: "quick" reads every page (PRAGMA quick_check, about
+    # 25 ms per MB from a cold disk here, bench/db_check.py); "header" only its header,
+    # length and permissions, for databases too large to read at every start
+    database_check: Literal["quick", "header"] = "quick"
 
     def __post_init__(self) -> None:
         if self.listen.plain:

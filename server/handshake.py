@@ -13,6 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
+from typing import Awaitable, Callable
 
 from link import Channel
 from link.tls import certificate_names
@@ -62,11 +63,16 @@ async def _step(channel: Channel, what: str, timeout: float, budget: float) -> M
 
 
 async def authenticate(
-    channel: Channel, credentials: Credentials, config: ServerConfig, revoker: Revoker | None = None
+    channel: Channel, credentials: Credentials, config: ServerConfig, revoker: Revoker | None = None,
+    admit: Callable[[Hello, Channel], Awaitable[str | None]] | None = None,
 ) -> Hello | None:
     """Run the handshake on a fresh server channel: the peer's hello if it proved its
     credential (the channel is then READY, and `revoker` ends it if the credential is
-    revoked later), else None (it was told why and closed)."""
+    revoked later), else None (it was told why and closed).
+
+    `admit`, asked once the proof holds (so only the credential's holder learns why),
+    may refuse a peer for the server's own reasons (a vehicle connected twice): its
+    answer is the reason, which it has logged as it sees fit."""
     deadline = time.monotonic() + config.handshake_timeout
     conn = channel.conn
     hello = await _step(channel, "hello", config.handshake_timeout, config.handshake_timeout)
@@ -99,6 +105,10 @@ async def authenticate(
     if signature is None:
         reason = f"{WRONG_PROOF} for {hello.role.value} {hello.identity}"
         return await _refuse(channel, hello, reason, kind="wrong_proof")
+    if admit is not None and (problem := await admit(hello, channel)) is not None:
+        metrics.handshake_refused("duplicate")
+        await channel.send_bytes(conn.reject(problem, ErrorCode.DUPLICATE))
+        return None
     await channel.send_bytes(
         conn.accept(hello, session=secrets.token_hex(8), server=config.name, signature=signature)
     )

@@ -34,6 +34,7 @@ REFUSAL_REASONS = (
     "wrong_role",  # e.g. a reader's credential presented as a vehicle
     "certificate",  # a client certificate missing, or for someone else
     "wrong_proof",  # wrong secret (or a replayed handshake)
+    "duplicate",  # a vehicle id already connected (duplicate_vehicle = "refuse")
 )
 SANDBOX_OUTCOMES = ("ok", "timeout", "crash", "memory", "error")  # error: every other rule the module broke
 ITERATION_STATUSES = ("complete", "quorum", "partial", "failed", "cancelled")

@@ -18,6 +18,7 @@ import asyncio
 import logging
 
 from server import metrics
+from server.dbcheck import corruption
 from server.store import Store
 from wire.messages import Result
 
@@ -47,8 +48,9 @@ class ResultWriter:
         try:
             stored = self.store.add_results([(result, late) for result, late, _ in batch])
         except Exception as exc:
-            log.error("cannot store %d results (none acknowledged; the vehicles will send them again): %s",
-                      len(batch), exc)
+            if corruption(exc) is None:  # a corrupt file is the server's to log, once (server/app.py)
+                log.error("cannot store %d results (none acknowledged; the vehicles will send them again): %s",
+                          len(batch), exc)
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(exc)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import weakref
+from typing import Callable
 
 from link import Channel, ChannelError
 from server.credentials import Credentials
@@ -56,12 +57,16 @@ class Revoker:
             del self._sessions[identity]
         return ended
 
-    async def run(self) -> None:
+    async def run(self, fatal: Callable[[BaseException], bool] | None = None) -> None:
+        """Check every `interval` s until cancelled, or until `fatal` says an error
+        ends the server (a corrupt database: it has then been logged once)."""
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.check()
-            except Exception:  # a failed look must not end the watch
+            except Exception as exc:  # a failed look must not end the watch
+                if fatal is not None and fatal(exc):
+                    return
                 log.exception("checking for revoked credentials failed")
 
 

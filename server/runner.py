@@ -179,8 +179,12 @@ class AssignmentRunner:
                 final, reason = "interrupted", "the server stopped while it ran"
             raise
         except Exception as exc:  # a bug here must end this assignment, not the server
-            log.exception("assignment %d failed", self.id)
-            final, reason = "failed", f"internal error: {exc}"
+            fatal = getattr(self.fleet, "database_failed", None)
+            if fatal is not None and fatal(exc):
+                final = None  # the server stops: the assignment resumes on a repaired database
+            else:
+                log.exception("assignment %d failed", self.id)
+                final, reason = "failed", f"internal error: {exc}"
         finally:
             self.current = None
             if final is None:

@@ -61,6 +61,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"  # no such assignment
     REFUSED = "refused"  # a request that cannot be carried out (reason says why)
     INTERNAL = "internal"  # our fault; the reason says what failed
+    DUPLICATE = "duplicate"  # this vehicle id is connected on another connection (refused, or replaced by it)
 
 
 class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):

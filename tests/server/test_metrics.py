@@ -64,6 +64,11 @@ def test_each_refusal_is_counted_under_its_reason(tmp_path):
                 await connect("127.0.0.1", server.port or 0, role=Role.VEHICLE, identity="v3", secret=VEHICLE_SECRET)
             for channel, _ in held:
                 await channel.close()
+            # duplicate: a second connection of a vehicle that is connected
+            first, _ = await connect("127.0.0.1", server.port or 0, role=Role.VEHICLE, identity="v1",
+                                     secret=VEHICLE_SECRET)
+            await refused("v1", VEHICLE_SECRET)
+            await first.close()
             after = await asyncio.to_thread(_refusals, port)
             return {reason: after[reason] - before[reason] for reason in after}
         finally:
@@ -72,5 +77,5 @@ def test_each_refusal_is_counted_under_its_reason(tmp_path):
     moved = run(main())
     assert moved == {
         "unknown_identity": 1, "expired": 1, "revoked": 1, "wrong_role": 1, "wrong_proof": 1, "busy": 1,
-        "timeout": 0, "malformed": 0, "version": 0, "certificate": 0,
+        "duplicate": 1, "timeout": 0, "malformed": 0, "version": 0, "certificate": 0,
     }
