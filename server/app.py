@@ -28,7 +28,7 @@ from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
 from server.handshake import authenticate
-from server.modules import OffBoardRunner, check_spec_modules
+from server.modules import OffBoardRunner, check_spec_modules, refusal
 from server.reports import build_report
 from server.result_writer import ResultWriter
 from server.resume import resume_running
@@ -432,6 +432,9 @@ class Server:
         request = getattr(message, "id", None)
         try:
             if isinstance(message, Submit):
+                problems = await check_spec_modules(message.spec)  # off the event loop: see sandbox/check.py
+                if problems:
+                    raise SubmitRefused(refusal("the module breaks the sandbox policy:", problems))
                 await channel.send(self.submit(message, analyst))
             elif isinstance(message, StatusRequest):
                 await channel.send(self.status(message.id))
@@ -464,9 +467,6 @@ class Server:
                 registry.check(spec.methods, spec.params, spec.signals)
         except MethodError as exc:
             raise SubmitRefused(str(exc)) from None
-        problems = check_spec_modules(spec)
-        if problems:
-            raise SubmitRefused("the module breaks the sandbox policy:\n" + "\n".join(problems))
         for side, module in (("on_board", spec.on_board_module), ("off_board", spec.off_board_module)):
             problem = None if module is None else self.trust.problem(module, side)
             if problem is not None:
