@@ -25,6 +25,7 @@ from hw.sources import open_source
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
+from oodida.text import inert
 from sandbox.errors import Violation
 from sandbox.supervisor import SandboxLimits, source_hash
 from wire.messages import ModuleSource, WindowSpec
@@ -95,12 +96,12 @@ def main(argv: list[str]) -> int:
         return 2
     if args.json:
         print(json.dumps(out))
-    elif out["ok"]:
-        print(f"{out['module']} ({out['code_hash'][:12]}) on {out['window']['samples']}:")
+    elif out["ok"]:  # json.dumps escapes control characters in the value's keys and strings itself
+        print(inert(f"{out['module']} ({out['code_hash'][:12]}) on {out['window']['samples']}:"))
         print(json.dumps(out["value"], indent=2))
         for flag in out["flags"]:
-            print(f"flag: {flag}")
-    else:
+            print(inert(f"flag: {flag}"))
+    else:  # the module's own message: inert, so it cannot drive the terminal
         line = f" (line {out['line']})" if out.get("line") else ""
-        print(f"{out['module']}: {out['rule']}: {out['error']}{line}", file=sys.stderr)
+        print(inert(f"{out['module']}: {out['rule']}: {out['error']}{line}"), file=sys.stderr)
     return 0 if out["ok"] else 1

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from oodida.signing import Trust
+from oodida.text import inert
 from sandbox.errors import Violation
 from sandbox.supervisor import source_hash
 from server.modules import OffBoardRunner, check_module, refusal
@@ -188,7 +189,8 @@ class Deployer:
         try:  # its top level runs in the server's sandbox: a module that fails there fails everywhere
             entries = (await self.modules.load(module.source, module.name))[1]
         except Violation as exc:
-            raise DeployRefused(f"{module.name} was refused by the sandbox; the running version stays: {exc}") from None
+            raise DeployRefused(f"{module.name} was refused by the sandbox; the running version stays: "
+                                f"{inert(str(exc))}") from None
         if entry not in entries:
             raise DeployRefused(f"{module.name} does not define {entry}(...); the running version stays")
         return module, source_hash(module.source), rollback

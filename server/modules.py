@@ -12,6 +12,7 @@ import ast
 from typing import Any
 
 from sandbox.errors import Problem, Rule
+from oodida.text import inert
 from sandbox.check import check_off_loop, summarise
 from sandbox.host import SandboxHost
 from wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
@@ -31,7 +32,7 @@ async def check_module(module: ModuleSource, entry: str) -> list[str]:
     found = list(await check_off_loop(module.source, module.name, returns=True))
     if not found and not defines(module.source, entry):
         found.append(Problem(Rule.MISSING_ENTRY, f"{module.name} does not define {entry}(...)"))
-    return [f"{module.name}: {p}" for p in found]
+    return [inert(f"{module.name}: {p}") for p in found]
 
 
 async def check_spec_modules(spec: AssignmentSpec) -> list[str]:
