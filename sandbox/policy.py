@@ -169,10 +169,9 @@ def _analyse(source: str, filename: str, returns: bool = False) -> tuple[list[Pr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "invalid escape sequence" and the like are not refusals
             tree = ast.parse(source, filename)
-            nodes = sum(1 for _ in ast.walk(tree))
-            if nodes > MAX_NODES:
-                return [Problem(Rule.MODULE_TOO_LARGE, f"the module has {nodes:,} syntax nodes; the sandbox checks "
-                                f"modules of at most {MAX_NODES:,} (split it, or move data into params)")], None
+            too_large = _too_many_nodes(tree)
+            if too_large is not None:
+                return [too_large], None
             problems = _Checker(tree).run()
             if returns:
                 problems.extend(unsendable_returns(tree))
@@ -198,12 +197,25 @@ def _over_budget(source: str) -> Problem | None:
     bounded whatever the text (RestrictedPython and the parser are linear, but 256
     KiB of one-line statements still takes seconds)."""
     if len(source) > MAX_SOURCE_CHARS:
+        line = source.count("\n", 0, MAX_SOURCE_CHARS) + 1  # where the budget runs out
         return Problem(Rule.MODULE_TOO_LARGE, f"the module is {len(source):,} characters; the sandbox checks "
-                       f"modules of at most {MAX_SOURCE_CHARS:,} (split it, or move data into params)")
-    lines = source.count("\n") + 1
+                       f"modules of at most {MAX_SOURCE_CHARS:,} (split it, or move data into params)", line)
+    lines = source.count("\n") + (not source.endswith("\n"))
     if lines > MAX_LINES:
         return Problem(Rule.MODULE_TOO_LARGE, f"the module has {lines:,} lines; the sandbox checks modules of at "
-                       f"most {MAX_LINES:,}")
+                       f"most {MAX_LINES:,} (split it, or move data into params)", MAX_LINES + 1)
+    return None
+
+
+def _too_many_nodes(tree: ast.Module) -> Problem | None:
+    count = 0
+    line = 1
+    for node in ast.walk(tree):
+        count += 1
+        line = getattr(node, "lineno", line)
+        if count > MAX_NODES:
+            return Problem(Rule.MODULE_TOO_LARGE, f"the module has more than {MAX_NODES:,} syntax nodes, the most "
+                           "the sandbox checks (split it, or move data into params)", line)
     return None
 
 
