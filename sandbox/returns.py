@@ -65,12 +65,13 @@ def unsendable_returns(tree: ast.Module) -> list[Problem]:
 
 def _own_nodes(fn: ast.FunctionDef) -> Iterator[ast.AST]:
     """Every node of the function's body, not descending into nested scopes."""
-    stack: list[ast.AST] = list(fn.body)
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+    stack: list[ast.AST] = [n for n in fn.body if not isinstance(n, scopes)]
     while stack:
         node = stack.pop()
         yield node
         for child in ast.iter_child_nodes(node):
-            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            if not isinstance(child, scopes):
                 stack.append(child)
 
 
