@@ -2,12 +2,18 @@
 
 The real numpy reaches ctypes, memory maps and files (`np.ctypeslib`, `np.load`,
 `np.memmap`, `np.lib`, `ndarray.tofile`); the facade hands out a fixed surface of
-array math instead. Every numpy function is wrapped (`Guarded`):
+array math instead. Every function (numpy's, math's, statistics') and every method
+of an array or numpy scalar is wrapped (`Guarded`) within an allow-list (`Spec`):
+how many positional arguments, which keywords; any other keyword is refused, so a
+keyword a later numpy adds stays closed until it is looked at here. The tables
+(NUMPY_SPECS, METHOD_SPECS_TABLE) are what `oodida check --allowed` prints.
 
-- no `out=` (by keyword or by position) and no `like=`: a function returns a new
-  array, it never writes into one the analyst names;
-- ufuncs take no `where=`: without `out` it leaves the elements it skips
-  uninitialised, that is whatever the heap held before (another module's data);
+- no `out=` (by keyword or by position), `like=`, `subok=` or `device=`: a function
+  returns a new array, it never writes into one the analyst names;
+- `where=` only on reductions, which fill what they skip with their identity or
+  `initial`; a ufunc or clip with `where=` and no `out` leaves the elements it
+  skips uninitialised, that is whatever the heap held before (another module's
+  data); `np.empty` is `np.zeros`;
 - no object, string, bytes, void or datetime dtypes, asked for or produced:
   object arrays hold arbitrary Python objects, and no result may carry one.
 
