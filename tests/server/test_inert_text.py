@@ -22,7 +22,8 @@ CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u20
 
 
 def test_inert_escapes_controls_and_keeps_everything_else():
-    assert inert("\x1b[2J\nCRITICAL x\t\r\x00\x7f\x85\u202e\u2028") == "\\x1b[2J\\nCRITICAL x\\t\\r\\x00\\x7f\\x85\\u202e\\u2028"
+    assert (inert("\x1b[2J\nCRITICAL x\t\r\x00\x7f\x85\u202e\u2028")
+            == "\\x1b[2J\\nCRITICAL x\\t\\r\\x00\\x7f\\x85\\u202e\\u2028")
     assert inert("é 日本 ▁▂▃ ── 🚗 ∞") == "é 日本 ▁▂▃ ── 🚗 ∞"
     assert inert(42) == "42"
 
