@@ -28,7 +28,7 @@ from server.config import ServerConfig
 from server.credentials import Credentials
 from server.deploys import Deployer, DeployRefused
 from server.handshake import authenticate
-from server.modules import OffBoardRunner, check_spec_modules, refusal
+from server.modules import OffBoardRunner, check_spec_modules, fit, refusal
 from server.reports import build_report
 from server.result_writer import ResultWriter
 from server.resume import resume_running
@@ -448,7 +448,7 @@ class Server:
             elif isinstance(message, VersionsRequest):
                 await channel.send(self.versions(message))
         except (SubmitRefused, DeployRefused) as exc:
-            await channel.send(Error(reason=str(exc), code=ErrorCode.REFUSED, id=request))
+            await channel.send(Error(reason=fit(str(exc)), code=ErrorCode.REFUSED, id=request))
         except LookupError as exc:
             await channel.send(Error(reason=str(exc.args[0]), code=ErrorCode.NOT_FOUND, id=request))
         except ChannelError:

@@ -49,6 +49,13 @@ def refusal(head: str, problems: list[str]) -> str:
     return summarise(head, problems)
 
 
+def fit(reason: str) -> str:
+    """Any refusal's text within the protocol's 4,096 characters: its first line and
+    as many of the others as fit, the rest counted."""
+    first, *rest = reason.split("\n")
+    return summarise(first, rest)
+
+
 class OffBoardRunner(SandboxHost):
     """The server's sandbox worker for off-board modules (and for the migrate hook of
     deployed versions)."""

@@ -78,3 +78,14 @@ def test_a_log_line_quotes_control_characters_and_forges_no_record(monkeypatch):
     assert not any(ln.startswith("CRITICAL") for ln in lines)
     assert "off-board step failed: error: ValueError: \\x1b[2J\\nCRITICAL x\\n\\x1b[31mforged\\r\\u202e" in records[0]
     assert "Traceback (most recent call last):" in lines  # our own traceback keeps its lines
+
+
+def test_any_refusal_fits_the_protocols_limit():
+    from server.modules import fit
+
+    long = "the module breaks the sandbox policy:\n" + "\n".join(f"m.py: line {i}: " + "x" * 200 for i in range(100))
+    text = fit(long)
+    assert len(text) <= 4096 and text.startswith("the module breaks the sandbox policy:\nm.py: line 0: ")
+    assert text.splitlines()[-1].startswith("... and ") and text.splitlines()[-1].endswith(" more")
+    assert fit("short\nreason") == "short\nreason"
+    assert len(fit("x" * 10_000)) <= 4096
