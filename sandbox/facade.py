@@ -170,28 +170,46 @@ class ForbiddenDtype(ValueError):
     """A facade function was asked for, or would have made, a non-numeric array."""
 
 
+def _why_refused(dt: np.dtype) -> str | None:
+    """Why arrays of this dtype may not exist in the sandbox, or None."""
+    if dt.kind in BAD_KINDS:
+        return "numeric dtypes only"
+    if dt.kind in "fc" and dt.itemsize > (8 if dt.kind == "f" else 16):
+        # long double (float128, complex256): 10 bytes of value in 16, and numpy never
+        # writes the other 6: whatever the heap held shows through tobytes() or a view
+        return "extended precision leaves padding bytes uninitialised; use float64"
+    return None
+
+
 def check_dtype(dtype: Any, where: str) -> None:
-    """Refuse a dtype argument of a non-numeric kind (None means numpy's default)."""
+    """Refuse a dtype argument of a non-numeric kind, or one with padding (None
+    means numpy's default)."""
     if dtype is None:
         return
     try:
-        kind = np.dtype(dtype).kind
+        dt = np.dtype(dtype)
     except TypeError:
         return  # not a dtype at all: numpy itself says so when it is called
-    if kind in BAD_KINDS:
-        raise ForbiddenDtype(f"{where}: dtype {np.dtype(dtype)} is not allowed in the sandbox (numeric dtypes only)")
+    why = _why_refused(dt)
+    if why is not None:
+        raise ForbiddenDtype(f"{where}: dtype {dt} is not allowed in the sandbox ({why})")
 
 
 def check_output(value: Any, where: str) -> Any:
-    """Refuse a result that is (or holds, in a tuple or list) a non-numeric array."""
+    """Refuse a result that is (or holds, in a tuple or list) a non-numeric array,
+    or one with padding."""
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in BAD_KINDS:
+        why = _why_refused(value.dtype)
+        if why is not None:
             raise ForbiddenDtype(
                 f"{where} would make an array of dtype {value.dtype}; only numeric arrays are allowed in the sandbox"
+                + ("" if why == "numeric dtypes only" else f" ({why})")
             )
     elif isinstance(value, np.generic):
-        if value.dtype.kind in BAD_KINDS:
-            raise ForbiddenDtype(f"{where} would make a value of dtype {value.dtype}; numeric only")
+        why = _why_refused(value.dtype)
+        if why is not None:
+            raise ForbiddenDtype(f"{where} would make a value of dtype {value.dtype}; numeric only"
+                                 + ("" if why == "numeric dtypes only" else f" ({why})"))
     elif type(value) is tuple:  # np.histogram, np.unique(..., return_counts=True), ...
         for item in value:
             if isinstance(item, (np.ndarray, np.generic, tuple)):

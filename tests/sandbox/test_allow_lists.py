@@ -74,6 +74,10 @@ EXACT = {
     "225_control_characters_raised.py": ("error", "ValueError: \x1b[2J\n2026-01-01 00:00:00,000 CRITICAL server: "
                                          "forged record"),
     "226_generator_entry.py": ("disallowed return type", None),
+    "228_longdouble_padding.py": ("error", "ValueError: ndarray.astype: dtype float128 is not allowed in the sandbox "
+                                  "(extended precision leaves padding bytes uninitialised; use float64)"),
+    "229_longdouble_by_facade.py": ("error", "ValueError: numpy.ones: dtype float128 is not allowed in the sandbox "
+                                    "(extended precision leaves padding bytes uninitialised; use float64)"),
     "227_return_lambda.py": ("disallowed return type", None),
 }
 
@@ -178,6 +182,12 @@ def test_every_method_in_the_allow_list_exists_and_where_is_only_on_reductions()
     "np.sum(np.ones(3), where=np.ones(3) > 0, out=np.zeros(()))",
     "np.arange(3, device='cpu')",
     "np.convolve(np.ones(3), np.ones(3), method='direct')",
+    "np.ones(3).astype('g')",
+    "np.zeros(32, dtype=np.uint8).view('g')",
+    "np.zeros(4, np.uint8).view(dtype='G')",
+    "np.sqrt(np.ones(3), dtype='g')",
+    "np.array([1.0], 'float128')",
+    "np.float64.astype(np.float64(1), 'g')",
 ])
 def test_every_route_to_uninitialised_or_foreign_memory_is_refused(expr):
     with pytest.raises(Violation) as err:
