@@ -162,7 +162,7 @@ def _analyse(source: str, filename: str, returns: bool = False) -> tuple[list[Pr
     if "\x00" in source:
         line = source.count("\n", 0, source.index("\x00")) + 1
         return [Problem(Rule.SYNTAX, "the source contains a NUL character", line)], None
-    too_large = _over_budget(source)
+    too_large = over_budget(source)
     if too_large is not None:
         return [too_large], None
     try:
@@ -191,8 +191,8 @@ def _analyse(source: str, filename: str, returns: bool = False) -> tuple[list[Pr
     return _capped(problems), (None if problems else result.code)
 
 
-def _over_budget(source: str) -> Problem | None:
-    """A module too large to check quickly, refused before it is parsed: the check
+def over_budget(source: str) -> Problem | None:
+    """A module too large to check quickly (by its characters and lines alone), refused before it is parsed: the check
     runs wherever a module arrives (server, agent, worker), and its cost must stay
     bounded whatever the text (RestrictedPython and the parser are linear, but 256
     KiB of one-line statements still takes seconds)."""

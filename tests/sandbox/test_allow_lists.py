@@ -328,3 +328,15 @@ def test_check_without_modules_is_a_usage_error_not_a_traceback():
                             cwd=ROOT)
     assert result.returncode == 2
     assert "name the modules to check" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_check_off_the_loop_agrees_with_the_check_in_process():
+    import asyncio
+
+    from sandbox.check import THREAD_CHARS, check_off_loop
+
+    small = "import os\ndef on_board(window, params, state):\n    return {1, 2}\n"
+    large = small + "np.load\n" * 3000 + "x = '" + "a" * THREAD_CHARS + "'\n"
+    for source in (small, large, (HOSTILE / "221_quadratic_check_underscores.py").read_text()):
+        off = asyncio.run(check_off_loop(source, "m.py"))
+        assert off == check_source(source, "m.py", returns=True) and off, off
