@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from oodida.text import inert
 from sandbox import facade
 from sandbox.errors import Problem, Rule
 from sandbox.policy import check_source, over_budget
@@ -51,11 +52,12 @@ def check_file(path: str | Path) -> list[Problem]:
 
 
 def format_problems(path: str | Path, problems: list[Problem]) -> str:
-    """One line per problem, `FILE:LINE: RULE: MESSAGE` (no LINE where none is known)."""
+    """One line per problem, `FILE:LINE: RULE: MESSAGE` (no LINE where none is known),
+    each inert: a message may quote the module's text."""
     lines = []
     for p in problems:
         where = f"{path}:{p.line}" if p.line is not None else f"{path}"
-        lines.append(f"{where}: {p.rule.value}: {p.message}")
+        lines.append(inert(f"{where}: {p.rule.value}: {p.message}"))
     return "\n".join(lines)
 
 
