@@ -18,8 +18,15 @@ here, only where it holds whatever the data, params and state are:
   function never rebinds `window`), a dict literal with a key that is not a str;
   and a list, tuple or dict literal that holds any of these.
 
+And a call of a facade function that its allow-list refuses whatever the
+arguments' values: a keyword it does not take (`np.clip(v, 0, 1, where=m)`), more
+positional arguments than it takes (`np.sqrt(v, v)`: an `out`) or fewer than it
+needs (`np.where(c)`), where the module never rebinds the facade's name and the
+call spreads no `*args` or `**kwargs`. Methods of arrays are not: the receiver's
+type is not known from the text.
+
 Not knowable from the text (left to the run-time check): what a call of the
-module's own or a facade function returns, the size of a value, a dtype (a complex
+module's own or a facade function returns, a dtype argument's value, the size of a value, a dtype (a complex
 array), anything reached through a variable the function assigns. A refused
 `return` may sit in a branch that a given call never takes; it is still refused,
 since every call that reaches it fails.
@@ -31,7 +38,7 @@ import ast
 from collections.abc import Iterator
 
 from sandbox.errors import Problem, Rule
-from sandbox.facade import FACADE_MEMBERS, FACADES
+from sandbox.facade import FACADE_MEMBERS, FACADES, Guarded
 
 ENTRIES = ("on_board", "off_board", "migrate")
 _ITERATOR_BUILTINS = frozenset({"set", "frozenset", "iter", "map", "filter", "zip", "enumerate", "reversed", "range"})
@@ -40,9 +47,10 @@ _NEVER = {ast.Lambda: "a function (lambda)", ast.Set: "a set", ast.SetComp: "a s
 
 
 def unsendable_returns(tree: ast.Module) -> list[Problem]:
-    """A DISALLOWED_RETURN problem, with its line, for every certain refusal."""
+    """A DISALLOWED_RETURN problem, with its line, for every certain refusal of a
+    return value; an ERROR problem for every facade call certain to be refused."""
     bindings = _Bindings(tree)
-    problems = []
+    problems = _refused_calls(tree, bindings)
     for node in tree.body:
         if not (isinstance(node, ast.FunctionDef) and node.name in ENTRIES):
             continue
@@ -186,3 +194,50 @@ def _never_sendable(expr: ast.expr, bindings: _Bindings, window: str | None) -> 
         if what is not None:
             return what
     return None
+
+
+def _facade_function(func: ast.expr, bindings: _Bindings) -> tuple[str, object] | None:
+    """("numpy.clip", its Guarded) for `np.clip` or a `from numpy import clip` name."""
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        kind = bindings.only(func.value.id)
+        if kind is None or not kind.startswith("import:"):
+            return None
+        module, member = kind.removeprefix("import:"), func.attr
+    elif isinstance(func, ast.Name):
+        kind = bindings.only(func.id)
+        if kind is None or not kind.startswith("member:"):
+            return None
+        module, _, member = kind.removeprefix("member:").partition(".")
+    else:
+        return None
+    if member not in FACADE_MEMBERS.get(module, ()):
+        return None  # the compile check says so already
+    value = getattr(FACADES[module](), member)
+    return (f"{module}.{member}", value) if isinstance(value, Guarded) else None
+
+
+def _refused_calls(tree: ast.Module, bindings: _Bindings) -> list[Problem]:
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        found = _facade_function(node.func, bindings)
+        if found is None:
+            continue
+        name, guarded = found
+        spec = object.__getattribute__(guarded, "_spec")
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            continue  # *args or **kwargs: counts and names not known
+        why = None
+        unknown = [k.arg for k in node.keywords if k.arg not in spec.keywords]
+        if unknown:
+            allowed = ", ".join(sorted(spec.keywords)) or "none"
+            why = f"keyword argument {unknown[0]!r} is not allowed in the sandbox (allowed: {allowed})"
+        elif spec.max_positional is not None and len(node.args) > spec.max_positional:
+            why = (f"takes at most {spec.max_positional} positional arguments in the sandbox (no out argument: "
+                   "functions return new arrays)")
+        elif len(node.args) < spec.min_positional:
+            why = f"takes at least {spec.min_positional} positional arguments in the sandbox"
+        if why is not None:
+            problems.append(Problem(Rule.ERROR, f"{name}: {why}; every call of it here is refused", node.lineno))
+    return problems

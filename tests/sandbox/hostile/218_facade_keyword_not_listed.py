@@ -1,5 +1,6 @@
 # expect: runtime error
 # entry: on_board
+# deploy: refused error
 # why: where= on a non-reduction facade function (np.clip), which would leave skipped elements uninitialised
 import numpy as np
 

@@ -1,5 +1,6 @@
 # expect: runtime error
 # entry: on_board
+# deploy: refused error
 # why: np.where with one argument is np.nonzero under another name: the sandbox offers only the three-argument form
 import numpy as np
 
