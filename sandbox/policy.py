@@ -53,7 +53,7 @@ from RestrictedPython.Guards import (
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from sandbox.errors import PolicyError, Problem, Rule, Violation
-from sandbox.returns import unsendable_returns
+from sandbox.static_refusals import static_refusals
 from sandbox.facade import (
     FACADE_MEMBERS,
     FACADES,
@@ -143,7 +143,7 @@ class ForbiddenImport(ImportError):
 def check_source(source: str, filename: str = "<module>", *, returns: bool = False) -> list[Problem]:
     """Every reason this module may not run, with line numbers; [] when it may.
     With `returns`, also every return value that can never be sent
-    (sandbox/returns.py): the check at submit, deploy and `oodida check`."""
+    (sandbox/static_refusals.py): the check at submit, deploy and `oodida check`."""
     return _analyse(source, filename, returns)[0]
 
 
@@ -174,7 +174,7 @@ def _analyse(source: str, filename: str, returns: bool = False) -> tuple[list[Pr
                 return [too_large], None
             problems = _Checker(tree).run()
             if returns:
-                problems.extend(unsendable_returns(tree))
+                problems.extend(static_refusals(tree))
             result = compile_restricted_exec(tree, filename)  # the tree we checked: one parse, not two
     except SyntaxError as exc:  # IndentationError and TabError too
         return [Problem(Rule.SYNTAX, exc.msg or "invalid syntax", exc.lineno, exc.offset)], None

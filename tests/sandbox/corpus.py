@@ -6,7 +6,7 @@ Every file in `hostile/` is a real module that starts with a header:
     # entry: on_board          which entry point to call (on_board, off_board, migrate)
     # deploy: refused RULE      optional: submit and deploy refuse it already (a return
                                 that can never be sent, a facade call refused whatever
-                                the values: known from the text; sandbox/returns.py)
+                                the values: known from the text; sandbox/static_refusals.py)
     # why: what it tries
 
 - compile: `check_source` (and so `load`) refuses it; RULE is among its problems;

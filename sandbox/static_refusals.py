@@ -1,4 +1,5 @@
-"""Return values that can never be sent, found before a module is deployed.
+"""What a module's first call would certainly be refused for, found before it is deployed:
+return values that can never be sent, and facade calls their allow-lists refuse.
 
 `results.check_result` refuses at run time whatever is not plain data. Some refusals
 are certain from the text alone, and an analyst should hear of them at submit or
@@ -46,7 +47,7 @@ _NEVER = {ast.Lambda: "a function (lambda)", ast.Set: "a set", ast.SetComp: "a s
           ast.GeneratorExp: "a generator"}
 
 
-def unsendable_returns(tree: ast.Module) -> list[Problem]:
+def static_refusals(tree: ast.Module) -> list[Problem]:
     """A DISALLOWED_RETURN problem, with its line, for every certain refusal of a
     return value; an ERROR problem for every facade call certain to be refused."""
     bindings = _Bindings(tree)
