@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decode_throughput.py
 	$(BIN)/python bench/iteration_roundtrip.py
 	$(BIN)/python bench/sandbox_calls.py
+	$(BIN)/python bench/policy_check.py
 	$(BIN)/python bench/deploy_latency.py
 	$(BIN)/python bench/module_signing.py
 	$(BIN)/python bench/ingest.py

@@ -35,6 +35,7 @@ from oodida.args import ArgumentError, parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from oodida.suggest import SuggestingParser
+from oodida.text import inert
 from sandbox.errors import Violation
 from sandbox.host import SandboxHost
 from sandbox.supervisor import SandboxLimits, source_hash
@@ -268,12 +269,12 @@ def main(argv: list[str], render: Callable[[IterationReport], str] | None = None
             print(render(report) + ("\n" if args.iterations > 1 else ""), flush=True)
             for name, v in out["vehicles"].items():
                 for flag in v.get("flags", []):
-                    print(f"flag: {name}: {flag}")
+                    print(inert(f"flag: {name}: {flag}"))
 
     try:
         asyncio.run(show())
     except (OodidaError, OSError, ValueError) as exc:
-        print(f"oodida try: {exc}", file=sys.stderr)
+        print(inert(f"oodida try: {exc}"), file=sys.stderr)
         return 1 if statuses else 2  # once an iteration ran, the trial failed; before, the command line did
     if all(s == "complete" for s in statuses):
         return 0

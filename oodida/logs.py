@@ -10,10 +10,27 @@ from __future__ import annotations
 import logging
 import sys
 
+from oodida.text import inert
+
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
-class _JournalFormatter(logging.Formatter):
+class _InertFormatter(logging.Formatter):
+    """One record, one line: control characters in the message (a module's error
+    text, a key it returned, a vehicle's report) are written as escapes, so no text
+    that passes through a log call can forge a record or drive the terminal. A
+    traceback (exc_info) is ours and keeps its lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        safe = inert(message)
+        if safe != message:
+            record = logging.makeLogRecord(record.__dict__)  # a copy: other handlers see the record as it was
+            record.msg, record.args = safe, None
+        return super().format(record)
+
+
+class _JournalFormatter(_InertFormatter):
     def format(self, record: logging.LogRecord) -> str:
         return f"<{_PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
 
@@ -23,7 +40,7 @@ def setup_logging(level: str = "info", *, fmt: str = "text") -> None:
     if fmt == "journal":
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -21,6 +21,7 @@ class Rule(enum.StrEnum):
     FORBIDDEN_NAME = "forbidden name"
     FORBIDDEN_SYNTAX = "forbidden syntax"
     MISSING_ENTRY = "missing entry point"
+    MODULE_TOO_LARGE = "module too large"  # over the policy check's budget
     DISALLOWED_RETURN = "disallowed return type"
     RESULT_TOO_LARGE = "result too large"
     TIMEOUT = "timeout"

@@ -16,8 +16,11 @@ that this policy
   plus any attribute of a module, frame, traceback or code object and all but
   `.args` of an exception (`AttributeError.obj` hands out the object it was raised
   on); `_write_` allows writes into dicts, lists and numpy arrays only (a read-only
-  window array still refuses); ndarray methods are wrapped like facade functions
-  (no object or string dtypes through `astype`/`view`, no `out=`);
+  window array still refuses); methods of arrays and numpy scalars, reached on an
+  instance or through their type, are wrapped like facade functions, each within
+  its keyword allow-list (`facade.METHOD_SPECS`; no `out`, no `where` but on
+  reductions, no object or string dtypes through `astype`/`view`), and a method
+  not listed is not available;
 - turns everything user code raises into one `Violation` (rule, message, line)
   that carries no traceback, frame, exception chain or object of the module.
 
@@ -50,12 +53,15 @@ from RestrictedPython.Guards import (
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from sandbox.errors import PolicyError, Problem, Rule, Violation
+from sandbox.static_refusals import static_refusals
 from sandbox.facade import (
     FACADE_MEMBERS,
     FACADES,
     Facade,
     ForbiddenDtype,
     Guarded,
+    METHOD_SPECS,
+    TYPE_METHOD_SPECS,
     MissingMember,
     Spec,
 )
@@ -65,6 +71,13 @@ ENTRY_SIGNATURES = {"on_board": "window, params, state", "off_board": "results, 
 ALLOWED_IMPORTS: frozenset[str] = frozenset(FACADES)
 MAX_PRINT = 64 * 1024  # characters of print() output kept per call
 MAX_MESSAGE = 2000  # characters of an error message
+# The check's budget: beyond these a module is refused before it is parsed (or
+# walked). Measured on this project's 2-core CI machine under load, the slowest
+# module shapes within them check in about a second (tests/sandbox/test_check_budget.py).
+MAX_SOURCE_CHARS = 256 * 1024  # the protocol's own limit (wire.messages.MAX_MODULE_BYTES)
+MAX_LINES = 10_000
+MAX_NODES = 50_000
+MAX_PROBLEMS = 50  # problems listed; the last says how many more
 
 # --- builtins ----------------------------------------------------------------------------
 
@@ -109,8 +122,6 @@ FORBIDDEN_ATTRIBUTES: dict[str, str] = {
     "func_globals": _FRAMES, "func_code": _FRAMES,
     **{name: _FRAMES for name in INSPECT_ATTRIBUTES},
 }
-# Methods of arrays and numpy scalars that take a dtype first: checked like facade calls.
-_DTYPE_FIRST = frozenset({"astype", "view"})
 _MODULE_LIKE = (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
 
 
@@ -129,9 +140,11 @@ class ForbiddenImport(ImportError):
 # --- compile time ------------------------------------------------------------------------
 
 
-def check_source(source: str, filename: str = "<module>") -> list[Problem]:
-    """Every reason this module may not run, with line numbers; [] when it may."""
-    return _analyse(source, filename)[0]
+def check_source(source: str, filename: str = "<module>", *, returns: bool = False) -> list[Problem]:
+    """Every reason this module may not run, with line numbers; [] when it may.
+    With `returns`, also every return value that can never be sent
+    (sandbox/static_refusals.py): the check at submit, deploy and `oodida check`."""
+    return _analyse(source, filename, returns)[0]
 
 
 def compile_module(source: str, filename: str = "<module>") -> types.CodeType:
@@ -143,29 +156,78 @@ def compile_module(source: str, filename: str = "<module>") -> types.CodeType:
     return code
 
 
-def _analyse(source: str, filename: str) -> tuple[list[Problem], types.CodeType | None]:
+def _analyse(source: str, filename: str, returns: bool = False) -> tuple[list[Problem], types.CodeType | None]:
     if type(source) is not str:
         return [Problem(Rule.SYNTAX, "a module is Python source text")], None
     if "\x00" in source:
         line = source.count("\n", 0, source.index("\x00")) + 1
         return [Problem(Rule.SYNTAX, "the source contains a NUL character", line)], None
+    too_large = over_budget(source)
+    if too_large is not None:
+        return [too_large], None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "invalid escape sequence" and the like are not refusals
             tree = ast.parse(source, filename)
+            too_large = _too_many_nodes(tree)
+            if too_large is not None:
+                return [too_large], None
             problems = _Checker(tree).run()
+            if returns:
+                problems.extend(static_refusals(tree))
             result = compile_restricted_exec(tree, filename)  # the tree we checked: one parse, not two
     except SyntaxError as exc:  # IndentationError and TabError too
         return [Problem(Rule.SYNTAX, exc.msg or "invalid syntax", exc.lineno, exc.offset)], None
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
         message = f"the module cannot be compiled ({type(exc).__name__}: nested too deeply or too large)"
         return [Problem(Rule.SYNTAX, message)], None
+    seen = {(p.line, p.rule) for p in problems}  # a set: one lookup per error, not a scan of all problems
     for message in result.errors:
         problem = _restricted_problem(message)
-        if not any(p.line == problem.line and p.rule is problem.rule for p in problems):
+        if (problem.line, problem.rule) not in seen:
+            seen.add((problem.line, problem.rule))
             problems.append(problem)
     problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.col or 0, p.rule.value))
-    return problems, (None if problems else result.code)
+    return _capped(problems), (None if problems else result.code)
+
+
+def over_budget(source: str) -> Problem | None:
+    """A module too large to check quickly (by its characters and lines alone), refused before it is parsed: the check
+    runs wherever a module arrives (server, agent, worker), and its cost must stay
+    bounded whatever the text (RestrictedPython and the parser are linear, but 256
+    KiB of one-line statements still takes seconds)."""
+    if len(source) > MAX_SOURCE_CHARS:
+        line = source.count("\n", 0, MAX_SOURCE_CHARS) + 1  # where the budget runs out
+        return Problem(Rule.MODULE_TOO_LARGE, f"the module is {len(source):,} characters; the sandbox checks "
+                       f"modules of at most {MAX_SOURCE_CHARS:,} (split it, or move data into params)", line)
+    lines = source.count("\n") + (not source.endswith("\n"))
+    if lines > MAX_LINES:
+        return Problem(Rule.MODULE_TOO_LARGE, f"the module has {lines:,} lines; the sandbox checks modules of at "
+                       f"most {MAX_LINES:,} (split it, or move data into params)", MAX_LINES + 1)
+    return None
+
+
+def _too_many_nodes(tree: ast.Module) -> Problem | None:
+    count = 0
+    line = 1
+    for node in ast.walk(tree):
+        count += 1
+        line = getattr(node, "lineno", line)
+        if count > MAX_NODES:
+            return Problem(Rule.MODULE_TOO_LARGE, f"the module has more than {MAX_NODES:,} syntax nodes, the most "
+                           "the sandbox checks (split it, or move data into params)", line)
+    return None
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    """At most MAX_PROBLEMS, the last of them saying how many more there were: a
+    refusal must fit the protocol's limits (4,096 characters a reason)."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    kept = problems[:MAX_PROBLEMS - 1]
+    rest = problems[MAX_PROBLEMS - 1:]
+    rules = ", ".join(sorted({p.rule.value for p in rest}))
+    return [*kept, Problem(rest[0].rule, f"and {len(rest):,} more problems ({rules})", rest[0].line)]
 
 
 _RP_MESSAGE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
@@ -354,22 +416,20 @@ def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
     except NotImplementedError as exc:  # safer_getattr's refusals (format, string.Formatter)
         raise ForbiddenAttribute(str(exc)) from None
     if isinstance(obj, (np.ndarray, np.generic)) and callable(value):
-        return Guarded(value, f"{type(obj).__name__}.{name}", _method_spec(name))
+        return _method(value, f"{type(obj).__name__}.{name}", METHOD_SPECS.get(name))
+    if isinstance(obj, type) and issubclass(obj, (np.ndarray, np.generic)) and callable(value):
+        # np.float64.astype(x, "S8"): the same method through its type, the same rules
+        return _method(value, f"{obj.__name__}.{name}", TYPE_METHOD_SPECS.get(name))
     return value
 
 
-_METHOD_SPECS: dict[str, Spec] = {}
-
-
-def _method_spec(name: str) -> Spec:
-    spec = _METHOD_SPECS.get(name)
+def _method(value: Any, name: str, spec: Spec | None) -> Guarded:
+    """A method of an array or numpy scalar (or of their types) within its
+    allow-list (facade.METHOD_SPECS); a method not listed is not available."""
     if spec is None:
-        # Methods of ndarray are C functions without signatures: any keyword but
-        # `out` (Guarded refuses it always), and the dtype astype/view take first is
-        # checked. (A positional `out` can only name an array the module made
-        # itself: the window's arrays are read-only.)
-        spec = _METHOD_SPECS[name] = Spec(None, None, 0 if name in _DTYPE_FIRST else None)
-    return spec
+        raise ForbiddenAttribute(f".{name.rsplit('.', 1)[-1]} is not available in the sandbox "
+                                 "(oodida check --allowed lists the array methods that are)")
+    return Guarded(value, name, spec)
 
 
 class _ItemsOnly:

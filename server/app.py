@@ -34,7 +34,7 @@ from server.deploys import Deployer, DeployRefused
 from server import metrics
 from server.handshake import authenticate
 from server.listen import ListenError, listen_problem
-from server.modules import OffBoardRunner, check_spec_modules
+from server.modules import OffBoardRunner, check_spec_modules, fit, refusal
 from server.reports import build_report
 from server.result_writer import ResultWriter
 from server.resume import resume_running
@@ -564,6 +564,9 @@ class Server:
         request = getattr(message, "id", None)
         try:
             if isinstance(message, Submit):
+                problems = await check_spec_modules(message.spec)  # off the event loop: see sandbox/check.py
+                if problems:
+                    raise SubmitRefused(refusal("the module breaks the sandbox policy:", problems))
                 await channel.send(self.submit(message, analyst))
             elif isinstance(message, StatusRequest):
                 await channel.send(self.status(message.id))
@@ -579,7 +582,7 @@ class Server:
             elif isinstance(message, SignalsRequest):
                 await channel.send(self.catalogue.reply(message, self.vehicles))
         except (SubmitRefused, DeployRefused) as exc:
-            await channel.send(Error(reason=str(exc), code=ErrorCode.REFUSED, id=request))
+            await channel.send(Error(reason=fit(str(exc)), code=ErrorCode.REFUSED, id=request))
         except LookupError as exc:
             await channel.send(Error(reason=str(exc.args[0]), code=ErrorCode.NOT_FOUND, id=request))
         except ChannelError:
@@ -602,9 +605,6 @@ class Server:
                 registry.check(spec.methods, spec.params, spec.signals)
         except MethodError as exc:
             raise SubmitRefused(str(exc)) from None
-        problems = check_spec_modules(spec)
-        if problems:
-            raise SubmitRefused("the module breaks the sandbox policy:\n" + "\n".join(problems))
         for side, module in (("on_board", spec.on_board_module), ("off_board", spec.off_board_module)):
             problem = None if module is None else self.trust.problem(module, side)
             if problem is not None:

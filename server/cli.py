@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", metavar="KEY", help="sign the modules with this private key (oodida keygen)")
 
     p = sub.add_parser("check", help="check modules under the sandbox policy (no server needed)")
-    p.add_argument("modules", nargs="+", metavar="FILE.py")
+    p.add_argument("modules", nargs="*", metavar="FILE.py")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--allowed", action="store_true", help="list what a module may import and call, and exit")
 
     p = sub.add_parser("status", help="vehicles connected, assignments and their progress")
     _add_connection(p)
@@ -300,8 +301,13 @@ COMMANDS = {
 
 def _check(args: argparse.Namespace) -> int:
     """Every problem of every module, with line numbers; exit 1 if any."""
-    from sandbox.check import check_file, format_problems
+    from sandbox.check import allowed_text, check_file, format_problems
 
+    if args.allowed:
+        print(allowed_text())
+        return 0
+    if not args.modules:
+        raise UsageError("name the modules to check (oodida check mine.py), or ask --allowed")
     failed = False
     for path in args.modules:
         problems = check_file(path)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import msgspec
 
 from oodida.errors import OodidaError
+from oodida.text import inert
 from server.client import AnalystClient, RequestFailed
 from wire.messages import DeployEnd, Deploying, DeployProgress, ModuleSource, VersionsReply
 
@@ -134,7 +135,7 @@ def render_deploy_event(reply: Deploying | DeployProgress | DeployEnd) -> str:
     if isinstance(reply, DeployProgress):
         lines = []
         for a in reply.answers:
-            status = "runs it" if a.ok else f"REFUSED it, keeps its version: {a.error}"
+            status = "runs it" if a.ok else f"REFUSED it, keeps its version: {inert(a.error or '')}"  # module text
             lines.append(f"  {a.vehicle:<12} {status}  +{a.elapsed * 1000:.1f} ms")
         return "\n".join(lines)
     running = len(reply.acked)

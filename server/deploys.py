@@ -21,10 +21,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from oodida.signing import Trust
+from oodida.text import inert
 from sandbox.errors import Violation
 from sandbox.supervisor import source_hash
 from server import metrics
-from server.modules import OffBoardRunner, check_module
+from server.modules import OffBoardRunner, check_module, refusal
 from server.runner import AssignmentRunner
 from server.store import Store
 from wire.messages import (
@@ -185,14 +186,14 @@ class Deployer:
         if problem is not None:
             raise DeployRefused(f"{problem}; the running version stays")
         entry = "on_board" if side == "on_board" else "off_board"
-        problems = check_module(module, entry)
+        problems = await check_module(module, entry)
         if problems:
-            raise DeployRefused("the module breaks the sandbox policy; the running version stays:\n"
-                                + "\n".join(problems))
+            raise DeployRefused(refusal("the module breaks the sandbox policy; the running version stays:", problems))
         try:  # its top level runs in the server's sandbox: a module that fails there fails everywhere
             entries = (await self.modules.load(module.source, module.name))[1]
         except Violation as exc:
-            raise DeployRefused(f"{module.name} was refused by the sandbox; the running version stays: {exc}") from None
+            raise DeployRefused(f"{module.name} was refused by the sandbox; the running version stays: "
+                                f"{inert(str(exc))}") from None
         if entry not in entries:
             raise DeployRefused(f"{module.name} does not define {entry}(...); the running version stays")
         return module, source_hash(module.source), rollback

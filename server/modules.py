@@ -12,7 +12,8 @@ import ast
 from typing import Any
 
 from sandbox.errors import Problem, Rule
-from sandbox.policy import check_source
+from oodida.text import inert
+from sandbox.check import check_off_loop, summarise
 from sandbox.host import SandboxHost
 from wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
 
@@ -24,21 +25,35 @@ def defines(source: str, entry: str) -> bool:
     return any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
 
 
-def check_module(module: ModuleSource, entry: str) -> list[str]:
-    """Every problem of one module that must define `entry`, as lines for the analyst."""
-    found = list(check_source(module.source, module.name))
+async def check_module(module: ModuleSource, entry: str) -> list[str]:
+    """Every problem of one module that must define `entry`, as lines for the
+    analyst: the sandbox policy and every return value that can never be sent,
+    checked off the event loop (a large module must not stall other peers)."""
+    found = list(await check_off_loop(module.source, module.name, returns=True))
     if not found and not defines(module.source, entry):
         found.append(Problem(Rule.MISSING_ENTRY, f"{module.name} does not define {entry}(...)"))
-    return [f"{module.name}: {p}" for p in found]
+    return [inert(f"{module.name}: {p}") for p in found]
 
 
-def check_spec_modules(spec: AssignmentSpec) -> list[str]:
+async def check_spec_modules(spec: AssignmentSpec) -> list[str]:
     """Every problem of the assignment's modules, as lines for the analyst."""
     problems: list[str] = []
     for module, entry in ((spec.on_board_module, "on_board"), (spec.off_board_module, "off_board")):
         if module is not None:
-            problems.extend(check_module(module, entry))
+            problems.extend(await check_module(module, entry))
     return problems
+
+
+def refusal(head: str, problems: list[str]) -> str:
+    """A refusal's text within the protocol's limit, a long list cut with "and N more"."""
+    return summarise(head, problems)
+
+
+def fit(reason: str) -> str:
+    """Any refusal's text within the protocol's 4,096 characters: its first line and
+    as many of the others as fit, the rest counted."""
+    first, *rest = reason.split("\n")
+    return summarise(first, rest)
 
 
 class OffBoardRunner(SandboxHost):

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from analytics.arrays import to_json_ready
+from oodida.text import inert
 from wire.messages import IterationReport, StatusReply
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -165,7 +166,7 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
             lines.append(f"  {who}: answered after the iteration closed (stored, not aggregated)")
     if report.missing:
         lines.append(f"  no answer from: {', '.join(report.missing)}")
-    return "\n".join(lines)
+    return "\n".join(inert(line) for line in lines)  # a module's keys, values and messages: no control characters
 
 
 def _version_line(report: IterationReport) -> str:
@@ -255,4 +256,4 @@ def render_status(status: StatusReply) -> str:
             f"  {a.assignment:>5}{name}  {a.state:<11} {a.completed}/{total} iterations{bad}  "
             f"{len(a.vehicles)} vehicles{reason}"
         )
-    return "\n".join(lines)
+    return "\n".join(inert(line) for line in lines)

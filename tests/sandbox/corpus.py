@@ -4,6 +4,9 @@ Every file in `hostile/` is a real module that starts with a header:
 
     # expect: STAGE [RULE]     STAGE: compile | runtime | killed | ok
     # entry: on_board          which entry point to call (on_board, off_board, migrate)
+    # deploy: refused RULE      optional: submit and deploy refuse it already (a return
+                                that can never be sent, a facade call refused whatever
+                                the values: known from the text; sandbox/static_refusals.py)
     # why: what it tries
 
 - compile: `check_source` (and so `load`) refuses it; RULE is among its problems;
@@ -41,6 +44,7 @@ class CorpusModule:
     expect_rule: Rule | None  # None only for "ok"
     entry: str
     why: str
+    deploy_rule: Rule | None = None  # refused at submit/deploy with this rule (check_source(returns=True))
 
     @property
     def id(self) -> str:
@@ -81,7 +85,12 @@ def parse(path: Path) -> CorpusModule:
         raise ValueError(f"{path.name}: {stage!r} needs {'no' if stage == 'ok' else 'a'} rule")
     if fields["entry"] not in ENTRY_POINTS:
         raise ValueError(f"{path.name}: unknown entry {fields['entry']!r}")
-    return CorpusModule(path, source, stage, rule, fields["entry"], fields["why"])  # type: ignore[arg-type]
+    deploy = fields.get("deploy", "")
+    verdict, _, deploy_rule = deploy.partition(" ")
+    if deploy and (verdict != "refused" or not deploy_rule):
+        raise ValueError(f"{path.name}: '# deploy: refused RULE', not {deploy!r}")
+    return CorpusModule(path, source, stage, rule, fields["entry"], fields["why"],  # type: ignore[arg-type]
+                        Rule(deploy_rule) if deploy_rule else None)
 
 
 def load_corpus() -> list[CorpusModule]:

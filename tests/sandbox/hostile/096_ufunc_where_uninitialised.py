@@ -1,5 +1,6 @@
 # expect: runtime error
 # entry: on_board
+# deploy: refused error
 # why: a ufunc with where= and no out leaves uninitialised heap memory in its result
 import numpy as np
 

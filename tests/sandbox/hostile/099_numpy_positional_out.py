@@ -1,5 +1,6 @@
 # expect: runtime error
 # entry: on_board
+# deploy: refused error
 # why: out= by position: a facade function only returns new arrays
 import numpy as np
 

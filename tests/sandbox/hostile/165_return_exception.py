@@ -1,5 +1,6 @@
 # expect: runtime disallowed return type
 # entry: on_board
+# deploy: refused disallowed return type
 # why: an exception object carries a traceback
 def on_board(window, params, state):
     try:
