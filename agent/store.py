@@ -320,9 +320,12 @@ class SignalStore:
                     return None
                 if mark.time is None:  # nothing had arrived when the task did: start at the first sample
                     firsts = [b.t[(b.head - b.n) % b.cap] for b in self._buffers.values() if b.n]
-                    mark.time = min(firsts) - 1e-9 if firsts else None
-                    if mark.time is None:
+                    if not firsts:
                         return None
+                    # The window is (mark, mark + amount]: a mark one float step below
+                    # the first sample keeps it at any magnitude (a fixed epsilon is
+                    # lost at epoch-scale times, where a step is 2.4e-7 s).
+                    mark.time = float(np.nextafter(min(firsts), -np.inf))
                 end = mark.time + spec.amount
                 if self.signal_time < end:
                     return None
