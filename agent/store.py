@@ -7,11 +7,18 @@ signal at 100 Hz and one at 1 Hz both keep `retention` seconds, in bounded memor
 
 Reader threads append; the asyncio loop cuts windows. One lock guards both, held only
 for an append or a copy.
+
+Each buffer's timestamps ascend, which windows rely on. A sample stamped before the
+newest one its signal holds (a live source whose clock stepped back; a replayed log
+is sorted before it is replayed, `hw.replay`) is dropped and counted (`late`), not
+inserted: inserting would rewrite windows already cut, and a clock that went back
+means those stamps are not to be trusted anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +31,8 @@ from oodida.errors import OodidaError
 from wire.messages import WindowSpec
 
 
+log = logging.getLogger(__name__)
+
 WAKE_INTERVAL = 0.005  # seconds between two checks of pending windows
 
 
@@ -32,7 +41,7 @@ class WindowError(OodidaError):
 
 
 class RingBuffer:
-    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total")
+    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total", "newest", "late")
 
     def __init__(self, *, retention: float, max_samples: int, initial: int = 1024) -> None:
         self.cap = min(initial, max_samples)
@@ -43,8 +52,14 @@ class RingBuffer:
         self.head = 0  # next slot to write
         self.n = 0  # samples held
         self.total = 0  # samples ever appended: the sequence number of the next one
+        self.newest = -np.inf  # the newest timestamp held
+        self.late = 0  # samples dropped for being older than `newest`
 
     def append(self, t: float, v: float) -> None:
+        if t < self.newest:
+            self.late += 1
+            return
+        self.newest = t
         if self.n == self.cap and self.cap < self.max_samples:
             oldest = self.t[self.head]  # when full, head is also the oldest slot
             if t - oldest < self.retention:
@@ -68,6 +83,18 @@ class RingBuffer:
         where it would grow.
         """
         count = int(t.shape[0])
+        if not count:
+            return
+        if t[0] < self.newest or (count > 1 and (t[1:] < t[:-1]).any()):
+            # Keep what does not go back in time: each sample at or after every one before it.
+            before = np.maximum.accumulate(np.concatenate(([self.newest], t[:-1])))
+            keep = t >= before
+            self.late += int(count - keep.sum())
+            t, v = t[keep], v[keep]
+            count = int(t.shape[0])
+            if not count:
+                return
+        self.newest = max(self.newest, float(t[-1]))
         i = 0
         while i < count:
             if self.n < self.cap:  # free slots are [head, cap): held samples start at slot 0
@@ -182,6 +209,9 @@ class _Mark:
 
     time: float | None
     seqs: dict[str, int]
+    # Set when the window starts at the first sample: [time, time + amount) instead of
+    # (time, time + amount], so that sample is in and the one `amount` later is not.
+    from_first: bool = False
 
 
 @dataclass
@@ -226,7 +256,10 @@ class SignalStore:
         with self._lock:
             buffers = self._buffers
             for name, value in values:
-                buffers[name].append(t, value)
+                buffer = buffers[name]
+                buffer.append(t, value)
+                if buffer.late == 1 and t < buffer.newest:
+                    log.warning("%s: a sample stamped before the newest one held was dropped; further ones are only counted", name)
             if self.signal_time is None or t > self.signal_time:
                 self.signal_time = t
         if self._waiters:
@@ -241,7 +274,11 @@ class SignalStore:
             buffers = self._buffers
             newest = self.signal_time
             for name, (t, v) in decoded.items():
-                buffers[name].extend(t, v)
+                buffer = buffers[name]
+                late = buffer.late
+                buffer.extend(t, v)
+                if not late and buffer.late:
+                    log.warning("%s: samples stamped before the newest one held were dropped; further ones are only counted", name)
                 if t.size:
                     latest = float(t.max())
                     if newest is None or latest > newest:
@@ -287,6 +324,12 @@ class SignalStore:
         with self._lock:
             return sorted(self._buffers)
 
+    @property
+    def late_samples(self) -> dict[str, int]:
+        """Samples dropped per signal for being stamped before the newest one held."""
+        with self._lock:
+            return {name: b.late for name, b in self._buffers.items() if b.late}
+
     def __contains__(self, name: str) -> bool:
         return name in self._buffers
 
@@ -322,20 +365,23 @@ class SignalStore:
                     firsts = [b.t[(b.head - b.n) % b.cap] for b in self._buffers.values() if b.n]
                     if not firsts:
                         return None
-                    # The window is (mark, mark + amount]: a mark one float step below
-                    # the first sample keeps it at any magnitude (a fixed epsilon is
-                    # lost at epoch-scale times, where a step is 2.4e-7 s).
-                    mark.time = float(np.nextafter(min(firsts), -np.inf))
+                    mark.time, mark.from_first = float(min(firsts)), True
                 end = mark.time + spec.amount
                 if self.signal_time < end:
                     return None
+                lo, hi = mark.time, end
+                if mark.from_first:
+                    # between() takes (lo, hi]; one float step down on both edges makes it
+                    # [first, end) at any magnitude (a fixed epsilon is lost at
+                    # epoch-scale times, where one step is 2.4e-7 s).
+                    lo, hi = float(np.nextafter(lo, -np.inf)), float(np.nextafter(hi, -np.inf))
                 series = {}
                 for asked, name in names.items():
                     buf = self._buffers[name]
                     oldest = buf.oldest_t
                     if buf.first_seq > 0 and oldest is not None and oldest > mark.time:
                         raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
-                    series[asked] = Series(*buf.between(mark.time, end))
+                    series[asked] = Series(*buf.between(lo, hi))
                 return Window(series, mark.time, end)
             n = int(spec.amount)
             for name in names.values():
@@ -386,6 +432,9 @@ class SignalStore:
                 ready = self._next_ready(names, spec, mark)
             except WindowError as exc:
                 future.set_exception(exc)
+                return True
+            except Exception as exc:  # never a traceback in the loop's callback and a window left waiting
+                future.set_exception(WindowError(f"the window cannot be cut: {exc}"))
                 return True
             if ready is not None:
                 future.set_result(ready)
