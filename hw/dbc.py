@@ -40,7 +40,7 @@ from cantools.database.can import Database, Message, Signal
 
 from hw.batch import BatchPlan, compile_plan, exact_in_float64, words
 from hw.errors import DbcError, UnknownSignalError
-from hw.frames import FrameBatch
+from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,11 @@ class _Plan:
 class SignalDecoder:
     """Decodes chosen DBC signals from raw CAN frames, never raising on a bad frame.
 
-    Counters (`frames`, `unknown_frames`, `malformed_frames`) rather than exceptions or
-    log lines per frame: a noisy bus must cost neither the agent's life nor its disk.
+    Counters (`frames`, `unknown_frames`, `malformed_frames`, `error_frames`,
+    `remote_frames`) rather than exceptions or log lines per frame: a noisy bus must
+    cost neither the agent's life nor its disk. Error frames (`hw.frames.ERROR_FLAG`
+    in the id) carry no signal whatever their id says, and remote-request frames
+    (`REMOTE_FLAG`) no payload: each is counted as what it is, never decoded.
     The counters are plain ints, so one decoder serves one reader thread.
     """
 
@@ -102,6 +105,8 @@ class SignalDecoder:
         self.frames = 0
         self.unknown_frames = 0
         self.malformed_frames = 0
+        self.error_frames = 0
+        self.remote_frames = 0
         self._warned_ids: set[int] = set()
 
         self._by_canonical: dict[str, tuple[Message, Signal]] = {}
@@ -182,7 +187,8 @@ class SignalDecoder:
         return [keys[key] for key in found]
 
     def decode(self, arbitration_id: int, data: bytes | bytearray) -> list[tuple[str, float]] | None:
-        """The wanted signals of one frame, or None when the DBC does not know its id.
+        """The wanted signals of one frame, or None when the DBC does not know its id
+        (or it is an error or remote frame, flagged in the id as `hw.frames` does).
 
         `[]` means "known, but nothing wanted here" or "too short to decode"; the
         difference shows in `malformed_frames`. The order of signals within one
@@ -191,7 +197,7 @@ class SignalDecoder:
         self.frames += 1
         plan = self._plans.get(arbitration_id)
         if plan is None:
-            self.unknown_frames += 1
+            self._count_unknown(arbitration_id)
             return None
         size = len(data)
         if size < plan.length:
@@ -257,7 +263,7 @@ class SignalDecoder:
         ):
             plan = plans.get(frame_id)
             if plan is None:
-                self.unknown_frames += end - start
+                self._count_unknown(frame_id, end - start)
                 continue
             if plan.per_frame:
                 decoded_singly += end - start
@@ -329,6 +335,15 @@ class SignalDecoder:
             if dbc_name in decoded
         ]
 
+    def _count_unknown(self, arbitration_id: int, count: int = 1) -> None:
+        """An id without a plan: an error frame, a remote request, or one the DBC lacks."""
+        if arbitration_id & ERROR_FLAG:
+            self.error_frames += count
+        elif arbitration_id & REMOTE_FLAG:
+            self.remote_frames += count
+        else:
+            self.unknown_frames += count
+
     def _malformed(self, arbitration_id: int, reason: str, count: int = 1) -> None:
         self.malformed_frames += count
         if arbitration_id not in self._warned_ids:
@@ -350,7 +365,8 @@ class SignalDecoder:
         return (
             f"<SignalDecoder {self._label}: {len(self._signal_names)} signals in "
             f"{len(self.frame_ids)} messages; frames={self.frames} "
-            f"unknown={self.unknown_frames} malformed={self.malformed_frames}>"
+            f"unknown={self.unknown_frames} malformed={self.malformed_frames} "
+            f"errors={self.error_frames} remote={self.remote_frames}>"
         )
 
 
