@@ -9,13 +9,15 @@ and a mask per wanted signal.
 
 The arithmetic is cantools' own (`raw * scale + offset` with the DBC's factors), so
 values equal those of `decode_message(..., decode_choices=False)`, always as floats
-(cantools gives ints for integer scalings). Messages whose layout the fast path does
-not cover (multiplexed, float signals, signals that overrun the declared length) go
-through cantools itself, for that message only, as do signals wider than 52 bits or
-with integer scalings past 2**53, where float64 arithmetic would part from cantools'
-exact integers. One deliberate difference: a message
-whose signals overlap (a DBC bug; PCS_HUD in the RAV4 DBC) is refused whole by
-cantools, while here each signal is decoded as declared, with a warning at start.
+(cantools gives ints for integer scalings). Multiplexed messages take a special path
+whose rules (which signal is in which frame, which multiplexer values are defined)
+come from `hw.mux`, shared with the batch path. Signals the arithmetic cannot decode
+exactly (floats, signals that overrun the declared length, signals wider than 52
+bits or with integer scalings past 2**53) are decoded by cantools, each alone, as
+declared. Deliberate differences: a message whose signals overlap (a DBC bug;
+PCS_HUD in the RAV4 DBC) is refused whole by cantools, while here each signal is
+decoded as declared, with a note at start; and a multiplexer named by SG_MUL_VAL_
+but marked `m` is taken as one (`hw.mux`).
 
 Many frames at once (a log replayed fast, a busy bus drained) go through
 `decode_batch` instead: grouped by id and decoded with numpy (`hw.batch`), with the
@@ -38,9 +40,10 @@ import cantools.database
 import numpy as np
 from cantools.database.can import Database, Message, Signal
 
-from hw.batch import BatchPlan, compile_plan, exact_in_float64, words
+from hw.batch import BatchPlan, carries, compile_plan, exact_in_float64, select, words
 from hw.errors import DbcError, UnknownSignalError
 from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from hw.mux import Chain, chain_of, layout
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,11 @@ _EXTENDED_MASK = 0x1FFFFFFF
 
 # One compiled signal: (output name, shift, mask, sign bit or 0, 2 * sign bit, scale, offset).
 _Field = tuple[str, int, int, int, int, float, float]
+
+# How the special path reads one signal: (big-endian?, shift, mask, sign, wrap, scale,
+# offset) for the shift-and-mask arithmetic, or (a one-signal copy of the message,
+# its name) for cantools, which decodes the signal alone, as declared.
+_Getter = tuple[bool, int, int, int, int, float, float] | tuple[Message, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +68,22 @@ class _Plan:
     # integer view of the payload.
     big: tuple[_Field, ...]
     little: tuple[_Field, ...]
-    # Set when the fast path cannot be trusted for this message; maps DBC signal
+    # Set for a container message, which cantools decodes whole; maps DBC signal
     # names to output names.
     fallback: Message | None = None
     fallback_names: tuple[tuple[str, str], ...] = ()
+    # Set when the message is multiplexed or has a signal the arithmetic cannot
+    # decode exactly (`_decode_special`); then `big` and `little` are empty.
+    special: _Special | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Special:
+    """A message outside the plain fast path: its multiplexers (`hw.mux`, parents
+    first) and its wanted signals, each with the multiplexers above it."""
+
+    selectors: tuple[tuple[str, _Getter, frozenset[int], Chain | None], ...]
+    fields: tuple[tuple[str, _Getter, Chain], ...]
 
 
 class SignalDecoder:
@@ -203,6 +223,8 @@ class SignalDecoder:
         if size < plan.length:
             self._malformed(arbitration_id, f"{size} bytes, DBC says {plan.length}")
             return []
+        if plan.special is not None:
+            return self._decode_special(plan.special, plan.length, arbitration_id, data)
         if plan.fallback is not None:
             return self._decode_fallback(plan, arbitration_id, data)
         big_fields = plan.big
@@ -278,22 +300,21 @@ class SignalDecoder:
                 little, big, timestamps = little[whole], big[whole], timestamps[whole]
             if not plan.columns or not little.size:
                 continue
-            mux = None
-            if plan.mux is not None:
-                assert plan.mux_valid is not None
-                mux = plan.mux.raw(little, big)
-                valid = np.isin(mux, plan.mux_valid)
-                if not valid.all():
+            selected: dict[str, np.ndarray] = {}
+            if plan.selectors:
+                valid, selected = select(plan, little, big)
+                if valid is not None:
                     self._malformed(frame_id, "multiplexer value the DBC does not define", int((~valid).sum()))
-                    little, big, mux, timestamps = little[valid], big[valid], mux[valid], timestamps[valid]
-                    if not mux.size:
+                    little, big, timestamps = little[valid], big[valid], timestamps[valid]
+                    selected = {mux: values[valid] for mux, values in selected.items()}
+                    if not little.size:
                         continue
             for block in plan.blocks:
                 for name, values in zip(block.names, block.values(little, big), strict=True):
                     out[name] = (timestamps, values)
             for column in plan.muxed:
-                assert mux is not None and column.mux_ids is not None
-                chosen = np.isin(mux, column.mux_ids)
+                chosen = carries(column.chain, selected)
+                assert chosen is not None
                 if chosen.any():
                     out[column.name] = (timestamps[chosen], column.values(little[chosen], big[chosen]))
         self.frames += n - decoded_singly
@@ -316,6 +337,36 @@ class SignalDecoder:
                 values.append(value)
         for name, (times, values) in gathered.items():
             out[name] = (np.array(times, dtype=np.float64), np.array(values, dtype=np.float64))
+
+    def _decode_special(
+        self, special: _Special, length: int, arbitration_id: int, data: bytes | bytearray
+    ) -> list[tuple[str, float]]:
+        """A multiplexed message, or one with signals for cantools: the multiplexers
+        first (a value the DBC does not define makes the frame malformed, as cantools
+        has it), then each wanted signal the frame carries, decoded as declared."""
+        data = bytes(data[:length])
+        big = int.from_bytes(data, "big")
+        little = int.from_bytes(data, "little")
+        selected: dict[str, int] = {}
+        try:
+            for name, getter, keys, chain in special.selectors:
+                if chain is None or not all(selected.get(mux) in ids for mux, ids in chain):
+                    continue  # not in this frame
+                value = int(_read(getter, data, big, little))
+                if keys and value not in keys:
+                    self._malformed(arbitration_id, f"multiplexer {name} = {value}, which the DBC does not define")
+                    return []
+                selected[name] = value
+            return [
+                (name, _read(getter, data, big, little))
+                for name, getter, chain in special.fields
+                if all(selected.get(mux) in ids for mux, ids in chain)
+            ]
+        except Exception as exc:
+            # cantools raises several unrelated types on payloads it cannot unpack,
+            # and a NaN multiplexer has no integer value; a bad frame must not kill the reader.
+            self._malformed(arbitration_id, f"{type(exc).__name__}: {exc}")
+            return []
 
     def _decode_fallback(
         self, plan: _Plan, arbitration_id: int, data: bytes | bytearray
@@ -371,17 +422,10 @@ class SignalDecoder:
 
 
 def _compile(message: Message, chosen: list[tuple[str, Signal]]) -> _Plan:
-    """Turn the wanted signals of one message into shift/mask fields, or a fallback."""
+    """Turn the wanted signals of one message into shift/mask fields, or a special plan."""
     length = message.length
-    if (
-        message.is_multiplexed()
-        or message.is_container
-        or any(signal.is_float or not _fits(signal, length) for _, signal in chosen)
-        # Wide signals and huge integer scalings: cantools' int arithmetic and float64
-        # part ways past 2**53, so cantools decides.
-        or not all(exact_in_float64(signal, length) for _, signal in chosen)
-    ):
-        logger.debug("message %s decoded through cantools (layout outside the fast path)", message.name)
+    if message.is_container:
+        logger.debug("container message %s decoded through cantools", message.name)
         return _Plan(
             length=length,
             big=(),
@@ -390,20 +434,85 @@ def _compile(message: Message, chosen: list[tuple[str, Signal]]) -> _Plan:
             fallback_names=tuple((signal.name, name) for name, signal in chosen),
         )
     _warn_overlaps(message, [signal for _, signal in chosen])
+    muxes = layout(message)
+    if muxes is not None and muxes.unmarked:
+        logger.info(
+            "DBC message %s: %s selects signals (SG_MUL_VAL_) but is not marked M; taken as their multiplexer",
+            message.name,
+            ", ".join(muxes.unmarked),
+        )
+    if muxes is not None or not all(_plain(signal, length) for _, signal in chosen):
+        logger.debug("message %s decoded by the special path (multiplexed or cantools signals)", message.name)
+        fields = []
+        for name, signal in chosen:
+            chain = chain_of(message, signal)
+            if chain is not None:  # None: in no frame at all
+                fields.append((name, _getter(message, signal), chain))
+        selectors = () if muxes is None else tuple(
+            (s.signal.name, _getter(message, s.signal), s.keys, s.chain) for s in muxes.selectors
+        )
+        return _Plan(length=length, big=(), little=(), special=_Special(selectors, tuple(fields)))
     big: list[_Field] = []
     little: list[_Field] = []
     for name, signal in chosen:
-        is_big = signal.byte_order == "big_endian"
-        # Big-endian: the payload read as one big-endian integer holds the signal
-        # with its LSB this many bits above the integer's LSB.
-        shift = 8 * length - (_msb(signal) + signal.length) if is_big else signal.start
-        mask = (1 << signal.length) - 1
-        sign = 1 << (signal.length - 1) if signal.is_signed else 0
-        # Same factors cantools multiplies by; floats so every output is a float.
-        scale = float(signal.conversion.scale)
-        offset = float(signal.conversion.offset)
-        (big if is_big else little).append((name, shift, mask, sign, sign << 1, scale, offset))
+        is_big, shift, mask, sign, wrap, scale, offset = _arithmetic(signal, length)
+        (big if is_big else little).append((name, shift, mask, sign, wrap, scale, offset))
     return _Plan(length=length, big=tuple(big), little=tuple(little))
+
+
+def _plain(signal: Signal, length: int) -> bool:
+    """The shift-and-mask arithmetic gives cantools' value for this signal exactly:
+    an integer signal inside the message, with float64 exact for its range and
+    scaling (wide signals and huge integer scalings part from cantools' ints)."""
+    return not signal.is_float and _fits(signal, length) and exact_in_float64(signal, length)
+
+
+def _arithmetic(signal: Signal, length: int) -> tuple[bool, int, int, int, int, float, float]:
+    is_big = signal.byte_order == "big_endian"
+    # Big-endian: the payload read as one big-endian integer holds the signal
+    # with its LSB this many bits above the integer's LSB.
+    shift = 8 * length - (_msb(signal) + signal.length) if is_big else signal.start
+    mask = (1 << signal.length) - 1
+    sign = 1 << (signal.length - 1) if signal.is_signed else 0
+    # Same factors cantools multiplies by; floats so every output is a float.
+    return is_big, shift, mask, sign, sign << 1, float(signal.conversion.scale), float(signal.conversion.offset)
+
+
+def _getter(message: Message, signal: Signal) -> _Getter:
+    if _plain(signal, message.length):
+        return _arithmetic(signal, message.length)
+    # cantools decodes this one signal alone: a message of just it, so that neither
+    # overlapping neighbours nor the multiplexing (handled by the caller) get in the way.
+    alone = Signal(
+        name=signal.name,
+        start=signal.start,
+        length=signal.length,
+        byte_order=signal.byte_order,
+        is_signed=signal.is_signed,
+        conversion=signal.conversion,
+    )
+    return (
+        Message(
+            frame_id=message.frame_id,
+            name=message.name,
+            length=message.length,
+            signals=[alone],
+            is_extended_frame=message.is_extended_frame,
+            strict=False,
+        ),
+        signal.name,
+    )
+
+
+def _read(getter: _Getter, data: bytes, big: int, little: int) -> float:
+    if len(getter) == 2:
+        message, name = getter
+        return float(message.decode(data, decode_choices=False, scaling=True)[name])  # type: ignore[union-attr, index, arg-type]
+    is_big, shift, mask, sign, wrap, scale, offset = getter  # type: ignore[misc]
+    raw = ((big if is_big else little) >> shift) & mask
+    if raw & sign:
+        raw -= wrap
+    return raw * scale + offset
 
 
 def _msb(signal: Signal) -> int:
@@ -428,6 +537,15 @@ def _bits(signal: Signal) -> set[int]:
     return {8 * (p // 8) + 7 - p % 8 for p in range(msb, msb + signal.length)}
 
 
+def _exclusive(message: Message, one: Signal, other: Signal) -> bool:
+    """Never in one frame: a common multiplexer selects them by disjoint values."""
+    first, second = chain_of(message, one), chain_of(message, other)
+    if first is None or second is None:
+        return True
+    theirs = dict(second)
+    return any(mux in theirs and not ids & theirs[mux] for mux, ids in first)
+
+
 def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
     """Say so when a DBC bug makes signals share bits: cantools refuses such a message
     outright, we decode each signal as declared, and the operator should know."""
@@ -435,7 +553,7 @@ def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
     for signal in chosen:
         mine = _bits(signal)
         for other in message.signals:
-            if other is not signal and mine & _bits(other):
+            if other is not signal and mine & _bits(other) and not _exclusive(message, signal, other):
                 pairs.add(" and ".join(sorted((signal.name, other.name))))
     if pairs:
         logger.info(
