@@ -68,12 +68,9 @@ class _Plan:
     # integer view of the payload.
     big: tuple[_Field, ...]
     little: tuple[_Field, ...]
-    # Set for a container message, which cantools decodes whole; maps DBC signal
-    # names to output names.
-    fallback: Message | None = None
-    fallback_names: tuple[tuple[str, str], ...] = ()
-    # Set when the message is multiplexed or has a signal the arithmetic cannot
-    # decode exactly (`_decode_special`); then `big` and `little` are empty.
+    # Set when the message is multiplexed, a container, or has a signal the
+    # arithmetic cannot decode exactly (`_decode_special`); then `big` and `little`
+    # are empty. One test per frame keeps the plain path as fast as it was.
     special: _Special | None = None
 
 
@@ -84,6 +81,10 @@ class _Special:
 
     selectors: tuple[tuple[str, _Getter, frozenset[int], Chain | None], ...]
     fields: tuple[tuple[str, _Getter, Chain], ...]
+    # A container message, which cantools decodes whole, and its (DBC name, output
+    # name) pairs.
+    container: Message | None = None
+    container_names: tuple[tuple[str, str], ...] = ()
 
 
 class SignalDecoder:
@@ -217,7 +218,10 @@ class SignalDecoder:
         self.frames += 1
         plan = self._plans.get(arbitration_id)
         if plan is None:
-            self._count_unknown(arbitration_id)
+            if arbitration_id > _EXTENDED_MASK:  # a flag bit: error or remote frame
+                self._count_unknown(arbitration_id)
+            else:
+                self.unknown_frames += 1
             return None
         size = len(data)
         if size < plan.length:
@@ -225,8 +229,6 @@ class SignalDecoder:
             return []
         if plan.special is not None:
             return self._decode_special(plan.special, plan.length, arbitration_id, data)
-        if plan.fallback is not None:
-            return self._decode_fallback(plan, arbitration_id, data)
         big_fields = plan.big
         little_fields = plan.little
         if not big_fields and not little_fields:
@@ -344,6 +346,8 @@ class SignalDecoder:
         """A multiplexed message, or one with signals for cantools: the multiplexers
         first (a value the DBC does not define makes the frame malformed, as cantools
         has it), then each wanted signal the frame carries, decoded as declared."""
+        if special.container is not None:
+            return self._decode_container(special, arbitration_id, data)
         data = bytes(data[:length])
         big = int.from_bytes(data, "big")
         little = int.from_bytes(data, "little")
@@ -368,12 +372,12 @@ class SignalDecoder:
             self._malformed(arbitration_id, f"{type(exc).__name__}: {exc}")
             return []
 
-    def _decode_fallback(
-        self, plan: _Plan, arbitration_id: int, data: bytes | bytearray
+    def _decode_container(
+        self, special: _Special, arbitration_id: int, data: bytes | bytearray
     ) -> list[tuple[str, float]]:
-        assert plan.fallback is not None
+        assert special.container is not None
         try:
-            decoded = plan.fallback.decode(bytes(data), decode_choices=False, scaling=True)
+            decoded = special.container.decode(bytes(data), decode_choices=False, scaling=True)
         except Exception as exc:
             # cantools raises several unrelated types on bad payloads (an unknown
             # multiplexer value among them); a bad frame must not kill the reader.
@@ -382,7 +386,7 @@ class SignalDecoder:
         assert isinstance(decoded, dict)
         return [
             (name, float(decoded[dbc_name]))  # type: ignore[arg-type]
-            for dbc_name, name in plan.fallback_names
+            for dbc_name, name in special.container_names
             if dbc_name in decoded
         ]
 
@@ -426,13 +430,8 @@ def _compile(message: Message, chosen: list[tuple[str, Signal]]) -> _Plan:
     length = message.length
     if message.is_container:
         logger.debug("container message %s decoded through cantools", message.name)
-        return _Plan(
-            length=length,
-            big=(),
-            little=(),
-            fallback=message,
-            fallback_names=tuple((signal.name, name) for name, signal in chosen),
-        )
+        names = tuple((signal.name, name) for name, signal in chosen)
+        return _Plan(length=length, big=(), little=(), special=_Special((), (), message, names))
     _warn_overlaps(message, [signal for _, signal in chosen])
     muxes = layout(message)
     if muxes is not None and muxes.unmarked:
