@@ -41,9 +41,9 @@ class WindowError(OodidaError):
 
 
 class RingBuffer:
-    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total", "newest", "late")
+    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total", "late", "name")
 
-    def __init__(self, *, retention: float, max_samples: int, initial: int = 1024) -> None:
+    def __init__(self, *, retention: float, max_samples: int, initial: int = 1024, name: str = "") -> None:
         self.cap = min(initial, max_samples)
         self.max_samples = max_samples
         self.retention = retention
@@ -52,14 +52,32 @@ class RingBuffer:
         self.head = 0  # next slot to write
         self.n = 0  # samples held
         self.total = 0  # samples ever appended: the sequence number of the next one
-        self.newest = -np.inf  # the newest timestamp held
-        self.late = 0  # samples dropped for being older than `newest`
+        self.late = 0  # samples dropped for being older than the newest held
+        self.name = name  # for the one log line about late samples
+
+    def _dropped(self, count: int) -> None:
+        if not self.late:
+            log.warning(
+                "%s: samples stamped before the newest one held were dropped (did the clock step back?); "
+                "further ones are only counted",
+                self.name or "a signal",
+            )
+        self.late += count
+
+    @property
+    def newest(self) -> float:
+        """The newest timestamp held (the last written: timestamps ascend)."""
+        return float(self.t[self.head - 1]) if self.n else -np.inf
+
+    def append_checked(self, t: float, v: float) -> None:
+        """`append`, unless `t` is older than the newest sample held: then dropped and counted."""
+        if self.n and t < self.t[self.head - 1]:
+            self._dropped(1)
+            return
+        self.append(t, v)
 
     def append(self, t: float, v: float) -> None:
-        if t < self.newest:
-            self.late += 1
-            return
-        self.newest = t
+        """Append a sample no older than the newest held (`append_checked` otherwise)."""
         if self.n == self.cap and self.cap < self.max_samples:
             oldest = self.t[self.head]  # when full, head is also the oldest slot
             if t - oldest < self.retention:
@@ -85,16 +103,17 @@ class RingBuffer:
         count = int(t.shape[0])
         if not count:
             return
-        if t[0] < self.newest or (count > 1 and (t[1:] < t[:-1]).any()):
+        # `t` ascends (the decoder sorts a batch that does not, `decode_batch`), so
+        # only its first sample can be older than what is held: one test per call.
+        if self.n and t[0] < self.t[self.head - 1]:
             # Keep what does not go back in time: each sample at or after every one before it.
             before = np.maximum.accumulate(np.concatenate(([self.newest], t[:-1])))
             keep = t >= before
-            self.late += int(count - keep.sum())
+            self._dropped(int(count - keep.sum()))
             t, v = t[keep], v[keep]
             count = int(t.shape[0])
             if not count:
                 return
-        self.newest = max(self.newest, float(t[-1]))
         i = 0
         while i < count:
             if self.n < self.cap:  # free slots are [head, cap): held samples start at slot 0
@@ -249,19 +268,20 @@ class SignalStore:
         with self._lock:
             for name in names:
                 if name not in self._buffers:
-                    self._buffers[name] = RingBuffer(retention=self.retention, max_samples=self.max_samples)
+                    self._buffers[name] = RingBuffer(retention=self.retention, max_samples=self.max_samples, name=name)
 
     def add(self, t: float, values: list[tuple[str, float]]) -> None:
         """Append one frame's decoded values, all stamped `t`."""
         with self._lock:
             buffers = self._buffers
-            for name, value in values:
-                buffer = buffers[name]
-                buffer.append(t, value)
-                if buffer.late == 1 and t < buffer.newest:
-                    log.warning("%s: a sample stamped before the newest one held was dropped; further ones are only counted", name)
-            if self.signal_time is None or t > self.signal_time:
+            if self.signal_time is None or t >= self.signal_time:
+                # No buffer holds anything newer: no sample of this frame can be late.
+                for name, value in values:
+                    buffers[name].append(t, value)
                 self.signal_time = t
+            else:
+                for name, value in values:
+                    buffers[name].append_checked(t, value)
         if self._waiters:
             self._wake_soon()
 
@@ -274,13 +294,9 @@ class SignalStore:
             buffers = self._buffers
             newest = self.signal_time
             for name, (t, v) in decoded.items():
-                buffer = buffers[name]
-                late = buffer.late
-                buffer.extend(t, v)
-                if not late and buffer.late:
-                    log.warning("%s: samples stamped before the newest one held were dropped; further ones are only counted", name)
+                buffers[name].extend(t, v)
                 if t.size:
-                    latest = float(t.max())
+                    latest = float(t[-1])  # series ascend (`decode_batch` sorts): the last is the newest
                     if newest is None or latest > newest:
                         newest = latest
             self.signal_time = newest

@@ -258,13 +258,20 @@ class SignalDecoder:
 
         Equal, value for value and counter for counter, to calling `decode` on every
         frame in order and gathering each signal's values: a signal comes from one
-        message id, and each id's frames keep their order. Signals with no value in
+        message id, and each id's frames keep their order (time order: a batch out of
+        timestamp order is sorted first, stably). Signals with no value in
         this batch are absent. Costs a sort of the ids and a few numpy operations per
         id and wanted signal, instead of Python work per frame.
         """
         n = len(batch)
         if n == 0:
             return {}
+        stamps = batch.timestamps
+        if n > 1 and (stamps[1:] < stamps[:-1]).any():
+            # Out of order (a live clock stepped back within one read): decoded in
+            # time order, stably, so every signal's samples ascend as the store needs.
+            order = np.argsort(stamps, kind="stable")
+            batch = FrameBatch(stamps[order], batch.ids[order], batch.data[order], batch.lengths[order])
         ids = batch.ids
         # Stable, so each id's frames stay in order; on 16-bit keys (every standard
         # id) numpy sorts by radix, several times faster than on int64.

@@ -17,6 +17,7 @@ from agent.pump import Pump
 from agent.store import SignalStore
 from hw.dbc import SignalDecoder
 from hw.errors import SourceError
+from hw.frames import FrameBatch
 from hw.logread import RELATIVE
 from hw.sources import LogReplay
 from tests.conftest import run
@@ -146,21 +147,32 @@ def test_a_shuffled_log_fills_its_window_like_the_sorted_one(tmp_path: Path) -> 
     assert got.samples["SPEED"] > 80
 
 
-def test_the_store_drops_and_counts_samples_older_than_the_newest_held() -> None:
-    """A live source whose clock steps back: its late samples are dropped and counted,
-    and every buffer stays in order, per frame and per batch alike."""
+def test_the_store_drops_and_counts_samples_older_than_the_newest_held(caplog) -> None:
+    """A live source whose clock steps back between two reads: the late samples are
+    dropped and counted (logged once), per frame and per batch alike, and every
+    buffer stays in order."""
     store = SignalStore()
     store.declare(["a", "b"])
-    store.add_batch({"a": (np.array([1.0, 2.0, 1.5, 3.0, 2.5, 4.0]), np.arange(6.0))})
-    store.add_batch({"a": (np.array([3.5, 5.0]), np.array([6.0, 7.0]))})
-    for t in (1.0, 2.0, 0.5, 3.0):
-        store.add(t, [("b", t)])
-    a = store._buffers["a"]
-    t, v = a.ordered()
-    assert t.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and v.tolist() == [0.0, 1.0, 3.0, 5.0, 7.0]
-    assert a.late == 3 and store._buffers["b"].late == 1
-    assert store.late_samples == {"a": 3, "b": 1}
+    store.add_batch({"a": (np.array([1.0, 2.0, 3.0]), np.arange(3.0))})
+    with caplog.at_level(logging.WARNING, logger="agent.store"):
+        store.add_batch({"a": (np.array([2.5, 2.9, 3.0, 4.0]), np.arange(3.0, 7.0))})
+        store.add_batch({"a": (np.array([0.5]), np.array([9.0]))})
+        for t in (1.0, 2.0, 0.5, 3.0, 1.5):
+            store.add(t, [("b", t)])
+    t, v = store._buffers["a"].ordered()
+    assert t.tolist() == [1.0, 2.0, 3.0, 3.0, 4.0] and v.tolist() == [0.0, 1.0, 2.0, 5.0, 6.0]
     assert store._buffers["b"].ordered()[0].tolist() == [1.0, 2.0, 3.0]
+    assert store.late_samples == {"a": 3, "b": 2}
+    assert caplog.text.count("samples stamped before the newest one held were dropped") == 2  # once per signal
+
+
+def test_a_batch_out_of_timestamp_order_is_decoded_in_time_order(small_dbc: Path) -> None:
+    """Within one read the decoder sorts (stably), so the store gets ascending series."""
+    frames = [(1.0, 0x123, b"\x01\x00"), (1.2, 0x123, b"\x03\x00"), (1.1, 0x123, b"\x02\x00"),
+              (1.2, 0x123, b"\x04\x00"), (0.9, 0x123, b"\x00\x00")]
+    decoder = SignalDecoder(small_dbc)
+    t, v = decoder.decode_batch(FrameBatch.from_frames(frames))["PLAIN.VALUE"]
+    assert t.tolist() == [0.9, 1.0, 1.1, 1.2, 1.2] and v.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 # --- 7: error and remote frames ----------------------------------------------------
