@@ -218,7 +218,7 @@ class SignalDecoder:
         self.frames += 1
         plan = self._plans.get(arbitration_id)
         if plan is None:
-            if arbitration_id > _EXTENDED_MASK:  # a flag bit: error or remote frame
+            if arbitration_id > 0x1FFFFFFF:  # a flag bit (error or remote frame); a literal: per frame
                 self._count_unknown(arbitration_id)
             else:
                 self.unknown_frames += 1

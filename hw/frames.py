@@ -122,7 +122,11 @@ class FrameRows:
 
 def batch_of_messages(messages: Sequence[can.Message]) -> FrameBatch | FrameRows:
     """Columns for many frames, rows for a few (see `FrameRows`)."""
-    frames = [(m.timestamp, frame_id(m), bytes(m.data)) for m in messages]
+    # frame_id inlined: this runs per frame of a live bus
+    frames = [
+        (m.timestamp, frame_id(m) if m.is_error_frame or m.is_remote_frame else m.arbitration_id, bytes(m.data))
+        for m in messages
+    ]
     return FrameBatch.from_frames(frames) if len(frames) >= COLUMNS_FROM else FrameRows(frames)
 
 
