@@ -291,3 +291,38 @@ def test_asc_without_a_start_time_says_its_times_are_relative(tmp_path: Path) ->
     assert [m.timestamp for m in _all(replay)] == [0.5, 0.75]
     assert replay.time_base == RELATIVE
     assert f"times {RELATIVE}" in replay.describe()
+
+
+@pytest.mark.parametrize("suffix", [".asc", ".csv", ".trc", ".log", ".log.gz"])
+def test_a_bad_line_in_the_middle_of_any_text_format_costs_only_that_line(tmp_path: Path, suffix: str) -> None:
+    """Each text format has a header the reader must be given again after a bad line.
+    .asc and .trc readers pass over lines they do not recognise (events, comments)
+    without an error, so a mangled frame there is lost without being counted."""
+    import gzip
+
+    messages = [_data(1533201287.0 + i / 8, i, channel=0) for i in range(12)]
+    plain = _write(tmp_path / f"whole{suffix.removesuffix('.gz')}", messages)
+    lines = plain.read_text().splitlines(keepends=True)
+    # the line holding frame 7: the one whose removal loses it
+    bad = next(i for i in range(len(lines)) if _frame_values(tmp_path / f"probe{i}{plain.suffix}", lines[:i] + lines[i + 1:])
+               == [k for k in range(12) if k != 7])
+    lines[bad] = lines[bad][: len(lines[bad]) // 2] + ",@@ 99 ZZ #\n"
+    path = tmp_path / f"damaged{suffix}"
+    text = "".join(lines)
+    path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    replay = LogReplay(path, speed=0)
+    got = [int.from_bytes(m.data, "little") for m in _all(replay)]
+    assert got == [i for i in range(12) if i != 7]
+    if suffix in (".asc", ".trc"):
+        assert replay.unreadable == 0
+    else:
+        assert replay.unreadable == 1
+        assert f"{path}:{bad + 1}:" in replay.describe()
+
+
+def _frame_values(path: Path, lines: list[str]) -> list[int]:
+    path.write_text("".join(lines))
+    try:
+        return [int.from_bytes(m.data, "little") for m in _all(LogReplay(path, speed=0))]
+    except SourceError:
+        return []
