@@ -61,10 +61,11 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        index = self.index(self.given + 1)
+        given, header = self.given, self._header
+        index = header[given] if given < len(header) else self._start + given - len(header)
         if index >= len(self._lines):
             raise StopIteration
-        self.given += 1
+        self.given = given + 1
         return self._lines[index]
 
     def readline(self) -> str:
