@@ -7,11 +7,18 @@ signal at 100 Hz and one at 1 Hz both keep `retention` seconds, in bounded memor
 
 Reader threads append; the asyncio loop cuts windows. One lock guards both, held only
 for an append or a copy.
+
+Each buffer's timestamps ascend, which windows rely on. A sample stamped before the
+newest one its signal holds (a live source whose clock stepped back; a replayed log
+is sorted before it is replayed, `hw.replay`) is dropped and counted (`late`), not
+inserted: inserting would rewrite windows already cut, and a clock that went back
+means those stamps are not to be trusted anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +31,8 @@ from oodida.errors import OodidaError
 from wire.messages import WindowSpec
 
 
+log = logging.getLogger(__name__)
+
 WAKE_INTERVAL = 0.005  # seconds between two checks of pending windows
 
 
@@ -32,9 +41,9 @@ class WindowError(OodidaError):
 
 
 class RingBuffer:
-    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total")
+    __slots__ = ("t", "v", "cap", "max_samples", "retention", "head", "n", "total", "late", "name")
 
-    def __init__(self, *, retention: float, max_samples: int, initial: int = 1024) -> None:
+    def __init__(self, *, retention: float, max_samples: int, initial: int = 1024, name: str = "") -> None:
         self.cap = min(initial, max_samples)
         self.max_samples = max_samples
         self.retention = retention
@@ -43,8 +52,32 @@ class RingBuffer:
         self.head = 0  # next slot to write
         self.n = 0  # samples held
         self.total = 0  # samples ever appended: the sequence number of the next one
+        self.late = 0  # samples dropped for being older than the newest held
+        self.name = name  # for the one log line about late samples
+
+    def _dropped(self, count: int) -> None:
+        if not self.late:
+            log.warning(
+                "%s: samples stamped before the newest one held were dropped (did the clock step back?); "
+                "further ones are only counted",
+                self.name or "a signal",
+            )
+        self.late += count
+
+    @property
+    def newest(self) -> float:
+        """The newest timestamp held (the last written: timestamps ascend)."""
+        return float(self.t[self.head - 1]) if self.n else -np.inf
+
+    def append_checked(self, t: float, v: float) -> None:
+        """`append`, unless `t` is older than the newest sample held: then dropped and counted."""
+        if self.n and t < self.t[self.head - 1]:
+            self._dropped(1)
+            return
+        self.append(t, v)
 
     def append(self, t: float, v: float) -> None:
+        """Append a sample no older than the newest held (`append_checked` otherwise)."""
         if self.n == self.cap and self.cap < self.max_samples:
             oldest = self.t[self.head]  # when full, head is also the oldest slot
             if t - oldest < self.retention:
@@ -68,6 +101,19 @@ class RingBuffer:
         where it would grow.
         """
         count = int(t.shape[0])
+        if not count:
+            return
+        # `t` ascends (the decoder sorts a batch that does not, `decode_batch`), so
+        # only its first sample can be older than what is held: one test per call.
+        if self.n and t[0] < self.t[self.head - 1]:
+            # Keep what does not go back in time: each sample at or after every one before it.
+            before = np.maximum.accumulate(np.concatenate(([self.newest], t[:-1])))
+            keep = t >= before
+            self._dropped(int(count - keep.sum()))
+            t, v = t[keep], v[keep]
+            count = int(t.shape[0])
+            if not count:
+                return
         i = 0
         while i < count:
             if self.n < self.cap:  # free slots are [head, cap): held samples start at slot 0
@@ -186,6 +232,9 @@ class _Mark:
 
     time: float | None
     seqs: dict[str, int]
+    # Set when the window starts at the first sample: [time, time + amount) instead of
+    # (time, time + amount], so that sample is in and the one `amount` later is not.
+    from_first: bool = False
 
 
 @dataclass
@@ -223,16 +272,20 @@ class SignalStore:
         with self._lock:
             for name in names:
                 if name not in self._buffers:
-                    self._buffers[name] = RingBuffer(retention=self.retention, max_samples=self.max_samples)
+                    self._buffers[name] = RingBuffer(retention=self.retention, max_samples=self.max_samples, name=name)
 
     def add(self, t: float, values: list[tuple[str, float]]) -> None:
         """Append one frame's decoded values, all stamped `t`."""
         with self._lock:
             buffers = self._buffers
-            for name, value in values:
-                buffers[name].append(t, value)
-            if self.signal_time is None or t > self.signal_time:
+            if self.signal_time is None or t >= self.signal_time:
+                # No buffer holds anything newer: no sample of this frame can be late.
+                for name, value in values:
+                    buffers[name].append(t, value)
                 self.signal_time = t
+            else:
+                for name, value in values:
+                    buffers[name].append_checked(t, value)
         if self._waiters:
             self._wake_soon()
 
@@ -247,7 +300,7 @@ class SignalStore:
             for name, (t, v) in decoded.items():
                 buffers[name].extend(t, v)
                 if t.size:
-                    latest = float(t.max())
+                    latest = float(t[-1])  # series ascend (`decode_batch` sorts): the last is the newest
                     if newest is None or latest > newest:
                         newest = latest
             self.signal_time = newest
@@ -303,6 +356,12 @@ class SignalStore:
                 out[name] = (buf.n, rate)
         return out
 
+    @property
+    def late_samples(self) -> dict[str, int]:
+        """Samples dropped per signal for being stamped before the newest one held."""
+        with self._lock:
+            return {name: b.late for name, b in self._buffers.items() if b.late}
+
     def __contains__(self, name: str) -> bool:
         return name in self._buffers
 
@@ -336,19 +395,25 @@ class SignalStore:
                     return None
                 if mark.time is None:  # nothing had arrived when the task did: start at the first sample
                     firsts = [b.t[(b.head - b.n) % b.cap] for b in self._buffers.values() if b.n]
-                    mark.time = min(firsts) - 1e-9 if firsts else None
-                    if mark.time is None:
+                    if not firsts:
                         return None
+                    mark.time, mark.from_first = float(min(firsts)), True
                 end = mark.time + spec.amount
                 if self.signal_time < end:
                     return None
+                lo, hi = mark.time, end
+                if mark.from_first:
+                    # between() takes (lo, hi]; one float step down on both edges makes it
+                    # [first, end) at any magnitude (a fixed epsilon is lost at
+                    # epoch-scale times, where one step is 2.4e-7 s).
+                    lo, hi = float(np.nextafter(lo, -np.inf)), float(np.nextafter(hi, -np.inf))
                 series = {}
                 for asked, name in names.items():
                     buf = self._buffers[name]
                     oldest = buf.oldest_t
                     if buf.first_seq > 0 and oldest is not None and oldest > mark.time:
                         raise WindowError(f"{asked}: samples were overwritten before the window could be cut")
-                    series[asked] = Series(*buf.between(mark.time, end))
+                    series[asked] = Series(*buf.between(lo, hi))
                 return Window(series, mark.time, end)
             n = int(spec.amount)
             for name in names.values():
@@ -399,6 +464,9 @@ class SignalStore:
                 ready = self._next_ready(names, spec, mark)
             except WindowError as exc:
                 future.set_exception(exc)
+                return True
+            except Exception as exc:  # never a traceback in the loop's callback and a window left waiting
+                future.set_exception(WindowError(f"the window cannot be cut: {exc}"))
                 return True
             if ready is not None:
                 future.set_result(ready)

@@ -7,9 +7,11 @@ Motorola, big-endian, and each wanted signal is a shift, a mask, a sign extensio
 
 Exactness against cantools is the rule, so a message takes this path only when every
 step is exact in float64: payloads of at most 8 bytes, integer (not float) signals of
-at most 52 bits, integer scalings whose results stay below 2**53, and multiplexing of
-one level with an unscaled multiplexer. Anything else is marked `per_frame` and goes
-through the per-frame decoder (which hands its own odd cases to cantools).
+at most 52 bits, integer scalings whose results stay below 2**53, and unscaled
+multiplexers (nested through SG_MUL_VAL_ too; which signal is in which frame is
+`hw.mux`'s rule, shared with the per-frame path). Anything else is marked
+`per_frame` and goes through the per-frame decoder (which hands its own odd signals
+to cantools).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from cantools.database.can import Message, Signal
+
+from hw.mux import Chain, chain_of, layout
 
 _WORD_BITS = 64
 _EXACT = 1 << 53  # float64 holds every integer up to this exactly
@@ -34,7 +38,7 @@ class Column:
     sign: int  # the sign bit's value, 0 for unsigned
     scale: float
     offset: float
-    mux_ids: np.ndarray | None  # multiplexer values that select this signal; None = always
+    chain: tuple[tuple[str, np.ndarray], ...] = ()  # multiplexers above it and their selecting values
 
     def raw(self, little: np.ndarray, big: np.ndarray) -> np.ndarray:
         """The signal's integer values, sign-extended, as int64."""
@@ -118,8 +122,9 @@ class BatchPlan:
     length: int
     columns: tuple[Column, ...]  # the wanted signals; empty when none is wanted
     per_frame: bool = False  # the layout is outside this path: decode frame by frame
-    mux: Column | None = None  # the multiplexer, unscaled, when the message has one
-    mux_valid: np.ndarray | None = None  # multiplexer values the DBC defines
+    # The multiplexers, unscaled, parents first: (column, values the DBC defines, or
+    # an empty array for "any"); each column's `chain` says where it hangs.
+    selectors: tuple[tuple[Column, np.ndarray], ...] = ()
     blocks: tuple[Block, ...] = ()  # the wanted signals present in every frame, by byte order
     muxed: tuple[Column, ...] = ()  # the wanted signals present for some multiplexer values
 
@@ -131,44 +136,69 @@ def compile_plan(message: Message, chosen: list[tuple[str, Signal]]) -> BatchPla
         return BatchPlan(length=length, columns=())
     if message.is_container or length > 8:
         return BatchPlan(length=length, columns=(), per_frame=True)
-    mux_signal = None
-    if message.is_multiplexed():
-        multiplexers = [signal for signal in message.signals if signal.is_multiplexer]
-        if len(multiplexers) != 1:
-            return BatchPlan(length=length, columns=(), per_frame=True)
-        mux_signal = multiplexers[0]
-        if (
-            mux_signal.multiplexer_ids is not None  # nested multiplexing
-            or not exact_in_float64(mux_signal, length)
-            or mux_signal.conversion.scale != 1
-            or mux_signal.conversion.offset != 0
-            or any(
-                s.multiplexer_ids is not None and s.multiplexer_signal != mux_signal.name
-                for s in message.signals
-            )
-        ):
-            return BatchPlan(length=length, columns=(), per_frame=True)
     if not all(exact_in_float64(signal, length) for _, signal in chosen):
         return BatchPlan(length=length, columns=(), per_frame=True)
-    columns = tuple(_column(name, signal) for name, signal in chosen)
-    always = [column for column in columns if column.mux_ids is None]
+    muxes = layout(message)
+    selectors: list[tuple[Column, np.ndarray]] = []
+    if muxes is not None:
+        for selector in muxes.selectors:
+            signal = selector.signal
+            if (
+                not exact_in_float64(signal, length)
+                or signal.conversion.scale != 1
+                or signal.conversion.offset != 0
+            ):
+                return BatchPlan(length=length, columns=(), per_frame=True)
+            if selector.chain is None:
+                continue  # in no frame: never checked, selects nothing
+            selectors.append((
+                _column(signal.name, signal, selector.chain),
+                np.array(sorted(selector.keys), dtype=np.int64),
+            ))
+    columns = []
+    for name, signal in chosen:
+        chain = chain_of(message, signal)
+        if chain is not None:  # None: in no frame
+            columns.append(_column(name, signal, chain))
+    always = [column for column in columns if not column.chain]
     blocks = tuple(
         Block.of(group)
         for group in ([c for c in always if not c.big], [c for c in always if c.big])
         if group
     )
-    muxed = tuple(column for column in columns if column.mux_ids is not None)
-    if mux_signal is None:
-        return BatchPlan(length=length, columns=columns, blocks=blocks)
-    valid = sorted({i for s in message.signals for i in (s.multiplexer_ids or ())})
+    muxed = tuple(column for column in columns if column.chain)
     return BatchPlan(
-        length=length,
-        columns=columns,
-        mux=_column(mux_signal.name, mux_signal, multiplexed=False),
-        mux_valid=np.array(valid, dtype=np.int64),
-        blocks=blocks,
-        muxed=muxed,
+        length=length, columns=tuple(columns), selectors=tuple(selectors), blocks=blocks, muxed=muxed
     )
+
+
+def select(
+    plan: BatchPlan, little: np.ndarray, big: np.ndarray
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Which frames are valid (None: all), and each multiplexer's values: a frame is
+    invalid when a multiplexer it carries has a value the DBC does not define."""
+    values: dict[str, np.ndarray] = {}
+    valid = None
+    for column, keys in plan.selectors:
+        raw = column.raw(little, big)
+        values[column.name] = raw
+        if keys.size:
+            bad = ~np.isin(raw, keys)
+            carried = carries(column.chain, values)
+            if carried is not None:
+                bad &= carried
+            if bad.any():
+                valid = ~bad if valid is None else valid & ~bad
+    return valid, values
+
+
+def carries(chain: tuple[tuple[str, np.ndarray], ...], values: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The frames whose multiplexers select along `chain` (None: every frame)."""
+    mask = None
+    for mux, ids in chain:
+        here = np.isin(values[mux], ids)
+        mask = here if mask is None else mask & here
+    return mask
 
 
 def words(data: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +208,7 @@ def words(data: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return little, little.byteswap()
 
 
-def _column(name: str, signal: Signal, *, multiplexed: bool = True) -> Column:
+def _column(name: str, signal: Signal, chain: Chain = ()) -> Column:
     if signal.byte_order == "big_endian":
         # The 8-byte word read big-endian holds the signal with its LSB this many bits
         # above the word's LSB, whatever the message's length (shorter payloads are
@@ -186,7 +216,6 @@ def _column(name: str, signal: Signal, *, multiplexed: bool = True) -> Column:
         shift = _WORD_BITS - (_msb(signal) + signal.length)
     else:
         shift = signal.start
-    ids = signal.multiplexer_ids if multiplexed else None
     return Column(
         name=name,
         big=signal.byte_order == "big_endian",
@@ -195,7 +224,7 @@ def _column(name: str, signal: Signal, *, multiplexed: bool = True) -> Column:
         sign=1 << (signal.length - 1) if signal.is_signed else 0,
         scale=float(signal.conversion.scale),
         offset=float(signal.conversion.offset),
-        mux_ids=None if ids is None else np.array(sorted(ids), dtype=np.int64),
+        chain=tuple((mux, np.array(sorted(ids), dtype=np.int64)) for mux, ids in chain),
     )
 
 
@@ -229,4 +258,4 @@ def exact_in_float64(signal: Signal, length: int) -> bool:
     return not (both_int and top * abs(scale) + abs(offset) >= _EXACT)
 
 
-__all__ = ["BatchPlan", "Block", "Column", "compile_plan", "exact_in_float64", "words"]
+__all__ = ["BatchPlan", "Block", "Column", "carries", "compile_plan", "exact_in_float64", "select", "words"]

@@ -9,13 +9,15 @@ and a mask per wanted signal.
 
 The arithmetic is cantools' own (`raw * scale + offset` with the DBC's factors), so
 values equal those of `decode_message(..., decode_choices=False)`, always as floats
-(cantools gives ints for integer scalings). Messages whose layout the fast path does
-not cover (multiplexed, float signals, signals that overrun the declared length) go
-through cantools itself, for that message only, as do signals wider than 52 bits or
-with integer scalings past 2**53, where float64 arithmetic would part from cantools'
-exact integers. One deliberate difference: a message
-whose signals overlap (a DBC bug; PCS_HUD in the RAV4 DBC) is refused whole by
-cantools, while here each signal is decoded as declared, with a warning at start.
+(cantools gives ints for integer scalings). Multiplexed messages take a special path
+whose rules (which signal is in which frame, which multiplexer values are defined)
+come from `hw.mux`, shared with the batch path. Signals the arithmetic cannot decode
+exactly (floats, signals that overrun the declared length, signals wider than 52
+bits or with integer scalings past 2**53) are decoded by cantools, each alone, as
+declared. Deliberate differences: a message whose signals overlap (a DBC bug;
+PCS_HUD in the RAV4 DBC) is refused whole by cantools, while here each signal is
+decoded as declared, with a note at start; and a multiplexer named by SG_MUL_VAL_
+but marked `m` is taken as one (`hw.mux`).
 
 Many frames at once (a log replayed fast, a busy bus drained) go through
 `decode_batch` instead: grouped by id and decoded with numpy (`hw.batch`), with the
@@ -38,9 +40,10 @@ import cantools.database
 import numpy as np
 from cantools.database.can import Database, Message, Signal
 
-from hw.batch import BatchPlan, compile_plan, exact_in_float64, words
+from hw.batch import BatchPlan, carries, compile_plan, exact_in_float64, select, words
 from hw.errors import DbcError, UnknownSignalError
-from hw.frames import FrameBatch
+from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from hw.mux import Chain, chain_of, layout
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,11 @@ _EXTENDED_MASK = 0x1FFFFFFF
 
 # One compiled signal: (output name, shift, mask, sign bit or 0, 2 * sign bit, scale, offset).
 _Field = tuple[str, int, int, int, int, float, float]
+
+# How the special path reads one signal: (big-endian?, shift, mask, sign, wrap, scale,
+# offset) for the shift-and-mask arithmetic, or (a one-signal copy of the message,
+# its name) for cantools, which decodes the signal alone, as declared.
+_Getter = tuple[bool, int, int, int, int, float, float] | tuple[Message, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +68,33 @@ class _Plan:
     # integer view of the payload.
     big: tuple[_Field, ...]
     little: tuple[_Field, ...]
-    # Set when the fast path cannot be trusted for this message; maps DBC signal
-    # names to output names.
-    fallback: Message | None = None
-    fallback_names: tuple[tuple[str, str], ...] = ()
+    # Set when the message is multiplexed, a container, or has a signal the
+    # arithmetic cannot decode exactly (`_decode_special`); then `big` and `little`
+    # are empty. One test per frame keeps the plain path as fast as it was.
+    special: _Special | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Special:
+    """A message outside the plain fast path: its multiplexers (`hw.mux`, parents
+    first) and its wanted signals, each with the multiplexers above it."""
+
+    selectors: tuple[tuple[str, _Getter, frozenset[int], Chain | None], ...]
+    fields: tuple[tuple[str, _Getter, Chain], ...]
+    # A container message, which cantools decodes whole, and its (DBC name, output
+    # name) pairs.
+    container: Message | None = None
+    container_names: tuple[tuple[str, str], ...] = ()
 
 
 class SignalDecoder:
     """Decodes chosen DBC signals from raw CAN frames, never raising on a bad frame.
 
-    Counters (`frames`, `unknown_frames`, `malformed_frames`) rather than exceptions or
-    log lines per frame: a noisy bus must cost neither the agent's life nor its disk.
+    Counters (`frames`, `unknown_frames`, `malformed_frames`, `error_frames`,
+    `remote_frames`) rather than exceptions or log lines per frame: a noisy bus must
+    cost neither the agent's life nor its disk. Error frames (`hw.frames.ERROR_FLAG`
+    in the id) carry no signal whatever their id says, and remote-request frames
+    (`REMOTE_FLAG`) no payload: each is counted as what it is, never decoded.
     The counters are plain ints, so one decoder serves one reader thread.
     """
 
@@ -102,6 +126,8 @@ class SignalDecoder:
         self.frames = 0
         self.unknown_frames = 0
         self.malformed_frames = 0
+        self.error_frames = 0
+        self.remote_frames = 0
         self._warned_ids: set[int] = set()
 
         self._by_canonical: dict[str, tuple[Message, Signal]] = {}
@@ -189,7 +215,8 @@ class SignalDecoder:
         return signal.unit or "", None if lo is None else float(lo), None if hi is None else float(hi)
 
     def decode(self, arbitration_id: int, data: bytes | bytearray) -> list[tuple[str, float]] | None:
-        """The wanted signals of one frame, or None when the DBC does not know its id.
+        """The wanted signals of one frame, or None when the DBC does not know its id
+        (or it is an error or remote frame, flagged in the id as `hw.frames` does).
 
         `[]` means "known, but nothing wanted here" or "too short to decode"; the
         difference shows in `malformed_frames`. The order of signals within one
@@ -198,14 +225,17 @@ class SignalDecoder:
         self.frames += 1
         plan = self._plans.get(arbitration_id)
         if plan is None:
-            self.unknown_frames += 1
+            if arbitration_id > 0x1FFFFFFF:  # a flag bit (error or remote frame); a literal: per frame
+                self._count_unknown(arbitration_id)
+            else:
+                self.unknown_frames += 1
             return None
         size = len(data)
         if size < plan.length:
             self._malformed(arbitration_id, f"{size} bytes, DBC says {plan.length}")
             return []
-        if plan.fallback is not None:
-            return self._decode_fallback(plan, arbitration_id, data)
+        if plan.special is not None:
+            return self._decode_special(plan.special, plan.length, arbitration_id, data)
         big_fields = plan.big
         little_fields = plan.little
         if not big_fields and not little_fields:
@@ -235,13 +265,20 @@ class SignalDecoder:
 
         Equal, value for value and counter for counter, to calling `decode` on every
         frame in order and gathering each signal's values: a signal comes from one
-        message id, and each id's frames keep their order. Signals with no value in
+        message id, and each id's frames keep their order (time order: a batch out of
+        timestamp order is sorted first, stably). Signals with no value in
         this batch are absent. Costs a sort of the ids and a few numpy operations per
         id and wanted signal, instead of Python work per frame.
         """
         n = len(batch)
         if n == 0:
             return {}
+        stamps = batch.timestamps
+        if n > 1 and (stamps[1:] < stamps[:-1]).any():
+            # Out of order (a live clock stepped back within one read): decoded in
+            # time order, stably, so every signal's samples ascend as the store needs.
+            order = np.argsort(stamps, kind="stable")
+            batch = FrameBatch(stamps[order], batch.ids[order], batch.data[order], batch.lengths[order])
         ids = batch.ids
         # Stable, so each id's frames stay in order; on 16-bit keys (every standard
         # id) numpy sorts by radix, several times faster than on int64.
@@ -264,7 +301,7 @@ class SignalDecoder:
         ):
             plan = plans.get(frame_id)
             if plan is None:
-                self.unknown_frames += end - start
+                self._count_unknown(frame_id, end - start)
                 continue
             if plan.per_frame:
                 decoded_singly += end - start
@@ -279,22 +316,21 @@ class SignalDecoder:
                 little, big, timestamps = little[whole], big[whole], timestamps[whole]
             if not plan.columns or not little.size:
                 continue
-            mux = None
-            if plan.mux is not None:
-                assert plan.mux_valid is not None
-                mux = plan.mux.raw(little, big)
-                valid = np.isin(mux, plan.mux_valid)
-                if not valid.all():
+            selected: dict[str, np.ndarray] = {}
+            if plan.selectors:
+                valid, selected = select(plan, little, big)
+                if valid is not None:
                     self._malformed(frame_id, "multiplexer value the DBC does not define", int((~valid).sum()))
-                    little, big, mux, timestamps = little[valid], big[valid], mux[valid], timestamps[valid]
-                    if not mux.size:
+                    little, big, timestamps = little[valid], big[valid], timestamps[valid]
+                    selected = {mux: values[valid] for mux, values in selected.items()}
+                    if not little.size:
                         continue
             for block in plan.blocks:
                 for name, values in zip(block.names, block.values(little, big), strict=True):
                     out[name] = (timestamps, values)
             for column in plan.muxed:
-                assert mux is not None and column.mux_ids is not None
-                chosen = np.isin(mux, column.mux_ids)
+                chosen = carries(column.chain, selected)
+                assert chosen is not None
                 if chosen.any():
                     out[column.name] = (timestamps[chosen], column.values(little[chosen], big[chosen]))
         self.frames += n - decoded_singly
@@ -318,12 +354,44 @@ class SignalDecoder:
         for name, (times, values) in gathered.items():
             out[name] = (np.array(times, dtype=np.float64), np.array(values, dtype=np.float64))
 
-    def _decode_fallback(
-        self, plan: _Plan, arbitration_id: int, data: bytes | bytearray
+    def _decode_special(
+        self, special: _Special, length: int, arbitration_id: int, data: bytes | bytearray
     ) -> list[tuple[str, float]]:
-        assert plan.fallback is not None
+        """A multiplexed message, or one with signals for cantools: the multiplexers
+        first (a value the DBC does not define makes the frame malformed, as cantools
+        has it), then each wanted signal the frame carries, decoded as declared."""
+        if special.container is not None:
+            return self._decode_container(special, arbitration_id, data)
+        data = bytes(data[:length])
+        big = int.from_bytes(data, "big")
+        little = int.from_bytes(data, "little")
+        selected: dict[str, int] = {}
         try:
-            decoded = plan.fallback.decode(bytes(data), decode_choices=False, scaling=True)
+            for name, getter, keys, chain in special.selectors:
+                if chain is None or not all(selected.get(mux) in ids for mux, ids in chain):
+                    continue  # not in this frame
+                value = int(_read(getter, data, big, little))
+                if keys and value not in keys:
+                    self._malformed(arbitration_id, f"multiplexer {name} = {value}, which the DBC does not define")
+                    return []
+                selected[name] = value
+            return [
+                (name, _read(getter, data, big, little))
+                for name, getter, chain in special.fields
+                if all(selected.get(mux) in ids for mux, ids in chain)
+            ]
+        except Exception as exc:
+            # cantools raises several unrelated types on payloads it cannot unpack,
+            # and a NaN multiplexer has no integer value; a bad frame must not kill the reader.
+            self._malformed(arbitration_id, f"{type(exc).__name__}: {exc}")
+            return []
+
+    def _decode_container(
+        self, special: _Special, arbitration_id: int, data: bytes | bytearray
+    ) -> list[tuple[str, float]]:
+        assert special.container is not None
+        try:
+            decoded = special.container.decode(bytes(data), decode_choices=False, scaling=True)
         except Exception as exc:
             # cantools raises several unrelated types on bad payloads (an unknown
             # multiplexer value among them); a bad frame must not kill the reader.
@@ -332,9 +400,18 @@ class SignalDecoder:
         assert isinstance(decoded, dict)
         return [
             (name, float(decoded[dbc_name]))  # type: ignore[arg-type]
-            for dbc_name, name in plan.fallback_names
+            for dbc_name, name in special.container_names
             if dbc_name in decoded
         ]
+
+    def _count_unknown(self, arbitration_id: int, count: int = 1) -> None:
+        """An id without a plan: an error frame, a remote request, or one the DBC lacks."""
+        if arbitration_id & ERROR_FLAG:
+            self.error_frames += count
+        elif arbitration_id & REMOTE_FLAG:
+            self.remote_frames += count
+        else:
+            self.unknown_frames += count
 
     def _malformed(self, arbitration_id: int, reason: str, count: int = 1) -> None:
         self.malformed_frames += count
@@ -357,44 +434,98 @@ class SignalDecoder:
         return (
             f"<SignalDecoder {self._label}: {len(self._signal_names)} signals in "
             f"{len(self.frame_ids)} messages; frames={self.frames} "
-            f"unknown={self.unknown_frames} malformed={self.malformed_frames}>"
+            f"unknown={self.unknown_frames} malformed={self.malformed_frames} "
+            f"errors={self.error_frames} remote={self.remote_frames}>"
         )
 
 
 def _compile(message: Message, chosen: list[tuple[str, Signal]]) -> _Plan:
-    """Turn the wanted signals of one message into shift/mask fields, or a fallback."""
+    """Turn the wanted signals of one message into shift/mask fields, or a special plan."""
     length = message.length
-    if (
-        message.is_multiplexed()
-        or message.is_container
-        or any(signal.is_float or not _fits(signal, length) for _, signal in chosen)
-        # Wide signals and huge integer scalings: cantools' int arithmetic and float64
-        # part ways past 2**53, so cantools decides.
-        or not all(exact_in_float64(signal, length) for _, signal in chosen)
-    ):
-        logger.debug("message %s decoded through cantools (layout outside the fast path)", message.name)
-        return _Plan(
-            length=length,
-            big=(),
-            little=(),
-            fallback=message,
-            fallback_names=tuple((signal.name, name) for name, signal in chosen),
-        )
+    if message.is_container:
+        logger.debug("container message %s decoded through cantools", message.name)
+        names = tuple((signal.name, name) for name, signal in chosen)
+        return _Plan(length=length, big=(), little=(), special=_Special((), (), message, names))
     _warn_overlaps(message, [signal for _, signal in chosen])
+    muxes = layout(message)
+    if muxes is not None and muxes.unmarked:
+        logger.info(
+            "DBC message %s: %s selects signals (SG_MUL_VAL_) but is not marked M; taken as their multiplexer",
+            message.name,
+            ", ".join(muxes.unmarked),
+        )
+    if muxes is not None or not all(_plain(signal, length) for _, signal in chosen):
+        logger.debug("message %s decoded by the special path (multiplexed or cantools signals)", message.name)
+        fields = []
+        for name, signal in chosen:
+            chain = chain_of(message, signal)
+            if chain is not None:  # None: in no frame at all
+                fields.append((name, _getter(message, signal), chain))
+        selectors = () if muxes is None else tuple(
+            (s.signal.name, _getter(message, s.signal), s.keys, s.chain) for s in muxes.selectors
+        )
+        return _Plan(length=length, big=(), little=(), special=_Special(selectors, tuple(fields)))
     big: list[_Field] = []
     little: list[_Field] = []
     for name, signal in chosen:
-        is_big = signal.byte_order == "big_endian"
-        # Big-endian: the payload read as one big-endian integer holds the signal
-        # with its LSB this many bits above the integer's LSB.
-        shift = 8 * length - (_msb(signal) + signal.length) if is_big else signal.start
-        mask = (1 << signal.length) - 1
-        sign = 1 << (signal.length - 1) if signal.is_signed else 0
-        # Same factors cantools multiplies by; floats so every output is a float.
-        scale = float(signal.conversion.scale)
-        offset = float(signal.conversion.offset)
-        (big if is_big else little).append((name, shift, mask, sign, sign << 1, scale, offset))
+        is_big, shift, mask, sign, wrap, scale, offset = _arithmetic(signal, length)
+        (big if is_big else little).append((name, shift, mask, sign, wrap, scale, offset))
     return _Plan(length=length, big=tuple(big), little=tuple(little))
+
+
+def _plain(signal: Signal, length: int) -> bool:
+    """The shift-and-mask arithmetic gives cantools' value for this signal exactly:
+    an integer signal inside the message, with float64 exact for its range and
+    scaling (wide signals and huge integer scalings part from cantools' ints)."""
+    return not signal.is_float and _fits(signal, length) and exact_in_float64(signal, length)
+
+
+def _arithmetic(signal: Signal, length: int) -> tuple[bool, int, int, int, int, float, float]:
+    is_big = signal.byte_order == "big_endian"
+    # Big-endian: the payload read as one big-endian integer holds the signal
+    # with its LSB this many bits above the integer's LSB.
+    shift = 8 * length - (_msb(signal) + signal.length) if is_big else signal.start
+    mask = (1 << signal.length) - 1
+    sign = 1 << (signal.length - 1) if signal.is_signed else 0
+    # Same factors cantools multiplies by; floats so every output is a float.
+    return is_big, shift, mask, sign, sign << 1, float(signal.conversion.scale), float(signal.conversion.offset)
+
+
+def _getter(message: Message, signal: Signal) -> _Getter:
+    if _plain(signal, message.length):
+        return _arithmetic(signal, message.length)
+    # cantools decodes this one signal alone: a message of just it, so that neither
+    # overlapping neighbours nor the multiplexing (handled by the caller) get in the way.
+    alone = Signal(
+        name=signal.name,
+        start=signal.start,
+        length=signal.length,
+        byte_order=signal.byte_order,
+        is_signed=signal.is_signed,
+        conversion=signal.conversion,
+    )
+    return (
+        Message(
+            frame_id=message.frame_id,
+            name=message.name,
+            length=message.length,
+            signals=[alone],
+            is_extended_frame=message.is_extended_frame,
+            strict=False,
+        ),
+        signal.name,
+    )
+
+
+def _read(getter: _Getter, data: bytes, big: int, little: int) -> float:
+    if len(getter) == 2:
+        message, name = getter
+        return float(message.decode(data, decode_choices=False, scaling=True)[name])  # type: ignore[union-attr, index, arg-type]
+    is_big, shift, mask, sign, wrap, scale, offset = getter  # type: ignore[misc]
+    raw = ((big if is_big else little) >> shift) & mask
+    if raw & sign:
+        raw -= wrap
+    return raw * scale + offset
 
 
 def _msb(signal: Signal) -> int:
@@ -419,6 +550,15 @@ def _bits(signal: Signal) -> set[int]:
     return {8 * (p // 8) + 7 - p % 8 for p in range(msb, msb + signal.length)}
 
 
+def _exclusive(message: Message, one: Signal, other: Signal) -> bool:
+    """Never in one frame: a common multiplexer selects them by disjoint values."""
+    first, second = chain_of(message, one), chain_of(message, other)
+    if first is None or second is None:
+        return True
+    theirs = dict(second)
+    return any(mux in theirs and not ids & theirs[mux] for mux, ids in first)
+
+
 def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
     """Say so when a DBC bug makes signals share bits: cantools refuses such a message
     outright, we decode each signal as declared, and the operator should know."""
@@ -426,7 +566,7 @@ def _warn_overlaps(message: Message, chosen: list[Signal]) -> None:
     for signal in chosen:
         mine = _bits(signal)
         for other in message.signals:
-            if other is not signal and mine & _bits(other):
+            if other is not signal and mine & _bits(other) and not _exclusive(message, signal, other):
                 pairs.add(" and ".join(sorted((signal.name, other.name))))
     if pairs:
         logger.info(

@@ -17,6 +17,21 @@ import numpy as np
 # Payload columns are at least this wide, so every classic frame reads as one uint64.
 MIN_WIDTH = 8
 
+# Error and remote-request frames travel with their kind in the id's spare bits, as
+# SocketCAN's can_id carries them (CAN_ERR_FLAG, CAN_RTR_FLAG): no DBC id has these
+# bits, so the decoder's lookup misses them for free and counts them as what they are.
+ERROR_FLAG = 0x20000000
+REMOTE_FLAG = 0x40000000
+
+
+def frame_id(message: can.Message) -> int:
+    """The id a frame is decoded under: its arbitration id, flagged if it carries no data."""
+    if message.is_error_frame:
+        return message.arbitration_id | ERROR_FLAG
+    if message.is_remote_frame:
+        return message.arbitration_id | REMOTE_FLAG
+    return message.arbitration_id
+
 
 @dataclass(frozen=True, slots=True)
 class FrameBatch:
@@ -27,7 +42,7 @@ class FrameBatch:
     """
 
     timestamps: np.ndarray  # float64, (n,)
-    ids: np.ndarray  # int64, (n,): arbitration ids without the IDE bit
+    ids: np.ndarray  # int64, (n,): arbitration ids without the IDE bit (`frame_id`: flagged for error and remote frames)
     data: np.ndarray  # uint8, (n, width >= 8)
     lengths: np.ndarray  # int64, (n,)
 
@@ -83,7 +98,7 @@ class FrameBatch:
     @classmethod
     def from_messages(cls, messages: Sequence[can.Message]) -> FrameBatch:
         """From python-can messages (their `data`, not their `dlc`, gives the length)."""
-        return cls.from_frames([(m.timestamp, m.arbitration_id, bytes(m.data)) for m in messages])
+        return cls.from_frames([(m.timestamp, frame_id(m), bytes(m.data)) for m in messages])
 
 
 COLUMNS_FROM = 64  # frames: below this, columns cost more than the batch decoder saves
@@ -107,8 +122,21 @@ class FrameRows:
 
 def batch_of_messages(messages: Sequence[can.Message]) -> FrameBatch | FrameRows:
     """Columns for many frames, rows for a few (see `FrameRows`)."""
-    frames = [(m.timestamp, m.arbitration_id, bytes(m.data)) for m in messages]
+    # frame_id inlined: this runs per frame of a live bus
+    frames = [
+        (m.timestamp, frame_id(m) if m.is_error_frame or m.is_remote_frame else m.arbitration_id, bytes(m.data))
+        for m in messages
+    ]
     return FrameBatch.from_frames(frames) if len(frames) >= COLUMNS_FROM else FrameRows(frames)
 
 
-__all__ = ["COLUMNS_FROM", "MIN_WIDTH", "FrameBatch", "FrameRows", "batch_of_messages"]
+__all__ = [
+    "COLUMNS_FROM",
+    "ERROR_FLAG",
+    "MIN_WIDTH",
+    "REMOTE_FLAG",
+    "FrameBatch",
+    "FrameRows",
+    "batch_of_messages",
+    "frame_id",
+]

@@ -7,6 +7,14 @@ forward even when the log loops, and the reader stops promptly when asked.
 The log's timeline is taken over all its channels, even when one channel is kept:
 two replays of one log (`channel="can0"` and `channel="can1"`) with equal offsets
 then stay in step, as the two buses of one car do.
+
+A damaged log replays what can be read of it (`hw.logread`): unreadable lines are
+skipped, counted and named (file:line), and only a file with nothing readable is
+refused. A log out of timestamp order (merged from two interfaces, or rewritten) is
+replayed in timestamp order, stably: each frame did happen at its stamp, so sorting
+loses nothing, where dropping the late ones would lose data and replaying file order
+would send signal time backwards. Channels are matched as text, so `channel = "0"`
+finds the integer channels of .asc, .blf and .trc logs.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import bisect
 import functools
 import itertools
 import logging
+import operator
 import os
 import statistics
 import threading
@@ -26,7 +35,8 @@ from typing import Any, NamedTuple
 import can
 
 from hw.errors import SourceError
-from hw.frames import FrameBatch
+from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from hw.logread import ABSOLUTE, read_log
 from hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -64,7 +74,11 @@ class _Recording:
     first: float
     last: float
     gap: float  # median positive gap between frames: the pause between two passes
-    ordered: bool  # timestamps never decrease in log order
+    ordered: bool  # timestamps never decrease (always, since frames are sorted on reading)
+    unreadable: int = 0  # lines (or a binary log's tail) that could not be read
+    problems: tuple[str, ...] = ()  # the first of those, "file:line: reason"
+    reordered: int = 0  # frames that were out of timestamp order in the file
+    time_base: str = ABSOLUTE
     # Column form of the frames per channel (None: all), built on first use and shared
     # by every replay of this recording, as a simulated fleet replays one log many times.
     columns: dict[str | None, FrameBatch] = field(default_factory=dict, compare=False)
@@ -106,7 +120,7 @@ class LogReplay(FrameSource):
         self._path = os.fspath(path)
         self._speed = float(speed)
         self._loop = bool(loop)
-        self._channel = channel
+        self._channel = None if channel is None else str(channel)
         self._closed = False
         self._ended = False
 
@@ -115,7 +129,8 @@ class LogReplay(FrameSource):
         if channel is None:
             self._frames = recording.frames
         else:
-            self._frames = tuple(frame for frame in recording.frames if frame.channel == channel)
+            # As text: .asc, .blf and .trc logs give integer channels, the config a string.
+            self._frames = tuple(frame for frame in recording.frames if str(frame.channel) == self._channel)
             if not self._frames:
                 raise SourceError(
                     f"log {self._path} has no frames on channel {channel!r}; "
@@ -148,10 +163,27 @@ class LogReplay(FrameSource):
         what = f"channel {self._channel}" if self._channel is not None else "all channels"
         speed = "as fast as possible" if self._speed == 0 else f"speed {self._speed:g}"
         loop = ", looping" if self._loop else ""
+        notes = ""
+        if recording.time_base != ABSOLUTE:
+            notes += f", times {recording.time_base}"
+        if recording.unreadable:
+            notes += f", {recording.unreadable} unreadable lines skipped (first: {recording.problems[0]})"
+        if recording.reordered:
+            notes += f", {recording.reordered} frames out of timestamp order, replayed in order"
         return (
             f"log replay of {self._path} ({what}, {len(self._frames)} frames, "
-            f"{recording.duration:.1f} s) at {speed} from offset {self._offset:g} s{loop}"
+            f"{recording.duration:.1f} s) at {speed} from offset {self._offset:g} s{loop}{notes}"
         )
+
+    @property
+    def unreadable(self) -> int:
+        """Lines of the log (or a binary log's cut-off tail) that could not be read."""
+        return self._recording.unreadable
+
+    @property
+    def time_base(self) -> str:
+        """"absolute", or how the log's times are relative (an .asc without a start time)."""
+        return self._recording.time_base
 
     def close(self) -> None:
         self._closed = True
@@ -231,7 +263,7 @@ class LogReplay(FrameSource):
         cache = self._recording.columns
         if self._channel not in cache:
             cache[self._channel] = FrameBatch.from_frames(
-                [(frame.timestamp, frame.arbitration_id, frame.data) for frame in self._frames]
+                [(frame.timestamp, _key(frame), frame.data) for frame in self._frames]
             )
         return cache[self._channel]
 
@@ -276,43 +308,67 @@ def _load(path: str) -> _Recording:
     return _load_cached(os.path.realpath(path), status.st_mtime_ns, status.st_size)
 
 
+def _key(frame: _Frame) -> int:
+    """The id the decoder sees (`hw.frames.frame_id`): flagged for error and remote frames."""
+    if frame.is_error_frame:
+        return frame.arbitration_id | ERROR_FLAG
+    if frame.is_remote_frame:
+        return frame.arbitration_id | REMOTE_FLAG
+    return frame.arbitration_id
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cached(path: str, mtime_ns: int, size: int) -> _Recording:
     del mtime_ns, size  # only part of the cache key: a rewritten log is read again
-    frames = []
-    try:
-        with can.LogReader(path) as reader:
-            for message in reader:
-                frames.append(
-                    _Frame(
-                        message.timestamp,
-                        message.arbitration_id,
-                        bytes(message.data),
-                        message.channel,
-                        message.dlc,
-                        message.is_extended_id,
-                        message.is_remote_frame,
-                        message.is_error_frame,
-                        message.is_fd,
-                        message.bitrate_switch,
-                        message.error_state_indicator,
-                    )
-                )
-    except Exception as exc:
-        # python-can's readers raise ValueError, OSError, struct errors and more on
-        # files they cannot parse; all mean the same thing to the operator.
-        raise SourceError(f"cannot read CAN log {path}: {exc}") from exc
-    if not frames:
-        raise SourceError(f"CAN log {path} holds no frames")
+    contents = read_log(path)
+    frames = [
+        _Frame(
+            message.timestamp,
+            message.arbitration_id,
+            bytes(message.data),
+            message.channel,
+            message.dlc,
+            message.is_extended_id,
+            message.is_remote_frame,
+            message.is_error_frame,
+            message.is_fd,
+            message.bitrate_switch,
+            message.error_state_indicator,
+        )
+        for message in contents.messages
+    ]
+    for problem in contents.problems[:5]:
+        logger.warning("CAN log: skipped what cannot be read: %s", problem)
+    if contents.unreadable:
+        logger.warning(
+            "CAN log %s: %d unreadable lines skipped, %d frames read", path, contents.unreadable, len(frames)
+        )
+    if contents.time_base != ABSOLUTE:
+        logger.info("CAN log %s: times are %s", path, contents.time_base)
     timestamps = [frame.timestamp for frame in frames]
-    first, last = min(timestamps), max(timestamps)
+    reordered = sum(1 for a, b in itertools.pairwise(timestamps) if b < a)
+    if reordered:
+        # Stable: frames sharing a stamp keep their file order.
+        frames.sort(key=operator.attrgetter("timestamp"))
+        timestamps = [frame.timestamp for frame in frames]
+        logger.warning(
+            "CAN log %s: %d frames out of timestamp order; replaying it in timestamp order", path, reordered
+        )
+    first, last = timestamps[0], timestamps[-1]
     steps = [b - a for a, b in itertools.pairwise(timestamps)]
     # Positive steps only: frames stamped in one burst share a timestamp, and a
     # zero median would make the next pass start at the very instant this one ends.
     gaps = [step for step in steps if step > 0]
     gap = statistics.median(gaps) if gaps else _FALLBACK_GAP
-    ordered = all(step >= 0 for step in steps)
-    if not ordered:
-        logger.info("CAN log %s is not in timestamp order; replaying it in file order", path)
     logger.debug("read %d frames (%.1f s) from %s", len(frames), last - first, path)
-    return _Recording(frames=tuple(frames), first=first, last=last, gap=gap, ordered=ordered)
+    return _Recording(
+        frames=tuple(frames),
+        first=first,
+        last=last,
+        gap=gap,
+        ordered=True,
+        unreadable=contents.unreadable,
+        problems=tuple(contents.problems),
+        reordered=reordered,
+        time_base=contents.time_base,
+    )
