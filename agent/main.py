@@ -55,6 +55,10 @@ class Agent:
             frames=sum(p.frames for p in self.pumps),
             unknown_frames=sum(d.unknown_frames for d in decoders),
             malformed_frames=sum(d.malformed_frames for d in decoders),
+            error_frames=sum(d.error_frames for d in decoders),
+            remote_frames=sum(d.remote_frames for d in decoders),
+            unreadable_lines=sum(getattr(getattr(p, "source", None), "unreadable", 0) for p in self.pumps),
+            late_samples=sum(self.store.late_samples.values()),
             signal_time=self.store.signal_time,
             sources=[
                 SourceState(name=p.name[:256], state=p.state, frames=p.frames, error=p.error)  # type: ignore[arg-type]

@@ -236,6 +236,10 @@ def render_status(status: StatusReply) -> str:
             f"malformed {s.malformed_frames}  signals {len(s.signals)}  tasks {s.running}  "
             f"unsent {s.pending_results}  sources: {sources}"
         )
+        odd = {"error frames": s.error_frames, "remote frames": s.remote_frames,
+               "unreadable log lines": s.unreadable_lines, "late samples dropped": s.late_samples}
+        if any(odd.values()):
+            lines.append(f"  {'':<16} " + "  ".join(f"{name} {n}" for name, n in odd.items() if n))
         if s.outbox_dropped or s.outbox_error:
             lines.append(
                 f"  {'':<16} outbox: {s.outbox_dropped} result(s) dropped over its limits"

@@ -317,6 +317,10 @@ class VehicleStatus(Message, tag="vehicle_status"):
     signal_time: Timestamp | None
     sources: Annotated[list[SourceState], Meta(max_length=64)]
     signals: Annotated[list[SignalName], Meta(max_length=10_000)]
+    error_frames: Count = 0  # error frames the buses reported: counted, never decoded
+    remote_frames: Count = 0  # remote-request frames: no data to decode
+    unreadable_lines: Count = 0  # lines of replayed logs that could not be read, skipped
+    late_samples: Count = 0  # samples stamped before the newest one held (a clock stepping back), dropped
     running: Annotated[int, Meta(ge=0, le=10_000)] = 0
     pending_results: Count = 0
     outbox_dropped: Count = 0  # results the agent's outbox dropped over its limits, ever
