@@ -412,7 +412,12 @@ def confine(config: dict[str, Any], rfd: int | None = None, wfd: int | None = No
     else:
         layers.append(hardening.Layer("network namespace", False, "disabled by the supervisor's configuration"))
     layers.append(warm_up())  # before the uid switch: the interpreter's files may be unreadable after it
-    layers.append(hardening.drop_privileges(config.get("uid", 65534), config.get("gid")))
+    return layers + _confine_rest(config, rfd, wfd, collect=True)
+
+
+def _confine_rest(config: dict[str, Any], rfd: int, wfd: int, *, collect: bool) -> list[hardening.Layer]:
+    """The layers after the warm-up: what a worker forked from the zygote applies itself."""
+    layers = [hardening.drop_privileges(config.get("uid", 65534), config.get("gid"))]
     layers.append(hardening.drop_capabilities())
     layers.append(hardening.no_new_privs())
     layers.append(hardening.not_dumpable())
@@ -423,13 +428,48 @@ def confine(config: dict[str, Any], rfd: int | None = None, wfd: int | None = No
     warnings.resetwarnings()
     warnings.simplefilter("default")
     warnings.showwarning = _show_warning
-    gc.collect()
-    gc.freeze()  # everything so far lives for good: later collections skip it
+    if collect:
+        gc.collect()
+        gc.freeze()  # everything so far lives for good: later collections skip it
     if config.get("seccomp", True):
         layers.append(hardening.seccomp_filter([rfd], [wfd, 1, 2]))
     else:
         layers.append(hardening.Layer("seccomp", False, "disabled by the supervisor's configuration"))
     return layers
+
+
+def forked_main(config: dict[str, Any], rfd: int, wfd: int, err: int, arena_fd: int,
+                inherited: list[dict[str, Any]]) -> NoReturn:
+    """A worker forked from the zygote (zygote.py): its own session, its stderr pipe,
+    its arena; then its own layers (descriptors, uid, capabilities, prctls, rlimits,
+    seccomp) before it reads its first request. `inherited` are the layers it got
+    from the zygote (the network namespace, the warm-up)."""
+    try:
+        os.setsid()
+        os.dup2(err, 2)
+        os.close(err)
+        arena = ArenaView(arena_fd, config["arena_size"])
+        layers = [hardening.close_descriptors({0, 1, 2, rfd, wfd})]
+        layers += [hardening.Layer(str(d["name"]), bool(d["applied"]), str(d["detail"])) for d in inherited]
+        layers += _confine_rest(config, rfd, wfd, collect=False)
+        sys.stdout = sys.stderr = None  # type: ignore[assignment]
+        worker = Worker(
+            rfd, wfd, arena,
+            max_message=config.get("max_message", protocol.MAX_MESSAGE),
+            max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
+            copy_windows=config.get("copy_windows", True),
+        )
+        STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
+    except BaseException as exc:  # noqa: BLE001 — say why on the pipe
+        try:
+            protocol.write_message(wfd, {"ok": False, "ready": True, "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os._exit(1)
+    protocol.write_message(wfd, {
+        "ok": True, "ready": True, "pid": os.getpid(), "cpu": time.process_time(),
+        "layers": [layer.as_dict() for layer in layers],
+    })
+    worker.serve()
 
 
 def main(config: dict[str, Any] | None = None) -> NoReturn:
