@@ -123,7 +123,8 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
     limits = SandboxLimits(
-        call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid
+        call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid,
+        max_workers=config.sandbox.max_workers,
     )
     trust = Trust.from_files(config.signing.trusted_keys, require=config.signing.require)
     runner = TaskRunner(

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Hashable
 from typing import Any
 
@@ -39,6 +40,7 @@ class SandboxHost:
         self._supervisors: collections.OrderedDict[Hashable, Supervisor] = collections.OrderedDict()  # LRU first
         self._holding: set[Hashable] = set()  # assignments that own a worker slot now
         self._busy: collections.Counter[Hashable] = collections.Counter()
+        self._used: dict[Hashable, float] = {}  # assignment -> when its last request ended
         self._freed: asyncio.Condition | None = None
         self._retired = {"started": 0, "restarts": 0, "recycles": 0}
         self._closing = False
@@ -63,6 +65,7 @@ class SandboxHost:
         """The assignment's supervisor, holding a worker slot: evicts another's idle
         worker, or waits for one, when `max_workers` are taken."""
         sup = self.supervisor(assignment)
+        await self._reap_idle(assignment)
         if assignment in self._holding:
             return sup
         if self._freed is None:
@@ -83,12 +86,22 @@ class SandboxHost:
         self._holding.add(assignment)
         return sup
 
+    async def _reap_idle(self, keep: Hashable) -> None:
+        """Workers unused for `idle_seconds` go (the agent is not told when an
+        assignment ends; the server is, and calls `release`)."""
+        horizon = time.monotonic() - self.limits.idle_seconds
+        for key in [k for k in self._holding if k != keep and not self._busy[k] and self._used.get(k, 0) < horizon]:
+            self._holding.discard(key)
+            log.info("sandbox: the worker of assignment %s was idle for %.0f s: reaped", key, self.limits.idle_seconds)
+            await self._supervisors[key].evict()
+
     async def _request(self, assignment: Hashable, work: Any) -> Any:
         self._busy[assignment] += 1
         try:
             sup = await self._admit(assignment)
             return await work(sup)
         finally:
+            self._used[assignment] = time.monotonic()
             self._busy[assignment] -= 1
             if not self._busy[assignment]:
                 del self._busy[assignment]
@@ -122,6 +135,7 @@ class SandboxHost:
         """The assignment is over: its worker is reaped, its versions forgotten."""
         sup = self._supervisors.pop(assignment, None)
         self._holding.discard(assignment)
+        self._used.pop(assignment, None)
         if sup is not None:
             self._keep_counts(sup)
             await sup.close()

@@ -78,6 +78,7 @@ class SandboxLimits:
     max_result_bytes: int = 15 * MiB  # a module's value (check_result)
     max_stdout: int = 64 * 1024  # characters of print() output kept per call
     max_workers: int = 16  # live workers of one owner (one per assignment), see host.py
+    idle_seconds: float = 900.0  # a worker unused this long is reaped (its assignment may be over)
     uid: int = 65534  # the worker's uid when the supervisor runs as root
     netns: bool = True
     seccomp: bool = True

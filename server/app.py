@@ -103,7 +103,8 @@ class Server:
         self.port: int | None = None
         sandbox = config.sandbox
         self.off_board = OffBoardRunner(
-            SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
+            SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid,
+                          max_workers=sandbox.max_workers)
         )
         self.trust = Trust.from_files(config.signing.known_keys)  # never requires: the vehicles decide
         self.deployer = Deployer(self.store, self.off_board, lambda v: v in self.vehicles, self.send_to, self.trust)
