@@ -53,7 +53,6 @@ class SandboxHost:
                 raise Violation(Rule.ERROR, "the sandbox is shutting down")
             sup = Supervisor(self.limits, zygote=self.zygote, label=f"assignment {assignment}")
             self._supervisors[assignment] = sup
-        self._supervisors.move_to_end(assignment)
         return sup
 
     @property
@@ -65,6 +64,7 @@ class SandboxHost:
         """The assignment's supervisor, holding a worker slot: evicts another's idle
         worker, or waits for one, when `max_workers` are taken."""
         sup = self.supervisor(assignment)
+        self._supervisors.move_to_end(assignment)  # least recently used first
         await self._reap_idle(assignment)
         if assignment in self._holding:
             return sup

@@ -186,6 +186,7 @@ class Zygote:
         self._starting: asyncio.Task[_Template] | None = None
         self._next_id = 0
         self._closed = False
+        self._reaping: set[asyncio.Task[None]] = set()
 
     @property
     def pid(self) -> int | None:
@@ -259,12 +260,22 @@ class Zygote:
             return
         log.warning("sandbox zygote %d died (%s): a new one starts; its workers are replaced on their next call",
                     template.pid, why)
-        # reap it in the background, start its successor now
-        with contextlib.suppress(Exception):
-            template.proc.poll()
+        self._reap(template)  # in the background; its successor starts now
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._exec())
             self._starting.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _reap(self, template: _Template) -> None:
+        async def wait() -> None:
+            for _ in range(500):
+                if template.proc.poll() is not None:
+                    return
+                await asyncio.sleep(0.01)
+            template.close()
+
+        task = asyncio.ensure_future(wait())
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
 
     async def fork(self, config: dict[str, Any], fds: list[int]) -> ForkedProcess:
         """A fresh worker with `config`, holding `fds` (request read end, reply write
@@ -308,3 +319,5 @@ class Zygote:
         if self._template is not None:
             self._template.close()
             self._template = None
+        if self._reaping:
+            await asyncio.gather(*list(self._reaping), return_exceptions=True)
