@@ -7,7 +7,10 @@ own assignment gave it or computed. Calls of different assignments run side by s
 (each supervisor serialises only its own). Versions of one assignment's module are
 loaded into its running worker, so replacing a module never starts a process.
 
-`SandboxLimits.max_workers` bounds the live workers. An assignment that needs one
+One spare worker, forked ahead of need and never used by anyone, waits for the next
+assignment (or replacement) that needs a worker, so that request only loads its
+module (supervisor.Spares). `SandboxLimits.max_workers` bounds the assignments'
+live workers (the spare is one more). An assignment that needs one
 when all are taken evicts the least recently used idle worker of another (logged;
 that assignment's module is loaded again at its next call), or waits for one to be
 idle. `release(assignment)` reaps an assignment that has finished.
@@ -25,7 +28,7 @@ from typing import Any
 
 from sandbox.errors import PolicyError, Rule, Violation
 from sandbox.spawner import Zygote
-from sandbox.supervisor import CallOutcome, SandboxLimits, Supervisor, run_entry
+from sandbox.supervisor import CallOutcome, SandboxLimits, Spares, Supervisor, run_entry
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class SandboxHost:
         self.max_workers = max(1, self.limits.max_workers)
         self.zygote = Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
                              max_workers=self.max_workers)
+        self.spares = Spares(self.zygote, self.limits)
         self.evictions = 0
         self._supervisors: collections.OrderedDict[Hashable, Supervisor] = collections.OrderedDict()  # LRU first
         self._holding: set[Hashable] = set()  # assignments that own a worker slot now
@@ -51,7 +55,7 @@ class SandboxHost:
         if sup is None:
             if self._closing:
                 raise Violation(Rule.ERROR, "the sandbox is shutting down")
-            sup = Supervisor(self.limits, zygote=self.zygote, label=f"assignment {assignment}")
+            sup = Supervisor(self.limits, zygote=self.zygote, label=f"assignment {assignment}", spares=self.spares)
             self._supervisors[assignment] = sup
         return sup
 
@@ -101,6 +105,8 @@ class SandboxHost:
             sup = await self._admit(assignment)
             return await work(sup)
         finally:
+            if not self._closing:
+                self.spares.fill()  # after the answer, not competing with it
             self._used[assignment] = time.monotonic()
             self._busy[assignment] -= 1
             if not self._busy[assignment]:
@@ -178,7 +184,9 @@ class SandboxHost:
             self._keep_counts(sup)
         with contextlib.suppress(Exception):
             await asyncio.gather(*(s.close() for s in sups), return_exceptions=True)
+        await self.spares.close()
         await self.zygote.close()
         self.zygote = Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
                              max_workers=self.max_workers)  # a host may be used again after close()
+        self.spares = Spares(self.zygote, self.limits)
         self._closing = False

@@ -183,9 +183,14 @@ _HOOKS = {False: _tag_hook(False), True: _tag_hook(True)}
 _SEMANTIC = {tag: _refuse_tag for tag in _CBOR2_SEMANTIC_TAGS}
 
 
-def decode(payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS) -> dict[str, Any]:
+def decode(
+    payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS, from_supervisor: bool = False
+) -> dict[str, Any]:
     """The message in one frame body. Arrays come back as numpy arrays: read-only
-    views of the received bytes, or private writable copies with `writable`."""
+    views of the received bytes, or private writable copies with `writable`.
+    `from_supervisor` (the worker reading a request): the bytes were written by our
+    own encoder, so the walk for simple values is skipped; tags, depth, duplicate and
+    non-text keys are still refused by the decoder itself."""
     if len(payload) > max_items:  # every item takes at least one byte: only then can there be too many
         scan(payload, max_items)
     try:
@@ -210,7 +215,7 @@ def decode(payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS
         raise ProtocolError(f"undecodable CBOR: {exc}") from None
     if type(message) is not dict:
         raise ProtocolError(f"a message must be a CBOR map, got {type(message).__name__}")
-    if len(payload) <= max_items:
+    if len(payload) <= max_items and not from_supervisor:
         _check_plain(message)
     return message
 

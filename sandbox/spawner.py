@@ -145,9 +145,15 @@ class ForkedProcess:
         readable, _, _ = select.select([self.pidfd], [], [], 0)
         return bool(readable)
 
+    def exited(self) -> bool:
+        """Whether the process is gone (it may not be reaped yet: `poll` then says None)."""
+        return self.returncode is not None or self._gone()
+
     def poll(self) -> int | None:
         if self.returncode is not None:
             return self.returncode
+        if self.pid not in self.template.exits and self.template.alive and self._gone():
+            self.template._on_message()  # its exit may be waiting on the socket: read it now
         if self.pid in self.template.exits:
             code = self.template.exits.pop(self.pid)
             self.lost = code is None

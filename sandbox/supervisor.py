@@ -264,9 +264,105 @@ class _Worker:
         return self.stderr_tail.decode("utf-8", "replace").strip()[-1000:]
 
 
+
+async def start_worker(zygote: Zygote, limits: SandboxLimits, arena_size: int) -> _Worker:
+    """A fresh worker forked by `zygote`, confined, its "ready" message read."""
+    arena = Arena(arena_size)
+    to_r, to_w = os.pipe2(os.O_CLOEXEC)
+    from_r, from_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    for fd in (to_w, from_r):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, F_SETPIPE_SZ, MiB)  # fewer wake-ups for large messages
+    config = {
+        "arena_size": arena.size,
+        "address_space": limits.memory_mb * MiB + arena.size, "cpu_seconds": limits.cpu_seconds,
+        "open_files": limits.open_files, "uid": limits.uid, "seccomp": limits.seccomp,
+        "max_message": limits.max_message_bytes, "max_result": limits.max_result_bytes,
+        "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows,
+    }
+    try:
+        proc = await zygote.fork(config, [to_r, from_w, err_w, arena.fd])
+    except BaseException:
+        for fd in (to_w, from_r, err_r):
+            os.close(fd)
+        arena.close()
+        raise
+    finally:
+        for fd in (to_r, from_w, err_w):
+            os.close(fd)
+    worker = _Worker(proc, to_w, from_r, err_r, arena, limits.max_message_bytes)
+    try:
+        async with asyncio.timeout(limits.start_timeout):
+            ready = protocol.decode(await worker.receive())
+        if not (ready.get("ready") and ready.get("ok") is True and type(ready.get("layers")) is list):
+            raise SandboxError(str(ready.get("message") or "no ready message"))
+        worker.layers = [Layer(str(d["name"]), d["applied"] is True, str(d["detail"])) for d in ready["layers"]]
+        worker.cpu = float(ready.get("cpu") or 0.0)
+    except BaseException as exc:
+        code = await worker.finish(0.2)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        stderr = worker.stderr_text()
+        raise SandboxError(
+            f"the sandbox worker did not start ({why}; exit status {code})" + (f": {stderr}" if stderr else "")
+        ) from None
+    return worker
+
+
+class Spares:
+    """One worker forked ahead of need, for the next supervisor that needs one (a new
+    assignment's, or the replacement of a killed one): the fork, the layers and the
+    scheduler's wake-ups are then off that request's path. A spare has never run a
+    line of anyone's code; it is handed to exactly one supervisor, and another is
+    forked at once."""
+
+    def __init__(self, zygote: Zygote, limits: SandboxLimits) -> None:
+        self.zygote = zygote
+        self.limits = limits
+        self._task: asyncio.Future[_Worker] | None = None
+        self._closed = False
+
+    def take(self) -> _Worker | None:
+        """The spare if it is ready (else None: the caller forks its own). Its
+        successor is forked at the next `fill()`, which the owner calls once the
+        request that took it is answered: not competing with it for the CPU."""
+        task, worker = self._task, None
+        if task is not None and task.done():
+            self._task = None
+            if not task.cancelled() and task.exception() is None:
+                worker = task.result()
+                if worker.proc.poll() is not None or worker.proc.exited():  # died waiting (its zygote did)
+                    asyncio.ensure_future(worker.finish(0.0))
+                    worker = None
+        return worker
+
+    def fill(self) -> None:
+        if self._closed or self._task is not None:
+            return
+        self._task = asyncio.ensure_future(start_worker(self.zygote, self.limits, self.limits.arena_mb * MiB))
+        self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            worker = await task
+            await worker.finish(0.5)
+
+
 class Supervisor:
-    def __init__(self, limits: SandboxLimits | None = None, *, zygote: Zygote | None = None, label: str = "") -> None:
+    def __init__(
+        self, limits: SandboxLimits | None = None, *, zygote: Zygote | None = None, label: str = "",
+        spares: Spares | None = None,
+    ) -> None:
         self.limits = limits or SandboxLimits()
+        self.spares = spares
         # Workers fork from the owner's zygote; a supervisor without one has its own.
         self._own_zygote = zygote is None
         self.zygote = zygote or Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout)
@@ -352,48 +448,11 @@ class Supervisor:
         task.add_done_callback(self._retiring.discard)
 
     async def _spawn(self) -> _Worker:
-        limits = self.limits
-        arena = Arena(self._arena_size)
-        to_r, to_w = os.pipe2(os.O_CLOEXEC)
-        from_r, from_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (to_w, from_r):
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, F_SETPIPE_SZ, MiB)  # fewer wake-ups for large messages
-        config = {
-            "arena_size": arena.size,
-            "address_space": limits.memory_mb * MiB + arena.size, "cpu_seconds": limits.cpu_seconds,
-            "open_files": limits.open_files, "uid": limits.uid, "seccomp": limits.seccomp,
-            "max_message": limits.max_message_bytes, "max_result": limits.max_result_bytes,
-            "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows,
-        }
-        try:
-            proc = await self.zygote.fork(config, [to_r, from_w, err_w, arena.fd])
-        except BaseException:
-            for fd in (to_w, from_r, err_r):
-                os.close(fd)
-            arena.close()
-            raise
-        finally:
-            for fd in (to_r, from_w, err_w):
-                os.close(fd)
-        worker = _Worker(proc, to_w, from_r, err_r, arena, limits.max_message_bytes)
-        try:
-            async with asyncio.timeout(limits.start_timeout):
-                ready = protocol.decode(await worker.receive())
-            if not (ready.get("ready") and ready.get("ok") is True and type(ready.get("layers")) is list):
-                raise SandboxError(str(ready.get("message") or "no ready message"))
-            worker.layers = [Layer(str(d["name"]), d["applied"] is True, str(d["detail"])) for d in ready["layers"]]
-            worker.cpu = float(ready.get("cpu") or 0.0)
-        except BaseException as exc:
-            code = await worker.finish(0.2)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            stderr = worker.stderr_text()
-            raise SandboxError(
-                f"the sandbox worker did not start ({why}; exit status {code})" + (f": {stderr}" if stderr else "")
-            ) from None
+        worker = None
+        if self.spares is not None and self._arena_size == self.limits.arena_mb * MiB:
+            worker = self.spares.take()  # forked ahead of need: only its module is left to load
+        if worker is None:
+            worker = await start_worker(self.zygote, self.limits, self._arena_size)
         self.spawned += 1
         self.layers = worker.layers
         self._log_layers(worker)
@@ -415,7 +474,7 @@ class Supervisor:
         if self._closed:
             raise SandboxError("the supervisor is closed")
         worker = self._worker
-        if worker is not None and worker.proc.poll() is None:
+        if worker is not None and worker.proc.poll() is None and not worker.proc.exited():
             return worker
         if worker is not None:  # died between requests (killed from outside)
             self._worker = None

@@ -166,7 +166,7 @@ class Worker:
                 os._exit(3)  # its body was not read: the stream is lost; the supervisor sees a crash
             self._seq = None
             try:
-                request = protocol.decode(frame, writable=True)
+                request = protocol.decode(frame, writable=True, from_supervisor=True)
             except (protocol.ProtocolError, MemoryError) as exc:
                 self.reply(_refusal(Rule.ERROR, f"bad request: {exc}"))
                 continue

@@ -673,6 +673,7 @@ def test_a_worker_that_breaks_the_protocol_is_killed_and_reported(mode):
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     pass_fds=(rfd, wfd), start_new_session=True)
             proc.lost = False  # the supervisor's question of a worker that went down with its zygote
+            proc.exited = lambda: proc.poll() is not None
             return proc
 
     async def main():
