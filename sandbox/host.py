@@ -37,8 +37,7 @@ class SandboxHost:
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
         self.max_workers = max(1, self.limits.max_workers)
-        self.zygote = Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
-                             max_workers=self.max_workers)
+        self.zygote = self._new_zygote()
         self.spares = Spares(self.zygote, self.limits)
         self.evictions = 0
         self._supervisors: collections.OrderedDict[Hashable, Supervisor] = collections.OrderedDict()  # LRU first
@@ -48,6 +47,10 @@ class SandboxHost:
         self._freed: asyncio.Condition | None = None
         self._retired = {"started": 0, "restarts": 0, "recycles": 0}
         self._closing = False
+
+    def _new_zygote(self) -> Zygote:
+        lim = self.limits
+        return Zygote(netns=lim.netns, start_timeout=lim.start_timeout, seccomp=lim.seccomp, max_workers=self.max_workers)
 
     def supervisor(self, assignment: Hashable) -> Supervisor:
         """The assignment's supervisor (made on first use; no worker until a request)."""
@@ -186,7 +189,6 @@ class SandboxHost:
             await asyncio.gather(*(s.close() for s in sups), return_exceptions=True)
         await self.spares.close()
         await self.zygote.close()
-        self.zygote = Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
-                             max_workers=self.max_workers)  # a host may be used again after close()
+        self.zygote = self._new_zygote()  # a host may be used again after close()
         self.spares = Spares(self.zygote, self.limits)
         self._closing = False

@@ -183,8 +183,11 @@ class ForkedProcess:
 class Zygote:
     """The owner's zygote: started on first use, replaced (logged) when it dies."""
 
-    def __init__(self, *, netns: bool = True, start_timeout: float = 30.0, max_workers: int = 16) -> None:
+    def __init__(
+        self, *, netns: bool = True, start_timeout: float = 30.0, max_workers: int = 16, seccomp: bool = True
+    ) -> None:
         self.netns = netns
+        self.seccomp = seccomp
         self.start_timeout = start_timeout
         self.max_workers = max_workers
         self.started = 0  # zygotes exec'd so far (the first, and every replacement)
@@ -224,7 +227,8 @@ class Zygote:
 
     async def _exec(self) -> _Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = {"ctl": theirs.fileno(), "netns": self.netns, "ppid": os.getpid(), "path": import_path(),
+        config = {"ctl": theirs.fileno(), "netns": self.netns, "seccomp": self.seccomp, "ppid": os.getpid(),
+                  "path": import_path(),
                   "open_files": 4 * self.max_workers + 64}
         try:
             # Synchronously, on the loop's thread: the zygote's parent-death signal

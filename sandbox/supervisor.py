@@ -365,7 +365,8 @@ class Supervisor:
         self.spares = spares
         # Workers fork from the owner's zygote; a supervisor without one has its own.
         self._own_zygote = zygote is None
-        self.zygote = zygote or Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout)
+        self.zygote = zygote or Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
+                                       seccomp=self.limits.seccomp)
         self.label = label  # for logs: whose worker this is ("assignment 7")
         self.reloads = 0  # modules loaded again into a worker that replaced an evicted one
         self._reload: set[str] = set()  # versions the evicted worker held: loaded again on demand

@@ -1,17 +1,19 @@
-"""The sandbox worker: a separate, long-lived process, started by exec, that runs
+"""The sandbox worker: a separate, long-lived process that runs one assignment's
 analysts' code.
 
-The supervisor starts it as
+Workers are forked by the zygote (zygote.py), itself started as
 
     python -I -S -B -X utf8 -c BOOT CONFIG_JSON
 
 (`-I`: no PYTHON* variables, no user site, no script directory on the path; `-S`:
 no site.py, so no .pth file runs, and the import path comes explicitly in the
 config; `-B`: it writes no bytecode), with an environment that holds nothing but
-fixed thread settings for numeric libraries, and no descriptor but its request pipe
-(read), reply pipe (write), stdin and stdout on /dev/null, stderr (a pipe the
-supervisor drains) and the arena's memfd. `python -m sandbox.worker CONFIG_JSON`
-does the same by hand.
+fixed thread settings for numeric libraries. The zygote runs `warm_up` once; each
+worker it forks (`forked_main`) holds no descriptor but its request pipe (read),
+reply pipe (write), stdin and stdout on /dev/null, stderr (a pipe the supervisor
+drains) and the arena's memfd, and applies the remaining layers itself
+(`_confine_rest`). `main`/`confine` still run a whole worker by exec, layers and
+warm-up included (`python -m sandbox.worker CONFIG_JSON` by hand).
 
 At start it maps the arena, confines itself (`confine`; hardening.py says why in
 this order), imports and touches everything it will need before the uid switch and

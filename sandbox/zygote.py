@@ -10,9 +10,11 @@ the only data it ever receives are fork requests (limits and four descriptors).
 
 Confined as far as forking allows: its own empty network namespace (inherited by
 every worker), no_new_privs, not dumpable, SIGKILL when its owner dies, no core and
-no file writes. It keeps its uid (a root zygote lets each worker switch to its own
-unprivileged uid) and has no seccomp filter (it must fork, receive descriptors and
-reap); each worker applies the rest itself before it reads a request.
+no file writes, and a seccomp deny-list (hardening.zygote_filter: no file opened, no
+socket made, no other process traced, exec kills). It keeps its uid (a root zygote
+lets each worker switch to its own unprivileged uid) and cannot have the workers'
+allow-list (it must fork, receive descriptors and reap); each worker applies the
+rest itself, its own filter on top, before it reads a request.
 
 Protocol over one AF_UNIX SOCK_SEQPACKET socket (a message per packet, JSON):
 
@@ -78,6 +80,8 @@ def _confine_self(config: dict[str, Any], ctl: int) -> list[hardening.Layer]:
         hardening.not_dumpable(),
         hardening.parent_death_signal(config.get("ppid")),
         _own_limits(int(config.get("open_files", 4096))),
+        hardening.zygote_filter() if config.get("seccomp", True) else
+        hardening.Layer("zygote seccomp", False, "disabled by the supervisor's configuration"),
     ]
     for layer in zygote_layers:  # the zygote's own: named so, not mistaken for the worker's
         layers.append(hardening.Layer(f"zygote {layer.name}" if not layer.name.startswith("zygote") else layer.name,

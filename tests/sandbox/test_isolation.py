@@ -17,6 +17,7 @@ import pytest
 
 from sandbox.errors import Rule, Violation
 from sandbox.host import SandboxHost
+from sandbox.spawner import WORKER_ENV
 from sandbox.supervisor import SandboxLimits
 from tests.conftest import run
 
@@ -271,3 +272,33 @@ def test_release_reaps_a_finished_assignments_worker():
     pid, workers, stats = run(main())
     assert workers == 0 and (not Path(f"/proc/{pid}").exists() or _zombie(pid))
     assert stats["started"] == 1 and stats["modules"] == 0  # counted, and its versions forgotten
+
+
+def test_the_zygote_is_confined_as_far_as_forking_allows():
+    async def main():
+        host = SandboxHost()
+        try:
+            await host.run(module(1), "m1.py", "on_board", assignment=1, window=WINDOW)
+            pid = host.zygote.pid
+            status = Path(f"/proc/{pid}/status").read_text()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            netns = os.readlink(f"/proc/{pid}/ns/net")
+            return host.zygote.layers, status, environ, fds, netns
+        finally:
+            await host.close()
+
+    layers, status, environ, fds, netns = run(main())
+    optional = set() if os.geteuid() == 0 else {"network namespace"}  # unprivileged user namespaces may be off
+    assert all(layer.applied for layer in layers if layer.name not in optional), [
+        layer for layer in layers if not layer.applied]
+    assert {layer.name for layer in layers} >= {"descriptors", "network namespace", "imports", "zygote seccomp",
+                                                 "zygote no_new_privs", "zygote not dumpable"}
+    assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status
+    assert dict(e.split("=", 1) for e in environ.decode().split("\0") if e) == WORKER_ENV
+    # 0, 1, 2 (/dev/null), its control socket, and a pidfd per live worker (or spare)
+    others = {fd: target for fd, target in fds.items() if fd > 2}
+    assert sum(target.startswith("socket:") for target in others.values()) == 1
+    assert all(target.startswith("socket:") or "pidfd" in target for target in others.values()), others
+    if os.geteuid() == 0:
+        assert netns != os.readlink("/proc/self/ns/net")
