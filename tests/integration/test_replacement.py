@@ -422,6 +422,11 @@ def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alon
             await wait_iterations(client, a, 1)
             await finish(client, a)
             before = await processes(client)
+            while True:  # agents report every 0.5 s: a worker started just now shows in the next report
+                await asyncio.sleep(1.1)
+                if (settled := await processes(client)) == before:
+                    break
+                before = settled
             # the calls outlive the deadline, so the server cancels every vehicle's task mid-call
             b = (await client.submit(spec(slow, iterations=2, deadline=0.5, params={"loops": 20_000_000}))).assignment
             got = [r async for r in client.results(b, follow=True) if isinstance(r, IterationReport)]
