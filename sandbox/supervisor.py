@@ -324,18 +324,25 @@ class Spares:
         self._task: asyncio.Future[_Worker] | None = None
         self._closed = False
 
-    def take(self) -> _Worker | None:
-        """The spare if it is ready (else None: the caller forks its own). Its
-        successor is forked at the next `fill()`, which the owner calls once the
-        request that took it is answered: not competing with it for the CPU."""
-        task, worker = self._task, None
-        if task is not None and task.done():
-            self._task = None
-            if not task.cancelled() and task.exception() is None:
-                worker = task.result()
-                if worker.proc.poll() is not None or worker.proc.exited():  # died waiting (its zygote did)
-                    asyncio.ensure_future(worker.finish(0.0))
-                    worker = None
+    async def take(self) -> _Worker | None:
+        """The spare, once it is ready (one still starting is awaited: it is ahead of
+        a fork started now); None when there is none or it failed (the caller forks
+        its own). Its successor is forked at the next `fill()`, which the owner calls
+        once the request that took it is answered: not competing with it for the CPU."""
+        task, self._task = self._task, None
+        if task is None:
+            return None
+        try:
+            worker = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._task = task  # still the spare: for the next one
+            raise
+        except Exception:  # noqa: BLE001 — reported by the caller's own fork, if it fails too
+            return None
+        if worker.proc.poll() is not None or worker.proc.exited():  # died waiting (its zygote did)
+            asyncio.ensure_future(worker.finish(0.0))
+            return None
         return worker
 
     def fill(self) -> None:
@@ -451,7 +458,7 @@ class Supervisor:
     async def _spawn(self) -> _Worker:
         worker = None
         if self.spares is not None and self._arena_size == self.limits.arena_mb * MiB:
-            worker = self.spares.take()  # forked ahead of need: only its module is left to load
+            worker = await self.spares.take()  # forked ahead of need: only its module is left to load
         if worker is None:
             worker = await start_worker(self.zygote, self.limits, self._arena_size)
         self.spawned += 1
