@@ -136,6 +136,9 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     call_timeout: Annotated[float, Meta(gt=0, le=3600)] = 10.0  # wall-clock seconds per call
     memory_mb: Annotated[int, Meta(ge=128, le=1 << 20)] = 1024  # the worker's address space
     uid: Annotated[int, Meta(ge=1)] = 65534  # the worker's uid when the agent runs as root
+    # live workers (one per assignment, forked from one zygote); past it the least
+    # recently used idle one is evicted and its module loaded again at its next call
+    max_workers: Annotated[int, Meta(ge=1, le=1024)] = 16
 
 
 class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

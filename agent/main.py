@@ -55,8 +55,8 @@ class Agent:
             frames=sum(p.frames for p in self.pumps),
             unknown_frames=sum(d.unknown_frames for d in decoders),
             malformed_frames=sum(d.malformed_frames for d in decoders),
-            error_frames=sum(d.error_frames for d in decoders),
-            remote_frames=sum(d.remote_frames for d in decoders),
+            error_frames=sum(getattr(d, "error_frames", 0) for d in decoders),  # CAN decoders only
+            remote_frames=sum(getattr(d, "remote_frames", 0) for d in decoders),
             unreadable_lines=sum(getattr(getattr(p, "source", None), "unreadable", 0) for p in self.pumps),
             late_samples=sum(self.store.late_samples.values()),
             signal_time=self.store.signal_time,
@@ -114,7 +114,8 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     resolver = SignalResolver(decoders, store)
     uplink = Uplink(config.vehicle, config.server, outbox)
     limits = SandboxLimits(
-        call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid
+        call_timeout=config.sandbox.call_timeout, memory_mb=config.sandbox.memory_mb, uid=config.sandbox.uid,
+        max_workers=config.sandbox.max_workers,
     )
     trust = Trust.from_files(config.signing.trusted_keys, require=config.signing.require)
     runner = TaskRunner(

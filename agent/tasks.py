@@ -162,7 +162,7 @@ class TaskRunner:
             flags: list[str] = []
             if version is not None:
                 value, flags = await self._call_to_the_end(
-                    self.modules.on_board(version.module, window, task.params, state)
+                    self.modules.on_board(version.module, window, task.params, state, assignment=task.assignment)
                 )
             else:
                 value = await asyncio.to_thread(

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from agent.modules import ModuleRunner
+from agent.modules import TRIAL, ModuleRunner
 from agent.store import Window
 from agent.pump import Pump
 from agent.store import SignalStore
@@ -118,7 +118,7 @@ async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, 
     params = dict(parse_param(p) for p in args.param)
     vehicles = simulated_vehicles(args, spec)
     limits = SandboxLimits(call_timeout=args.call_timeout)
-    runner = ModuleRunner(limits)  # one worker for all, as an agent's
+    runner = ModuleRunner(limits)  # one worker for all vehicles: one assignment, as on an agent
     server_side = SandboxHost(limits)  # and the server's own, for off_board
     has_off_board = defines(off_module.source, "off_board")
     state: Any = None
@@ -162,7 +162,8 @@ async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, 
                 off: dict[str, Any] = {"module": off_module.name, "code_hash": source_hash(off_module.source)}
                 try:
                     outcome = await server_side.run(
-                        off_module.source, off_module.name, "off_board", results=answers, params=params, state=state
+                        off_module.source, off_module.name, "off_board", assignment=TRIAL, results=answers,
+                        params=params, state=state,
                     )
                     off.update(ok=True, value=to_json_ready(outcome.value))
                     state = outcome.value

@@ -123,7 +123,7 @@ class ModuleVersions:
         if problem is not None:  # before the sandbox sees a line of it
             return f"signature check failed: {problem}"
         try:
-            digest, entries = await self.runner.load(module.source, module.name)
+            digest, entries = await self.runner.load(module.source, module.name, assignment=message.assignment)
         except Violation as exc:
             return f"{module.name} refused on this vehicle: {exc}"
         except Exception as exc:  # the sandbox itself could not work: say so, keep the old version

@@ -7,13 +7,15 @@ TCP connection to the server; only the process and the event loop are shared.
 
     .venv/bin/python bench/multi_agent.py [--log-level LEVEL] [--share-sandbox] AGENT.toml [AGENT.toml ...]
 
-By default every agent has its own sandbox worker, as on a vehicle (started when a
-module first needs it). With `--share-sandbox` all agents of the process share one
-`agent.modules.ModuleRunner`, so one worker per process: what lets a thousand
+By default every agent has its own sandbox (a zygote, and a worker per assignment),
+as on a vehicle (started when a module first needs it). With `--share-sandbox` all
+agents of the process share one `agent.modules.ModuleRunner`, so one zygote per
+process and one worker per assignment for all its agents: what lets a thousand
 simulated vehicles with analysts' modules fit a small machine. Each agent still
 checks and loads every version it is sent and answers for itself, but a version
-is compiled once per worker (the others find it loaded), and calls of all agents
-are serialised in that worker. The configs' [sandbox] tables must then agree.
+is compiled once per worker (the others find it loaded), and the calls of all
+agents for one assignment are serialised in that assignment's worker. The configs'
+[sandbox] tables must then agree.
 
 Stops every agent on SIGTERM or SIGINT (exit 0). If one agent fails to start or
 dies, the others are stopped too and the exit status is 1.
@@ -41,7 +43,8 @@ def shared_runner(configs: list[AgentConfig]) -> ModuleRunner:
     """One sandbox runner for all agents, with the limits their configs agree on
     (as `agent.main.build_agent` builds each agent's own)."""
     sandbox = configs[0].sandbox
-    return ModuleRunner(SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid))
+    return ModuleRunner(SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid,
+                                      max_workers=sandbox.max_workers))
 
 
 async def run_all(configs: list[AgentConfig], share_sandbox: bool = False) -> int:

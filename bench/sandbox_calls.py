@@ -18,6 +18,16 @@ Figures (wall clock, time.perf_counter, medians and 99th percentiles):
    next call's answer on the fresh worker (the replacement starts in the background
    at the kill, then the module is re-loaded into it); and a worker killed from
    outside between calls, to the next call's answer.
+4. A worker per assignment (sandbox/host.py), forked from the owner's warm zygote:
+   a new assignment's worker (fork, its layers applied, module loaded, first call
+   answered; and through SandboxHost, whose spare worker, forked after the last
+   request, takes the fork off the path) against a fresh exec'd zygote and its first
+   worker (what an exec'd
+   worker costs: interpreter, imports, warm-up); memory, as PSS from
+   /proc/PID/smaps_rollup, added per extra worker (the slope of zygote + workers
+   from 1 to N workers) against a whole exec'd zygote; and N assignments each with
+   its module, N calls of about 20 ms of CPU each, concurrently against one after
+   the other.
 
 Baselines, same run, same module source:
 
@@ -55,12 +65,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import policy
+from sandbox.host import SandboxHost
 from sandbox.results import check_result
 from sandbox.supervisor import SandboxLimits, Supervisor
 
 SMALL = "def on_board(window, params, state):\n    return params['x'] + len(window['s'])\n"
 MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['s'].v))\n"
 SPIN = "def on_board(window, params, state):\n    while True:\n        pass\n"
+BUSY = ("def on_board(window, params, state):\n    n = 0\n    for i in range(params['loops']):\n        n += i\n"
+        "    return n\n")
 
 FRESH = r'''
 import sys, json
@@ -97,6 +110,33 @@ def pipe_floor(n: int) -> list[float]:
             os.write(w1, b"x" * 100)
             os.read(r2, 4096)
             out.append(time.perf_counter() - started)
+    finally:
+        os.close(w1)
+        proc.wait()
+        os.close(r2)
+    return out
+
+
+async def asyncio_floor(n: int) -> list[float]:
+    """The same echo round trip, the reply awaited through the event loop (add_reader
+    and a future), as the supervisor awaits its worker's: what asyncio itself adds."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", ECHO, str(r1), str(w2)], pass_fds=(r1, w2))
+    os.close(r1)
+    os.close(w2)
+    os.set_blocking(r2, False)
+    loop = asyncio.get_running_loop()
+    out = []
+    try:
+        for _ in range(n):
+            got: asyncio.Future[bytes] = loop.create_future()
+            loop.add_reader(r2, lambda f=got: f.done() or f.set_result(os.read(r2, 4096)))
+            started = time.perf_counter()
+            os.write(w1, b"x" * 100)
+            await got
+            out.append(time.perf_counter() - started)
+            loop.remove_reader(r2)
     finally:
         os.close(w1)
         proc.wait()
@@ -205,12 +245,14 @@ async def main(args: argparse.Namespace) -> None:
     base_in = table.add("baseline: in-process (policy.call_entry + check_result)",
                         in_process(SMALL, small, params, args.calls))
     floor = table.add("floor: raw pipe round trip to an exec'd echo process", pipe_floor(args.calls))
+    aio_floor = table.add("  the same, the reply awaited through asyncio", await asyncio_floor(args.calls))
     base_fresh = table.add("baseline: fresh `python -c` per call", fresh_process(SMALL, small, params, args.spawns))
     base_worker = table.add("baseline: fresh confined worker per call",
                             await fresh_worker(SMALL, small, params, args.spawns, limits))
     print(f"  ratios: warm/in-process {sandboxed / base_in:7.1f}x   warm/pipe floor {sandboxed / floor:5.1f}x   "
+          f"warm/asyncio floor {sandboxed / aio_floor:5.1f}x   "
           f"fresh python/warm {base_fresh / sandboxed:7.1f}x   fresh worker/warm {base_worker / sandboxed:7.1f}x")
-    summary.update(small_warm=sandboxed, small_in_process=base_in, small_pipe_floor=floor,
+    summary.update(small_warm=sandboxed, small_in_process=base_in, small_pipe_floor=floor, small_asyncio_floor=aio_floor,
                    small_fresh_python=base_fresh, small_fresh_worker=base_worker)
 
     # --- 2. a window of 10^6 samples --------------------------------------------------------
@@ -287,8 +329,111 @@ async def main(args: argparse.Namespace) -> None:
           f"{replace / base_worker:5.2f}x   replacement/warm call {replace / sandboxed:7.0f}x   "
           f"replacement/in-process {replace / base_in:7.0f}x")
     summary.update(replace_after_timeout=replace, replace_after_kill=replace_ext)
+    summary.update(replace_after_timeout_p99=pct(after_timeout, 99), replace_after_kill_p99=pct(after_kill, 99))
+
+    await per_assignment(args, table, summary, limits, small, params, base_worker)
+    print(f"\nissue 11 targets: new worker p99 {fmt(summary['new_worker_p99'])} without a spare, "
+          f"{fmt(summary['new_assignment_p99'])} with (<= 20 ms), replacement p99 "
+          f"{fmt(max(summary['replace_after_timeout_p99'], summary['replace_after_kill_p99']))} (<= 20 ms), "
+          f"PSS per extra worker {summary['pss_per_worker_mb']:.1f} MB (<= 10 MB), warm call / pipe floor "
+          f"{summary['small_warm'] / summary['small_pipe_floor']:.1f}x (<= 2x), {args.assignments} concurrent / serial "
+          f"{summary['concurrent'] / summary['serial']:.2f}")
     if args.json:
         print(json.dumps(summary))
+
+
+def pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+async def per_assignment(args: argparse.Namespace, table: Table, summary: dict[str, float], limits: SandboxLimits,
+                         small: dict, params: dict, base_worker: float) -> None:
+    n = args.assignments
+    print(f"\n4. a worker per assignment, forked from one zygote ({n} assignments for memory and concurrency)")
+    host = SandboxHost(SandboxLimits(call_timeout=60, max_workers=max(n, 2) + 1))
+    try:
+        await host.zygote.start()
+        await host.run(SMALL, "small.py", "on_board", assignment=0, window=small, params=params)  # warm
+        await host.release(0)
+        cold = []  # no spare: the fork, the worker's layers, its module loaded, the first call
+        for i in range(args.spawns * 5):
+            s = Supervisor(limits, zygote=host.zygote)
+            started = time.perf_counter()
+            await s.start()
+            outcome = await s.call(await s.load(SMALL, "small.py"), "on_board", window=small, params=params)
+            cold.append(time.perf_counter() - started)
+            assert outcome.ok and outcome.value == 11, outcome
+            await s.close()
+        fork = table.add("new worker, no spare: fork, layers, load, first call answered", cold)
+        new_worker = []  # what a new assignment costs the host: the spare taken, its module loaded, first call
+        for i in range(1, args.spawns * 5 + 1):
+            await asyncio.sleep(0.05)  # assignments arrive apart: the spare forked after the last one is ready
+            started = time.perf_counter()
+            outcome = await host.run(SMALL, "small.py", "on_board", assignment=i, window=small, params=params)
+            new_worker.append(time.perf_counter() - started)
+            assert outcome.ok and outcome.value == 11, outcome
+            await host.release(i)
+        spare = table.add("new assignment on a host (SandboxHost.run; its spare ready)", new_worker)
+        exec_first = await fresh_worker(SMALL, small, params, max(3, args.spawns // 2), limits)
+        exec_med = table.add("baseline: fresh exec'd zygote + its first worker, first call", exec_first)
+        print(f"  ratios: exec'd/forked {exec_med / fork:6.1f}x (p99 {pct(exec_first, 99) / pct(cold, 99):.1f}x)   "
+              f"exec'd/host with spare {exec_med / spare:6.1f}x (p99 {pct(exec_first, 99) / pct(new_worker, 99):.1f}x)")
+        summary.update(new_worker=fork, new_worker_p99=pct(cold, 99), new_assignment=spare,
+                       new_assignment_p99=pct(new_worker, 99), exec_worker=exec_med)
+
+        # memory: zygote + workers, each with its module loaded and called once
+        zygote = host.zygote.pid
+        assert zygote is not None
+        totals = {}
+        for i in range(1, n + 1):
+            await host.run(MEAN, "mean.py", "on_board", assignment=1000 + i, window=small)
+            if i in (1, n):
+                await asyncio.sleep(0.05)
+                pids = [zygote] + [host.supervisor(1000 + k).pid for k in range(1, i + 1)]
+                totals[i] = sum(pss_kb(p) for p in pids if p is not None)
+        zygote_pss = pss_kb(zygote)
+        per_worker = (totals[n] - totals[1]) / max(1, n - 1) / 1024
+        print(f"  PSS: zygote + 1 worker {totals[1] / 1024:.1f} MB, zygote + {n} workers {totals[n] / 1024:.1f} MB: "
+              f"{per_worker:.2f} MB per extra worker (the zygote alone, sharing with them: {zygote_pss / 1024:.1f} MB)")
+        async with Supervisor(limits) as lone:  # a whole exec'd process of the same kind
+            await lone.start()
+            exec_pss = pss_kb(lone.zygote.pid) + pss_kb(lone.pid)  # type: ignore[arg-type]
+        print(f"  baseline: an exec'd zygote and its one worker, alone: {exec_pss / 1024:.1f} MB PSS; "
+              f"ratio exec'd/extra worker {exec_pss / 1024 / max(per_worker, 1e-9):.1f}x")
+        summary.update(pss_per_worker_mb=per_worker, pss_exec_mb=exec_pss / 1024)
+        for i in range(1, n + 1):
+            await host.release(1000 + i)
+
+        # concurrency: n assignments, each its own module (source differs) and worker
+        busy = {i: BUSY + f"# assignment {i}\n" for i in range(1, n + 1)}
+        loops = {"loops": args.loops}
+        for i in busy:
+            await host.run(busy[i], f"busy{i}.py", "on_board", assignment=2000 + i, window=small, params=loops)
+
+        async def one(i: int) -> None:
+            outcome = await host.run(busy[i], f"busy{i}.py", "on_board", assignment=2000 + i, window=small,
+                                     params=loops)
+            assert outcome.ok, outcome
+
+        serial, concurrent = [], []
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            for i in busy:
+                await one(i)
+            serial.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in busy))
+            concurrent.append(time.perf_counter() - started)
+        ser = table.add(f"{n} calls of {n} assignments, one after the other", serial)
+        con = table.add(f"{n} calls of {n} assignments, concurrently (asyncio.gather)", concurrent)
+        print(f"  ratio: concurrent/serial {con / ser:.2f} on {os.cpu_count()} cores "
+              f"(1/{os.cpu_count()} = {1 / (os.cpu_count() or 1):.2f} is the best this host allows)")
+        summary.update(serial=ser, concurrent=con)
+    finally:
+        await host.close()
 
 
 if __name__ == "__main__":
@@ -298,5 +443,8 @@ if __name__ == "__main__":
     parser.add_argument("--window-calls", type=int, default=30)
     parser.add_argument("--spawns", type=int, default=20, help="fresh processes / workers per baseline")
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--assignments", type=int, default=8, help="assignments on one host (section 4)")
+    parser.add_argument("--loops", type=int, default=300_000, help="loop steps of each concurrent call (~20 ms)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of serial and concurrent calls")
     parser.add_argument("--json", action="store_true", help="also print the medians as one JSON line")
     asyncio.run(main(parser.parse_args()))

@@ -26,6 +26,10 @@ order matters:
                     no new processes
 11. seccomp         allow-list filter, EPERM by default, exec kills; TSYNC
 
+A worker forked from the zygote (zygote.py) gets 3 and 4 from it (the zygote
+unshares its network namespace and warms up once, for all its workers) and applies
+2 and 5-11 itself, after the fork and before it reads a request.
+
 Namespaces and the uid switch need privileges that no_new_privs, the dropped uid
 and the filter then take away for good.
 """
@@ -81,7 +85,10 @@ def close_descriptors(keep: Iterable[int]) -> Layer:
             os.closerange(low, fd)
         low = fd + 1
     # listdir itself opens (and closes) one descriptor; anything else left is a leak.
-    left = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    try:
+        left = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    except OSError:  # forked from the zygote, whose filter refuses open: probe every number instead
+        left = [fd for fd in range(resource.getrlimit(resource.RLIMIT_NOFILE)[0]) if _fd_is_open(fd)]
     stray = [fd for fd in left if fd not in kept and _fd_is_open(fd)]
     if stray:
         return Layer("descriptors", False, f"descriptors {stray} could not be closed")
@@ -238,6 +245,49 @@ ALLOWED_SYSCALLS = (
 CONDITIONAL_SYSCALLS = ("read", "write", "mmap", "mprotect", "kill", "tgkill")
 # Nothing legitimate in the loop calls these; an attempt means an escape: kill.
 DEADLY_SYSCALLS = ("execve", "execveat")
+
+
+# What the zygote never needs once warmed (it only receives requests, forks, reaps and
+# answers), refused for it and so for every worker before the worker's own filter
+# loads: files, sockets, other processes' memory, namespaces, the kernel's keys,
+# modules and tracing. A deny-list (the zygote's needs are fork's and the workers'
+# set-up: prctl, setresuid, capset, setrlimit, seccomp, mmap of the arena); each
+# worker then adds its own allow-list on top.
+ZYGOTE_DENIED = (
+    "open", "openat", "openat2", "creat", "truncate", "link", "linkat", "symlink", "symlinkat", "unlink",
+    "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chmod",
+    "fchmodat", "chown", "fchownat", "lchown", "socket", "socketpair", "connect", "bind", "listen", "accept",
+    "accept4", "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot",
+    "setns", "unshare", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "init_module",
+    "finit_module", "delete_module", "kexec_load", "reboot", "swapon", "swapoff", "userfaultfd", "io_uring_setup",
+)
+
+
+def zygote_filter() -> Layer:
+    """The zygote's own filter: ZYGOTE_DENIED fail with EPERM, exec kills; TSYNC."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, RuntimeError, OSError) as exc:
+        return Layer("zygote seccomp", False, f"pyseccomp/libseccomp not available: {exc}")
+    try:
+        f = sc.SyscallFilter(defaction=sc.ALLOW)
+        f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+        f.set_attr(sc.Attr.CTL_NNP, 1)
+        f.set_attr(sc.Attr.CTL_TSYNC, 1)
+        denied = 0
+        for name in ZYGOTE_DENIED:
+            try:
+                f.add_rule(sc.ERRNO(errno.EPERM), name)
+                denied += 1
+            except OSError:
+                continue  # not a syscall on this architecture
+        for name in DEADLY_SYSCALLS:
+            f.add_rule(sc.KILL_PROCESS, name)
+        f.load()
+    except Exception as exc:  # noqa: BLE001
+        return Layer("zygote seccomp", False, f"filter not loaded: {type(exc).__name__}: {exc}")
+    return Layer("zygote seccomp", True, f"{denied} syscalls refused (files, sockets, tracing, namespaces, "
+                 f"kernel keys and modules), {'/'.join(DEADLY_SYSCALLS)} kill; TSYNC")
 
 
 def seccomp_filter(read_fds: Iterable[int], write_fds: Iterable[int]) -> Layer:

@@ -28,34 +28,42 @@ indefinite lengths, no tags but typed arrays, no simple values but false/true/nu
 text map keys only, a bounded depth, and a bounded number of items (checked by a scan
 of the bytes before any object is built, so a 16 MiB frame of empty lists cannot
 become gigabytes of Python objects in the agent).
+
+One codec with the network's: the typed-array tags, the number of dimensions, the
+item scan and its counting rule (every CBOR header is an item) and the framing are
+`wire`'s (wire.values, wire.scan, wire.framing); only the numpy side lives here
+(`wire` may not import numpy). The result check (results.py) charges a value by the
+same rule (`wire.values.array_items`), within `wire.values.MAX_ITEMS`, so what it
+lets out fits this pipe's budget and every peer's.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import cbor2
 import numpy as np
 
-HEADER = struct.Struct(">I")
-MAX_MESSAGE = 16 * 2**20
-MAX_ITEMS = 1_100_000  # check_result allows 1,000,000 items in a value; room for the envelope
-MAX_DEPTH = 64
-MAX_NDIM = 8
+from wire import scan as wire_scan
+from wire.errors import RemoteProtocolError
+from wire.framing import HEADER as FRAME_HEADER
+from wire.framing import FrameDecoder
+from wire.values import BOOL_TAG, DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG
+from wire.values import MAX_ITEMS as VALUE_ITEMS
 
-# numpy dtype -> RFC 8746 tag (little-endian variants) and back
-_DTYPE_TAG = {
-    "|u1": 64, "<u2": 69, "<u4": 70, "<u8": 71,
-    "|i1": 72, "<i2": 77, "<i4": 78, "<i8": 79,
-    "<f2": 84, "<f4": 85, "<f8": 86,
-    "|b1": 68,  # uint8 clamped, used for booleans
-}
+HEADER = FRAME_HEADER
+MAX_MESSAGE = 16 * 2**20
+MAX_ITEMS = VALUE_ITEMS + 100_000  # a value the result check let out, and room for the envelope
+MAX_DEPTH = 64
+
+# numpy dtype -> RFC 8746 tag (little-endian variants) and back: the network's table,
+# and booleans as uint8 clamped
+_DTYPE_TAG = {dtype: tag for dtype, (tag, _) in DTYPE_TAGS.items()} | {"|b1": BOOL_TAG}
 _TAG_DTYPE = {tag: np.dtype(dt) for dt, tag in _DTYPE_TAG.items()}
-_SHAPE_TAG = 40
+_SHAPE_TAG = MULTI_DIM_TAG
 _ALLOWED_TAGS = frozenset(_TAG_DTYPE) | {_SHAPE_TAG}
 # Tags cbor2 decodes into rich objects by itself (datetime, Decimal, regex, MIME,
 # UUID, sets, IP addresses, shared/string references ...): refused outright.
@@ -119,65 +127,13 @@ def encode(message: Mapping[str, Any], max_bytes: int = MAX_MESSAGE) -> bytes:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def _scan_tables() -> tuple[list[int], list[int]]:
-    """Per initial byte: what to do (0 skip, 1 string, 2 tag, 3 refuse) and the header size."""
-    action, size = [3] * 256, [0] * 256
-    for initial in range(256):
-        major, info = initial >> 5, initial & 0x1F
-        if info >= 28:
-            continue  # indefinite lengths and reserved encodings
-        size[initial] = 1 + (0 if info < 24 else 1 << (info - 24))
-        if major in (2, 3):
-            action[initial] = 1
-        elif major == 6:
-            action[initial] = 2
-        elif major == 7:
-            action[initial] = 0 if info in (20, 21, 22, 25, 26, 27) else 3
-        else:
-            action[initial] = 0
-    return action, size
-
-
-_SCAN_ACTION, _SCAN_SIZE = _scan_tables()
-
-
 def scan(payload: bytes, max_items: int = MAX_ITEMS) -> int:
-    """Check the shape of a CBOR item without building it; the number of items.
-
-    Refuses indefinite lengths, reserved encodings, simple values other than
-    false/true/null, tags outside the typed arrays, and more than `max_items` items
-    (stopping there, so a hostile frame costs at most `max_items` steps).
-    """
-    action, size = _SCAN_ACTION, _SCAN_SIZE
-    n = len(payload)
-    pos = 0
-    items = 0
-    while pos < n:
-        initial = payload[pos]
-        act = action[initial]
-        if act == 0:
-            pos += size[initial]
-            items += 1
-            if items > max_items:
-                raise ProtocolError(f"more than {max_items} items in one message")
-            continue
-        if act == 3:
-            raise ProtocolError("indefinite lengths, reserved encodings and simple values are not allowed")
-        header = size[initial]
-        if header == 1:
-            arg = initial & 0x1F
-        else:
-            arg = int.from_bytes(payload[pos + 1:pos + header], "big")
-        pos += header
-        if act == 2:
-            if arg not in _ALLOWED_TAGS:
-                raise ProtocolError(f"CBOR tag {arg} is not allowed")
-            continue  # the tagged item is counted on its own
-        items += 1
-        pos += arg
-    if pos != n:
-        raise ProtocolError("truncated CBOR")
-    return items
+    """Check the shape of a CBOR item without building it; the number of items
+    (wire.scan.scan: every header counts, tags included)."""
+    try:
+        return wire_scan.scan(payload, max_items, _ALLOWED_TAGS)
+    except wire_scan.ScanError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _refuse_tag(*args: Any) -> Any:
@@ -227,9 +183,14 @@ _HOOKS = {False: _tag_hook(False), True: _tag_hook(True)}
 _SEMANTIC = {tag: _refuse_tag for tag in _CBOR2_SEMANTIC_TAGS}
 
 
-def decode(payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS) -> dict[str, Any]:
+def decode(
+    payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS, from_supervisor: bool = False
+) -> dict[str, Any]:
     """The message in one frame body. Arrays come back as numpy arrays: read-only
-    views of the received bytes, or private writable copies with `writable`."""
+    views of the received bytes, or private writable copies with `writable`.
+    `from_supervisor` (the worker reading a request): the bytes were written by our
+    own encoder, so the walk for simple values is skipped; tags, depth, duplicate and
+    non-text keys are still refused by the decoder itself."""
     if len(payload) > max_items:  # every item takes at least one byte: only then can there be too many
         scan(payload, max_items)
     try:
@@ -254,7 +215,7 @@ def decode(payload: bytes, *, writable: bool = False, max_items: int = MAX_ITEMS
         raise ProtocolError(f"undecodable CBOR: {exc}") from None
     if type(message) is not dict:
         raise ProtocolError(f"a message must be a CBOR map, got {type(message).__name__}")
-    if len(payload) <= max_items:
+    if len(payload) <= max_items and not from_supervisor:
         _check_plain(message)
     return message
 
@@ -277,30 +238,21 @@ def _check_plain(value: Any) -> None:
 
 
 class FrameReader:
-    """Bytes in, whole frame bodies out; refuses a frame over the limit from its header."""
+    """Bytes in, whole frame bodies out (wire.framing.FrameDecoder); refuses a frame
+    over the limit from its header."""
 
     def __init__(self, max_bytes: int = MAX_MESSAGE) -> None:
         self.max_bytes = max_bytes
-        self._buf = bytearray()
-        self._need: int | None = None
+        self._decoder = FrameDecoder(max_frame=max_bytes)
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
         frames = []
-        while True:
-            if self._need is None:
-                if len(self._buf) < HEADER.size:
-                    break
-                (length,) = HEADER.unpack_from(self._buf)
-                if length > self.max_bytes:
-                    raise MessageTooLarge(length, self.max_bytes)
-                self._need = length
-                del self._buf[: HEADER.size]
-            if len(self._buf) < self._need:
-                break
-            frames.append(bytes(self._buf[: self._need]))
-            del self._buf[: self._need]
-            self._need = None
+        try:
+            self._decoder.receive_data(data)
+            while (frame := self._decoder.next_frame()) is not None:
+                frames.append(frame)
+        except RemoteProtocolError as exc:  # a frame over the limit, or of length 0
+            raise ProtocolError(exc.reason) from None
         return frames
 
 

@@ -6,7 +6,13 @@ dict`, never `isinstance`. The value comes back as a fresh copy in plain types:
 tuples become lists, numpy scalars become int/float/bool, arrays become private
 C-contiguous little-endian copies. Depth, item count and size are bounded (the
 budget counts what would be sent: a list holding one string ten times pays ten
-times). Integers must fit CBOR's 64-bit integers. NaN and infinities are allowed
+times). Items are counted by the one rule every peer applies (wire.values): one per
+value and per dict key, an array `array_items(shape)` (its CBOR headers, its
+dimensions, one per 64 elements, one per row a reader's tolist() would build), so a
+value let out here is never refused for its size by the pipe, the agent, the server
+or a renderer, and a value too large is refused here, as "result too large", inside
+the call's budget. Arrays have at most `MAX_NDIM` dimensions. Integers must fit
+CBOR's 64-bit integers. NaN and infinities are allowed
 (they are data) but each is flagged with its path, e.g. "nan at $.mean.SPEED".
 """
 
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sandbox.errors import Rule, Violation
+from wire.values import MAX_ITEMS, MAX_NDIM, array_items
 
 ALLOWED = "None, bool, int, float, str, bytes, list, tuple, dict (with str keys) or a numeric numpy array"
 NUMERIC_KINDS = frozenset("biuf")  # bool, signed, unsigned, floating
@@ -38,7 +45,7 @@ def _path(parts: list[Any]) -> str:
 
 
 def check_result(
-    value: Any, *, max_depth: int = 32, max_items: int = 1_000_000, max_bytes: int = 16 * 2**20
+    value: Any, *, max_depth: int = 32, max_items: int = MAX_ITEMS, max_bytes: int = 16 * 2**20
 ) -> tuple[Any, list[str]]:
     """(a plain copy of `value`, flags); raises Violation(DISALLOWED_RETURN or
     RESULT_TOO_LARGE) naming what and where."""
@@ -110,7 +117,7 @@ def check_result(
                             key.encode("utf-8")
                         except UnicodeEncodeError:
                             raise refuse("a dict key with unpaired surrogates") from None
-                    spend(0, 9 + len(key))
+                    spend(1, 9 + len(key))
                     parts.append(key)
                     out[key] = walk(item, depth + 1)
                     parts.pop()
@@ -124,7 +131,15 @@ def check_result(
         if t is np.ndarray:
             if v.dtype.kind not in NUMERIC_KINDS:
                 raise refuse(f"an array of dtype {v.dtype}")
-            spend(max(1, v.size // 64), 32 + v.nbytes)  # before any copy: a huge array costs nothing
+            if v.ndim > MAX_NDIM:
+                raise Violation(Rule.RESULT_TOO_LARGE,
+                                f"an array of {v.ndim} dimensions at {_path(parts)}; at most {MAX_NDIM} can be sent")
+            spend(0, 9 * (3 + v.ndim) + v.nbytes)  # before any copy: a huge array costs nothing
+            charge = array_items(v.shape)
+            if charge > max_items:  # (e.g. a zero-size array whose rows a reader would build)
+                raise Violation(Rule.RESULT_TOO_LARGE, f"an array of shape {v.shape} at {_path(parts)} counts "
+                                f"as {charge} items, more than the {max_items} a result may have")
+            spend(charge, 0)
             arr = np.array(v, dtype=v.dtype.newbyteorder("<"), order="C", copy=True)
             if arr.dtype.kind == "f" and arr.size:
                 nan = int(np.count_nonzero(np.isnan(arr)))

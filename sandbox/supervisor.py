@@ -1,12 +1,14 @@
-"""Starts the sandbox worker, talks to it, and replaces it when it breaks.
+"""Gives one assignment its own sandbox worker, talks to it, and replaces it when it breaks.
 
-The worker is exec'd (subprocess with close_fds, never a fork that runs agent code,
-which would copy the agent's secrets), in its own session, with an environment that
-holds only fixed thread settings for numeric libraries (`WORKER_ENV`), and with no
-descriptor but its request and reply pipes, a stderr pipe drained here, and the
-memfd of its shared-memory arena (which it maps and closes at once). It confines
-itself (hardening.py) and says which layers took; a layer that did not is logged
-at WARNING with the reason.
+A worker is forked by the owner's zygote (zygote.py, spawner.py): an exec'd, warmed
+template that never holds a secret or an analyst's data, never a fork of the agent
+(which would copy its secrets). The worker runs in its own session, with an
+environment that holds only fixed thread settings for numeric libraries
+(`WORKER_ENV`), and with no descriptor but its request and reply pipes, a stderr
+pipe drained here, and the memfd of its shared-memory arena (which it maps and
+closes at once). It confines itself (hardening.py) and says which layers took; a
+layer that did not is logged at WARNING with the reason. A supervisor serves one
+assignment (its `label`): workers are never shared between assignments.
 
 Every request (load or call) has a wall-clock budget, `call_timeout`: past it the
 worker gets SIGKILL and the outcome says "timeout". A worker that dies for any other
@@ -41,16 +43,12 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -59,17 +57,10 @@ from sandbox import protocol
 from sandbox.arena import Arena, window_bytes
 from sandbox.errors import PolicyError, Problem, Rule, SandboxError, Violation
 from sandbox.hardening import Layer
+from sandbox.spawner import WORKER_ENV, ForkedProcess, Zygote
 
 log = logging.getLogger(__name__)
 
-# No secrets, no paths, nothing from the caller's environment: only what keeps numeric
-# libraries single-threaded (the worker may not start threads once confined).
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-BOOT = (
-    "import sys, json; c = json.loads(sys.argv[1]); sys.path[:0] = c['path']; "
-    "from sandbox.worker import main; main(c)"
-)
-ROOT = str(Path(__file__).resolve().parents[1])
 MiB = 2**20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -86,6 +77,8 @@ class SandboxLimits:
     max_message_bytes: int = 16 * MiB  # one pipe message, either way
     max_result_bytes: int = 15 * MiB  # a module's value (check_result)
     max_stdout: int = 64 * 1024  # characters of print() output kept per call
+    max_workers: int = 16  # live workers of one owner (one per assignment), see host.py
+    idle_seconds: float = 900.0  # a worker unused this long is reaped (its assignment may be over)
     uid: int = 65534  # the worker's uid when the supervisor runs as root
     netns: bool = True
     seccomp: bool = True
@@ -135,7 +128,7 @@ class _Worker:
     """One worker process and the supervisor's ends of its pipes, on one event loop."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], to_fd: int, from_fd: int, err_fd: int, arena: Arena, max_message: int
+        self, proc: ForkedProcess, to_fd: int, from_fd: int, err_fd: int, arena: Arena, max_message: int
     ) -> None:
         self.proc = proc
         self.pid = proc.pid
@@ -271,9 +264,119 @@ class _Worker:
         return self.stderr_tail.decode("utf-8", "replace").strip()[-1000:]
 
 
+
+async def start_worker(zygote: Zygote, limits: SandboxLimits, arena_size: int) -> _Worker:
+    """A fresh worker forked by `zygote`, confined, its "ready" message read."""
+    arena = Arena(arena_size)
+    to_r, to_w = os.pipe2(os.O_CLOEXEC)
+    from_r, from_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    for fd in (to_w, from_r):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, F_SETPIPE_SZ, MiB)  # fewer wake-ups for large messages
+    config = {
+        "arena_size": arena.size,
+        "address_space": limits.memory_mb * MiB + arena.size, "cpu_seconds": limits.cpu_seconds,
+        "open_files": limits.open_files, "uid": limits.uid, "seccomp": limits.seccomp,
+        "max_message": limits.max_message_bytes, "max_result": limits.max_result_bytes,
+        "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows,
+    }
+    try:
+        proc = await zygote.fork(config, [to_r, from_w, err_w, arena.fd])
+    except BaseException:
+        for fd in (to_w, from_r, err_r):
+            os.close(fd)
+        arena.close()
+        raise
+    finally:
+        for fd in (to_r, from_w, err_w):
+            os.close(fd)
+    worker = _Worker(proc, to_w, from_r, err_r, arena, limits.max_message_bytes)
+    try:
+        async with asyncio.timeout(limits.start_timeout):
+            ready = protocol.decode(await worker.receive())
+        if not (ready.get("ready") and ready.get("ok") is True and type(ready.get("layers")) is list):
+            raise SandboxError(str(ready.get("message") or "no ready message"))
+        worker.layers = [Layer(str(d["name"]), d["applied"] is True, str(d["detail"])) for d in ready["layers"]]
+        worker.cpu = float(ready.get("cpu") or 0.0)
+    except BaseException as exc:
+        code = await worker.finish(0.2)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        stderr = worker.stderr_text()
+        raise SandboxError(
+            f"the sandbox worker did not start ({why}; exit status {code})" + (f": {stderr}" if stderr else "")
+        ) from None
+    return worker
+
+
+class Spares:
+    """One worker forked ahead of need, for the next supervisor that needs one (a new
+    assignment's, or the replacement of a killed one): the fork, the layers and the
+    scheduler's wake-ups are then off that request's path. A spare has never run a
+    line of anyone's code; it is handed to exactly one supervisor, and another is
+    forked at once."""
+
+    def __init__(self, zygote: Zygote, limits: SandboxLimits) -> None:
+        self.zygote = zygote
+        self.limits = limits
+        self._task: asyncio.Future[_Worker] | None = None
+        self._closed = False
+
+    async def take(self) -> _Worker | None:
+        """The spare, once it is ready (one still starting is awaited: it is ahead of
+        a fork started now); None when there is none or it failed (the caller forks
+        its own). Its successor is forked at the next `fill()`, which the owner calls
+        once the request that took it is answered: not competing with it for the CPU."""
+        task, self._task = self._task, None
+        if task is None:
+            return None
+        try:
+            worker = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._task = task  # still the spare: for the next one
+            raise
+        except Exception:  # noqa: BLE001 — reported by the caller's own fork, if it fails too
+            return None
+        if worker.proc.poll() is not None or worker.proc.exited():  # died waiting (its zygote did)
+            asyncio.ensure_future(worker.finish(0.0))
+            return None
+        return worker
+
+    def fill(self) -> None:
+        if self._closed or self._task is not None:
+            return
+        self._task = asyncio.ensure_future(start_worker(self.zygote, self.limits, self.limits.arena_mb * MiB))
+        self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            worker = await task
+            await worker.finish(0.5)
+
+
 class Supervisor:
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(
+        self, limits: SandboxLimits | None = None, *, zygote: Zygote | None = None, label: str = "",
+        spares: Spares | None = None,
+    ) -> None:
         self.limits = limits or SandboxLimits()
+        self.spares = spares
+        # Workers fork from the owner's zygote; a supervisor without one has its own.
+        self._own_zygote = zygote is None
+        self.zygote = zygote or Zygote(netns=self.limits.netns, start_timeout=self.limits.start_timeout,
+                                       seccomp=self.limits.seccomp)
+        self.label = label  # for logs: whose worker this is ("assignment 7")
+        self.reloads = 0  # modules loaded again into a worker that replaced an evicted one
+        self._reload: set[str] = set()  # versions the evicted worker held: loaded again on demand
         self.layers: list[Layer] = []
         self.restarts = 0  # workers replaced after a timeout or a death
         self.recycles = 0  # workers retired near their CPU budget (or for a bigger arena)
@@ -322,6 +425,22 @@ class Supervisor:
                 self._worker = None
         while self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
+        if self._own_zygote:
+            await self.zygote.close()
+
+    async def evict(self) -> None:
+        """Let the worker go (its owner needs the slot for another assignment's), keep
+        every module version: the next request starts a fresh worker and loads into
+        it, logged, what it calls."""
+        async with self._lock:
+            if self._spawning is not None:
+                spawning, self._spawning = self._spawning, None
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    self._retire(await spawning)
+            if self._worker is not None:
+                self._reload |= self._worker.loaded
+                self._retire(self._worker)
+                self._worker = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -336,61 +455,12 @@ class Supervisor:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    def _command(self, config: dict[str, Any]) -> list[str]:
-        return [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", BOOT, json.dumps(config)]
-
     async def _spawn(self) -> _Worker:
-        limits = self.limits
-        arena = Arena(self._arena_size)
-        to_r, to_w = os.pipe2(os.O_CLOEXEC)
-        from_r, from_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (to_w, from_r):
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, F_SETPIPE_SZ, MiB)  # fewer wake-ups for large messages
-        path = [ROOT] + [p for p in sys.path if p and os.path.isabs(p) and p != ROOT and os.path.isdir(p)]
-        config = {
-            "rfd": to_r, "wfd": from_w, "arena_fd": arena.fd, "arena_size": arena.size,
-            "address_space": limits.memory_mb * MiB + arena.size, "cpu_seconds": limits.cpu_seconds,
-            "open_files": limits.open_files, "uid": limits.uid, "netns": limits.netns, "seccomp": limits.seccomp,
-            "max_message": limits.max_message_bytes, "max_result": limits.max_result_bytes,
-            "max_stdout": limits.max_stdout, "copy_windows": limits.copy_windows, "ppid": os.getpid(), "path": path,
-        }
-        try:
-            # Started here, on the event loop's thread and synchronously (a vfork and an
-            # exec, a few ms): the worker's parent-death signal follows the thread that
-            # started it, and the loop's thread lives as long as the supervisor.
-            proc = subprocess.Popen(  # noqa: ASYNC220
-                self._command(config),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
-                pass_fds=(to_r, from_w, arena.fd), close_fds=True,
-                env=dict(WORKER_ENV), cwd="/", start_new_session=True,
-            )
-        except OSError as exc:
-            for fd in (to_w, from_r, err_r):
-                os.close(fd)
-            arena.close()
-            raise SandboxError(f"cannot start the sandbox worker: {exc}") from None
-        finally:
-            for fd in (to_r, from_w, err_w):
-                os.close(fd)
-        worker = _Worker(proc, to_w, from_r, err_r, arena, limits.max_message_bytes)
-        try:
-            async with asyncio.timeout(limits.start_timeout):
-                ready = protocol.decode(await worker.receive())
-            if not (ready.get("ready") and ready.get("ok") is True and type(ready.get("layers")) is list):
-                raise SandboxError(str(ready.get("message") or "no ready message"))
-            worker.layers = [Layer(str(d["name"]), d["applied"] is True, str(d["detail"])) for d in ready["layers"]]
-            worker.cpu = float(ready.get("cpu") or 0.0)
-        except BaseException as exc:
-            code = await worker.finish(0.2)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            stderr = worker.stderr_text()
-            raise SandboxError(
-                f"the sandbox worker did not start ({why}; exit status {code})" + (f": {stderr}" if stderr else "")
-            ) from None
+        worker = None
+        if self.spares is not None and self._arena_size == self.limits.arena_mb * MiB:
+            worker = await self.spares.take()  # forked ahead of need: only its module is left to load
+        if worker is None:
+            worker = await start_worker(self.zygote, self.limits, self._arena_size)
         self.spawned += 1
         self.layers = worker.layers
         self._log_layers(worker)
@@ -412,7 +482,7 @@ class Supervisor:
         if self._closed:
             raise SandboxError("the supervisor is closed")
         worker = self._worker
-        if worker is not None and worker.proc.poll() is None:
+        if worker is not None and worker.proc.poll() is None and not worker.proc.exited():
             return worker
         if worker is not None:  # died between requests (killed from outside)
             self._worker = None
@@ -488,6 +558,11 @@ class Supervisor:
 
     async def _load_into(self, worker: _Worker, digest: str) -> CallOutcome | None:
         source, name = self._sources[digest]
+        if digest in self._reload:
+            self._reload.discard(digest)
+            self.reloads += 1
+            log.info("sandbox worker %d (%s): %s version %s loaded again after its worker was evicted",
+                     worker.pid, self.label or "no assignment", name, digest[:12])
         worker.seq += 1
         request = protocol.encode({"op": "load", "hash": digest, "source": source, "name": name, "seq": worker.seq},
                                   self.limits.max_message_bytes)
@@ -692,6 +767,9 @@ class Supervisor:
             worker.kill()  # it is alive and talking nonsense: it is not ours any more
         code = await self._bury(worker)
         where = f"the worker (pid {worker.pid})"
+        if worker.proc.lost:
+            return CallOutcome(False, rule=Rule.CRASH, elapsed=elapsed,
+                               message=f"{where} went down with the sandbox zygote; it was replaced")
         if broken_protocol and code == -signal.SIGKILL:
             return CallOutcome(False, rule=Rule.CRASH, elapsed=elapsed,
                                message=f"{where} broke the protocol ({exc}) and was killed; it was replaced")

@@ -1,17 +1,19 @@
-"""The sandbox worker: a separate, long-lived process, started by exec, that runs
+"""The sandbox worker: a separate, long-lived process that runs one assignment's
 analysts' code.
 
-The supervisor starts it as
+Workers are forked by the zygote (zygote.py), itself started as
 
     python -I -S -B -X utf8 -c BOOT CONFIG_JSON
 
 (`-I`: no PYTHON* variables, no user site, no script directory on the path; `-S`:
 no site.py, so no .pth file runs, and the import path comes explicitly in the
 config; `-B`: it writes no bytecode), with an environment that holds nothing but
-fixed thread settings for numeric libraries, and no descriptor but its request pipe
-(read), reply pipe (write), stdin and stdout on /dev/null, stderr (a pipe the
-supervisor drains) and the arena's memfd. `python -m sandbox.worker CONFIG_JSON`
-does the same by hand.
+fixed thread settings for numeric libraries. The zygote runs `warm_up` once; each
+worker it forks (`forked_main`) holds no descriptor but its request pipe (read),
+reply pipe (write), stdin and stdout on /dev/null, stderr (a pipe the supervisor
+drains) and the arena's memfd, and applies the remaining layers itself
+(`_confine_rest`). `main`/`confine` still run a whole worker by exec, layers and
+warm-up included (`python -m sandbox.worker CONFIG_JSON` by hand).
 
 At start it maps the arena, confines itself (`confine`; hardening.py says why in
 this order), imports and touches everything it will need before the uid switch and
@@ -166,7 +168,7 @@ class Worker:
                 os._exit(3)  # its body was not read: the stream is lost; the supervisor sees a crash
             self._seq = None
             try:
-                request = protocol.decode(frame, writable=True)
+                request = protocol.decode(frame, writable=True, from_supervisor=True)
             except (protocol.ProtocolError, MemoryError) as exc:
                 self.reply(_refusal(Rule.ERROR, f"bad request: {exc}"))
                 continue
@@ -412,7 +414,12 @@ def confine(config: dict[str, Any], rfd: int | None = None, wfd: int | None = No
     else:
         layers.append(hardening.Layer("network namespace", False, "disabled by the supervisor's configuration"))
     layers.append(warm_up())  # before the uid switch: the interpreter's files may be unreadable after it
-    layers.append(hardening.drop_privileges(config.get("uid", 65534), config.get("gid")))
+    return layers + _confine_rest(config, rfd, wfd, collect=True)
+
+
+def _confine_rest(config: dict[str, Any], rfd: int, wfd: int, *, collect: bool) -> list[hardening.Layer]:
+    """The layers after the warm-up: what a worker forked from the zygote applies itself."""
+    layers = [hardening.drop_privileges(config.get("uid", 65534), config.get("gid"))]
     layers.append(hardening.drop_capabilities())
     layers.append(hardening.no_new_privs())
     layers.append(hardening.not_dumpable())
@@ -423,13 +430,48 @@ def confine(config: dict[str, Any], rfd: int | None = None, wfd: int | None = No
     warnings.resetwarnings()
     warnings.simplefilter("default")
     warnings.showwarning = _show_warning
-    gc.collect()
-    gc.freeze()  # everything so far lives for good: later collections skip it
+    if collect:
+        gc.collect()
+        gc.freeze()  # everything so far lives for good: later collections skip it
     if config.get("seccomp", True):
         layers.append(hardening.seccomp_filter([rfd], [wfd, 1, 2]))
     else:
         layers.append(hardening.Layer("seccomp", False, "disabled by the supervisor's configuration"))
     return layers
+
+
+def forked_main(config: dict[str, Any], rfd: int, wfd: int, err: int, arena_fd: int,
+                inherited: list[dict[str, Any]]) -> NoReturn:
+    """A worker forked from the zygote (zygote.py): its own session, its stderr pipe,
+    its arena; then its own layers (descriptors, uid, capabilities, prctls, rlimits,
+    seccomp) before it reads its first request. `inherited` are the layers it got
+    from the zygote (the network namespace, the warm-up)."""
+    try:
+        os.setsid()
+        os.dup2(err, 2)
+        os.close(err)
+        arena = ArenaView(arena_fd, config["arena_size"])
+        layers = [hardening.close_descriptors({0, 1, 2, rfd, wfd})]
+        layers += [hardening.Layer(str(d["name"]), bool(d["applied"]), str(d["detail"])) for d in inherited]
+        layers += _confine_rest(config, rfd, wfd, collect=False)
+        sys.stdout = sys.stderr = None  # type: ignore[assignment]
+        worker = Worker(
+            rfd, wfd, arena,
+            max_message=config.get("max_message", protocol.MAX_MESSAGE),
+            max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
+            copy_windows=config.get("copy_windows", True),
+        )
+        STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
+    except BaseException as exc:  # noqa: BLE001 — say why on the pipe
+        try:
+            protocol.write_message(wfd, {"ok": False, "ready": True, "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os._exit(1)
+    protocol.write_message(wfd, {
+        "ok": True, "ready": True, "pid": os.getpid(), "cpu": time.process_time(),
+        "layers": [layer.as_dict() for layer in layers],
+    })
+    worker.serve()
 
 
 def main(config: dict[str, Any] | None = None) -> NoReturn:

@@ -139,7 +139,8 @@ class Server:
         self._failed = asyncio.Event()
         sandbox = config.sandbox
         self.off_board = OffBoardRunner(
-            SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid)
+            SandboxLimits(call_timeout=sandbox.call_timeout, memory_mb=sandbox.memory_mb, uid=sandbox.uid,
+                          max_workers=sandbox.max_workers)
         )
         self.trust = Trust.from_files(config.signing.known_keys)  # never requires: the vehicles decide
         self._metrics: metrics.Exporter | None = None  # the /metrics page, while serving

@@ -50,6 +50,7 @@ class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     call_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     memory_mb: Annotated[int, Meta(ge=128, le=1 << 20)] = 2048
     uid: Annotated[int, Meta(ge=1)] = 65534
+    max_workers: Annotated[int, Meta(ge=1, le=1024)] = 16  # off-board workers, one per assignment
 
 
 class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -111,7 +111,7 @@ class Deployer:
         self, request: Deploy, runner: AssignmentRunner, module: ModuleSource, code_hash: str, rollback: bool,
         started: float,
     ) -> AsyncIterator[Message]:
-        migrates = "migrate" in (await self.modules.load(module.source, module.name))[1]
+        migrates = "migrate" in (await self.modules.load(module.source, module.name, assignment=request.assignment))[1]
         targets = runner.versions.deploy_on_board(code_hash, module, request.vehicles, migrates=migrates)
         online = [v for v in targets if self.connected(v)]
         offline = [v for v in targets if v not in online]
@@ -190,7 +190,7 @@ class Deployer:
         if problems:
             raise DeployRefused(refusal("the module breaks the sandbox policy; the running version stays:", problems))
         try:  # its top level runs in the server's sandbox: a module that fails there fails everywhere
-            entries = (await self.modules.load(module.source, module.name))[1]
+            entries = (await self.modules.load(module.source, module.name, assignment=request.assignment))[1]
         except Violation as exc:
             raise DeployRefused(f"{module.name} was refused by the sandbox; the running version stays: "
                                 f"{inert(str(exc))}") from None

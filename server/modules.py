@@ -1,7 +1,8 @@
 """Analysts' modules on the server: checked at submit, run off board in the sandbox.
 
-The server never runs a module in its own process: off-board code goes to a sandbox
-worker (one, long-lived, started on first use) through the supervisor, which
+The server never runs a module in its own process: off-board code goes to the
+assignment's own sandbox worker (forked from the server's zygote on first use,
+never shared with another assignment) through its supervisor, which
 enforces the time budget and replaces a worker that breaks. What a module did wrong
 comes back as a `Violation` naming the rule, for the iteration's report.
 """
@@ -57,16 +58,19 @@ def fit(reason: str) -> str:
 
 
 class OffBoardRunner(SandboxHost):
-    """The server's sandbox worker for off-board modules (and for the migrate hook of
-    deployed versions)."""
+    """The server's sandbox workers for off-board modules (and for the migrate hook of
+    deployed versions): one per assignment."""
 
-    async def off_board(self, module: ModuleSource, results: dict[str, Any], params: Any, state: Any) -> Any:
-        outcome = await self.run(module.source, module.name, "off_board", results=results, params=params, state=state)
+    async def off_board(
+        self, module: ModuleSource, results: dict[str, Any], params: Any, state: Any, *, assignment: int
+    ) -> Any:
+        outcome = await self.run(module.source, module.name, "off_board", assignment=assignment, results=results,
+                                 params=params, state=state)
         return outcome.value
 
-    async def migrate(self, module: ModuleSource, old_state: Any) -> Any:
+    async def migrate(self, module: ModuleSource, old_state: Any, *, assignment: int) -> Any:
         """The state as the new version wants it: its migrate(old_state)."""
-        outcome = await self.run(module.source, module.name, "migrate", state=old_state)
+        outcome = await self.run(module.source, module.name, "migrate", assignment=assignment, state=old_state)
         return outcome.value
 
     def info(self) -> SandboxInfo | None:

@@ -187,6 +187,8 @@ class AssignmentRunner:
                 final, reason = "failed", f"internal error: {exc}"
         finally:
             self.current = None
+            if self.modules is not None and final not in (None, "interrupted"):  # over: its worker is reaped
+                await self.modules.release(self.id)
             if final is None:
                 log.info("assignment %d suspended after %d iterations; the next server process resumes it",
                          self.id, self.completed)
@@ -211,8 +213,10 @@ class AssignmentRunner:
             self._switching[side] = code_hash  # until the iteration that follows is stored
             module = v.sources[code_hash]
             try:
-                if self.modules is not None and "migrate" in (await self.modules.load(module.source, module.name))[1]:
-                    self.state = to_wire(await self.modules.migrate(module, from_wire(self.state)))
+                if self.modules is not None and "migrate" in (
+                    await self.modules.load(module.source, module.name, assignment=self.id)
+                )[1]:
+                    self.state = to_wire(await self.modules.migrate(module, from_wire(self.state), assignment=self.id))
                     self.store.audit("server", "migrate", self.id, f"{side} {code_hash} migrated the state")
             except Exception as exc:
                 log.warning("assignment %d: migrate of %s failed: %s", self.id, code_hash[:12], exc)
@@ -231,7 +235,8 @@ class AssignmentRunner:
                 raise RuntimeError("this server runs no off-board modules")
             results = {v: from_wire(r.value) for v, r in answers.items()}
             module = self.versions.sources[off_board_hash]
-            fleet = await self.modules.off_board(module, results, spec.params, from_wire(self.state))
+            fleet = await self.modules.off_board(module, results, spec.params, from_wire(self.state),
+                                                 assignment=self.id)
             self.state = to_wire(fleet)  # what off_board returned goes to the vehicles next
             return self.state
         if spec.off_board != "fleet" or not spec.methods:

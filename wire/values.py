@@ -32,6 +32,30 @@ DTYPE_TAGS: dict[str, tuple[int, int]] = {
 TAG_DTYPES: dict[int, str] = {tag: dtype for dtype, (tag, _) in DTYPE_TAGS.items()}
 MULTI_DIM_TAG = 40
 MAX_NDIM = 8
+# uint8 clamped: booleans between a sandbox worker and its supervisor (the network
+# carries them as uint8, analytics.arrays.to_wire)
+BOOL_TAG = 68
+MAX_ITEMS = 1_000_000  # in one value (result, state, partial): `count_items`
+
+
+def array_items(shape: tuple[int, ...] | list[int]) -> int:
+    """What an array is charged against the item budget, by whoever counts (the
+    sandbox's result check, `check_value` on every peer): its CBOR headers (typed
+    array tag and bytes; with tag 40 also the [shape, data] pair, the shape list and
+    one per dimension), one per 64 elements, and one per row of every dimension but
+    the last: the nested lists a reader's `tolist()` builds. So a zero-size array is
+    not free: `np.zeros((10**9, 0))` is 16 bytes on the wire and 10**9 lists in a
+    renderer, and is charged 10**9."""
+    ndim = len(shape)
+    size = math.prod(shape)
+    charge = (2 if ndim == 1 else 5 + ndim) + size // 64
+    rows = 1
+    for n in shape[:-1]:
+        rows *= n
+        charge += rows
+        if charge > 2**62:  # past any budget: stop multiplying
+            break
+    return charge
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +85,13 @@ class NDArray:
         return math.prod(self.shape)
 
 
-def check_value(value: Any, *, max_depth: int = 32, max_items: int = 1_000_000) -> None:
+def check_value(value: Any, *, max_depth: int = 32, max_items: int = MAX_ITEMS) -> None:
     """Refuse anything but plain data: None, bool, int, float, str, bytes, list, dict
     with str keys, and NDArray; bounded in depth and in total number of items.
+
+    Items are counted by the one rule the sandbox's result check also applies: one
+    per value, one per dict key, an array `array_items(shape)`. A value the sandbox
+    let out is never refused here for its size.
 
     cbor2 decodes many semantic tags into rich Python objects (datetime, Decimal, sets,
     regexes...); a result value must be none of those, whatever a peer sends.
@@ -80,13 +108,18 @@ def check_value(value: Any, *, max_depth: int = 32, max_items: int = 1_000_000) 
         if v is None or t in (bool, int, float, str, bytes):
             return
         if t is NDArray:
-            budget[0] -= v.size // 64  # arrays are cheap per item, but not free
+            budget[0] -= array_items(v.shape) - 1  # (its first item is counted above)
+            if budget[0] < 0:
+                raise ValidationError(f"value has more than {max_items} items")
             return
         if t in (list, tuple):
             for item in v:
                 walk(item, depth + 1)
             return
         if t is dict:
+            budget[0] -= len(v)  # its keys
+            if budget[0] < 0:
+                raise ValidationError(f"value has more than {max_items} items")
             for key, item in v.items():
                 if type(key) is not str:
                     raise ValidationError(f"dict key {key!r} is a {type(key).__name__}, only str keys are allowed")

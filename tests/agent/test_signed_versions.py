@@ -50,7 +50,7 @@ def test_a_vehicle_that_requires_signatures_runs_only_what_a_trusted_key_signed(
             assert ack.ok, ack.error
             assert versions.current[1].module == v1 and 1 not in versions.refused
             loaded = runner.info().modules
-            worker = runner.supervisor.pid
+            worker = runner.supervisor(1).pid
 
             v2 = module(2)
             tampered = msgspec.structs.replace(v1, source=v2.source)  # a valid old signature on altered source
@@ -69,7 +69,7 @@ def test_a_vehicle_that_requires_signatures_runs_only_what_a_trusted_key_signed(
                 assert versions.current[1].module == v1  # the signed version keeps running
                 assert expect.strip() in versions.refused[1]
             # nothing refused reached the worker: no module loaded, no process started
-            assert runner.info().modules == loaded and runner.supervisor.pid == worker
+            assert runner.info().modules == loaded and runner.supervisor(1).pid == worker
             refused_lines = [r.getMessage() for r in caplog.records if "refused module" in r.getMessage()]
             assert len(refused_lines) == len(refusals)
             assert all("keeping " + source_hash(v1.source)[:12] in line for line in refused_lines)

@@ -32,7 +32,7 @@ def test_versions_are_checked_again_and_a_refused_one_keeps_the_previous():
             v1, v2 = module(1), module(2)
             ack = await versions.load(load(1, v1))
             assert ack.ok and ack.error is None and ack.code_hash == source_hash(v1.source)
-            worker = runner.supervisor.pid
+            worker = runner.supervisor(1).pid
             refusals = {
                 "does not match the hash": load(1, v2, code_hash=source_hash(v1.source + " ")),
                 "forbidden import": load(1, module(3, "import os\n")),
@@ -49,7 +49,7 @@ def test_versions_are_checked_again_and_a_refused_one_keeps_the_previous():
             assert versions.current[1].module == v2
             again = await versions.load(load(1, v2))  # a version it holds: acknowledged again at once
             assert again.ok
-            assert runner.supervisor.pid == worker and runner.supervisor.spawned == 1  # no process started
+            assert runner.supervisor(1).pid == worker and runner.supervisor(1).spawned == 1  # no process started
             assert runner.info().modules >= 3
         finally:
             await runner.close()

@@ -422,6 +422,11 @@ def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alon
             await wait_iterations(client, a, 1)
             await finish(client, a)
             before = await processes(client)
+            while True:  # agents report every 0.5 s: a worker started just now shows in the next report
+                await asyncio.sleep(1.1)
+                if (settled := await processes(client)) == before:
+                    break
+                before = settled
             # the calls outlive the deadline, so the server cancels every vehicle's task mid-call
             b = (await client.submit(spec(slow, iterations=2, deadline=0.5, params={"loops": 20_000_000}))).assignment
             got = [r async for r in client.results(b, follow=True) if isinstance(r, IterationReport)]
@@ -432,4 +437,14 @@ def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alon
 
     got, before, after = run(main(), timeout=90)
     assert [r.status for r in got] == ["failed", "failed"] and all(sorted(r.missing) == fleet.vehicle_ids for r in got)
-    assert after == before  # same workers, none replaced
+    # Same processes (agents, their zygotes, the server), none replaced: each agent
+    # started exactly one worker more, assignment b's own, and restarted none.
+    assert after.keys() == before.keys()
+    for name, (pid, sandbox) in after.items():
+        was_pid, was_sandbox = before[name]
+        assert pid == was_pid, name
+        if name == "server":
+            assert sandbox == was_sandbox, name  # the server runs no module of b's
+            continue
+        (zygote, started, restarts), (was_zygote, was_started, was_restarts) = sandbox, was_sandbox
+        assert zygote == was_zygote and restarts == was_restarts and started == was_started + 1, (name, sandbox)

@@ -30,6 +30,7 @@ import pytest
 
 from sandbox import hardening
 from sandbox.errors import PolicyError, Rule, SandboxError
+from sandbox.spawner import Zygote, import_path
 from sandbox.supervisor import WORKER_ENV, MiB, SandboxLimits, Supervisor
 from tests.conftest import run
 
@@ -255,9 +256,9 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
     """The allow-list's evidence: the whole loop under strace, filter on. After the
     filter loads, no call may be refused, and none may be outside the list."""
 
-    class Traced(Supervisor):
+    class Traced(Zygote):  # the zygote and every worker it forks (-f)
         def _command(self, config):
-            out = tmp_path / f"strace.{self.spawned}"  # one file per worker
+            out = tmp_path / f"strace.{self.started}"  # one file per zygote
             return ["strace", "-f", "-qq", "-s", "0", "-o", str(out)] + super()._command(dict(config, ppid=None))
 
     modules = {
@@ -279,7 +280,7 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
     async def main():
         limits = SandboxLimits(call_timeout=30, memory_mb=256, arena_mb=4, max_message_bytes=8 * MiB,
                                max_result_bytes=7 * MiB)
-        s = Traced(limits)
+        s = Supervisor(limits, zygote=Traced())
         await s.start()
         try:
             outcomes = {}
@@ -299,6 +300,7 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
             return outcomes
         finally:
             await s.close()
+            await s.zygote.close()
 
     outcomes = run(main(), timeout=180)
     assert outcomes["stats"].ok and outcomes["big"].ok and outcomes["off"].ok and outcomes["huge"].ok
@@ -309,6 +311,8 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
     allowed = set(hardening.ALLOWED_SYSCALLS) | set(hardening.CONDITIONAL_SYSCALLS)
     lines = [line for trace in sorted(tmp_path.glob("strace.*")) for line in trace.read_text().splitlines()]
     confined: set[str] = set()  # pids whose filter is loaded
+    zygotes: set[str] = set()  # the exec'd processes: their filter is a deny-list, not the workers' allow-list
+    filtered_zygotes: set[str] = set()
     used: dict[str, int] = {}
     refused = []
     for line in lines:
@@ -316,8 +320,11 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
         if not m:
             continue
         pid, name = m.groups()
+        if not zygotes:
+            zygotes.add(pid)  # the first traced process: the one strace exec'd
         if name == "seccomp" and "SECCOMP_SET_MODE_FILTER" in line and line.rstrip().endswith("= 0"):
-            confined.add(pid)  # the filter is in: libseccomp's earlier probes of the API failed on purpose
+            # the filter is in: libseccomp's earlier probes of the API failed on purpose
+            (filtered_zygotes if pid in zygotes else confined).add(pid)
             continue
         if pid not in confined or name in ("exited", "killed", "resumed"):
             continue
@@ -325,6 +332,7 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
         if re.search(r"= -1 E(PERM|ACCES)|SIGSYS", line):
             refused.append(line)
     assert len(confined) == 2  # the first worker and the one with a bigger arena
+    assert filtered_zygotes == zygotes and len(zygotes) == 1  # one zygote forked both, its own filter loaded
     assert not refused, refused[:10]
     assert set(used) <= allowed, sorted(set(used) - allowed)
     assert {"read", "write", "mmap"} <= set(used)
@@ -663,12 +671,19 @@ while True:
 
 @pytest.mark.parametrize("mode", ["oversize", "tag", "bomb", "rule", "chatty", "exit", "silent"])
 def test_a_worker_that_breaks_the_protocol_is_killed_and_reported(mode):
-    class Compromised(Supervisor):
-        def _command(self, config):
-            return [sys.executable, "-I", "-S", "-c", FAKE.replace("MODE", repr(mode)), json.dumps(config)]
+    class Compromised(Zygote):  # its "workers": a program that is not ours any more
+        async def fork(self, config, fds):
+            rfd, wfd, err, _arena = fds
+            c = dict(config, rfd=rfd, wfd=wfd, path=import_path())
+            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", FAKE.replace("MODE", repr(mode)), json.dumps(c)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    pass_fds=(rfd, wfd), start_new_session=True)
+            proc.lost = False  # the supervisor's question of a worker that went down with its zygote
+            proc.exited = lambda: proc.poll() is not None
+            return proc
 
     async def main():
-        async with Compromised(SandboxLimits(call_timeout=2.0)) as s:
+        async with Supervisor(SandboxLimits(call_timeout=2.0), zygote=Compromised()) as s:
             digest = await s.load(MEAN, "mean.py")
             first = s.pid
             outcome = await s.call(digest, "on_board", window={})
