@@ -15,14 +15,16 @@ import os
 import sys
 from typing import Any, Awaitable, Callable
 
-import msgspec
 
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from server import admin_cli, deploy_cli
+from oodida.client import AsyncClient
+from oodida.client.shape import error_shape, shape
 from server.client import AnalystClient, RequestFailed
-from server.render import plain, render_report, render_status, report_json
+from server import export_cli
+from server.render import render_report, render_status
 from server.spec import build_spec
 from wire.messages import IterationReport, ResultsEnd
 
@@ -84,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", type=int)
     p.add_argument("--follow", action="store_true", help="keep printing new iterations until it ends")
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
+    export_cli.add_export_options(p)
+
+    export_cli.add_plot_parser(sub, _add_connection)
 
     deploy_cli.add_parsers(sub, _add_connection)
     admin_cli.add_parsers(sub)
@@ -105,11 +110,12 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def _connect(args: argparse.Namespace) -> AnalystClient:
+async def _connect(args: argparse.Namespace) -> AsyncClient:
+    """The analysts' client (oodida.client), as every analyst command's connection."""
     if not args.credentials:
         raise UsageError("no credentials: pass --credentials FILE or set OODIDA_CREDENTIALS (oodida init writes them)")
     server = _address(args.server) if args.server else None
-    return await AnalystClient.from_file(args.credentials, server=server, ca=args.ca)
+    return await AsyncClient.connect(args.credentials, server=server, ca=args.ca)
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
@@ -117,7 +123,7 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 
 async def follow_results(
-    client: AnalystClient,
+    client: AsyncClient | AnalystClient,
     assignment: int,
     *,
     follow: bool,
@@ -129,10 +135,11 @@ async def follow_results(
     """Print every iteration as it arrives (and await `then` on each after printing
     it); returns the assignment's final state."""
     final = "running"
-    async for item in client.results(assignment, follow=follow, since=since):
+    protocol = client.protocol if isinstance(client, AsyncClient) else client
+    async for item in protocol.results(assignment, follow=follow, since=since):
         if isinstance(item, IterationReport):
             if as_json:
-                print(json.dumps(report_json(item)), flush=True)
+                print(json.dumps(shape(item)), flush=True)
             else:
                 print(render_report(item, methods) + "\n", flush=True)
             if then is not None:
@@ -167,17 +174,17 @@ async def _submit(args: argparse.Namespace) -> int:
 
         spec = sign_spec(load_signing_key(args.sign), spec)
     async with await _connect(args) as client:
-        submitted = await client.submit(spec)
+        submitted = await client.submit(spec=spec)
         _emit(
             args,
-            {"assignment": submitted.assignment, "vehicles": submitted.vehicles},
-            f"assignment {submitted.assignment} started on {len(submitted.vehicles)} vehicles: "
+            {"assignment": submitted.id, "vehicles": submitted.vehicles},
+            f"assignment {submitted.id} started on {len(submitted.vehicles)} vehicles: "
             + ", ".join(submitted.vehicles),
         )
         if not args.wait:
             return 0
         final = await follow_results(
-            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.methods
+            client, submitted.id, follow=True, since=0, as_json=args.json, methods=spec.methods
         )
     return 0 if final == "done" else 1
 
@@ -185,12 +192,14 @@ async def _submit(args: argparse.Namespace) -> int:
 async def _status(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
         status = await client.status()
-    _emit(args, plain(msgspec.to_builtins(status)), render_status(status))
+    _emit(args, shape(status), render_status(status))
     return 0
 
 
 async def _results(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
+        if export_cli.exporting(args):
+            return await export_cli.export(args, client)
         final = await follow_results(
             client, args.assignment, follow=args.follow, since=args.since, as_json=args.json, methods=None
         )
@@ -199,8 +208,8 @@ async def _results(args: argparse.Namespace) -> int:
 
 async def _cancel(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
-        reply = await client.cancel(args.assignment)
-    _emit(args, {"assignment": reply.assignment, "state": reply.state}, f"assignment {reply.assignment}: {reply.state}")
+        state = await client.cancel(args.assignment)
+    _emit(args, {"assignment": args.assignment, "state": state}, f"assignment {args.assignment}: {state}")
     return 0
 
 
@@ -267,6 +276,7 @@ COMMANDS = {
     "deploy": lambda args: deploy_cli.deploy(args, _connect),
     "rollback": lambda args: deploy_cli.rollback(args, _connect),
     "versions": lambda args: deploy_cli.versions(args, _connect),
+    "plot": lambda args: export_cli.plot(args, _connect),
 }
 
 
@@ -291,6 +301,12 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _json_error(args: argparse.Namespace, reason: str, code: str) -> None:
+    """Under --json a failure is also a JSON object on stdout, for scripts that parse it."""
+    if getattr(args, "json", False):
+        print(json.dumps(error_shape(args.command, reason, code)), flush=True)
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -303,12 +319,15 @@ def main(argv: list[str]) -> int:
         setup_logging("warning")
         return asyncio.run(COMMANDS[args.command](args))
     except RequestFailed as exc:
+        _json_error(args, str(exc.reason), exc.code or "refused")
         print(f"oodida {args.command}: refused: {exc.reason}", file=sys.stderr)
         return 1
     except UsageError as exc:
+        _json_error(args, str(exc), "usage")
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return 2
     except OodidaError as exc:
+        _json_error(args, str(exc), "error")
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -115,7 +115,10 @@ def build_spec(
     if isinstance(window, (int, float)) and not isinstance(window, bool):
         window_fields: dict[str, Any] = {"amount": float(window), "unit": "s"}
     elif isinstance(window, str):
-        window_fields = parse_window(window)
+        try:
+            window_fields = parse_window(window)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
     else:
         window_fields = dict(window)
     data: dict[str, Any] = {
@@ -128,24 +131,20 @@ def build_spec(
         "deadline": deadline,
         "name": name,
     }
-    if on_board_module is not None and not methods:
+    modules = {"on_board_module": _module(on_board_module), "off_board_module": _module(off_board_module)}
+    for key, module in modules.items():
+        if module is not None:
+            data[key] = msgspec.structs.asdict(module)
+    if modules["on_board_module"] is not None and not methods:
         data["on_board"] = []
     if vehicles is not None:
         data["vehicles"] = vehicles if isinstance(vehicles, int) else list(vehicles)
     if quorum is not None:
         data["quorum"] = quorum
     try:
-        spec = msgspec.convert(data, AssignmentSpec, strict=False)
+        return msgspec.convert(data, AssignmentSpec, strict=False)
     except (msgspec.ValidationError, ValueError) as exc:
         raise SpecError(f"assignment: {exc}") from None
-    modules = {"on_board_module": _module(on_board_module), "off_board_module": _module(off_board_module)}
-    if any(modules.values()):
-        try:
-            spec = msgspec.structs.replace(spec, **{k: v for k, v in modules.items() if v is not None})
-            spec.__post_init__()
-        except (msgspec.ValidationError, ValueError) as exc:
-            raise SpecError(f"assignment: {exc}") from None
-    return spec
 
 
 @dataclass(frozen=True)
@@ -456,7 +455,8 @@ class AsyncClient:
                      if v.code_hash.startswith(hash_prefix)}
             if len(found) != 1:
                 raise RequestFailed(
-                    f"{hash_prefix} is on both sides of assignment {assignment}; say side='on_board' or 'off_board'"
+                    f"{hash_prefix} is on both sides of assignment {assignment}; say which side"
+                    " (on board or off board)"
                     if found else f"assignment {assignment} has no version {hash_prefix}… (see versions())",
                     "not_found" if not found else "refused",
                 )

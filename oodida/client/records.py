@@ -29,7 +29,7 @@ COLUMNS: tuple[str, ...] = (
     "vehicle",  # None on fleet rows
     "signal",  # None where a value spans signals (k-means, a module's own values)
     "method",  # the built-in method, or "module" for an analyst's module
-    "key",  # where in the method's value: "" for a plain number, "q0.5", "counts[3]", "centroids[1][0]"
+    "key",  # where in the method's value: "" for a plain number, "0.5" (a quantile), "counts[3]", "centroids[1][0]"
     "value",  # the number (float), None when the value is text or missing
     "text",  # a value that is not a number (k-means feature names, a module's strings)
     "unit",  # the value's unit (from the DBC; "km/h²" for a variance), None when it has none

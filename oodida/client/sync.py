@@ -10,6 +10,7 @@ called from: a script, a notebook cell, or a thread of an asyncio program.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 from concurrent.futures import Future
@@ -29,6 +30,7 @@ class _LoopThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="oodida-client", daemon=True)
         self._thread.start()
+        atexit.register(self.stop)  # a script that never closes its client exits quietly
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -57,11 +59,28 @@ class _LoopThread:
                 self.run(_aclose(agen))
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (a reader, a follow left half-read), then
+        stop it; idempotent."""
+        atexit.unregister(self.stop)
+        if self.loop.is_closed():
+            return
         if self.loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(5)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _cancel_all() -> None:
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _aclose(agen: Any) -> None:
