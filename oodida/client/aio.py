@@ -235,6 +235,7 @@ class AsyncClient:
         return cls(protocol)
 
     async def close(self) -> None:
+        """Close the connection (requests still waiting fail with `ConnectionLost`)."""
         await self.protocol.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -489,6 +490,7 @@ class AsyncClient:
         return _table([shape(v) for v in reply.versions], as_frame)
 
     async def versions_reply(self, assignment: int) -> VersionsReply:
+        """The versions message as it came (for `oodida versions`' table)."""
         return await self.protocol.versions(assignment)
 
 

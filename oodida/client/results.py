@@ -90,6 +90,7 @@ class Results:
         return [dict(r) for r in self._rows]
 
     def fleet_records(self) -> list[dict[str, Any]]:
+        """The fleet's rows only, as records (no pandas needed)."""
         return [r for r in self.records() if r["scope"] == FLEET]
 
     def to_pandas(self, *, fleet_only: bool = False) -> "pandas.DataFrame":

@@ -121,6 +121,7 @@ class Client:
         return self._runner.run(coro)
 
     def close(self) -> None:
+        """Close the connection and stop the client's loop thread."""
         try:
             self._run(self._async.close())
         finally:
@@ -166,6 +167,7 @@ class Client:
         return Assignment(self, self._async.assignment(assignment))
 
     def info(self, assignment: int) -> AssignmentInfo:
+        """The assignment's entry in the server's status (state, iterations done)."""
         return self._run(self._async.info(assignment))
 
     def results(self, assignment: int, *, since: int = 0, iteration: int | None = None) -> Results:
