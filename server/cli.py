@@ -21,6 +21,7 @@ from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from server import admin_cli, deploy_cli
 from oodida.client import AsyncClient
+from oodida.client.progress import Progress
 from oodida.client.shape import error_shape, shape
 from server.client import AnalystClient, RequestFailed
 from server import export_cli
@@ -133,10 +134,27 @@ async def follow_results(
     then: Callable[[IterationReport], Awaitable[None]] | None = None,
 ) -> str:
     """Print every iteration as it arrives (and await `then` on each after printing
-    it); returns the assignment's final state."""
-    final = "running"
+    it); returns the assignment's final state. While following, a progress line on
+    stderr when it is a terminal ("iteration 2 of 4: 3 of 5 answered, …")."""
     protocol = client.protocol if isinstance(client, AsyncClient) else client
+    bar = Progress.create(None) if follow and isinstance(client, AsyncClient) else Progress()
+    poller = asyncio.create_task(client._poll_progress(assignment, bar)) if bar.active else None  # type: ignore[union-attr]
+    try:
+        return await _print_results(protocol, assignment, follow, since, as_json, methods, then, bar)
+    finally:
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        bar.clear()
+
+
+async def _print_results(
+    protocol: AnalystClient, assignment: int, follow: bool, since: int, as_json: bool, methods: list[str] | None,
+    then: Callable[[IterationReport], Awaitable[None]] | None, bar: Progress,
+) -> str:
+    final = "running"
     async for item in protocol.results(assignment, follow=follow, since=since):
+        bar.clear()
         if isinstance(item, IterationReport):
             if as_json:
                 print(json.dumps(shape(item)), flush=True)
@@ -183,9 +201,15 @@ async def _submit(args: argparse.Namespace) -> int:
         )
         if not args.wait:
             return 0
-        final = await follow_results(
-            client, submitted.id, follow=True, since=0, as_json=args.json, methods=spec.methods
-        )
+        try:
+            final = await follow_results(
+                client, submitted.id, follow=True, since=0, as_json=args.json, methods=spec.methods
+            )
+        except asyncio.CancelledError:  # Ctrl-C: we stop waiting, the fleet does not stop working
+            print(f"\noodida submit: stopped waiting; assignment {submitted.id} goes on"
+                  f" (oodida results {submitted.id} --follow to see it, oodida cancel {submitted.id} to stop it)",
+                  file=sys.stderr, flush=True)
+            raise
     return 0 if final == "done" else 1
 
 

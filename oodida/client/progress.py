@@ -84,6 +84,13 @@ class Progress:
         asked = answered + len(report.missing) + sum(1 for r in report.vehicles.values() if not r.ok)
         self.show(f"iteration {report.iteration} of {total}: {report.status}, {answered} of {asked} answered")
 
+    def clear(self) -> None:
+        """Take the line off the terminal (before other output); the next update redraws it."""
+        if self.stream is not None and self.last:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.last = ""
+
     def finish(self, state: str | None) -> None:
         if self.stream is not None and self.last:
             self.stream.write("\n")
