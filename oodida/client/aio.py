@@ -355,18 +355,12 @@ class AsyncClient:
         return Results(assignment, reports, end.state if end else None, end.reason if end else None)
 
     async def follow(self, assignment: int, *, since: int = 0) -> AsyncIterator[Results]:
-        """Each iteration as it closes (those already closed first), as a one-iteration
-        `Results`; ends when the assignment does. The last one's `state` is final."""
-        pending: IterationReport | None = None
+        """Each iteration as soon as it closes (those closed already first), as a
+        one-iteration `Results` (its `state` is None: the assignment's is not known
+        until it ends; `wait()` or `state()` give it). Ends when the assignment does."""
         async for item in self.protocol.results(assignment, follow=True, since=since):
             if isinstance(item, IterationReport):
-                if pending is not None:
-                    yield Results(assignment, [pending], "running")
-                pending = item
-            else:
-                if pending is not None:
-                    yield Results(assignment, [pending], item.state, item.reason)
-                return
+                yield Results(assignment, [item], None)
 
     async def wait(
         self, assignment: int, *, progress: bool | None = None, on_iteration: Callable[[Results], Any] | None = None,
@@ -384,7 +378,7 @@ class AsyncClient:
                     reports.append(item)
                     bar.closed(item)
                     if on_iteration is not None:
-                        outcome = on_iteration(Results(assignment, [item], "running"))
+                        outcome = on_iteration(Results(assignment, [item], None))
                         if asyncio.iscoroutine(outcome):
                             await outcome
                 else:

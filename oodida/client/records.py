@@ -30,8 +30,8 @@ COLUMNS: tuple[str, ...] = (
     "signal",  # None where a value spans signals (k-means, a module's own values)
     "method",  # the built-in method, or "module" for an analyst's module
     "key",  # where in the method's value: "" for a plain number, "0.5" (a quantile), "counts[3]", "centroids[1][0]"
-    "value",  # the number (float), None when the value is text or missing
-    "text",  # a value that is not a number (k-means feature names, a module's strings)
+    "value",  # the number (float), None when the value is text, missing or not finite
+    "text",  # a value that is not a number (k-means feature names, a module's strings, "nan", "inf")
     "unit",  # the value's unit (from the DBC; "km/h²" for a variance), None when it has none
     "window_start",  # signal time (epoch seconds) of the window's first sample
     "window_end",  # ... and of its last
@@ -73,10 +73,10 @@ def _number(x: Any) -> tuple[float | None, str | None]:
     if isinstance(x, bool):
         return float(x), None
     if isinstance(x, (int, float)):
-        return float(x), None
-    if isinstance(x, str) and x in ("nan", "inf", "-inf"):  # to_json_ready's spelling of non-finite floats
-        return float(x), None
-    return None, str(x)
+        # non-finite numbers go to `text`: JSON has no spelling for them, and a NaN in
+        # `value` could not be told from "no value"
+        return (float(x), None) if math.isfinite(x) else (None, str(float(x)))
+    return None, str(x)  # text, including "nan"/"inf" as plain() spells non-finite floats
 
 
 def unit_of(method: str, key: str, unit: str | None, feature_units: list[str | None] | None = None) -> str | None:

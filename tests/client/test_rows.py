@@ -173,3 +173,16 @@ def test_the_readme_lists_every_public_method_and_each_has_a_docstring() -> None
             assert inspect.getdoc(getattr(cls, name)), f"{cls.__name__}.{name} has no docstring"
     sync = {n for n in vars(Client) if not n.startswith("_") and n != "aio"}
     assert sync <= set(vars(AsyncClient)), sync - set(vars(AsyncClient))  # the same methods, awaited
+
+
+def test_a_value_that_is_not_finite_is_text_not_a_number() -> None:
+    vehicles = {"car-1": VehicleReport(ok=True, code_hash="builtin:0.1", value={"mean": {"SPEED": float("nan")},
+                                                                             "max": {"SPEED": float("inf")}},
+                                       samples={"SPEED": 0})}
+    report = IterationReport(id=1, assignment=1, iteration=1, iterations=1, status="complete", vehicles=vehicles,
+                             missing=[], started=0.0, closed=1.0, fleet=None)
+    rows = report_rows(report)
+    assert [(r["method"], r["value"], r["text"]) for r in rows] == [("mean", None, "nan"), ("max", None, "inf")]
+    from oodida.client.results import Results
+
+    assert "NaN" not in Results(1, [report]).to_json_lines()  # valid JSON
