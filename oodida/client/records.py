@@ -128,8 +128,8 @@ def report_rows(report: IterationReport) -> list[dict[str, Any]]:
         set_aside = vehicle in report.set_aside
         if r.ok and not r.late and not set_aside:
             counted.append(vehicle)
-        common = dict(
-            base, scope="vehicle", vehicle=vehicle, window_start=r.t_start, window_end=r.t_end,
+        common = _common(
+            **base, scope="vehicle", vehicle=vehicle, window_start=r.t_start, window_end=r.t_end,
             code_version=r.code_hash, off_board_version=None, ok=r.ok, error=r.error, late=r.late,
             set_aside=set_aside,
         )
@@ -144,8 +144,8 @@ def report_rows(report: IterationReport) -> list[dict[str, Any]]:
         for v in counted:
             for signal, n in report.vehicles[v].samples.items():
                 samples[signal] = samples.get(signal, 0) + n
-        common = dict(
-            base, scope=FLEET, vehicle=None, window_start=min(starts) if starts else None,
+        common = _common(
+            **base, scope=FLEET, vehicle=None, window_start=min(starts) if starts else None,
             window_end=max(ends) if ends else None, code_version=report.code_hash,
             off_board_version=report.off_board_hash, ok=report.status != "failed", error=None, late=False,
             set_aside=False,
@@ -157,8 +157,18 @@ def report_rows(report: IterationReport) -> list[dict[str, Any]]:
 def _row(common: dict[str, Any], *, signal: str | None, method: str | None, key: str, value: Any,
          unit: str | None, samples: int | None) -> dict[str, Any]:
     number, text = _number(value)
-    row = dict(common, signal=signal, method=method, key=key, value=number, text=text, unit=unit, samples=samples)
-    return {c: row.get(c) for c in COLUMNS}
+    row = common.copy()  # all COLUMNS already, in order (see _common): update keeps the order
+    row.update(signal=signal, method=method, key=key, value=number, text=text, unit=unit, samples=samples)
+    return row
+
+
+_TEMPLATE = dict.fromkeys(COLUMNS)
+
+
+def _common(**fields: Any) -> dict[str, Any]:
+    row = _TEMPLATE.copy()
+    row.update(fields)
+    return row
 
 
 def _value_rows(

@@ -46,6 +46,15 @@ def frame(records: list[dict[str, Any]], columns: Iterable[str] | None = None) -
     return pd.DataFrame.from_records(records, columns=list(columns) if columns is not None else None)
 
 
+def _csv_cell(v: Any) -> Any:
+    """Empty for None, floats exactly (repr round-trips), the rest as csv writes it."""
+    if v is None:
+        return ""
+    if type(v) is float:
+        return repr(v)
+    return v
+
+
 class Results:
     """The closed iterations of one assignment (all, or a selection of them)."""
 
@@ -83,21 +92,26 @@ class Results:
 
     # --- rows ------------------------------------------------------------------------
 
-    def records(self) -> list[dict[str, Any]]:
-        """The tidy rows (`oodida.client.records.COLUMNS`), vehicles then the fleet, per iteration."""
+    def _selected(self, fleet_only: bool) -> list[dict[str, Any]]:
+        """The rows, shared (not copied): for the exports, which only read them."""
         if self._rows is None:
             self._rows = tidy(self.reports)
-        return [dict(r) for r in self._rows]
+        return [r for r in self._rows if r["scope"] == FLEET] if fleet_only else self._rows
+
+    def records(self) -> list[dict[str, Any]]:
+        """The tidy rows (`oodida.client.records.COLUMNS`), vehicles then the fleet, per
+        iteration; yours to change (copies)."""
+        return [dict(r) for r in self._selected(False)]
 
     def fleet_records(self) -> list[dict[str, Any]]:
         """The fleet's rows only, as records (no pandas needed)."""
-        return [r for r in self.records() if r["scope"] == FLEET]
+        return [dict(r) for r in self._selected(True)]
 
     def to_pandas(self, *, fleet_only: bool = False) -> "pandas.DataFrame":
         """The tidy rows as a DataFrame, one column per `COLUMNS` entry."""
-        rows = self.fleet_records() if fleet_only else self.records()
-        df = frame(rows, COLUMNS)
         pd = need("pandas", "a DataFrame")
+        rows = self._selected(fleet_only)
+        df = pd.DataFrame({c: [r[c] for r in rows] for c in COLUMNS}, columns=list(COLUMNS))
         for column in ("iteration", "assignment"):
             df[column] = df[column].astype("int64")
         df["samples"] = df["samples"].astype("Int64")
@@ -117,12 +131,11 @@ class Results:
 
     def to_csv(self, path: str | os.PathLike[str] | None = None, *, fleet_only: bool = False) -> str | None:
         """Write the tidy rows as CSV (to `path`, or return the text). Needs no pandas."""
-        rows = self.fleet_records() if fleet_only else self.records()
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        cell = _csv_cell
+        writer.writerows([cell(r[c]) for c in COLUMNS] for r in self._selected(fleet_only))
         if path is None:
             return out.getvalue()
         with open(path, "w", encoding="utf-8", newline="") as f:
@@ -136,8 +149,8 @@ class Results:
 
     def to_json_lines(self, *, fleet_only: bool = False) -> str:
         """One JSON object per tidy row, the columns as in `to_pandas()`."""
-        rows = self.fleet_records() if fleet_only else self.records()
-        return "".join(json.dumps(row) + "\n" for row in rows)
+        dumps = json.dumps
+        return "".join([dumps(row) + "\n" for row in self._selected(fleet_only)])
 
     def reports_json(self) -> list[dict[str, Any]]:
         """The iteration reports in the public JSON shape (`oodida results --json`)."""
