@@ -103,7 +103,31 @@ def plot_results(
             _scalar(fig.add_subplot(grid[i, :]), selected, m, s, results.assignment)
     fig.suptitle(f"assignment {results.assignment}: {len(results.reports)} iterations"
                  + (f", {results.state}" if results.state else ""))
+    _show_inline()
     return fig
+
+
+def _show_inline() -> None:
+    """In a notebook, draw a returned Figure as a PNG: IPython registers that for
+    figures only once pyplot is imported, and we never import pyplot (no GUI backend)."""
+    from oodida.client.progress import in_notebook
+
+    if not in_notebook():
+        return
+    try:
+        from IPython import get_ipython  # type: ignore[import-not-found]
+        from IPython.core.pylabtools import select_figure_formats  # type: ignore[import-not-found]
+
+        ip = get_ipython()
+        formatter = ip.display_formatter.formatters["image/png"]
+        from matplotlib.figure import Figure
+
+        try:
+            formatter.lookup_by_type(Figure)
+        except KeyError:  # nothing draws figures yet
+            select_figure_formats(ip, {"png"})
+    except Exception:  # an odd frontend: the figure is still returned, just not drawn
+        return
 
 
 def _has_feature(row: dict[str, Any], rows: list[dict[str, Any]], signal: str) -> bool:

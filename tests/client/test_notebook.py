@@ -39,3 +39,5 @@ def test_the_example_runs_as_a_notebook(fleet, tmp_path, monkeypatch) -> None:
     html = [o["data"].get("text/html", "") for o in outputs if o.output_type == "execute_result"]
     assert any("car-1" in h and "<table" in h for h in html)
     assert (tmp_path / "speed.png").exists()
+    # and the figure, the value of its cell, is drawn inline
+    assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "execute_result")

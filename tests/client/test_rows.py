@@ -186,3 +186,33 @@ def test_a_value_that_is_not_finite_is_text_not_a_number() -> None:
     from oodida.client.results import Results
 
     assert "NaN" not in Results(1, [report]).to_json_lines()  # valid JSON
+
+
+def _module_report(iteration: int, share: float) -> IterationReport:
+    vehicles = {f"car-{i}": VehicleReport(ok=True, code_hash="ab" * 32, value={"over": i + iteration},
+                                          samples={"SPEED": 5}) for i in (1, 2)}
+    return IterationReport(id=1, assignment=9, iteration=iteration, iterations=3, status="complete",
+                           vehicles=vehicles, missing=[], started=0.0, closed=1.0,
+                           fleet={"share_over": share, "vehicles": 2}, off_board_hash="cd" * 32)
+
+
+def test_a_modules_fleet_values_are_lines_over_iterations() -> None:
+    from oodida.client.results import Results
+
+    fig = Results(9, [_module_report(i, 0.1 * i) for i in (1, 2, 3)], "done").plot()
+    (ax,) = fig.axes
+    assert ax.get_title() == "module values (fleet) · assignment 9"
+    assert [line.get_label() for line in ax.get_lines()] == ["share_over", "vehicles"]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_kmeans_before_its_first_centroids_says_so() -> None:
+    from oodida.client.plots import NothingToPlot
+    from oodida.client.results import Results
+
+    init = {"kmeans": {"phase": "init", "features": ["SPEED"], "candidates": [[1.0]], "n": 3}}
+    vehicles = {"car-1": VehicleReport(ok=True, code_hash="builtin:0.1", value=init, samples={"SPEED": 3})}
+    report = IterationReport(id=1, assignment=5, iteration=1, iterations=3, status="complete", vehicles=vehicles,
+                             missing=[], started=0.0, closed=1.0, fleet=init)
+    with pytest.raises(NothingToPlot, match="no k-means centroids yet"):
+        Results(5, [report]).plot()
