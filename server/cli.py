@@ -15,16 +15,14 @@ import os
 import sys
 from typing import Any, Awaitable, Callable
 
-
 from oodida.args import parse_param, parse_window
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
-from server import admin_cli, deploy_cli
-from oodida.client import AsyncClient
+from oodida.client import AsyncClient, ConfigurationError
 from oodida.client.progress import Progress
 from oodida.client.shape import error_shape, shape
+from server import admin_cli, deploy_cli, export_cli
 from server.client import AnalystClient, RequestFailed
-from server import export_cli
 from server.render import render_report, render_status
 from server.spec import build_spec
 from wire.messages import IterationReport, ResultsEnd
@@ -116,7 +114,10 @@ async def _connect(args: argparse.Namespace) -> AsyncClient:
     if not args.credentials:
         raise UsageError("no credentials: pass --credentials FILE or set OODIDA_CREDENTIALS (oodida init writes them)")
     server = _address(args.server) if args.server else None
-    return await AsyncClient.connect(args.credentials, server=server, ca=args.ca)
+    try:
+        return await AsyncClient.connect(args.credentials, server=server, ca=args.ca)
+    except ConfigurationError as exc:  # bad configuration: exit 2, as for bad usage
+        raise UsageError(str(exc)) from None
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
