@@ -119,8 +119,10 @@ def build_spec(
             window_fields = parse_window(window)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
-    else:
+    elif isinstance(window, dict):
         window_fields = dict(window)
+    else:
+        raise SpecError(f"window {window!r}: write e.g. '5s', '100samples', 'latest:10s' or a number of seconds")
     data: dict[str, Any] = {
         "signals": list(signals),
         "window": window_fields,

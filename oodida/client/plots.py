@@ -267,11 +267,12 @@ def _kmeans(ax: Axes, rows: list[dict[str, Any]], assignment: int) -> None:
     k = 1 + max(c for it in per_it.values() for c, _ in it)
     dims = 1 + max(d for it in per_it.values() for _, d in it)
     for c in range(k):
+        nan = float("nan")  # a centroid an iteration lacks: a gap in its track
         if dims >= 2:
-            xs = [per_it[i].get((c, 0)) for i in its]
-            ys = [per_it[i].get((c, 1)) for i in its]
+            xs = [per_it[i].get((c, 0), nan) for i in its]
+            ys = [per_it[i].get((c, 1), nan) for i in its]
         else:
-            xs, ys = list(its), [per_it[i].get((c, 0)) for i in its]
+            xs, ys = [float(i) for i in its], [per_it[i].get((c, 0), nan) for i in its]
         line = ax.plot(xs, ys, marker=".", alpha=0.7, label=f"centroid {c}")[0]
         ax.scatter([xs[-1]], [ys[-1]], s=80, color=line.get_color(), edgecolor="black", zorder=3)
     if dims >= 2:

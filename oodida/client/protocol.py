@@ -16,7 +16,7 @@ import asyncio
 import itertools
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from link import Channel, ChannelError, connect
 from link.credfile import load_client_credentials
@@ -204,7 +204,7 @@ class AnalystClient:
             raise RequestFailed(f"unexpected reply {type(reply).__name__}, expected {expect.__name__}")
         return reply
 
-    async def _stream(self, build: Any) -> AsyncIterator[Message]:
+    async def _stream(self, build: Any) -> AsyncGenerator[Message, None]:
         request, queue = self._open()
         try:
             await self._send(build(request))

@@ -138,8 +138,8 @@ def report_rows(report: IterationReport) -> list[dict[str, Any]]:
             continue
         rows.extend(_value_rows(common, plain(r.value), builtins, units, r.samples))
     if report.fleet is not None:
-        starts = [report.vehicles[v].t_start for v in counted if report.vehicles[v].t_start is not None]
-        ends = [report.vehicles[v].t_end for v in counted if report.vehicles[v].t_end is not None]
+        starts: list[float] = [t for v in counted if (t := report.vehicles[v].t_start) is not None]
+        ends: list[float] = [t for v in counted if (t := report.vehicles[v].t_end) is not None]
         samples: dict[str, int] = {}
         for v in counted:
             for signal, n in report.vehicles[v].samples.items():

@@ -142,7 +142,7 @@ class Results:
             f.write(out.getvalue())
         return None
 
-    def to_parquet(self, path: str | os.PathLike[str], *, fleet_only: bool = False) -> None:
+    def to_parquet(self, path: str | os.PathLike[str] | io.BytesIO, *, fleet_only: bool = False) -> None:
         """Write the tidy rows as a Parquet file (needs the analyst extra)."""
         need("pyarrow", "a Parquet file")
         self.to_pandas(fleet_only=fleet_only).to_parquet(path, index=False)

@@ -48,10 +48,13 @@ class _LoopThread:
             raise
 
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        async def step() -> T:
+            return await agen.__anext__()
+
         try:
             while True:
                 try:
-                    yield self.run(agen.__anext__())
+                    yield self.run(step())
                 except StopAsyncIteration:
                     return
         finally:
