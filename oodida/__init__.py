@@ -11,8 +11,8 @@ __all__ = ["connect", "connect_async", "Client", "AsyncClient"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in __all__ or name == "client":
         import oodida.client as client
 
-        return getattr(client, name)
+        return client if name == "client" else getattr(client, name)
     raise AttributeError(f"module 'oodida' has no attribute {name!r}")

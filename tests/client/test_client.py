@@ -293,6 +293,10 @@ def test_the_sync_client_works_inside_a_running_event_loop(fleet, monkeypatch) -
             assert await following == [1, 2]
             assert status_while_following and status_while_following[0] == "running"
             assert (await b.results()).state == "done"
+            signals = await aio.signals(as_frame=False)
+            assert {r["signal"] for r in signals} == {"SPEED.SPEED", STEER}  # what the agents record, canonical
+            assert all(r["vehicles"] == fleet.vehicle_ids for r in signals)
+            assert any(r["assignment"] == b.id and r["state"] == "done" for r in await aio.assignments(as_frame=False))
             assert await b.cancel() == "done"
             assert len(await aio.versions(b.id, as_frame=False)) == 0
             with pytest.raises(RequestFailed, match="no assignment 99999"):
