@@ -64,6 +64,18 @@ class SignalResolver:
             problems.append(f"{canonical} is in the DBC but this vehicle does not record it")
         raise WindowError(f"signal {name!r} is not available on this vehicle: " + "; ".join(problems))
 
+    def units(self, names: dict[str, str]) -> dict[str, str]:
+        """The DBC unit of each resolved signal (keyed as the task named it); a signal
+        whose DBC gives no unit is left out."""
+        out: dict[str, str] = {}
+        for asked, canonical in names.items():
+            for decoder in self.decoders:
+                unit = decoder.unit(canonical)
+                if unit:
+                    out[asked] = unit[:32]
+                    break
+        return out
+
 
 class TaskRunner:
     def __init__(
@@ -177,6 +189,7 @@ class TaskRunner:
                 t_end=window.t_end,
                 elapsed=time.monotonic() - started,
                 flags=[f[:256] for f in flags[:64]],
+                units=self.resolver.units(names),
             )
         except asyncio.CancelledError:
             log.info("task %d/%d cancelled", task.assignment, task.iteration)

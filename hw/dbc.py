@@ -201,6 +201,15 @@ class SignalDecoder:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownSignalError(name, f"unknown signal {name!r} in {self._label}{hint}", close)
 
+    def unit(self, name: str) -> str | None:
+        """The DBC's unit of a signal (`km/h`), None when the DBC gives none; results
+        carry it so every number an analyst sees keeps its unit."""
+        try:
+            _, signal = self._by_canonical[self.resolve(name)]
+        except UnknownSignalError:
+            return None
+        return signal.unit or None
+
     def _close_matches(self, name: str) -> list[str]:
         # Case-insensitive: "speed" should suggest SPEED.SPEED.
         keys = {key.upper(): key for key in (*self._by_canonical, *self._by_bare)}

@@ -57,7 +57,7 @@ from sandbox import protocol
 from sandbox.arena import Arena, window_bytes
 from sandbox.errors import PolicyError, Problem, Rule, SandboxError, Violation
 from sandbox.hardening import Layer
-from sandbox.spawner import WORKER_ENV, ForkedProcess, Zygote
+from sandbox.spawner import ForkedProcess, Zygote
 
 log = logging.getLogger(__name__)
 

@@ -58,6 +58,7 @@ from wire.messages import (
     Result,
     ResultAck,
     ResultsEnd,
+    OpenIterationInfo,
     ResultsRequest,
     SignalCatalogue,
     SignalsRequest,
@@ -677,12 +678,24 @@ class Server:
                 created=row.created,
                 reason=row.reason,
                 **_bad_iterations(self.store.iteration_counts(row.id)),
+                open=self._open_iteration(row.id),
             )
             for row in self.store.assignments()
         ]
         return StatusReply(
             id=request, server_time=time.time(), vehicles=vehicles, assignments=assignments,
             pid=os.getpid(), sandbox=self.off_board.info(),
+        )
+
+    def _open_iteration(self, assignment: int) -> OpenIterationInfo | None:
+        """How far the iteration under way has come, for the analysts' progress bars."""
+        runner = self.runners.get(assignment)
+        it = runner.current if runner is not None else None
+        if it is None:
+            return None
+        return OpenIterationInfo(
+            iteration=it.number, answered=len(it.answers), asked=len(it.selected), quorum=it.quorum,
+            deadline_in=min(max(0.0, it.deadline_at - time.monotonic()), 10**7),
         )
 
     def versions(self, message: VersionsRequest) -> VersionsReply:

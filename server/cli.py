@@ -16,19 +16,21 @@ import os
 import sys
 from typing import Any, Awaitable, Callable
 
-import msgspec
 
 from link.credfile import CredentialFileError
 from oodida import exitcodes
 from oodida.args import ArgumentError, parse_param, parse_window
+from oodida.client import AsyncClient, ConfigurationError
+from oodida.client.progress import Progress
+from oodida.client.shape import error_shape, shape
 from oodida.errors import OodidaError
 from oodida.logs import setup_logging
 from oodida.suggest import SuggestingParser
-from server import admin_cli, deploy_cli, signals_cli
+from server import admin_cli, deploy_cli, export_cli, signals_cli
 from server.client import AnalystClient, RequestFailed
 from server.config import ConfigError
 from server.dbcheck import DatabaseUnusable
-from server.render import plain, render_report, render_status, report_json
+from server.render import render_report, render_status
 from server.spec import SpecError, build_spec
 from wire.messages import IterationReport, ResultsEnd
 
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", type=int)
     p.add_argument("--follow", action="store_true", help="keep printing new iterations until it ends")
     p.add_argument("--since", type=int, default=0, help="only iterations after this one")
+    export_cli.add_export_options(p)
+
+    export_cli.add_plot_parser(sub, _add_connection)
 
     deploy_cli.add_parsers(sub, _add_connection)
     signals_cli.add_parser(sub, _add_connection)
@@ -113,11 +118,15 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def _connect(args: argparse.Namespace) -> AnalystClient:
+async def _connect(args: argparse.Namespace) -> AsyncClient:
+    """The analysts' client (oodida.client), as every analyst command's connection."""
     if not args.credentials:
         raise UsageError("no credentials: pass --credentials FILE or set OODIDA_CREDENTIALS (oodida init writes them)")
     server = _address(args.server) if args.server else None
-    return await AnalystClient.from_file(args.credentials, server=server, ca=args.ca)
+    try:
+        return await AsyncClient.connect(args.credentials, server=server, ca=args.ca)
+    except ConfigurationError as exc:  # bad configuration: exit 2, as for bad usage
+        raise UsageError(str(exc)) from None
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
@@ -125,7 +134,7 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 
 async def follow_results(
-    client: AnalystClient,
+    client: AsyncClient | AnalystClient,
     assignment: int,
     *,
     follow: bool,
@@ -136,14 +145,32 @@ async def follow_results(
     statuses: list[str] | None = None,
 ) -> str:
     """Print every iteration as it arrives (and await `then` on each after printing
-    it, and note its status in `statuses`); returns the assignment's final state."""
+    it, and note its status in `statuses`); returns the assignment's final state. While following, a progress line on
+    stderr when it is a terminal ("iteration 2 of 4: 3 of 5 answered, …")."""
+    protocol = client.protocol if isinstance(client, AsyncClient) else client
+    bar = Progress.create(None) if follow and isinstance(client, AsyncClient) else Progress()
+    poller = asyncio.create_task(client._poll_progress(assignment, bar)) if bar.active else None  # type: ignore[union-attr]
+    try:
+        return await _print_results(protocol, assignment, follow, since, as_json, methods, then, bar, statuses)
+    finally:
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        bar.clear()
+
+
+async def _print_results(
+    protocol: AnalystClient, assignment: int, follow: bool, since: int, as_json: bool, methods: list[str] | None,
+    then: Callable[[IterationReport], Awaitable[None]] | None, bar: Progress, statuses: list[str] | None,
+) -> str:
     final = "running"
-    async for item in client.results(assignment, follow=follow, since=since):
+    async for item in protocol.results(assignment, follow=follow, since=since):
+        bar.clear()
         if isinstance(item, IterationReport):
             if statuses is not None:
                 statuses.append(item.status)
             if as_json:
-                print(json.dumps(report_json(item)), flush=True)
+                print(json.dumps(shape(item)), flush=True)
             else:
                 print(render_report(item, methods) + "\n", flush=True)
             if then is not None:
@@ -178,20 +205,19 @@ async def _submit(args: argparse.Namespace) -> int:
 
         spec = sign_spec(load_signing_key(args.sign), spec)
     async with await _connect(args) as client:
-        submitted = await client.submit(spec)
+        submitted = await client.submit(spec=spec)
         _emit(
             args,
-            {"assignment": submitted.assignment, "vehicles": submitted.vehicles},
-            f"assignment {submitted.assignment} started on {len(submitted.vehicles)} vehicles: "
+            {"assignment": submitted.id, "vehicles": submitted.vehicles},
+            f"assignment {submitted.id} started on {len(submitted.vehicles)} vehicles: "
             + ", ".join(submitted.vehicles),
         )
         if not args.wait:
             return 0
-        exitcodes.on_interrupt(exitcodes.still_running(submitted.assignment))
+        exitcodes.on_interrupt(exitcodes.still_running(submitted.id))
         statuses: list[str] = []
         final = await follow_results(
-            client, submitted.assignment, follow=True, since=0, as_json=args.json, methods=spec.methods,
-            statuses=statuses,
+            client, submitted.id, follow=True, since=0, as_json=args.json, methods=spec.methods, statuses=statuses,
         )
     return exitcodes.for_assignment(final, statuses)
 
@@ -199,12 +225,14 @@ async def _submit(args: argparse.Namespace) -> int:
 async def _status(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
         status = await client.status()
-    _emit(args, plain(msgspec.to_builtins(status)), render_status(status))
+    _emit(args, shape(status), render_status(status))
     return 0
 
 
 async def _results(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
+        if export_cli.exporting(args):
+            return await export_cli.export(args, client)
         final = await follow_results(
             client, args.assignment, follow=args.follow, since=args.since, as_json=args.json, methods=None
         )
@@ -213,8 +241,8 @@ async def _results(args: argparse.Namespace) -> int:
 
 async def _cancel(args: argparse.Namespace) -> int:
     async with await _connect(args) as client:
-        reply = await client.cancel(args.assignment)
-    _emit(args, {"assignment": reply.assignment, "state": reply.state}, f"assignment {reply.assignment}: {reply.state}")
+        state = await client.cancel(args.assignment)
+    _emit(args, {"assignment": args.assignment, "state": state}, f"assignment {args.assignment}: {state}")
     return 0
 
 
@@ -296,6 +324,7 @@ COMMANDS = {
     "rollback": lambda args: deploy_cli.rollback(args, _connect),
     "versions": lambda args: deploy_cli.versions(args, _connect),
     "signals": lambda args: signals_cli.signals(args, _connect),
+    "plot": lambda args: export_cli.plot(args, _connect),
 }
 
 
@@ -325,6 +354,12 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _json_error(args: argparse.Namespace, reason: str, code: str) -> None:
+    """Under --json a failure is also a JSON object on stdout, for scripts that parse it."""
+    if getattr(args, "json", False):
+        print(json.dumps(error_shape(args.command, reason, code)), flush=True)
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -337,15 +372,18 @@ def main(argv: list[str]) -> int:
         setup_logging("warning")
         return asyncio.run(COMMANDS[args.command](args))
     except RequestFailed as exc:
+        _json_error(args, str(exc.reason), exc.code or "refused")
         print(f"oodida {args.command}: refused: {exc.reason}", file=sys.stderr)
         return 1
-    except (UsageError, CredentialFileError, ArgumentError, SpecError) as exc:  # bad usage or configuration
+    except (UsageError, CredentialFileError, ArgumentError, SpecError, ConfigurationError) as exc:  # usage, configuration
+        _json_error(args, str(exc), "usage")
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return exitcodes.Exit.USAGE
     except (ConfigError, DatabaseUnusable) as exc:  # the server's files (oodida credentials): 2, as for the server
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return exitcodes.Exit.USAGE
     except OodidaError as exc:
+        _json_error(args, str(exc), "error")
         print(f"oodida {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

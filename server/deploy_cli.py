@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 import msgspec
 
+from oodida.client import AsyncClient, DeployOutcome
+from oodida.client.shape import shape
 from oodida.errors import OodidaError
 from oodida.text import inert
-from server.client import AnalystClient, RequestFailed
 from wire.messages import DeployEnd, Deploying, DeployProgress, ModuleSource, VersionsReply
 
 Connect = Callable[[argparse.Namespace], Any]
@@ -94,35 +95,32 @@ async def deploy(args: argparse.Namespace, connect: Connect) -> int:
 
 async def rollback(args: argparse.Namespace, connect: Connect) -> int:
     async with await connect(args) as client:
-        side = args.side
-        if side is None:  # find it: the analyst should not have to remember
-            versions = await client.versions(args.assignment)
-            sides = {v.side for v in versions.versions if v.code_hash.startswith(args.hash)}
-            if len(sides) != 1:
-                where = "on both sides" if sides else "among its versions"
-                raise RequestFailed(
-                    f"{args.hash} is {where} of assignment {args.assignment}; say --on-board or --off-board"
-                    if sides else f"assignment {args.assignment} has no version {args.hash}… (see oodida versions)"
-                )
-            side = sides.pop()
-        return await _run_deploy(args, client, side, code_hash=args.hash)
+        outcome = await client.rollback(
+            args.assignment, args.hash, args.side, on_event=_printer(args), **_rollout(args)
+        )
+    return 0 if outcome.ok else 1
 
 
-async def _run_deploy(args: argparse.Namespace, client: AnalystClient, side: str, **what: Any) -> int:
-    vehicles = args.vehicles.split(",") if args.vehicles else None
-    end: DeployEnd | None = None
-    async for reply in client.deploy(
-        assignment=args.assignment, side=side, vehicles=vehicles, quorum=_quorum(args.quorum), timeout=args.timeout,
-        **what,
-    ):
+def _rollout(args: argparse.Namespace) -> dict[str, Any]:
+    return {"vehicles": args.vehicles.split(",") if args.vehicles else None, "quorum": _quorum(args.quorum),
+            "timeout": args.timeout}
+
+
+def _printer(args: argparse.Namespace) -> Callable[[Deploying | DeployProgress | DeployEnd], None]:
+    def show(reply: Deploying | DeployProgress | DeployEnd) -> None:
         if args.json:
-            print(json.dumps({"event": type(reply).__struct_config__.tag, **msgspec.to_builtins(reply)}), flush=True)
+            print(json.dumps({"event": type(reply).__struct_config__.tag, **shape(reply)}), flush=True)
         else:
             print(render_deploy_event(reply), flush=True)
-        if isinstance(reply, DeployEnd):
-            end = reply
-    assert end is not None
-    return 0 if end.complete and not end.refused else 1
+
+    return show
+
+
+async def _run_deploy(args: argparse.Namespace, client: AsyncClient, side: str, module: ModuleSource) -> int:
+    outcome: DeployOutcome = await client.deploy(
+        args.assignment, module, side, on_event=_printer(args), **_rollout(args)
+    )
+    return 0 if outcome.ok else 1
 
 
 def render_deploy_event(reply: Deploying | DeployProgress | DeployEnd) -> str:
@@ -152,9 +150,9 @@ def render_deploy_event(reply: Deploying | DeployProgress | DeployEnd) -> str:
 
 async def versions(args: argparse.Namespace, connect: Connect) -> int:
     async with await connect(args) as client:
-        reply = await client.versions(args.assignment)
+        reply = await client.versions_reply(args.assignment)
     if args.json:
-        print(json.dumps(msgspec.to_builtins(reply)), flush=True)
+        print(json.dumps(shape(reply)), flush=True)
     else:
         print(render_versions(reply), flush=True)
     return 0

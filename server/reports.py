@@ -50,6 +50,9 @@ def build_report(store: Store, spec: AssignmentSpec, row: IterationRow, request:
             samples=r.samples,
             late=r.late,
             flags=r.flags,
+            t_start=r.t_start,
+            t_end=r.t_end,
+            units=r.units,
         )
         for r in store.result_rows(row.assignment, row.iteration)
     }

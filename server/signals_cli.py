@@ -2,7 +2,7 @@
 
 One row per signal: its unit and range from the DBC, the rate each vehicle measures
 (one figure when they agree to 1 %, else the spread), and which vehicles serve it.
-The request itself is `AnalystClient.signals()`; this module only shapes its answer.
+The request itself is `AnalystClient.catalogue()` (oodida.client.protocol); this module only shapes its answer.
 """
 
 from __future__ import annotations
@@ -95,6 +95,6 @@ def render_catalogue(reply: SignalsReply) -> str:
 
 async def signals(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Awaitable[Any]]) -> int:
     async with await connect(args) as client:
-        reply = await client.signals(args.vehicle)
+        reply = await client.protocol.catalogue(args.vehicle)
     print(json.dumps(catalogue_json(reply)) if args.json else render_catalogue(reply), flush=True)
     return 0

@@ -118,6 +118,8 @@ ADDED_COLUMNS = {
 # the task an open iteration sent: the fleet state that went with it, and the module
 # version each vehicle was asked for (JSON); so a restart reopens it as it was
 ADDED_COLUMNS["iterations"].update(task_state="BLOB", task_hashes="TEXT")
+# each signal's unit (from the vehicle's DBC) as JSON; databases from before it read as no units
+ADDED_COLUMNS["results"] = {"units": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 def dump_value(value: Any) -> bytes:
@@ -164,6 +166,9 @@ class ResultRow(NamedTuple):
     samples: dict[str, int]
     flags: list[str]
     late: bool
+    t_start: float | None = None
+    t_end: float | None = None
+    units: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +215,7 @@ class AuditRow:
 
 _INSERT_RESULT = (
     "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
-    " t_start, t_end, elapsed, received, late, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " t_start, t_end, elapsed, received, late, flags, units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -218,7 +223,7 @@ def _result_params(result: Result, late: bool, received: float) -> tuple[Any, ..
     return (
         result.assignment, result.iteration, result.vehicle, int(result.ok), dump_value(result.value), result.error,
         result.code_hash, json.dumps(result.samples), result.t_start, result.t_end, result.elapsed, received,
-        int(late), json.dumps(result.flags),
+        int(late), json.dumps(result.flags), json.dumps(result.units),
     )
 
 
@@ -427,7 +432,7 @@ class Store:
         """Store a vehicle's result once; False when this key was already stored."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
-            " t_start, t_end, elapsed, received, late, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " t_start, t_end, elapsed, received, late, flags, units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 result.assignment,
                 result.iteration,
@@ -443,6 +448,7 @@ class Store:
                 time.time(),
                 int(late),
                 json.dumps(result.flags),
+                json.dumps(result.units),
             ),
         )
         return cur.rowcount == 1
@@ -468,7 +474,7 @@ class Store:
 
     def results(self, assignment: int, iteration: int) -> list[Result]:
         rows = self.db.execute(
-            "SELECT vehicle, ok, value, error, code_hash, samples, t_start, t_end, elapsed, flags FROM results"
+            "SELECT vehicle, ok, value, error, code_hash, samples, t_start, t_end, elapsed, flags, units FROM results"
             " WHERE assignment = ? AND iteration = ? ORDER BY vehicle",
             (assignment, iteration),
         )
@@ -486,6 +492,7 @@ class Store:
                 t_end=r[7],
                 elapsed=r[8],
                 flags=json.loads(r[9]),
+                units=json.loads(r[10] or "{}"),
             )
             for r in rows
         ]
@@ -495,12 +502,15 @@ class Store:
         checked when they arrived, and checking them again as `Result`s (as
         `results()` does) was a third of building a report for a large fleet."""
         rows = self.db.execute(
-            "SELECT vehicle, ok, value, error, code_hash, samples, flags, late FROM results"
+            "SELECT vehicle, ok, value, error, code_hash, samples, flags, late, t_start, t_end, units FROM results"
             " WHERE assignment = ? AND iteration = ? ORDER BY vehicle",
             (assignment, iteration),
         )
         return [
-            ResultRow(r[0], bool(r[1]), load_value(r[2]), r[3], r[4], json.loads(r[5]), json.loads(r[6]), bool(r[7]))
+            ResultRow(
+                r[0], bool(r[1]), load_value(r[2]), r[3], r[4], json.loads(r[5]), json.loads(r[6]), bool(r[7]),
+                r[8], r[9], json.loads(r[10] or "{}"),
+            )
             for r in rows
         ]
 

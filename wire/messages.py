@@ -41,6 +41,9 @@ Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]  # ed25519
 # refuses int-to-str past 4,300 digits) -- found by the session fuzzer.
 Version = Annotated[int, Meta(ge=0, le=2**31)]
 Pid = Annotated[int, Meta(ge=0, le=2**31)]
+# a signal's unit as the DBC writes it (`km/h`, `deg`): results carry it to the analyst
+Unit = Annotated[str, Meta(max_length=32)]
+Units = Annotated[dict[SignalName, Unit], Meta(max_length=64)]
 
 MAX_SIGNALS = 64
 MAX_METHODS = 16
@@ -276,6 +279,7 @@ class Result(Message, tag="result"):
     flags: Annotated[list[Annotated[str, Meta(max_length=256)]], Meta(max_length=64)] = msgspec.field(
         default_factory=list
     )  # e.g. NaN or infinity found in a module's value, with where
+    units: Units = msgspec.field(default_factory=dict)  # per signal of the window, from the DBC (absent: none)
 
     def __post_init__(self) -> None:
         check_value(self.value)
@@ -394,6 +398,17 @@ class VehicleInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: VehicleStatus | None = None
 
 
+class OpenIterationInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The iteration a running assignment waits on, for progress bars: "iteration 2
+    of 4: 3 of 5 answered, 12 s to the deadline"."""
+
+    iteration: IterationNo
+    answered: Count
+    asked: Count
+    quorum: Count
+    deadline_in: Seconds  # seconds left until the deadline closes it
+
+
 class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     assignment: AssignmentId
     name: Annotated[str, Meta(max_length=128)]
@@ -405,6 +420,7 @@ class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Text | None = None
     partial: Count = 0  # closed iterations that were partial (some answers missing past the deadline)
     failed: Count = 0  # closed iterations that failed
+    open: OpenIterationInfo | None = None  # running assignments: the iteration under way
 
 
 class StatusReply(Message, tag="status_reply"):
@@ -431,6 +447,10 @@ class VehicleReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     samples: dict[SignalName, Count] = msgspec.field(default_factory=dict)
     late: bool = False
     flags: list[str] = msgspec.field(default_factory=list)
+    # the window the value was computed on, in signal time, and each signal's unit
+    t_start: Timestamp | None = None
+    t_end: Timestamp | None = None
+    units: Units = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_value(self.value)
