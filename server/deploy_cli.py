@@ -23,6 +23,7 @@ from typing import Any, Callable
 import msgspec
 
 from oodida.client import AsyncClient, DeployOutcome
+from oodida.client.progress import Progress
 from oodida.client.shape import shape
 from oodida.errors import OodidaError
 from oodida.text import inert
@@ -107,11 +108,26 @@ def _rollout(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _printer(args: argparse.Namespace) -> Callable[[Deploying | DeployProgress | DeployEnd], None]:
+    """Each reply as it arrives on stdout; on a terminal, also a progress line on stderr
+    ("deploy 5c18c8d0e1f2: 3 of 5 answered, 2.1 s"), cleared before each print."""
+    bar = Progress.create(None if not args.json else False)
+    asked: list[str] = []
+    answered = 0
+
     def show(reply: Deploying | DeployProgress | DeployEnd) -> None:
+        nonlocal answered
+        bar.clear()
         if args.json:
             print(json.dumps({"event": type(reply).__struct_config__.tag, **shape(reply)}), flush=True)
         else:
             print(render_deploy_event(reply), flush=True)
+        if isinstance(reply, Deploying):
+            asked[:] = reply.vehicles
+            bar.show(f"deploy {_short(reply.code_hash)}: 0 of {len(asked)} answered")
+        elif isinstance(reply, DeployProgress):
+            answered += len(reply.answers)
+            elapsed = max((a.elapsed for a in reply.answers), default=0.0)
+            bar.show(f"deploy: {answered} of {len(asked)} answered, {elapsed:.1f} s")
 
     return show
 

@@ -4,6 +4,7 @@ cancel it."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -73,3 +74,36 @@ def test_ctrl_c_while_waiting_says_the_assignment_goes_on(fleet) -> None:
     cancel = subprocess.run([sys.executable, "-m", "oodida", "cancel", str(assignment)], env=env_of(fleet),
                             capture_output=True, text=True, timeout=30, cwd=REPO)
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout  # it was still running
+
+
+def test_deploy_shows_progress_on_a_terminal_and_nothing_extra_when_piped(fleet) -> None:
+    env = env_of(fleet)
+    module, v2 = REPO / "examples" / "speeding.py", REPO / "examples" / "speeding_v2.py"
+    submitted = subprocess.run(
+        [sys.executable, "-m", "oodida", "submit", "--signals", "SPEED", "--window", "1s", "--iterations", "0",
+         "--on-board-module", str(module), "--json"],
+        env=env, capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assignment = str(json.loads(submitted.stdout)["assignment"])
+    try:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "oodida", "deploy", str(v2), "--assignment", assignment,
+                                 "--on-board"], env=env, stdout=subprocess.PIPE, stderr=slave, text=True, cwd=REPO)
+        os.close(slave)
+        try:
+            shown = _read_all(master, proc, 60)
+            stdout, _ = proc.communicate(timeout=30)
+        finally:
+            os.close(master)
+        assert proc.returncode == 0, shown + stdout
+        assert re.search(r"\r\x1b\[Kdeploy: \d of 3 answered, [\d.]+ s", shown), repr(shown)
+        assert "\r" not in stdout and "answered," not in stdout  # stdout keeps only the replies
+        assert "of 3 run" in stdout
+        piped = subprocess.run([sys.executable, "-m", "oodida", "deploy", str(module), "--assignment", assignment,
+                                "--on-board"], env=env, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert piped.returncode == 0, piped.stderr
+        assert "answered," not in piped.stderr and "\r" not in piped.stderr + piped.stdout
+    finally:
+        subprocess.run([sys.executable, "-m", "oodida", "cancel", assignment], env=env, capture_output=True,
+                       cwd=REPO, timeout=60)

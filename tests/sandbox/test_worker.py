@@ -31,7 +31,8 @@ import pytest
 from sandbox import hardening
 from sandbox.errors import PolicyError, Rule, SandboxError
 from sandbox.spawner import Zygote, import_path
-from sandbox.supervisor import WORKER_ENV, MiB, SandboxLimits, Supervisor
+from sandbox.spawner import WORKER_ENV
+from sandbox.supervisor import MiB, SandboxLimits, Supervisor
 from tests.conftest import run
 
 ROOT = Path(__file__).resolve().parents[2]
