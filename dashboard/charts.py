@@ -12,8 +12,8 @@ from html import escape
 
 from markupsafe import Markup
 
-W, H = 640, 300
-LEFT, RIGHT, TOP, BOTTOM = 78, 20, 44, 46
+W, H = 640, 320
+LEFT, RIGHT, TOP, BOTTOM = 78, 20, 76, 46
 INK = "#111111"
 GRID = "#c8c8c8"
 LINE = "#0b3d91"
@@ -78,7 +78,8 @@ def _svg(title: str, body: list[str], *, cls: str, data: str = "") -> Markup:
     return Markup(
         f'<svg class="chart {cls}" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" {data}>'
         f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>'
-        f'<text x="{LEFT}" y="26" font-size="20" font-weight="bold" fill="{INK}">{escape(title)}</text>'
+        f'<text x="{LEFT}" y="26" font-size="{20 if len(title) <= 40 else 16}" font-weight="bold" fill="{INK}">'
+        f"{escape(title)}</text>"
         + "".join(body)
         + "</svg>"
     )
@@ -98,7 +99,7 @@ def _axes(f: _Frame, x_label: str, y_label: str, x_integer: bool = True) -> list
     out.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{H - BOTTOM}" stroke="{INK}" stroke-width="1.5"/>')
     out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" font-size="15" text-anchor="middle" fill="{INK}">{escape(x_label)}</text>')
     if y_label:
-        out.append(f'<text x="{W - RIGHT}" y="26" font-size="15" text-anchor="end" fill="{INK}">{escape(y_label)}</text>')
+        out.append(f'<text x="8" y="48" font-size="15" fill="{INK}">{escape(y_label)}</text>')
     return out
 
 
@@ -109,10 +110,12 @@ def _markers(f: _Frame, markers: Sequence[Marker]) -> list[str]:
             continue
         px = f.x(x)
         colour = MARK.get(kind, MARK["deploy"])
+        anchor = "start" if px < (LEFT + W - RIGHT) / 2 else "end"
         out.append(
             f'<g class="marker marker-{escape(kind)}"><line x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{H - BOTTOM}" '
             f'stroke="{colour}" stroke-width="3" stroke-dasharray="8 5"/>'
-            f'<text x="{px + 5:.1f}" y="{TOP + 16}" font-size="15" font-weight="bold" fill="{colour}">{escape(label)}</text></g>'
+            f'<text x="{px:.1f}" y="{TOP - 6}" font-size="14" font-weight="bold" text-anchor="{anchor}" '
+            f'fill="{colour}">{escape(label)}</text></g>'
         )
     return out
 
@@ -163,11 +166,12 @@ def series_chart(
     if len(lines) + len(bands) > 1:
         legend = [(label, PALETTE[i % len(PALETTE)], 1.0) for i, (label, _) in enumerate(lines)]
         legend += [(label, BAND, opacities[i % 3]) for i, (label, _) in enumerate(bands)]
-        x = LEFT + 10
-        for label, colour, alpha in legend[:6]:
-            body.append(f'<rect x="{x}" y="{TOP + 4}" width="14" height="14" fill="{colour}" fill-opacity="{alpha}"/>'
-                        f'<text x="{x + 18}" y="{TOP + 16}" font-size="14" fill="{INK}">{escape(label)}</text>')
-            x += 26 + 8 * len(label)
+        x = W - RIGHT
+        for label, colour, alpha in reversed(legend[:4]):  # right-aligned, under the title
+            x -= 8 * len(label) + 4
+            body.append(f'<rect x="{x - 18}" y="{36}" width="14" height="14" fill="{colour}" fill-opacity="{alpha}"/>'
+                        f'<text x="{x}" y="{48}" font-size="14" fill="{INK}">{escape(label)}</text>')
+            x -= 30
     return _svg(title, body, cls="series", data=f'data-points="{max((len(p) for _, p in lines), default=0)}"')
 
 

@@ -84,6 +84,7 @@ class FleetTracker:
         self._frames: dict[str, tuple[float, int]] = {}
         self._fps: dict[str, float] = {}
         self._problem_since: dict[tuple[str, str], float] = {}
+        self._seen_now: set[tuple[str, str]] = set()
 
     def update(self, status: dict[str, Any], now: float | None = None) -> list[VehicleRow]:
         now = time.time() if now is None else now
@@ -121,34 +122,37 @@ class FleetTracker:
             rows[v] = VehicleRow(vehicle=v, online=False, since=self._offline_since[v])
             self._frames.pop(v, None)
             self._fps.pop(v, None)
+        self._seen_now = set()
         for row in rows.values():
             row.problems = self._problems(row, now)
-        live = {(r.vehicle, p) for r in rows.values() for p, _ in r.problems}
-        for key in list(self._problem_since):
-            if key not in live:
+        for key in list(self._problem_since):  # problems gone are forgotten: a new one is new
+            if key not in self._seen_now:
                 del self._problem_since[key]
         return sorted(rows.values(), key=lambda r: (-r.newest_problem if r.problems else math.inf, r.vehicle))
 
     def _problems(self, row: VehicleRow, now: float) -> list[tuple[str, float]]:
-        found: list[str] = []
+        """What is wrong with this vehicle, each with when it was first seen (a
+        count that grows is the same problem, seen since it first appeared)."""
+        found: list[tuple[str, str]] = []
         if not row.online:
-            found.append("offline")
+            found.append(("offline", "offline"))
         for src in row.sources:
             if src.get("state") == "failed":
-                found.append(f"source {src.get('name')} failed: {src.get('error') or 'no reason given'}")
+                found.append((f"source {src.get('name')}",
+                              f"source {src.get('name')} failed: {src.get('error') or 'no reason given'}"))
         if row.outbox_error:
-            found.append(f"outbox: {row.outbox_error}")
+            found.append(("outbox error", f"outbox: {row.outbox_error}"))
         if row.dropped:
-            found.append(f"outbox dropped {row.dropped} result(s)")
+            found.append(("dropped", f"outbox dropped {row.dropped} result(s)"))
         if row.sandbox and row.sandbox.get("restarts"):
-            found.append(f"sandbox restarted {row.sandbox['restarts']} time(s)")
+            found.append(("restarts", f"sandbox restarted {row.sandbox['restarts']} time(s)"))
         if row.malformed:
-            found.append(f"{row.malformed} malformed frame(s)")
+            found.append(("malformed", f"{row.malformed} malformed frame(s)"))
         out = []
-        for what in found:
-            key = (row.vehicle, what.split(" ")[0] + what.split(":")[0])
-            since = self._problem_since.setdefault(key, row.since if what == "offline" and row.since else now)
-            out.append((what, since))
+        for kind, what in found:
+            first = row.since if kind == "offline" and row.since else now
+            self._seen_now.add((row.vehicle, kind))
+            out.append((what, self._problem_since.setdefault((row.vehicle, kind), first)))
         return out
 
 
@@ -306,8 +310,27 @@ def _module_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) ->
     return out
 
 
-def _summary(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, separators=(", ", ": "), default=str)
+def _flat(value: Any, prefix: str = "") -> list[str]:
+    """`method signal=value` pairs with short numbers; long lists are counted, not listed."""
+    if isinstance(value, dict):
+        if "edges" in value and "counts" in value:
+            return [f"{prefix}: {len(value['counts'])} bins"]
+        if set(value) == {"t", "value"}:
+            return _flat(value["value"], prefix)
+        return [p for k, v in value.items() for p in _flat(v, f"{prefix} {k}".strip())]
+    if isinstance(value, list):
+        if len(value) > 4 or any(isinstance(v, (list, dict)) for v in value):
+            return [f"{prefix}: {len(value)} items"]
+        return [f"{prefix}=[{', '.join(_short(v) for v in value)}]"]
+    return [f"{prefix}={_short(value)}" if prefix else _short(value)]
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else json.dumps(v, default=str)
+
+
+def _summary(value: Any, limit: int = 200) -> str:
+    text = " · ".join(_flat(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

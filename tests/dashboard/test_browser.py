@@ -15,7 +15,7 @@ from typing import Any, Callable
 import msgspec
 import pytest
 
-from oodida.demo import EXAMPLES, STATS, speeding
+from oodida.demo import EXAMPLES, KMEANS, STATS, speeding
 from oodida.fleet import LocalFleet, stop_processes
 from tests.dashboard.conftest import VEHICLES, Dashboard, secret_of, start_dashboard
 from wire.messages import ModuleSource, WindowSpec
@@ -72,7 +72,12 @@ def on_signin_with(browser: Any, words: str, timeout: float = 30.0) -> str:
 
 def shot(browser: Any, report_dir: Path, name: str) -> Path:
     path = report_dir / f"{name}.png"
-    browser.save_screenshot(str(path))
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1600, max(1100, min(int(height) + 120, 5000)))  # the whole page
+    try:
+        browser.save_screenshot(str(path))
+    finally:
+        browser.set_window_size(1600, 1100)
     assert path.stat().st_size > 10_000, f"{path} looks empty"
     return path
 
@@ -115,8 +120,9 @@ def test_analyst_sees_every_vehicle_on_the_fleet_page(browser: Any, fleet: Local
     assert count.get_attribute("data-vehicles") == str(VEHICLES)
     # live: the frames/s column fills in from successive status reads, with no reload
     browser.execute_script("window.__marker = 'no reload'")
-    wait("frames/s from the live stream", lambda: browser.find_element(By.ID, "vehicle-car-1").text.split()[-6] != "—"
-         and browser.execute_script("return document.body.getAttribute('data-updated')"))
+    wait("frames/s of every vehicle, from the live stream",
+         lambda: all(e.text not in ("", "—") for e in browser.find_elements(By.CSS_SELECTOR, "td.fps"))
+         and browser.execute_script("return document.body.getAttribute('data-updated')"), 20)
     assert browser.execute_script("return window.__marker") == "no reload"
     shot(browser, report_dir, "fleet")
 
@@ -189,6 +195,37 @@ def test_iterations_arrive_live_and_a_deploy_shows_on_the_chart(browser: Any, fl
     assert browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart .point")
     print(f"iteration close -> page, seconds: {late}")
     shot(browser, report_dir, "assignment")
+
+
+def test_built_in_methods_get_their_charts(browser: Any, fleet: LocalFleet, dashboard: Dashboard,
+                                           report_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    stats = msgspec.structs.replace(
+        STATS, iterations=2, window=WindowSpec(amount=2.0, unit="s", kind="next"), name="statistics",
+        on_board=["mean", "min", "max", "quantiles", "histogram"],
+        params={**STATS.params, "q": [0.1, 0.25, 0.5, 0.75, 0.9]},
+    )
+    kmeans = msgspec.structs.replace(KMEANS, iterations=3, window=WindowSpec(amount=5.0, unit="s", kind="latest"))
+    first, second = submit(fleet, stats), submit(fleet, kmeans)
+    sign_in(browser, dashboard.url, "demo", secret_of(fleet.analyst_credentials))
+    wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
+    browser.get(f"{dashboard.url}/assignments/{first}")
+    wait("both iterations", lambda: browser.find_elements(By.ID, "iteration-2"), 60)
+    titles = [e.get_attribute("aria-label") for e in browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart")]
+    for signal in ("SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"):
+        for what in ("mean", "min", "max", "quantiles"):
+            assert f"{what} of {signal}" in titles, titles
+        assert f"histogram of {signal}, iteration 2" in titles, titles
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.histogram rect.bar")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.series polygon.band")) >= 2 * 4  # spreads and quantile bands
+    rows = browser.find_elements(By.CSS_SELECTOR, "#vehicles tbody tr")
+    assert len(rows) == VEHICLES and all("ok" in r.text for r in rows), [r.text for r in rows]
+    shot(browser, report_dir, "assignment-statistics")
+    browser.get(f"{dashboard.url}/assignments/{second}")
+    wait("three k-means iterations", lambda: browser.find_elements(By.ID, "iteration-3"), 60)
+    wait("the centroids", lambda: len(browser.find_elements(By.CSS_SELECTOR, "svg.centroids circle.centroid")) >= 3 * 3)
+    shot(browser, report_dir, "assignment-kmeans")
 
 
 def test_assignments_page_and_analyst_cancel(browser: Any, fleet: LocalFleet, dashboard: Dashboard,
