@@ -231,13 +231,18 @@ class Dashboard:
         return {"assignments_table": self.render("_assignments_table.html", items=items, s=session,
                                                  error=live.status_error, now=time.time())}
 
-    def assignment_fragments(self, session: Session, number: int) -> dict[str, str]:
+    def assignment_fragments(self, session: Session, number: int, only_summary: bool = False) -> dict[str, str]:
+        """The page's fragments; on a status change only the summary (names, state,
+        progress), not the charts and tables that only new iterations change."""
         live = session.live
         f = live.followed.get(number)
         info = next((a for a in (live.status or {}).get("assignments", []) if a["assignment"] == number), None)
         reports = sorted(f.reports, key=lambda r: r["iteration"]) if f else []
         versions = f.versions if f else []
         latest = reports[-1] if reports else None
+        if only_summary:
+            return {"summary": self.render("_a_summary.html", number=number, info=info, f=f, reports=reports, s=session,
+                                           submitter=views.submitter(versions), error=f.error if f else None)}
         context = {
             "number": number, "info": info, "f": f, "reports": reports, "latest": latest, "s": session,
             "charts": views.assignment_charts(reports, versions),
@@ -256,8 +261,10 @@ class Dashboard:
         elif what not in ("fleet", "assignments"):
             return Response("no such event stream", status_code=404)
         render = (
-            (lambda s: self.assignment_fragments(s, what)) if isinstance(what, int)
-            else self.fleet_fragments if what == "fleet" else self.assignments_fragments
+            (lambda s, reasons: self.assignment_fragments(s, what, only_summary="data" not in reasons))
+            if isinstance(what, int)
+            else (lambda s, reasons: self.fleet_fragments(s)) if what == "fleet"
+            else (lambda s, reasons: self.assignments_fragments(s))
         )
         return StreamingResponse(self._stream(session, what, render), media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
@@ -266,22 +273,21 @@ class Dashboard:
         if session is None:
             yield "event: ended\ndata: /signin\n\n"
             return
-        async with session.live.watch(what) as queue:
+        async with session.live.watch(what) as watcher:
             last: dict[str, str] = {}
             while True:
-                try:
-                    wake = await asyncio.wait_for(queue.get(), KEEPALIVE)
-                except TimeoutError:
+                reasons = await watcher.next(KEEPALIVE)
+                if not reasons:
                     yield ": keepalive\n\n"
                     continue
-                if wake == "ended":
+                if "ended" in reasons:
                     yield "event: ended\ndata: /signin\n\n"
                     return
-                if wake == "stop" or self.stopping:
+                if "stop" in reasons or self.stopping:
                     return
-                fragments = render(session)
+                fragments = render(session, reasons)
                 changed = {k: v for k, v in fragments.items() if last.get(k) != v}
-                last = fragments
+                last.update(fragments)
                 if changed:
                     yield f"event: fragments\ndata: {json.dumps(changed)}\n\n"
 

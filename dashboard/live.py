@@ -4,9 +4,10 @@ watched assignment's iterations as they close.
 Nothing is asked of the server while nobody looks: the status poll runs while at
 least one fleet or assignments page is open, and an assignment's results stream (the
 server pushes each iteration as it closes) while its page is open, plus a while
-after so that going back and forth does not re-read the whole history. Watchers get
-a wake-up in a queue of one (updates coalesce; a slow browser never piles them up)
-and render from the current state.
+after so that going back and forth does not re-read the whole history. A watcher
+is woken with the reasons gathered since it last looked ("status", "data", "ended",
+"stop"): updates coalesce, a slow browser never piles them up, and a page re-renders
+only the fragments the reasons touch, from the current state.
 """
 
 from __future__ import annotations
@@ -41,6 +42,27 @@ class Followed:
     loaded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class Watcher:
+    def __init__(self, what: str | int) -> None:
+        self.what = what
+        self.reasons: set[str] = set()
+        self._event = asyncio.Event()
+
+    def wake(self, reason: str) -> None:
+        self.reasons.add(reason)
+        self._event.set()
+
+    async def next(self, timeout: float) -> set[str]:
+        """The reasons since the last call; empty after `timeout` s of nothing."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return set()
+        self._event.clear()
+        reasons, self.reasons = self.reasons, set()
+        return reasons
+
+
 class Live:
     def __init__(self, source: Source, *, refresh: float = 1.0) -> None:
         self.source = source
@@ -52,13 +74,13 @@ class Live:
         self.versions: dict[int, list[dict[str, Any]]] = {}  # per assignment, for the assignments page
         self.followed: dict[int, Followed] = {}
         self.ended: str | None = None
-        self._queues: dict[asyncio.Queue[str], str | int] = {}  # watcher -> "fleet" or an assignment
+        self._watchers: set[Watcher] = set()
         self._poller: asyncio.Task[None] | None = None
         self._versions_seen: dict[int, tuple[str, int]] = {}
 
     @property
     def watching(self) -> bool:
-        return bool(self._queues)
+        return bool(self._watchers)
 
     # --- status ------------------------------------------------------------------------------
 
@@ -83,9 +105,9 @@ class Live:
 
     async def _poll(self) -> None:
         try:
-            while self._queues:
+            while self._watchers:
                 await self.refresh_status()
-                self._wake(lambda what: True)
+                self._wake("status")
                 await asyncio.sleep(self.refresh)
         except SessionEnded:
             pass
@@ -105,10 +127,14 @@ class Live:
         try:
             f.versions = await self.source.versions(f.assignment)
             stream = self.source.follow(f.assignment)
-            f.loaded.set()  # history arrives first; the page renders what is there
             pending = asyncio.ensure_future(anext(stream))
             while True:
-                done, _ = await asyncio.wait({pending}, timeout=VERSIONS_EVERY)
+                # the page waits for `loaded`: the history's first iteration, or a
+                # moment of nothing (no iteration closed yet); the rest comes live
+                done, _ = await asyncio.wait({pending}, timeout=VERSIONS_EVERY if f.loaded.is_set() else 0.5)
+                if not done and not f.loaded.is_set():
+                    f.loaded.set()
+                    continue
                 if not done:
                     if f.watchers == 0 and time.monotonic() - f.last_watched > KEEP_FOLLOWING:
                         pending.cancel()
@@ -117,22 +143,23 @@ class Live:
                     versions = await self.source.versions(f.assignment)
                     if versions != f.versions:
                         f.versions = versions
-                        self._wake(lambda what: what == f.assignment)
+                        self._wake("data", f.assignment)
                     continue
                 item = pending.result()
                 if item.get("end"):
                     f.end = item
                     f.versions = await self.source.versions(f.assignment)
-                    self._wake(lambda what: what == f.assignment)
+                    self._wake("data", f.assignment)
                     break
                 f.reports.append(item)
+                f.loaded.set()
                 if item.get("iteration") and f.versions and _needs_versions(item, f.versions):
                     f.versions = await self.source.versions(f.assignment)
-                self._wake(lambda what: what == f.assignment)
+                self._wake("data", f.assignment)
                 pending = asyncio.ensure_future(anext(stream))
         except (SourceError, StopAsyncIteration) as exc:
             f.error = str(exc) or "the results stream ended"
-            self._wake(lambda what: what == f.assignment)
+            self._wake("data", f.assignment)
         finally:
             f.loaded.set()
             f.task = None
@@ -142,43 +169,39 @@ class Live:
     # --- watchers ------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def watch(self, what: str | int) -> AsyncIterator[asyncio.Queue[str]]:
-        """A queue woken whenever what the page shows changed; 'ended' when the
-        session ended."""
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
-        self._queues[queue] = what
+    async def watch(self, what: str | int) -> AsyncIterator[Watcher]:
+        """A watcher woken whenever what the page shows changed."""
+        watcher = Watcher(what)
+        self._watchers.add(watcher)
         f = self.follow(what) if isinstance(what, int) else None
         if f is not None:
             f.watchers += 1
         if self._poller is None:  # every page shows some of the status (names, states, progress)
             self._poller = asyncio.create_task(self._poll())
-        if self.ended is not None:
-            queue.put_nowait("ended")
+        watcher.wake("ended" if self.ended is not None else "data")  # a first full render: what came since the page
         try:
-            yield queue
+            yield watcher
         finally:
-            self._queues.pop(queue, None)
+            self._watchers.discard(watcher)
             if f is not None:
                 f.watchers -= 1
                 f.last_watched = time.monotonic()
 
-    def _wake(self, wanted: Any) -> None:
-        for queue, what in self._queues.items():
-            if (what in ("fleet", "assignments") or wanted(what)) and queue.empty():
-                queue.put_nowait("changed")
+    def _wake(self, reason: str, assignment: int | None = None) -> None:
+        """Status reaches every page; an assignment's data its own page and the
+        assignments list (not the fleet page, which shows none of it)."""
+        for w in self._watchers:
+            if assignment is None or w.what == assignment or w.what == "assignments":
+                w.wake(reason)
 
     def end(self, reason: str) -> None:
         self.ended = reason
-        for queue in self._queues:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.get_nowait() if queue.full() else None
-                queue.put_nowait("ended")
+        for w in self._watchers:
+            w.wake("ended")
 
     def stop(self) -> None:
-        for queue in self._queues:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait("stop")
+        for w in self._watchers:
+            w.wake("stop")
 
     async def close(self) -> None:
         tasks = [t for t in [self._poller, *(f.task for f in self.followed.values())] if t is not None]

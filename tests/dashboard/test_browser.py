@@ -34,14 +34,36 @@ new MutationObserver(scan).observe(document.body, {childList: true, subtree: tru
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Until `check()` is true; an element swapped out under it (stale) counts as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def fresh(browser: Any, css: str, act: Callable[[Any], Any] = lambda e: e.text) -> Any:
+    """`act` on the element now at `css`: fragments are swapped live, so an element
+    found a moment ago may be gone (stale); look again until it holds."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def attempt() -> Any:
+        try:
+            found = browser.find_elements(By.CSS_SELECTOR, css)
+            return found and (act(found[0]) or True)
+        except StaleElementReferenceException:
+            return False
+
+    return wait(f"{css} to hold still", attempt, 10)
 
 
 def sign_in(browser: Any, url: str, identity: str, secret: str, role: str = "analyst") -> None:
@@ -114,8 +136,7 @@ def test_analyst_sees_every_vehicle_on_the_fleet_page(browser: Any, fleet: Local
     sign_in(browser, dashboard.url, "demo", secret_of(fleet.analyst_credentials))
     wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
     for vehicle in fleet.vehicle_ids:
-        row = browser.find_element(By.ID, f"vehicle-{vehicle}")
-        assert "online" in row.text, row.text
+        wait(f"{vehicle} online", lambda: "online" in browser.find_element(By.ID, f"vehicle-{vehicle}").text, 5)
     count = browser.find_element(By.ID, "fleet-count")
     assert count.get_attribute("data-vehicles") == str(VEHICLES)
     # live: the frames/s column fills in from successive status reads, with no reload
@@ -171,9 +192,8 @@ def test_iterations_arrive_live_and_a_deploy_shows_on_the_chart(browser: Any, fl
     thread = threading.Thread(target=run)
     thread.start()
     wait("the deploy", deployed.is_set, 90)
-    marker = wait("the deploy marker on a chart",
-                  lambda: browser.find_elements(By.CSS_SELECTOR, "#charts .marker-deploy"), 15)
-    assert "deploy" in marker[0].text
+    wait("the deploy marker on a chart", lambda: any(
+        "deploy" in e.text for e in browser.find_elements(By.CSS_SELECTOR, "#charts .marker-deploy")), 15)
     thread.join(150)
     assert not failures, failures
     assert len(closed) == 5
@@ -190,8 +210,8 @@ def test_iterations_arrive_live_and_a_deploy_shows_on_the_chart(browser: Any, fl
     assert all(delay <= 2.0 for delay in late.values()), f"seconds from close to the page: {late}"
     assert browser.execute_script("return window.__marker") == "no reload"
     # the deploy took over at a later iteration: the version table says which, the chart marks it
-    versions = browser.find_element(By.ID, "versions").text
-    assert "deploy" in versions and "iteration" in versions, versions
+    wait("the deploy in the version table, with the iteration it took over at",
+         lambda: "deploy" in (t := browser.find_element(By.ID, "versions").text) and "iteration" in t, 10)
     assert browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart .point")
     print(f"iteration close -> page, seconds: {late}")
     shot(browser, report_dir, "assignment")
@@ -219,8 +239,8 @@ def test_built_in_methods_get_their_charts(browser: Any, fleet: LocalFleet, dash
         assert f"histogram of {signal}, iteration 2" in titles, titles
     assert browser.find_elements(By.CSS_SELECTOR, "svg.histogram rect.bar")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.series polygon.band")) >= 2 * 4  # spreads and quantile bands
-    rows = browser.find_elements(By.CSS_SELECTOR, "#vehicles tbody tr")
-    assert len(rows) == VEHICLES and all("ok" in r.text for r in rows), [r.text for r in rows]
+    wait("every vehicle ok in the table", lambda: len(rows := browser.find_elements(By.CSS_SELECTOR, "#vehicles tbody tr"))
+         == VEHICLES and all("ok" in r.text for r in rows), 10)
     shot(browser, report_dir, "assignment-statistics")
     browser.get(f"{dashboard.url}/assignments/{second}")
     wait("three k-means iterations", lambda: browser.find_elements(By.ID, "iteration-3"), 60)
@@ -237,11 +257,13 @@ def test_assignments_page_and_analyst_cancel(browser: Any, fleet: LocalFleet, da
     sign_in(browser, dashboard.url, "demo", secret_of(fleet.analyst_credentials))
     wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
     browser.get(f"{dashboard.url}/assignments")
-    row = wait("the assignment rows", lambda: browser.find_elements(By.ID, f"assignment-{doomed}"))[0]
+    wait("the assignment rows", lambda: browser.find_elements(By.ID, f"assignment-{doomed}"))
     assert browser.find_element(By.ID, f"assignment-{stats}")
-    assert "running" in row.text
+    texts: list[str] = []
+    fresh(browser, f"#assignment-{doomed}", lambda e: texts.append(e.text))
+    assert "running" in texts[0]
     shot(browser, report_dir, "assignments")
-    row.find_element(By.CSS_SELECTOR, "button.cancel").click()
+    fresh(browser, f"#assignment-{doomed} button.cancel", lambda e: e.click())
     wait("the cancel's answer", lambda: f"assignment {doomed} is cancelled" in browser.page_source)
     assert state_of(fleet, doomed) == "cancelled"
 
@@ -260,7 +282,7 @@ def test_reader_sees_no_cancel_and_a_forged_cancel_is_refused_by_the_server(
         wait("the assignment", lambda: browser.find_elements(By.ID, f"assignment-{running}"))
         assert not browser.find_elements(By.CSS_SELECTOR, "button.cancel")
         browser.get(f"{dashboard.url}/assignments/{running}")
-        assert "running" in browser.find_element(By.ID, "a-summary").text
+        wait("the state", lambda: "running" in browser.find_element(By.ID, "a-summary").text, 10)
         assert not browser.find_elements(By.CSS_SELECTOR, "button.cancel")
         shot(browser, report_dir, "reader-assignment")
         # forge the analyst's form, with the reader's own valid CSRF token
