@@ -118,10 +118,12 @@ async def run_assignment(client: Any, pid: int, vehicles: int, iterations: int, 
     if submitted_hook is not None:
         submitted_hook(submitted.assignment)
     closed: dict[int, float] = {}
+    arrived: dict[int, float] = {}
     async for item in client.results(submitted.assignment, follow=True):
         if isinstance(item, IterationReport):
             closed[item.iteration] = item.closed
-    return {"assignment": submitted.assignment, "cpu": cpu_seconds(pid) - c0, "closed": closed}
+            arrived[item.iteration] = time.time()
+    return {"assignment": submitted.assignment, "cpu": cpu_seconds(pid) - c0, "closed": closed, "arrived": arrived}
 
 
 def start_dashboard(server: ServerProcess, workdir: Path) -> tuple[subprocess.Popen[str], str]:
@@ -195,6 +197,10 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             print(f"update latency, iteration closed -> its event at the browser: "
                   f"median {sorted(ordered)[len(ordered) // 2]:.0f} ms, max {max(ordered):.0f} ms "
                   f"(each: {', '.join(f'{x:.0f}' for x in ordered)} ms)")
+        direct = [(with_dash["arrived"][n] - t) * 1000 for n, t in sorted(with_dash["closed"].items())]
+        print(f"baseline, the same iterations at the bench's own analyst client (the protocol, no dashboard): "
+              f"median {sorted(direct)[len(direct) // 2]:.0f} ms, max {max(direct):.0f} ms "
+              f"(each: {', '.join(f'{x:.0f}' for x in direct)} ms)")
         if missing:
             print(f"iterations whose row never came as its own event (coalesced with a later one): {missing}")
         print(f"events received: {browser.events}")

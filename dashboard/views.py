@@ -229,8 +229,20 @@ def _signals(reports: list[dict[str, Any]], method: str) -> list[str]:
     return out
 
 
+def units(reports: list[dict[str, Any]]) -> dict[str, str]:
+    """Each signal's unit as the vehicles' reports give it (from the DBC), where they do."""
+    out: dict[str, str] = {}
+    for r in reports[-1:]:
+        for answer in r["vehicles"].values():
+            for signal, unit in (answer.get("units") or {}).items():
+                if unit:
+                    out.setdefault(signal, unit)
+    return out
+
+
 def _builtin_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) -> list[Markup]:
     out: list[Markup] = []
+    unit = units(reports)
     methods = [m for m in SCALAR_METHODS if any(m in (r.get("fleet") or {}) for r in reports)]
     for method in methods:
         for signal in _signals(reports, method):
@@ -247,6 +259,7 @@ def _builtin_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) -
                     band.append((x, min(per), max(per)))
             out.append(charts.series_chart(
                 f"{method} of {signal}", lines=[("fleet", line)], bands=[("per-vehicle spread", band)], markers=marks,
+                unit="" if method == "count" else unit.get(signal, ""),
             ))
     for signal in _signals(reports, "quantiles"):
         qs: dict[str, list[tuple[float, float]]] = {}
@@ -261,13 +274,15 @@ def _builtin_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) -
             lo, hi = qs[keys[i]], dict(qs[keys[-1 - i]])
             bands.append((f"q{keys[i]}–q{keys[-1 - i]}", [(x, y, hi[x]) for x, y in lo if x in hi]))
         lines = [(f"q{keys[len(keys) // 2]}", qs[keys[len(keys) // 2]])] if len(keys) % 2 else []
-        out.append(charts.series_chart(f"quantiles of {signal}", lines=lines, bands=bands, markers=marks))
+        out.append(charts.series_chart(f"quantiles of {signal}", lines=lines, bands=bands, markers=marks,
+                                       unit=unit.get(signal, "")))
     latest = reports[-1]
     for signal, h in sorted(((latest.get("fleet") or {}).get("histogram") or {}).items()):
         if isinstance(h, dict):
             out.append(charts.histogram_chart(
                 f"histogram of {signal}, iteration {latest['iteration']}", h.get("edges", []), h.get("counts", []),
-                below=h.get("below", 0) or 0, above=h.get("above", 0) or 0, unit=signal,
+                below=h.get("below", 0) or 0, above=h.get("above", 0) or 0,
+                unit=f"{signal} ({unit[signal]})" if signal in unit else signal,
             ))
     history = []
     features: list[str] = []

@@ -130,3 +130,24 @@ def test_bad_usage_is_refused_with_the_reason_and_no_traceback() -> None:
         done = dashboard(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_quorum_deadline_and_units_show_where_the_server_gives_them() -> None:
+    from dashboard.app import Dashboard, DashboardConfig
+
+    d = Dashboard(DashboardConfig("127.0.0.1", 7400, None, False))
+
+    class S:
+        analyst, csrf = False, "x"
+
+    item = {"assignment": 3, "name": "n", "state": "running", "iterations": 4, "completed": 1, "vehicles": ["a"],
+            "created": 0.0, "reason": None, "submitter": None, "in_force": [],
+            "open": {"iteration": 2, "answered": 3, "asked": 5, "quorum": 4, "deadline_in": 12.4}}
+    html = d.render("_assignments_table.html", items=[item], s=S(), error=None, now=0.0)
+    assert "3 of 5 answered, quorum 4, 12 s to the deadline" in html
+    assert "button" not in html  # a reader's table has no cancel
+    del item["open"]  # a server whose status does not say
+    assert "—" in d.render("_assignments_table.html", items=[item], s=S(), error=None, now=0.0)
+    r = report(1, {"mean": {"SPEED": 1.0}}, {"a": answer({"mean": {"SPEED": 1.0}}, units={"SPEED": "km/h"})})
+    [chart] = views.assignment_charts([r], [])
+    assert "km/h" in str(chart)
