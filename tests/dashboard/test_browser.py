@@ -135,6 +135,9 @@ def test_analyst_sees_every_vehicle_on_the_fleet_page(browser: Any, fleet: Local
 
     sign_in(browser, dashboard.url, "demo", secret_of(fleet.analyst_credentials))
     wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
+    [cookie] = [c for c in browser.get_cookies() if c["name"] == "oodida_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and len(cookie["value"]) >= 40, cookie
+    assert not browser.execute_script("return document.cookie.includes('oodida_session')")  # no script reads it
     for vehicle in fleet.vehicle_ids:
         wait(f"{vehicle} online", lambda: "online" in browser.find_element(By.ID, f"vehicle-{vehicle}").text, 5)
     count = browser.find_element(By.ID, "fleet-count")
@@ -349,3 +352,23 @@ def test_an_expired_session_ends_on_the_sign_in_page(browser: Any, fleet: LocalF
         shot(browser, report_dir, "signin-expired")
     finally:
         stop_processes([short.proc], 10)  # type: ignore[list-item]
+
+
+def test_a_vehicle_that_goes_offline_comes_first_with_since_when(browser: Any, fleet: LocalFleet,
+                                                                  dashboard: Dashboard, report_dir: Path) -> None:
+    """Last in this module: it takes car-3 away from the fleet the others share."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, dashboard.url, "viewer", secret_of(fleet.reader_credentials), role="reader")
+    wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
+    fresh(browser, "#vehicle-car-3", lambda e: None)
+    browser.execute_script("window.__marker = 'no reload'")
+    fleet.kill_agent("car-3")
+    wait("car-3 offline, first", lambda: (rows := browser.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr"))
+         and rows[0].get_attribute("id") == "vehicle-car-3" and "offline since" in rows[0].text, 20)
+    texts: list[str] = []
+    fresh(browser, "#vehicle-car-3", lambda e: texts.append(e.text))
+    assert "offline" in texts[0].split("\n")[0] or "offline" in texts[0]
+    assert browser.find_element(By.ID, "fleet-count").get_attribute("data-online") == str(VEHICLES - 1)
+    assert browser.execute_script("return window.__marker") == "no reload"
+    shot(browser, report_dir, "fleet-offline")
