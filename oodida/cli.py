@@ -15,6 +15,7 @@ USAGE = """usage: oodida COMMAND [options]
 commands:
   init       a new deployment: CA, certificates, configs, credentials (oodida init DIR --vehicles car-1)
   credentials  add, revoke or list who may connect (oodida credentials add alice --role analyst --config server.toml)
+  dashboard  a live fleet dashboard in the browser (oodida dashboard --server HOST:PORT --ca ca.pem)
   demo       run a local fleet (a server and 5 agents replaying a real drive) and an assignment
   server     run the off-board server          (oodida server --config server.toml)
   agent      run a vehicle's on-board agent    (oodida agent --config agent.toml)
@@ -101,6 +102,10 @@ def _dispatch(argv: list[str]) -> int:
         from oodida.keygen import main as keygen_main
 
         return keygen_main(rest)
+    if command == "dashboard":  # a web front end over the analysts' client
+        from dashboard.cli import main as dashboard_main
+
+        return dashboard_main(rest)
     if command == "demo":
         from oodida.demo import main as demo_main
 

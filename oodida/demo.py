@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from oodida.fleet import FleetError, LocalFleet
+from oodida.fleet import FleetError, LocalFleet, stop_processes
 from oodida.logs import setup_logging
 from oodida.suggest import SuggestingParser
 from server.cli import follow_results
@@ -79,7 +82,29 @@ KMEANS = AssignmentSpec(
 )
 
 
-async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
+def start_dashboard(fleet: LocalFleet, say: Any) -> subprocess.Popen[str]:
+    """`oodida dashboard` beside the demo's fleet, on a free loopback port; says where,
+    and with which of the demo's credentials to sign in."""
+    ca = fleet.deployment.server_config.parent / "ca.pem"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oodida", "dashboard", "--listen", "127.0.0.1:0", "--server", f"127.0.0.1:{fleet.port}",
+         "--ca", str(ca)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    with proc.stdout:
+        line = proc.stdout.readline().strip()
+    if not line:
+        raise FleetError("the dashboard did not start")
+    say(line)
+    for who, path in (("analyst", fleet.analyst_credentials), ("reader", fleet.reader_credentials)):
+        creds = tomllib.loads(Path(path).read_text())
+        say(f"  sign in as {creds['identity']} ({who}) with the demo's secret {creds['secret']}")
+    say("")
+    return proc
+
+
+async def run_demo(fleet: LocalFleet, as_json: bool, dashboard: bool = False) -> int:
     say = (lambda *a: None) if as_json else print
     say(f"starting a server and {fleet.vehicles} agents (logs in {fleet.workdir}) ...")
     say(f"  {'TLS' if fleet.tls else 'plain TCP'} on loopback; CA and credentials from oodida init's code in "
@@ -87,9 +112,12 @@ async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
     started = time.monotonic()
     fleet.start()
     client = await fleet.client()
+    web = None
     try:
         await fleet.wait_connected(client)
         say(f"{fleet.vehicles} vehicles connected in {time.monotonic() - started:.1f} s\n")
+        if dashboard:
+            web = start_dashboard(fleet, say)
         ok = True
         for spec in (STATS, KMEANS, speeding()):
             submitted = await client.submit(spec)
@@ -108,9 +136,15 @@ async def run_demo(fleet: LocalFleet, as_json: bool) -> int:
             ok = ok and final == "done"
             say("")
         say(f"demo finished in {time.monotonic() - started:.1f} s")
+        if web is not None:
+            say("the dashboard stays up with the fleet until Ctrl-C")
+            while web.poll() is None:
+                await asyncio.sleep(0.5)
         return 0 if ok else 1
     finally:
         await client.close()
+        if web is not None:
+            stop_processes([web], 5)  # type: ignore[list-item]
 
 
 async def replace_midway(fleet: LocalFleet, client: AnalystClient, assignment: int, as_json: bool, say: Any) -> str:
@@ -145,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     parser.add_argument("--workdir", help="where configs, logs and the database go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print each iteration as one JSON object")
+    parser.add_argument("--dashboard", action="store_true", default=os.environ.get("DASHBOARD") == "1",
+                        help="also run `oodida dashboard` on the fleet and print its address (or DASHBOARD=1)")
     return parser
 
 
@@ -158,7 +194,7 @@ def main(argv: list[str]) -> int:
         print(f"oodida demo: {exc}", file=sys.stderr)
         return 1
     try:
-        return asyncio.run(run_demo(fleet, args.json))
+        return asyncio.run(run_demo(fleet, args.json, args.dashboard))
     except (FleetError, RequestFailed) as exc:
         print(f"oodida demo: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from sandbox.check import MAX_REASON, summarise
 from sandbox.errors import PolicyError, Rule, Violation
 from sandbox.spawner import Zygote
 from sandbox.supervisor import CallOutcome, SandboxLimits, Spares, Supervisor, run_entry
@@ -130,8 +131,9 @@ class SandboxHost:
         async def work(sup: Supervisor) -> tuple[str, frozenset[str]]:
             try:
                 digest = await sup.load(source, name)
-            except PolicyError as exc:
-                raise Violation(exc.problems[0].rule, str(exc)) from None
+            except PolicyError as exc:  # every problem, one a line, cut to fit an acknowledgement ("and N more")
+                first, *rest = (str(p) for p in exc.problems)
+                raise Violation(exc.problems[0].rule, summarise(first, rest, MAX_REASON - 200)) from None
             failure = sup.failure(digest)
             if failure is not None:
                 raise Violation(failure.rule or Rule.ERROR, failure.message or "its top level failed", failure.line)

@@ -86,3 +86,21 @@ def test_a_task_runs_the_version_newest_when_it_arrived_never_a_later_one():
             await runner.close()
 
     run(main(), timeout=60)
+
+
+def test_a_module_with_hundreds_of_problems_is_refused_within_the_acknowledgements_limit():
+    async def main():
+        runner = ModuleRunner()
+        versions = ModuleVersions(runner)
+        try:
+            bad = "".join(f"import os{i}\n" for i in range(300))  # 300 forbidden imports, one a line
+            ack = await versions.load(load(1, module(1, bad)))
+            assert not ack.ok
+            assert len(ack.error) <= 4000, len(ack.error)
+            assert "forbidden import" in ack.error and "os0" in ack.error
+            assert ack.error.rstrip().endswith("more"), ack.error[-200:]  # the rest counted, not cut mid-line
+            assert "and " in ack.error.splitlines()[-1]
+        finally:
+            await runner.close()
+
+    run(main(), timeout=60)
