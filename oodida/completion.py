@@ -23,6 +23,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     """Every command's parser, by the name the usage gives it."""
     from agent.cli import build_parser as agent_parser  # the dispatcher's level: may see both packages
     from agent.trial import build_parser as trial_parser
+    from dashboard.cli import parser as dashboard_parser  # argparse only: no web framework imported
     from oodida.cli import commands
     from oodida.demo import build_parser as demo_parser
     from oodida.keygen import build_parser as keygen_parser
@@ -35,6 +36,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
             found.update(action.choices)
     found.update(agent=agent_parser(), demo=demo_parser(), keygen=keygen_parser(), completion=build_parser())
     found["try"] = trial_parser()
+    found["dashboard"] = dashboard_parser()
     missing = [c for c in commands() if c not in found]
     if missing:  # a test holds this: a command in the usage that completion cannot see
         raise RuntimeError(f"no parser for {', '.join(missing)}")
