@@ -18,7 +18,7 @@ from msgspec import Meta
 
 from link.tls import client_context, plain_problem
 from oodida.errors import OodidaError
-from oodida.metrics import listen_problem
+from oodida.metrics import Metrics
 from wire.messages import Identity, SignalName
 
 
@@ -165,19 +165,6 @@ class OutboxSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # FULL: a committed result survives a power cut (an fsync per result). NORMAL only a
     # crash of the agent: for simulated fleets whose agents share one disk (benchmarks)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
-
-
-class Metrics(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """A Prometheus /metrics page (oodida/metrics.py); off unless the section is there.
-    Plain HTTP without authentication: loopback only, unless `remote = true`."""
-
-    listen: Annotated[str, Meta(max_length=300)] = "127.0.0.1:9470"
-    remote: bool = False
-
-    def __post_init__(self) -> None:
-        problem = listen_problem(self.listen, self.remote)
-        if problem is not None:
-            raise ValueError(problem)
 
 
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

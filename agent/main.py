@@ -32,7 +32,7 @@ from hw.sources import open_source
 from oodida.service import Notifier
 from oodida.signing import Trust
 from sandbox.supervisor import SandboxLimits
-from wire.messages import SourceState, Task, VehicleStatus
+from wire.messages import Position, SourceState, Task, VehicleStatus
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Agent:
             remote_frames=sum(getattr(d, "remote_frames", 0) for d in decoders),
             unreadable_lines=sum(getattr(getattr(p, "source", None), "unreadable", 0) for p in self.pumps),
             late_samples=sum(self.store.late_samples.values()),
+            position=newest_position(self.store),
             signal_time=self.store.signal_time,
             sources=[
                 SourceState(name=p.name[:256], state=p.state, frames=p.frames, error=p.error)  # type: ignore[arg-type]
@@ -73,6 +74,18 @@ class Agent:
             sandbox=self.runner.modules.info(),
             modules={str(a): v.code_hash for a, v in self.runner.versions.current.items()},
         )
+
+
+def newest_position(store: SignalStore) -> Position | None:
+    """The newest fix of the first GPS source that has one (`<source>.LATITUDE` and
+    `.LONGITUDE`, as hw/nmea.py names them); None without a GPS or before a fix."""
+    for name in store.names:
+        if not name.endswith(".LATITUDE"):
+            continue
+        lat, lon = store.newest(name), store.newest(name[: -len("LATITUDE")] + "LONGITUDE")
+        if lat is not None and lon is not None and -90 <= lat[1] <= 90 and -180 <= lon[1] <= 180:
+            return Position(latitude=lat[1], longitude=lon[1], time=min(lat[0], lon[0]))
+    return None
 
 
 def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Agent:

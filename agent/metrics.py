@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import LAG_BUCKETS, Exporter
+from oodida.metrics import LAG_BUCKETS, Exporter, sandbox_worker_families
 
 if TYPE_CHECKING:
-    from agent.config import Metrics
+    from oodida.metrics import Metrics
     from agent.main import Agent
     from wire.messages import Result
 
@@ -127,11 +127,7 @@ class _AgentState:
         yield CounterMetricFamily("oodida_agent_connections", "Handshakes with the server that succeeded.",
                                   value=a.uplink.connections)
         yield GaugeMetricFamily("oodida_agent_tasks_running", "Tasks being computed.", value=len(a.runner.running))
-        stats = a.runner.modules.stats() or {}
-        yield CounterMetricFamily("oodida_sandbox_worker_starts", "Sandbox workers started (the first, and each "
-                                  "replacement after a timeout, crash or recycle).", value=stats.get("started", 0))
-        yield CounterMetricFamily("oodida_sandbox_worker_restarts", "Sandbox workers replaced after a timeout or "
-                                  "a death.", value=stats.get("restarts", 0))
+        yield from sandbox_worker_families(a.runner.modules.stats())
 
 
 def start(agent: Agent, settings: Metrics | None) -> Exporter | None:

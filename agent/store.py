@@ -356,6 +356,15 @@ class SignalStore:
                 out[name] = (buf.n, rate)
         return out
 
+    def newest(self, name: str) -> tuple[float, float] | None:
+        """The newest sample of a signal, (time, value); None if it has none."""
+        with self._lock:
+            buf = self._buffers.get(name)
+            if buf is None or buf.n == 0:
+                return None
+            t, v = buf.last(1)
+            return float(t[0]), float(v[0])
+
     @property
     def late_samples(self) -> dict[str, int]:
         """Samples dropped per signal for being stamped before the newest one held."""

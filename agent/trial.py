@@ -15,7 +15,6 @@ Exit 0 when every vehicle and off_board succeeded, 3 when some vehicles failed,
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import json
 import sys
@@ -38,6 +37,7 @@ from oodida.suggest import SuggestingParser
 from oodida.text import inert
 from sandbox.errors import Violation
 from sandbox.host import SandboxHost
+from sandbox.policy import defines
 from sandbox.supervisor import SandboxLimits, source_hash
 from wire.messages import IterationReport, ModuleSource, VehicleReport, WindowSpec
 
@@ -179,14 +179,6 @@ async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, 
     finally:
         await runner.close()
         await server_side.close()
-
-
-def defines(source: str, entry: str) -> bool:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    return any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
 
 
 def as_report(out: dict[str, Any]) -> IterationReport:

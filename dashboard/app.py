@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard import views
+from dashboard import charts, views
 from dashboard.sessions import Session, Sessions
 from dashboard.source import ROLES, SessionEnded, SignInRefused, Source, SourceError
 
@@ -217,8 +217,10 @@ class Dashboard:
         live = session.live
         now = time.time()
         rows = live.rows
+        points = [(r.vehicle, r.position["latitude"], r.position["longitude"], r.online) for r in rows if r.position]
         context = {"rows": rows, "now": now, "status": live.status, "error": live.status_error,
-                   "online": sum(r.online for r in rows), "troubled": sum(bool(r.problems) for r in rows)}
+                   "online": sum(r.online for r in rows), "troubled": sum(bool(r.problems) for r in rows),
+                   "positions": charts.positions_chart(points) if points else None}
         return {"fleet_summary": self.render("_fleet_summary.html", **context),
                 "fleet_table": self.render("_fleet_table.html", **context)}
 

@@ -221,3 +221,34 @@ def centroid_chart(
             body.append(f'<circle class="centroid" cx="{x:.1f}" cy="{y:.1f}" r="{9 if last else 4}" fill="{colour}">'
                         f"<title>centroid {j + 1}, iteration {it}: ({', '.join(_fmt(v) for v in c)})</title></circle>")
     return _svg(title, body, cls="centroids")
+
+
+def positions_chart(points: Sequence[tuple[str, float, float, bool]], title: str = "Last known positions") -> Markup:
+    """Vehicles where their GPS last put them, (name, latitude, longitude, online), on
+    plain axes in degrees: no map tiles, nothing fetched. Longitude is scaled by the
+    cosine of the mean latitude, so distances look right where the fleet is."""
+    if not points:
+        return _svg(title, [], cls="positions empty")
+    lats, lons = [p[1] for p in points], [p[2] for p in points]
+    mid = math.radians((min(lats) + max(lats)) / 2)
+    squeeze = max(math.cos(mid), 0.05)
+    span = max(max(lats) - min(lats), (max(lons) - min(lons)) * squeeze, 0.002) * 1.15
+    cy, cx = (min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2
+    f = _Frame([0.0, 1.0], [0.0, 1.0])
+    aspect = (W - LEFT - RIGHT) / (H - TOP - BOTTOM)  # the plot area is wider than tall
+    f.y0, f.y1 = cy - span / 2, cy + span / 2
+    f.x0, f.x1 = cx - span * aspect / squeeze / 2, cx + span * aspect / squeeze / 2
+    body = _axes(f, "longitude (° east)", "latitude (° north)", x_integer=False)
+    for name, lat, lon, online in sorted(points, key=lambda p: p[3]):  # online ones drawn last, on top
+        x, y = f.x(lon), f.y(lat)
+        colour = LINE if online else "#8a8a8a"
+        anchor = "start" if x < (LEFT + W - RIGHT) / 2 else "end"
+        dx = 10 if anchor == "start" else -10
+        body.append(
+            f'<g class="position{"" if online else " offline"}" data-vehicle="{escape(name)}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour}"><title>{escape(name)}: '
+            f"{lat:.5f}, {lon:.5f}{'' if online else ' (offline: last known)'}</title></circle>"
+            f'<text x="{x + dx:.1f}" y="{y + 5:.1f}" font-size="15" text-anchor="{anchor}" fill="{INK}">'
+            f"{escape(name)}</text></g>"
+        )
+    return _svg(title, body, cls="positions")

@@ -70,6 +70,7 @@ class VehicleRow:
     outbox_error: str | None = None
     sandbox: dict[str, Any] | None = None
     problems: list[tuple[str, float]] = field(default_factory=list)  # (what, first seen)
+    position: dict[str, float] | None = None  # the newest GPS fix reported (kept once offline)
 
     @property
     def newest_problem(self) -> float:
@@ -85,6 +86,7 @@ class FleetTracker:
         self._fps: dict[str, float] = {}
         self._problem_since: dict[tuple[str, str], float] = {}
         self._seen_now: set[tuple[str, str]] = set()
+        self._positions: dict[str, dict[str, float]] = {}  # the last fix each vehicle reported
 
     def update(self, status: dict[str, Any], now: float | None = None) -> list[VehicleRow]:
         now = time.time() if now is None else now
@@ -104,6 +106,8 @@ class FleetTracker:
                 row.dropped = s.get("outbox_dropped", 0)
                 row.outbox_error = s.get("outbox_error")
                 row.sandbox = s.get("sandbox")
+                if s.get("position"):
+                    self._positions[v] = s["position"]
                 last = self._frames.get(v)
                 if last is not None and now > last[0] and row.frames >= last[1]:
                     if row.frames != last[1] or now - last[0] > 5:
@@ -112,6 +116,7 @@ class FleetTracker:
                 else:
                     self._frames[v] = (now, row.frames)
                 row.fps = self._fps.get(v)
+            row.position = self._positions.get(v)
             rows[v] = row
             self._offline_since.pop(v, None)
         known = set(self._offline_since) | {v for a in status["assignments"] for v in a["vehicles"]}
@@ -119,7 +124,7 @@ class FleetTracker:
             if v not in self._offline_since:
                 # seen online before (tracked by _frames) means it just went; else unknown since when
                 self._offline_since[v] = now if v in self._frames else None
-            rows[v] = VehicleRow(vehicle=v, online=False, since=self._offline_since[v])
+            rows[v] = VehicleRow(vehicle=v, online=False, since=self._offline_since[v], position=self._positions.get(v))
             self._frames.pop(v, None)
             self._fps.pop(v, None)
         self._seen_now = set()

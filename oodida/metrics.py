@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
 
 from oodida.errors import OodidaError
 
@@ -75,6 +78,32 @@ def listen_problem(text: str, remote: bool) -> str | None:
             "lets only your Prometheus in), or listen on 127.0.0.1"
         )
     return None
+
+
+class Metrics(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """`[metrics]` of server.toml and agent.toml: a Prometheus /metrics page, off unless
+    the section is there. Plain HTTP without authentication: loopback only, unless
+    `remote = true`."""
+
+    listen: Annotated[str, Meta(max_length=300)] = "127.0.0.1:9470"
+    remote: bool = False
+
+    def __post_init__(self) -> None:
+        problem = listen_problem(self.listen, self.remote)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def sandbox_worker_families(stats: dict[str, Any] | None) -> Iterator[Any]:
+    """The sandbox's worker counters, read from `SandboxHost.stats()` at scrape time:
+    the same two on the server and the agent."""
+    from prometheus_client.core import CounterMetricFamily
+
+    stats = stats or {}
+    yield CounterMetricFamily("oodida_sandbox_worker_starts", "Sandbox workers started (the first, and each "
+                              "replacement after a timeout, crash or recycle).", value=stats.get("started", 0))
+    yield CounterMetricFamily("oodida_sandbox_worker_restarts", "Sandbox workers replaced after a timeout or "
+                              "a death.", value=stats.get("restarts", 0))
 
 
 class Exporter:

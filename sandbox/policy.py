@@ -140,6 +140,16 @@ class ForbiddenImport(ImportError):
 # --- compile time ------------------------------------------------------------------------
 
 
+def defines(source: str, entry: str) -> bool:
+    """Whether the module defines `entry` at its top level (False if it does not parse:
+    the policy check says why, this only tells which halves a module offers)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
+
+
 def check_source(source: str, filename: str = "<module>", *, returns: bool = False) -> list[Problem]:
     """Every reason this module may not run, with line numbers; [] when it may.
     With `returns`, also every return value that can never be sent

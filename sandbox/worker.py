@@ -33,6 +33,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import cbor2  # noqa: F401 — imported before the filter, like everything else
@@ -440,28 +441,25 @@ def _confine_rest(config: dict[str, Any], rfd: int, wfd: int, *, collect: bool) 
     return layers
 
 
-def forked_main(config: dict[str, Any], rfd: int, wfd: int, err: int, arena_fd: int,
-                inherited: list[dict[str, Any]]) -> NoReturn:
-    """A worker forked from the zygote (zygote.py): its own session, its stderr pipe,
-    its arena; then its own layers (descriptors, uid, capabilities, prctls, rlimits,
-    seccomp) before it reads its first request. `inherited` are the layers it got
-    from the zygote (the network namespace, the warm-up)."""
+def _configured(config: dict[str, Any], rfd: int, wfd: int, arena: ArenaView | None) -> Worker:
+    """The worker, once confined: from here on it writes nowhere but its reply pipe
+    (Python's own messages go nowhere; a fatal error from C still reaches fd 2, drained)."""
+    sys.stdout = sys.stderr = None  # type: ignore[assignment]
+    worker = Worker(
+        rfd, wfd, arena,
+        max_message=config.get("max_message", protocol.MAX_MESSAGE),
+        max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
+        copy_windows=config.get("copy_windows", True),
+    )
+    STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
+    return worker
+
+
+def _serve(wfd: int, start: Callable[[], tuple[list[hardening.Layer], Worker]]) -> NoReturn:
+    """Run `start` (confinement), then say ready with the layers and serve; a failure
+    before that is said on the pipe, since stderr goes nowhere useful."""
     try:
-        os.setsid()
-        os.dup2(err, 2)
-        os.close(err)
-        arena = ArenaView(arena_fd, config["arena_size"])
-        layers = [hardening.close_descriptors({0, 1, 2, rfd, wfd})]
-        layers += [hardening.Layer(str(d["name"]), bool(d["applied"]), str(d["detail"])) for d in inherited]
-        layers += _confine_rest(config, rfd, wfd, collect=False)
-        sys.stdout = sys.stderr = None  # type: ignore[assignment]
-        worker = Worker(
-            rfd, wfd, arena,
-            max_message=config.get("max_message", protocol.MAX_MESSAGE),
-            max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
-            copy_windows=config.get("copy_windows", True),
-        )
-        STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
+        layers, worker = start()
     except BaseException as exc:  # noqa: BLE001 — say why on the pipe
         try:
             protocol.write_message(wfd, {"ok": False, "ready": True, "message": f"{type(exc).__name__}: {exc}"})
@@ -474,34 +472,38 @@ def forked_main(config: dict[str, Any], rfd: int, wfd: int, err: int, arena_fd: 
     worker.serve()
 
 
+def forked_main(config: dict[str, Any], rfd: int, wfd: int, err: int, arena_fd: int,
+                inherited: list[dict[str, Any]]) -> NoReturn:
+    """A worker forked from the zygote (zygote.py): its own session, its stderr pipe,
+    its arena; then its own layers (descriptors, uid, capabilities, prctls, rlimits,
+    seccomp) before it reads its first request. `inherited` are the layers it got
+    from the zygote (the network namespace, the warm-up)."""
+
+    def start() -> tuple[list[hardening.Layer], Worker]:
+        os.setsid()
+        os.dup2(err, 2)
+        os.close(err)
+        arena = ArenaView(arena_fd, config["arena_size"])
+        layers = [hardening.close_descriptors({0, 1, 2, rfd, wfd})]
+        layers += [hardening.Layer(str(d["name"]), bool(d["applied"]), str(d["detail"])) for d in inherited]
+        layers += _confine_rest(config, rfd, wfd, collect=False)
+        return layers, _configured(config, rfd, wfd, arena)
+
+    _serve(wfd, start)
+
+
 def main(config: dict[str, Any] | None = None) -> NoReturn:
     if config is None:
         config = json.loads(sys.argv[1])
-    wfd = config["wfd"]
-    try:
+    cfg: dict[str, Any] = config
+
+    def start() -> tuple[list[hardening.Layer], Worker]:
         # The arena first: mapping it closes its descriptor, so none but the pipes survive.
-        arena = ArenaView(config["arena_fd"], config["arena_size"]) if config.get("arena_fd") is not None else None
-        layers = confine(config)
-        # From here on the worker writes nowhere but its reply pipe: Python's own
-        # messages go nowhere, a fatal error from C still reaches fd 2 (drained).
-        sys.stdout = sys.stderr = None  # type: ignore[assignment]
-        worker = Worker(
-            config["rfd"], wfd, arena,
-            max_message=config.get("max_message", protocol.MAX_MESSAGE),
-            max_result=config.get("max_result", protocol.MAX_MESSAGE - 2**20),
-            copy_windows=config.get("copy_windows", True),
-        )
-        STDOUT.limit = config.get("max_stdout", MAX_STDOUT)
-    except BaseException as exc:  # noqa: BLE001 — say why on the pipe: stderr goes nowhere useful
-        try:
-            protocol.write_message(wfd, {"ok": False, "ready": True, "message": f"{type(exc).__name__}: {exc}"})
-        finally:
-            os._exit(1)
-    protocol.write_message(wfd, {
-        "ok": True, "ready": True, "pid": os.getpid(), "cpu": time.process_time(),
-        "layers": [layer.as_dict() for layer in layers],
-    })
-    worker.serve()
+        arena = ArenaView(cfg["arena_fd"], cfg["arena_size"]) if cfg.get("arena_fd") is not None else None
+        layers = confine(cfg)
+        return layers, _configured(cfg, cfg["rfd"], cfg["wfd"], arena)
+
+    _serve(cfg["wfd"], start)
 
 
 if __name__ == "__main__":

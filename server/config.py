@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from link.tls import plain_problem, server_context
 from oodida.errors import OodidaError
-from oodida.metrics import listen_problem
+from oodida.metrics import Metrics
 
 
 class ConfigError(OodidaError, ValueError):
@@ -80,19 +80,6 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # seconds of silence before TCP keepalive probes a peer; one that vanished without
     # closing (power or coverage lost) is dropped about twice this long after
     keepalive: Annotated[float, Meta(ge=1, le=7200)] = 60.0
-
-
-class Metrics(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """A Prometheus /metrics page (oodida/metrics.py); off unless the section is there.
-    Plain HTTP without authentication: loopback only, unless `remote = true`."""
-
-    listen: Annotated[str, Meta(max_length=300)] = "127.0.0.1:9470"
-    remote: bool = False
-
-    def __post_init__(self) -> None:
-        problem = listen_problem(self.listen, self.remote)
-        if problem is not None:
-            raise ValueError(problem)
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

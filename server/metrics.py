@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import LAG_BUCKETS, Exporter
+from oodida.metrics import LAG_BUCKETS, Exporter, sandbox_worker_families
 
 if TYPE_CHECKING:
     from server.app import Server
-    from server.config import Metrics
+    from oodida.metrics import Metrics
 
 REFUSAL_REASONS = (
     "busy",  # over max_connections or max_handshakes
@@ -162,7 +162,7 @@ class _ServerState:
         self.server = server
 
     def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
         s = self.server
         yield GaugeMetricFamily("oodida_server_vehicles_connected", "Vehicles with an open session.",
@@ -172,11 +172,7 @@ class _ServerState:
         yield GaugeMetricFamily("oodida_server_handshakes_in_progress", "Connections between accept and the end "
                                 "of their handshake.", value=s._handshaking)
         yield GaugeMetricFamily("oodida_server_assignments_running", "Assignments being run.", value=len(s.runners))
-        stats = s.off_board.stats() or {}
-        yield CounterMetricFamily("oodida_sandbox_worker_starts", "Sandbox workers started (the first, and each "
-                                  "replacement after a timeout, crash or recycle).", value=stats.get("started", 0))
-        yield CounterMetricFamily("oodida_sandbox_worker_restarts", "Sandbox workers replaced after a timeout or "
-                                  "a death.", value=stats.get("restarts", 0))
+        yield from sandbox_worker_families(s.off_board.stats())
 
 
 def start(server: Server, settings: Metrics | None) -> Exporter | None:

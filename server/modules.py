@@ -9,22 +9,14 @@ comes back as a `Violation` naming the rule, for the iteration's report.
 
 from __future__ import annotations
 
-import ast
 from typing import Any
 
 from sandbox.errors import Problem, Rule
 from oodida.text import inert
 from sandbox.check import check_off_loop, summarise
 from sandbox.host import SandboxHost
+from sandbox.policy import defines
 from wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
-
-def defines(source: str, entry: str) -> bool:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    return any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
-
 
 async def check_module(module: ModuleSource, entry: str) -> list[str]:
     """Every problem of one module that must define `entry`, as lines for the

@@ -312,6 +312,15 @@ class SandboxInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     modules: Count  # module versions loaded
 
 
+class Position(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A vehicle's newest GPS fix (WGS 84 degrees) and the signal time it was taken,
+    so a fleet can be drawn where it is."""
+
+    latitude: Annotated[float, Meta(ge=-90, le=90)]
+    longitude: Annotated[float, Meta(ge=-180, le=180)]
+    time: Timestamp
+
+
 class VehicleStatus(Message, tag="vehicle_status"):
     """Sent by an agent on connect and periodically: what it reads and how it goes."""
 
@@ -325,6 +334,7 @@ class VehicleStatus(Message, tag="vehicle_status"):
     remote_frames: Count = 0  # remote-request frames: no data to decode
     unreadable_lines: Count = 0  # lines of replayed logs that could not be read, skipped
     late_samples: Count = 0  # samples stamped before the newest one held (a clock stepping back), dropped
+    position: Position | None = None  # the newest GPS fix, where a GPS source reports one
     running: Annotated[int, Meta(ge=0, le=10_000)] = 0
     pending_results: Count = 0
     outbox_dropped: Count = 0  # results the agent's outbox dropped over its limits, ever

@@ -103,6 +103,8 @@ def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiver(tmp
 
     with_data, both, gone, can_only, back = run(main(), timeout=90)
     assert "GPS.SPEED" in with_data.signals and "GPS.LATITUDE" in with_data.signals
+    fix = with_data.position  # the newest GPS fix rides in the status: a drive through Gothenburg
+    assert fix is not None and 57.6 < fix.latitude < 57.8 and 11.8 < fix.longitude < 12.1, fix
     assert both[-1].state == "done"
     for report in both[:-1]:
         assert report.status == "complete"

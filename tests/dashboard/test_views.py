@@ -151,3 +151,28 @@ def test_quorum_deadline_and_units_show_where_the_server_gives_them() -> None:
     r = report(1, {"mean": {"SPEED": 1.0}}, {"a": answer({"mean": {"SPEED": 1.0}}, units={"SPEED": "km/h"})})
     [chart] = views.assignment_charts([r], [])
     assert "km/h" in str(chart)
+
+
+def test_positions_are_drawn_where_the_vehicles_reported_and_kept_once_offline() -> None:
+    t = views.FleetTracker()
+    at = {"car-1": (57.70887, 11.97456), "car-<b>2": (57.68, 11.99)}
+    rows = t.update(status([vehicle(v, 0, position={"latitude": la, "longitude": lo, "time": 5.0})
+                            for v, (la, lo) in at.items()] + [vehicle("car-3", 0)]), now=1000.0)
+    assert {r.vehicle: r.position for r in rows}["car-3"] is None  # no GPS: not drawn
+    rows = t.update(status([vehicle("car-1", 10)], [{"vehicles": ["car-1", "car-<b>2"]}]), now=1001.0)
+    by = {r.vehicle: r for r in rows}
+    assert not by["car-<b>2"].online and by["car-<b>2"].position["latitude"] == 57.68  # the last known fix
+    points = [(r.vehicle, r.position["latitude"], r.position["longitude"], r.online) for r in rows if r.position]
+    svg = ET.fromstring(str(charts.positions_chart(points)))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    groups = svg.findall(".//s:g[@class]", ns) or [g for g in svg.iter() if g.get("class", "").startswith("position")]
+    drawn = {g.get("data-vehicle"): g for g in groups if g.get("class", "").startswith("position")}
+    assert set(drawn) == {"car-1", "car-<b>2"}  # escaped in the SVG, read back as the name
+    assert "offline" in drawn["car-<b>2"].get("class") and "offline" not in drawn["car-1"].get("class")
+    circle = {v: next(c for c in g.iter() if c.tag.endswith("circle")) for v, g in drawn.items()}
+    x1, y1 = float(circle["car-1"].get("cx")), float(circle["car-1"].get("cy"))
+    x2, y2 = float(circle["car-<b>2"].get("cx")), float(circle["car-<b>2"].get("cy"))
+    assert x1 < x2 and y1 < y2  # car-1 is further west (smaller x) and further north (smaller y on screen)
+    labels = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith("text"))
+    assert "longitude" in labels and "latitude" in labels
+    assert "empty" in charts.positions_chart([]).split('"')[1]

@@ -330,3 +330,15 @@ def test_nan_and_inf_inside_a_float_array_are_kept_bit_for_bit() -> None:
     back = decode_payload(result(value=Tag(86, data)))
     assert isinstance(back, Result)
     assert back.value.data == data
+
+
+def test_a_position_off_the_globe_is_refused() -> None:
+    import msgspec
+
+    from wire.messages import Position
+
+    assert msgspec.convert({"latitude": 57.7, "longitude": 11.9, "time": 1.0}, Position).latitude == 57.7
+    for bad in ({"latitude": 91.0, "longitude": 0.0, "time": 1.0}, {"latitude": 0.0, "longitude": -180.5, "time": 1.0},
+                {"latitude": float("nan"), "longitude": 0.0, "time": 1.0}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, Position)
