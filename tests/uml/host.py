@@ -145,6 +145,11 @@ def boot(
     their own session: at the timeout the whole session is killed."""
     exchange.mkdir(parents=True, exist_ok=True)
     init = write_init(exchange, repo, uml.modules, [*pytest_args, f"--junitxml={exchange / 'junit.xml'}"])
+    return _run(uml, init, exchange, timeout=timeout, memory_mb=memory_mb)
+
+
+def _run(uml: Uml, init: Path, exchange: Path, *, timeout: float, memory_mb: int) -> GuestRun:
+    """Boot UML with `init` as PID 1; its console goes to exchange/console.log."""
     command = [
         str(uml.kernel),
         f"mem={memory_mb}M",
@@ -172,3 +177,49 @@ def boot(
     report_path = exchange / "guest.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return GuestRun(returncode=returncode, seconds=seconds, exchange=exchange, report=report)
+
+
+# What a host that cannot run this UML at all prints before PID 1 dies: the kernel
+# cannot restore a process's FPU state through ptrace, because the host CPU's XSAVE
+# area (AMX's tiles, on recent Xeons) is larger than UML 6.1 allows for. No guest
+# can run there; it is the host's, not the suite's.
+HOST_FAULTS = {
+    "ptrace set fp regs failed": (
+        "this host's CPU cannot run user-mode Linux 6.1 (\"ptrace set fp regs failed\": its FPU state, "
+        "e.g. AMX's, is larger than UML 6.1 handles); the SocketCAN suite needs a host without AMX or a newer UML"
+    ),
+}
+
+
+def host_fault(console: str) -> str | None:
+    """Why no UML guest can run on this host at all, from its console; None if the
+    console shows no such fault (then a failure is the guest's, and counts)."""
+    return next((why for mark, why in HOST_FAULTS.items() if mark in console), None)
+
+
+def probe(exchange: Path, timeout: float = 60.0) -> str | None:
+    """Boot a guest that only says so and powers off: None if it booted, else why not.
+    `.ci/run` asks this before it makes a guest that cannot boot a failure."""
+    uml = find_uml()
+    if isinstance(uml, str):
+        return uml
+    exchange.mkdir(parents=True, exist_ok=True)
+    init = exchange / "probe.sh"
+    init.write_text("#!/bin/sh\necho oodida-uml-booted\necho o > /proc/sysrq-trigger\nsleep 10\n")
+    init.chmod(0o755)
+    guest = _run(uml, init, exchange, timeout=timeout, memory_mb=128)
+    console = guest.console
+    if "oodida-uml-booted" in console:
+        return None
+    return host_fault(console) or f"a UML guest did not boot (exit {guest.returncode}): {console[-400:]!r}"
+
+
+if __name__ == "__main__":  # python3 -m tests.uml.host --probe (stdlib only: before any venv)
+    import tempfile
+
+    if sys.argv[1:] != ["--probe"]:
+        sys.exit("usage: python3 -m tests.uml.host --probe")
+    with tempfile.TemporaryDirectory(prefix="oodida-uml-probe-") as tmp:
+        problem = probe(Path(tmp))
+    print(problem or "user-mode Linux boots here")
+    sys.exit(1 if problem else 0)
