@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import LAG_BUCKETS, Exporter, sandbox_worker_families
+from oodida.metrics import (
+    SANDBOX_OUTCOMES, Exporter, loop_lag_histogram, sandbox_calls_counter, sandbox_worker_families,
+)
 
 if TYPE_CHECKING:
     from oodida.metrics import Metrics
     from agent.main import Agent
     from wire.messages import Result
 
-SANDBOX_OUTCOMES = ("ok", "timeout", "crash", "memory", "error")  # error: every other rule the module broke
 # seconds a task takes: mostly waiting for its window to fill, then the method
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -51,17 +52,9 @@ class _Metrics:
             "server refused the handshake: credential, version) or unreachable (network, TLS, timeout).",
             ["reason"], registry=registry,
         )
-        self.sandbox_calls = Counter(
-            "oodida_sandbox_calls", "Calls into the sandbox (on-board modules), by outcome.", ["outcome"],
-            registry=registry,
-        )
-        self.loop_lag = Histogram(
-            "oodida_agent_event_loop_lag_seconds", "How late the event loop wakes a timer (sampled every 0.25 s).",
-            buckets=LAG_BUCKETS, registry=registry,
-        )
+        self.sandbox_calls = sandbox_calls_counter(registry, "on-board")
+        self.loop_lag = loop_lag_histogram(registry, "agent")
         # every series from the start: rate() and increase() need the zero
-        for outcome in SANDBOX_OUTCOMES:
-            self.sandbox_calls.labels(outcome)
         for outcome in ("ok", "error"):
             self.results.labels(outcome)
         for reason in ("refused", "unreachable"):

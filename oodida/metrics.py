@@ -94,6 +94,30 @@ class Metrics(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError(problem)
 
 
+SANDBOX_OUTCOMES = ("ok", "timeout", "crash", "memory", "error")  # error: every other rule the module broke
+
+
+def sandbox_calls_counter(registry: Any, modules: str) -> Any:
+    """`oodida_sandbox_calls_total{outcome}`, the same on both sides (`modules`: whose,
+    e.g. "on-board"), every outcome's series there from the start."""
+    from prometheus_client import Counter
+
+    counter = Counter("oodida_sandbox_calls", f"Calls into the sandbox ({modules} modules), by outcome.",
+                      ["outcome"], registry=registry)
+    for outcome in SANDBOX_OUTCOMES:
+        counter.labels(outcome)
+    return counter
+
+
+def loop_lag_histogram(registry: Any, service: str) -> Any:
+    """`oodida_<service>_event_loop_lag_seconds`, fed by the exporter's probe."""
+    from prometheus_client import Histogram
+
+    return Histogram(f"oodida_{service}_event_loop_lag_seconds",
+                     "How late the event loop wakes a timer (sampled every 0.25 s).",
+                     buckets=LAG_BUCKETS, registry=registry)
+
+
 def sandbox_worker_families(stats: dict[str, Any] | None) -> Iterator[Any]:
     """The sandbox's worker counters, read from `SandboxHost.stats()` at scrape time:
     the same two on the server and the agent."""

@@ -17,7 +17,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import LAG_BUCKETS, Exporter, sandbox_worker_families
+from oodida.metrics import (
+    SANDBOX_OUTCOMES, Exporter, loop_lag_histogram, sandbox_calls_counter, sandbox_worker_families,
+)
 
 if TYPE_CHECKING:
     from server.app import Server
@@ -36,7 +38,6 @@ REFUSAL_REASONS = (
     "wrong_proof",  # wrong secret (or a replayed handshake)
     "duplicate",  # a vehicle id already connected (duplicate_vehicle = "refuse")
 )
-SANDBOX_OUTCOMES = ("ok", "timeout", "crash", "memory", "error")  # error: every other rule the module broke
 ITERATION_STATUSES = ("complete", "quorum", "partial", "failed", "cancelled")
 # seconds: an iteration takes its window's time plus the fleet's answer time
 ITERATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -80,19 +81,11 @@ class _Metrics:
             "A deploy or rollback, from accepted until its quorum acknowledged it or it gave up waiting.",
             ["side", "complete"], buckets=DEPLOY_BUCKETS, registry=registry,
         )
-        self.sandbox_calls = Counter(
-            "oodida_sandbox_calls", "Calls into the sandbox (off-board modules), by outcome.", ["outcome"],
-            registry=registry,
-        )
-        self.loop_lag = Histogram(
-            "oodida_server_event_loop_lag_seconds", "How late the event loop wakes a timer (sampled every 0.25 s).",
-            buckets=LAG_BUCKETS, registry=registry,
-        )
+        self.sandbox_calls = sandbox_calls_counter(registry, "off-board")
+        self.loop_lag = loop_lag_histogram(registry, "server")
         # every series from the start: rate() and increase() need the zero
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason)
-        for outcome in SANDBOX_OUTCOMES:
-            self.sandbox_calls.labels(outcome)
         for status in ITERATION_STATUSES:
             self.iterations.labels(status)
         for role in ("vehicle", "analyst", "reader"):
