@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from wire.messages import MAX_CATALOGUE, SignalCatalogue, SignalInfo
+from oodida.wire.messages import MAX_CATALOGUE, SignalCatalogue, SignalInfo
 
 TOLERANCE = 0.1  # relative change of a rate or a sample count that is worth a new catalogue at once
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}\Z")  # wire.messages.SignalName

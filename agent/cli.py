@@ -7,11 +7,11 @@ import asyncio
 import logging
 import sys
 
-from agent.config import ConfigError, load_agent_config
-from agent.main import run_agent
-from oodida.errors import OodidaError
-from oodida.logs import setup_logging
-from oodida.suggest import SuggestingParser
+from oodida.agent.config import ConfigError, load_agent_config
+from oodida.agent.main import run_agent
+from oodida.core.errors import OodidaError
+from oodida.core.logs import setup_logging
+from oodida.core.suggest import SuggestingParser
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Annotated, Literal, Union
 import msgspec
 from msgspec import Meta
 
-from link.tls import client_context, plain_problem
-from oodida.errors import OodidaError
-from oodida.metrics import Metrics
-from wire.messages import Identity, SignalName
+from oodida.core.errors import OodidaError
+from oodida.core.metrics import Metrics
+from oodida.link.tls import client_context, plain_problem
+from oodida.wire.messages import Identity, SignalName
 
 
 class ConfigError(OodidaError, ValueError):
@@ -146,7 +146,7 @@ class Signing(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     one of `trusted_keys` (public key files written by `oodida keygen`, relative to
     this file): the server relays modules but cannot make the vehicle run its own.
     Without it, unsigned modules run, and a signature by a trusted key must still
-    verify (see `oodida.signing.signature_problem`)."""
+    verify (see `oodida.core.signing.signature_problem`)."""
 
     require: bool = False
     trusted_keys: Annotated[list[str], Meta(max_length=256)] = msgspec.field(default_factory=list)
@@ -225,7 +225,7 @@ def _signing(path: Path, signing: Signing) -> Signing:
     """The key files resolved against the config's folder, each read once here so a
     missing or bad one stops the agent at start with the reason, not at the first
     module."""
-    from oodida.signing import SigningError, load_public_keys
+    from oodida.core.signing import SigningError, load_public_keys
 
     keys = [_resolve(path.parent, k) for k in signing.trusted_keys]
     if signing.require and not keys:

@@ -26,11 +26,11 @@ import logging
 import threading
 import time
 
-from agent.pump import SourceThread
-from agent.store import SignalStore
-from hw.errors import SourceError
-from hw.nmea import NmeaDecoder
-from hw.serial_port import SerialPort
+from oodida.agent.pump import SourceThread
+from oodida.agent.store import SignalStore
+from oodida.hw.errors import SourceError
+from oodida.hw.nmea import NmeaDecoder
+from oodida.hw.serial_port import SerialPort
 
 log = logging.getLogger(__name__)
 

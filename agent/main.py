@@ -14,25 +14,25 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from agent import metrics
-from agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
-from agent.catalogue import CatalogueReporter
-from agent.gps import GpsPump
-from agent.modules import ModuleRunner
-from agent.outbox import Outbox
-from agent.pump import Pump
-from agent.store import SignalStore
-from agent.tasks import SignalResolver, TaskRunner
-from agent.uplink import Uplink
-from hw.dbc import SignalDecoder
-from hw.errors import HwError, SourceError, UnknownSignalError
-from hw.nmea import NmeaDecoder
-from hw.serial_port import SerialPort
-from hw.sources import open_source
-from oodida.service import Notifier
-from oodida.signing import Trust
-from sandbox.supervisor import SandboxLimits
-from wire.messages import Position, SourceState, Task, VehicleStatus
+from oodida.agent import metrics
+from oodida.agent.catalogue import CatalogueReporter
+from oodida.agent.config import AgentConfig, BusSource, ConfigError, GpsSource, LogSource
+from oodida.agent.gps import GpsPump
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.outbox import Outbox
+from oodida.agent.pump import Pump
+from oodida.agent.store import SignalStore
+from oodida.agent.tasks import SignalResolver, TaskRunner
+from oodida.agent.uplink import Uplink
+from oodida.core.service import Notifier
+from oodida.core.signing import Trust
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.errors import HwError, SourceError, UnknownSignalError
+from oodida.hw.nmea import NmeaDecoder
+from oodida.hw.serial_port import SerialPort
+from oodida.hw.sources import open_source
+from oodida.sandbox.supervisor import SandboxLimits
+from oodida.wire.messages import Position, SourceState, Task, VehicleStatus
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import (
-    SANDBOX_OUTCOMES, Exporter, loop_lag_histogram, sandbox_calls_counter, sandbox_worker_families,
+from oodida.core.metrics import (
+    SANDBOX_OUTCOMES,
+    Exporter,
+    loop_lag_histogram,
+    sandbox_calls_counter,
+    sandbox_worker_families,
 )
 
 if TYPE_CHECKING:
-    from oodida.metrics import Metrics
-    from agent.main import Agent
-    from wire.messages import Result
+    from oodida.agent.main import Agent
+    from oodida.core.metrics import Metrics
+    from oodida.wire.messages import Result
 
 # seconds a task takes: mostly waiting for its window to fill, then the method
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)

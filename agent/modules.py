@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import Window
-from sandbox.host import SandboxHost
-from wire.messages import ModuleSource, SandboxInfo
-
+from oodida.agent.store import Window
+from oodida.sandbox.host import SandboxHost
+from oodida.wire.messages import ModuleSource, SandboxInfo
 
 TRIAL = 0  # assignment ids start at 1
 

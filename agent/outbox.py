@@ -45,10 +45,10 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from agent.config import ConfigError
-from wire.codec import decode_payload, encode_payload
-from wire.errors import RemoteProtocolError
-from wire.messages import Result
+from oodida.agent.config import ConfigError
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.errors import RemoteProtocolError
+from oodida.wire.messages import Result
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from agent.store import SignalStore
-from hw.dbc import SignalDecoder
-from hw.frames import COLUMNS_FROM, FrameBatch
-from hw.source import FrameSource
+from oodida.agent.store import SignalStore
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import COLUMNS_FROM, FrameBatch
+from oodida.hw.source import FrameSource
 
 log = logging.getLogger(__name__)
 

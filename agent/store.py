@@ -21,15 +21,14 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from analytics.series import Series
-from oodida.errors import OodidaError
-from wire.messages import WindowSpec
-
+from oodida.analytics.series import Series
+from oodida.core.errors import OodidaError
+from oodida.wire.messages import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +491,7 @@ class SignalStore:
         self._waiters.append(check)
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise WindowError(
                 f"window not complete within {timeout:g} s ({self._progress(names, spec, mark)})"
             ) from None

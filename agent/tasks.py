@@ -11,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from agent import metrics
-from agent.modules import ModuleRunner
-from agent.versions import ModuleVersions
-from agent.outbox import Key, Outbox
-from agent.store import SignalStore, WindowError
-from analytics import registry
-from analytics.arrays import from_wire, to_wire
-from hw.dbc import SignalDecoder
-from hw.errors import UnknownSignalError
-from oodida.errors import OodidaError
-from oodida.signing import Trust
-from wire.messages import Result, Task
+from oodida.agent import metrics
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.outbox import Key, Outbox
+from oodida.agent.store import SignalStore, WindowError
+from oodida.agent.versions import ModuleVersions
+from oodida.analytics import registry
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.core.errors import OodidaError
+from oodida.core.signing import Trust
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.errors import UnknownSignalError
+from oodida.wire.messages import Result, Task
 
 log = logging.getLogger(__name__)
 

@@ -19,27 +19,28 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
-from agent.modules import TRIAL, ModuleRunner
-from agent.store import Window
-from agent.pump import Pump
-from agent.store import SignalStore
-from agent.tasks import SignalResolver
-from analytics.arrays import to_json_ready
-from hw.dbc import SignalDecoder
-from hw.sources import open_source
-from oodida.args import ArgumentError, parse_param, parse_window
-from oodida.errors import OodidaError
-from oodida.logs import setup_logging
-from oodida.suggest import SuggestingParser
-from oodida.text import inert
-from sandbox.errors import Violation
-from sandbox.host import SandboxHost
-from sandbox.policy import defines
-from sandbox.supervisor import SandboxLimits, source_hash
-from wire.messages import IterationReport, ModuleSource, VehicleReport, WindowSpec
+from oodida.agent.modules import TRIAL, ModuleRunner
+from oodida.agent.pump import Pump
+from oodida.agent.store import SignalStore, Window
+from oodida.agent.tasks import SignalResolver
+from oodida.analytics.arrays import to_json_ready
+from oodida.core.args import ArgumentError, parse_param, parse_window
+from oodida.core.errors import OodidaError
+from oodida.core.logs import setup_logging
+from oodida.core.suggest import SuggestingParser
+from oodida.core.text import inert
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.sources import open_source
+from oodida.sandbox.errors import Violation
+from oodida.sandbox.host import SandboxHost
+from oodida.sandbox.policy import defines
+from oodida.sandbox.supervisor import SandboxLimits, source_hash
+from oodida.wire.messages import IterationReport, ModuleSource, VehicleReport, WindowSpec
+
 
 async def _window(args: argparse.Namespace, log: str, offset: float, spec: WindowSpec) -> Window:
     """One simulated vehicle's window: the log replayed from `offset` through the agent's

@@ -11,15 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from agent.config import ServerLink
-from agent import metrics
-from agent.outbox import Outbox
-from link import Channel, ChannelError, HandshakeRefused, connect
-from wire import RemoteProtocolError, Role
-from wire.messages import (
-    CancelTask, Error, ErrorCode, LoadModule, Message, ModuleAck, Result, ResultAck, SignalCatalogue, Task,
+from oodida.agent import metrics
+from oodida.agent.config import ServerLink
+from oodida.agent.outbox import Outbox
+from oodida.link import Channel, ChannelError, HandshakeRefused, connect
+from oodida.wire import RemoteProtocolError, Role
+from oodida.wire.messages import (
+    CancelTask,
+    Error,
+    ErrorCode,
+    LoadModule,
+    Message,
+    ModuleAck,
+    Result,
+    ResultAck,
+    SignalCatalogue,
+    Task,
     VehicleStatus,
 )
 

@@ -11,7 +11,7 @@ version that was newest once every load received *before* the task was applied: 
 iteration in flight finishes with the code it started with, the next one runs the
 newest version acknowledged. Tasks never wait for loads that arrived after them.
 
-With a signing policy (`[signing]` in the agent's config, `oodida.signing.Trust`),
+With a signing policy (`[signing]` in the agent's config, `oodida.core.signing.Trust`),
 the module's signature is checked before anything is loaded: a vehicle that
 requires signatures runs nothing its trusted keys did not sign, whatever the server
 sends. The last refusal of each assignment is kept, so a task that finds no version
@@ -25,11 +25,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from agent.modules import ModuleRunner
-from oodida.signing import Trust
-from sandbox.errors import Violation
-from sandbox.supervisor import source_hash
-from wire.messages import LoadModule, ModuleAck, ModuleSource
+from oodida.agent.modules import ModuleRunner
+from oodida.core.signing import Trust
+from oodida.sandbox.errors import Violation
+from oodida.sandbox.supervisor import source_hash
+from oodida.wire.messages import LoadModule, ModuleAck, ModuleSource
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ Callers (agent, server) use the registry functions re-exported here; `Series` an
 across the protocol.
 """
 
-from analytics.arrays import from_wire, to_wire
-from analytics.base import Method, MethodError
-from analytics.registry import check, get_method, method_names, run_off_board, run_on_board, summarize
-from analytics.series import Series, Window
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.analytics.base import Method, MethodError
+from oodida.analytics.registry import check, get_method, method_names, run_off_board, run_on_board, summarize
+from oodida.analytics.series import Series, Window
 
 __all__ = [
     "Method",

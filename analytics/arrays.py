@@ -9,14 +9,13 @@ received bytes (read-only, no copy): methods never write into a partial.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from wire.errors import ValidationError
-from wire.values import NDArray
+from oodida.wire.errors import ValidationError
+from oodida.wire.values import NDArray
 
 _PLAIN = (bool, int, float, str, bytes)
 

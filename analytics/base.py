@@ -19,9 +19,8 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from oodida.errors import OodidaError
-
-from analytics.series import Series, Window
+from oodida.analytics.series import Series, Window
+from oodida.core.errors import OodidaError
 
 
 class MethodError(OodidaError, ValueError):

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import MethodError, SignalwiseMethod, finite_float, float_list
-from analytics.series import Series
+from oodida.analytics.base import MethodError, SignalwiseMethod, finite_float, float_list
+from oodida.analytics.series import Series
 
 MAX_BINS = 100_000  # a histogram is a summary; this many bins is a typo or an attack
 

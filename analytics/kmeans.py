@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import MethodError, float_list, int_param, malformed, signal_list
-from analytics.series import Window
+from oodida.analytics.base import MethodError, float_list, int_param, malformed, signal_list
+from oodida.analytics.series import Window
 
 DEFAULT_SEED = 0
 _BLOCK_ROWS = 1 << 16  # bounds the scratch arrays of `nearest`

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import MethodError, SignalwiseMethod, finite_float
-from analytics.series import Series
+from oodida.analytics.base import MethodError, SignalwiseMethod, finite_float
+from oodida.analytics.series import Series
 
 DEFAULT_Q = (0.25, 0.5, 0.75)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from analytics.arrays import from_wire
-from analytics.base import Method, MethodError
-from analytics.histogram import Histogram
-from analytics.kmeans import KMeans
-from analytics.quantiles import Quantiles
-from analytics.series import Window
-from analytics.stats import Count, Last, Max, Mean, Min, Std, Variance
+from oodida.analytics.arrays import from_wire
+from oodida.analytics.base import Method, MethodError
+from oodida.analytics.histogram import Histogram
+from oodida.analytics.kmeans import KMeans
+from oodida.analytics.quantiles import Quantiles
+from oodida.analytics.series import Window
+from oodida.analytics.stats import Count, Last, Max, Mean, Min, Std, Variance
 
 _METHODS: dict[str, Method] = {
     m.name: m

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import SignalwiseMethod, int_param
-from analytics.series import Series
+from oodida.analytics.base import SignalwiseMethod, int_param
+from oodida.analytics.series import Series
 
 
 def _count(value: Any) -> int:

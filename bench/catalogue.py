@@ -20,11 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.catalogue import CatalogueReporter  # noqa: E402
-from agent.store import SignalStore  # noqa: E402
-from hw.dbc import SignalDecoder  # noqa: E402
-from wire.codec import encode_payload  # noqa: E402
-from wire.messages import SourceState, VehicleStatus  # noqa: E402
+from oodida.agent.catalogue import CatalogueReporter  # noqa: E402
+from oodida.agent.store import SignalStore  # noqa: E402
+from oodida.hw.dbc import SignalDecoder  # noqa: E402
+from oodida.wire.codec import encode_payload  # noqa: E402
+from oodida.wire.messages import SourceState, VehicleStatus  # noqa: E402
 
 DBC = Path(__file__).resolve().parents[1] / "data" / "toyota_rav4_2017.dbc"
 

@@ -25,12 +25,13 @@ import argparse
 import io
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from oodida.client.results import Results
 from oodida.client.shape import shape
-from server.render import report_json
-from wire.messages import IterationReport, VehicleReport
+from oodida.server.render import report_json
+from oodida.wire.messages import IterationReport, VehicleReport
 
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]
 

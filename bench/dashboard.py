@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.cookiejar
-import json
 import re
 import subprocess
 import sys
@@ -47,7 +46,7 @@ sys.path.insert(0, str(HERE))
 
 from fleet_scale import METHODS, SAMPLES_WINDOW, SIGNALS, ServerProcess, SimWorkers, cpu_seconds, loadavg  # noqa: E402
 
-from wire.messages import AssignmentSpec, IterationReport, WindowSpec  # noqa: E402
+from oodida.wire.messages import AssignmentSpec, IterationReport, WindowSpec  # noqa: E402
 
 
 class Browserish:

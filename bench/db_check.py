@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.dbcheck import check_database  # noqa: E402
-from server.store import Store  # noqa: E402
-from wire.messages import AssignmentSpec, Result, WindowSpec  # noqa: E402
+from oodida.server.dbcheck import check_database  # noqa: E402
+from oodida.server.store import Store  # noqa: E402
+from oodida.wire.messages import AssignmentSpec, Result, WindowSpec  # noqa: E402
 
 
 def build(path: Path, rows: int, vehicles: int = 10_000) -> None:

@@ -33,10 +33,10 @@ import cantools
 import numpy as np
 from cantools.database.can import Database
 
-from agent.pump import BATCH_FRAMES
-from agent.store import SignalStore
-from hw.dbc import SignalDecoder
-from hw.frames import FrameBatch
+from oodida.agent.pump import BATCH_FRAMES
+from oodida.agent.store import SignalStore
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import FrameBatch
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LOG = DATA / "rav4-2017-comma2k19.log"

@@ -83,10 +83,10 @@ from iteration_roundtrip import (
     wait_sources_ended,
 )
 
-from oodida.fleet import FleetError, stop_processes
-from oodida.logs import setup_logging
-from server.client import AnalystClient, RequestFailed
-from wire.messages import (
+from oodida.core.logs import setup_logging
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.testing import FleetError, stop_processes
+from oodida.wire.messages import (
     AssignmentSpec,
     DeployEnd,
     Deploying,

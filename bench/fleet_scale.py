@@ -65,14 +65,14 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
-from link import ChannelError
-from link.tls import client_context
-from oodida.fleet import FleetError, _die_with_parent, free_port
-from server.client import AnalystClient, RequestFailed
-from server.credentials import Credentials
-from server.pki import issue, make_ca
-from wire import Role
-from wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
+from oodida.link import ChannelError
+from oodida.link.tls import client_context
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.credentials import Credentials
+from oodida.server.pki import issue, make_ca
+from oodida.testing import FleetError, _die_with_parent, free_port
+from oodida.wire import Role
+from oodida.wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
 
 sys.path.insert(0, str(HERE))
 from fleet_sim import SAMPLES

@@ -35,12 +35,12 @@ if str(HERE.parent) not in sys.path:  # run as a script from anywhere: the repo'
 
 import numpy as np
 
-from analytics import registry
-from analytics.arrays import to_wire
-from analytics.series import Series
-from link import Channel, ChannelError, connect
-from wire import RemoteProtocolError, Role
-from wire.messages import (
+from oodida.analytics import registry
+from oodida.analytics.arrays import to_wire
+from oodida.analytics.series import Series
+from oodida.link import Channel, ChannelError, connect
+from oodida.wire import RemoteProtocolError, Role
+from oodida.wire.messages import (
     CancelTask,
     Error,
     LoadModule,

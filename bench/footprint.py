@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 # and for the server, agent and baseline processes, wherever this is started from
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-from oodida.fleet import (  # after the path is set
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.testing import (  # after the path is set
     FleetError,
     LocalFleet,
     _die_with_parent,
 )
-from server.client import AnalystClient, RequestFailed
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
+from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 SPEEDING = ROOT / "examples" / "speeding.py"
 BASELINE_CODE = "import sys, numpy, can, cantools; print('ready', flush=True); sys.stdin.read()"

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from link import connect  # noqa: E402
-from link.credfile import load_client_credentials  # noqa: E402
-from oodida.fleet import LocalFleet  # noqa: E402
+from oodida.link import connect  # noqa: E402
+from oodida.link.credfile import load_client_credentials  # noqa: E402
+from oodida.testing import LocalFleet  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -58,10 +58,10 @@ import can  # after the path is set
 import cantools
 from cantools.database.can import Database
 
-from agent.config import load_agent_config
-from agent.main import build_agent
-from agent.store import SignalStore
-from oodida.logs import setup_logging
+from oodida.agent.config import load_agent_config
+from oodida.agent.main import build_agent
+from oodida.agent.store import SignalStore
+from oodida.core.logs import setup_logging
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LOG = DATA / "rav4-2017-comma2k19.log"

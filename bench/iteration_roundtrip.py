@@ -49,14 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import load_agent_config
-from agent.main import build_agent
-from analytics import registry
-from analytics.arrays import from_wire, to_wire
-from oodida.fleet import FleetError, LocalFleet, _die_with_parent
-from oodida.logs import setup_logging
-from server.client import AnalystClient, RequestFailed
-from wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
+from oodida.agent.config import load_agent_config
+from oodida.agent.main import build_agent
+from oodida.analytics import registry
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.core.logs import setup_logging
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.testing import FleetError, LocalFleet, _die_with_parent
+from oodida.wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
 
 HERE = Path(__file__).resolve().parent
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from oodida.fleet import free_port  # noqa: E402
-from server import metrics  # noqa: E402
+from oodida.server import metrics  # noqa: E402
+from oodida.testing import free_port  # noqa: E402
 
 CALLS = {
     "result_received()": lambda: metrics.result_received(),
@@ -58,8 +58,8 @@ def get(url: str) -> tuple[float, int]:
 
 
 async def scrapes(n: int) -> dict[str, tuple[float, float, int]]:
-    from server.app import Server
-    from server.config import Listen, Metrics, ServerConfig
+    from oodida.server.app import Server
+    from oodida.server.config import Listen, Metrics, ServerConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()

@@ -26,16 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.modules import ModuleRunner
-from agent.versions import ModuleVersions
-from oodida.signing import (
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.versions import ModuleVersions
+from oodida.core.signing import (
     Trust,
     content_hash,
     generate_key,
     load_signing_key,
     signed_message,
 )
-from wire.messages import LoadModule, ModuleSource
+from oodida.wire.messages import LoadModule, ModuleSource
 
 SOURCE = """
 import math

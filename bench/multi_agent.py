@@ -29,12 +29,12 @@ import logging
 import signal
 import sys
 
-from agent.config import AgentConfig, load_agent_config
-from agent.main import run_agent
-from agent.modules import ModuleRunner
-from oodida.errors import OodidaError
-from oodida.logs import setup_logging
-from sandbox.supervisor import SandboxLimits
+from oodida.agent.config import AgentConfig, load_agent_config
+from oodida.agent.main import run_agent
+from oodida.agent.modules import ModuleRunner
+from oodida.core.errors import OodidaError
+from oodida.core.logs import setup_logging
+from oodida.sandbox.supervisor import SandboxLimits
 
 log = logging.getLogger("multi_agent")
 

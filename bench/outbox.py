@@ -42,10 +42,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.outbox import Outbox
-from analytics.arrays import to_wire
-from wire.codec import encode_payload
-from wire.messages import Result
+from oodida.agent.outbox import Outbox
+from oodida.analytics.arrays import to_wire
+from oodida.wire.codec import encode_payload
+from oodida.wire.messages import Result
 
 
 class MemoryOutbox:

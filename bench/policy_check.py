@@ -24,8 +24,7 @@ import time
 
 import numpy as np
 
-from sandbox import policy
-from sandbox.policy import _restricted_problem, check_source, guarded_getattr
+from oodida.sandbox.policy import _restricted_problem, check_source, guarded_getattr
 
 
 def module(lines: int) -> str:

@@ -48,11 +48,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox.supervisor import source_hash
-from server.resume import rebuild
-from server.runner import AssignmentRunner
-from server.store import Store
-from wire.messages import AssignmentSpec, Message, ModuleSource, Result, WindowSpec
+from oodida.sandbox.supervisor import source_hash
+from oodida.server.resume import rebuild
+from oodida.server.runner import AssignmentRunner
+from oodida.server.store import Store
+from oodida.wire.messages import AssignmentSpec, Message, ModuleSource, Result, WindowSpec
 
 V1 = ModuleSource(name="v1.py", source="def on_board(window, params, state):\n    return 1\n")
 V2 = ModuleSource(name="v2.py", source="def on_board(window, params, state):\n    return 2\n")
@@ -90,7 +90,7 @@ def per_iteration(store: Store, runner: AssignmentRunner, assignment: int, first
     for number in range(first, first + count):
         began = time.perf_counter()
         if resumable:
-            from server.versions import compact_map
+            from oodida.server.versions import compact_map
 
             hashes = {v: runner.versions.target.get(v) for v in runner.vehicles}
             store.begin_iteration(

@@ -64,10 +64,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox import policy
-from sandbox.host import SandboxHost
-from sandbox.results import check_result
-from sandbox.supervisor import SandboxLimits, Supervisor
+from oodida.sandbox import policy
+from oodida.sandbox.host import SandboxHost
+from oodida.sandbox.results import check_result
+from oodida.sandbox.supervisor import SandboxLimits, Supervisor
 
 SMALL = "def on_board(window, params, state):\n    return params['x'] + len(window['s'])\n"
 MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['s'].v))\n"
@@ -79,8 +79,8 @@ FRESH = r'''
 import sys, json
 cfg = json.loads(sys.argv[1]); sys.path[:0] = cfg["path"]
 import numpy as np
-from sandbox import policy
-from sandbox.results import check_result
+from oodida.sandbox import policy
+from oodida.sandbox.results import check_result
 data = sys.stdin.buffer.read()
 n = cfg["n"]
 arr = np.frombuffer(data, dtype=np.float64)

@@ -43,11 +43,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from link import Channel, ChannelError  # noqa: E402
-from oodida.fleet import _die_with_parent, free_port  # noqa: E402
-from oodida.limits import raise_nofile_limit  # noqa: E402
-from wire import Connection, Side  # noqa: E402
-from wire.messages import Hello  # noqa: E402
+from oodida.core.limits import raise_nofile_limit  # noqa: E402
+from oodida.link import Channel, ChannelError  # noqa: E402
+from oodida.testing import _die_with_parent, free_port  # noqa: E402
+from oodida.wire import Connection, Side  # noqa: E402
+from oodida.wire.messages import Hello  # noqa: E402
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -59,7 +59,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oodida bench")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -105,7 +105,7 @@ async def serve(port: int, token: str, cert: str | None, key: str | None, ssl_bu
             await channel.send_bytes(channel.conn.accept(hello, session=secrets.token_hex(8)))
             while True:
                 await channel.recv()  # its status, then nothing until it goes
-        except (ChannelError, asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, ChannelError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -179,7 +179,7 @@ async def measure(
         for sim in sims:
             try:
                 await asyncio.wait_for(sim.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 sim.kill()
         server.terminate()
         server.wait(10)

@@ -29,9 +29,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard import charts, views
-from dashboard.sessions import Session, Sessions
-from dashboard.source import ROLES, SessionEnded, SignInRefused, Source, SourceError
+from oodida.dashboard import charts, views
+from oodida.dashboard.sessions import Session, Sessions
+from oodida.dashboard.source import ROLES, SessionEnded, SignInRefused, Source, SourceError
 
 log = logging.getLogger(__name__)
 

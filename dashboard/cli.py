@@ -15,7 +15,7 @@ import socket
 import ssl
 import sys
 
-from dashboard.source import client_tls, plain_problem
+from oodida.dashboard.source import client_tls, plain_problem
 
 
 class UsageError(ValueError):
@@ -77,11 +77,11 @@ def main(argv: list[str]) -> int:
     try:
         import uvicorn
 
-        from dashboard.app import DashboardConfig, create_app
+        from oodida.dashboard.app import DashboardConfig, create_app
     except ImportError as exc:
         print(f"oodida dashboard: {exc.name} is missing; pip install 'oodida[dashboard]'", file=sys.stderr)
         return 2
-    from oodida.logs import setup_logging
+    from oodida.core.logs import setup_logging
 
     setup_logging(args.log_level)
     config = DashboardConfig(

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.source import SessionEnded, Source, SourceError
-from dashboard.views import FleetTracker, VehicleRow
+from oodida.dashboard.source import SessionEnded, Source, SourceError
+from oodida.dashboard.views import FleetTracker, VehicleRow
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.live import Live
-from dashboard.source import Source
+from oodida.dashboard.live import Live
+from oodida.dashboard.source import Source
 
 log = logging.getLogger(__name__)
 

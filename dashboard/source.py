@@ -23,12 +23,12 @@ from typing import Any
 
 import msgspec
 
-from link import ChannelClosed, ChannelError, HandshakeRefused
 from oodida.client.protocol import AnalystClient  # the analysts' client: the one import of it
-from wire import RemoteProtocolError, Role
-from wire.codec import encode_payload
-from wire.framing import encode_frame
-from wire.messages import (
+from oodida.link import ChannelClosed, ChannelError, HandshakeRefused
+from oodida.wire import RemoteProtocolError, Role
+from oodida.wire.codec import encode_payload
+from oodida.wire.framing import encode_frame
+from oodida.wire.messages import (
     Cancel,
     Cancelled,
     Error,
@@ -232,7 +232,7 @@ def client_tls(ca: str | None) -> ssl.SSLContext | None:
     (no CA) is plain TCP, which `link` allows to a loopback server only."""
     if ca is None:
         return None
-    from link.tls import client_context
+    from oodida.link.tls import client_context
 
     return client_context(ca=ca)
 
@@ -240,6 +240,6 @@ def client_tls(ca: str | None) -> ssl.SSLContext | None:
 def plain_problem(host: str) -> str | None:
     """The platform's one rule for plain TCP (loopback only), for the dashboard's own
     listening socket too."""
-    from link.tls import plain_problem as rule
+    from oodida.link.tls import plain_problem as rule
 
     return rule(host)

@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from dashboard import charts
+from oodida.dashboard import charts
 
 SCALAR_METHODS = ("mean", "min", "max", "std", "variance", "count", "last")
 BUILTIN = frozenset({"count", "min", "max", "mean", "variance", "std", "quantiles", "histogram", "last", "kmeans"})
@@ -26,7 +26,7 @@ BUILTIN = frozenset({"count", "min", "max", "mean", "variance", "std", "quantile
 def clock(t: float | None) -> str:
     if t is None:
         return "—"
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%H:%M:%S")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
 
 
 def ago(t: float | None, now: float) -> str:

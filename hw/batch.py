@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from cantools.database.can import Message, Signal
 
-from hw.mux import Chain, chain_of, layout
+from oodida.hw.mux import Chain, chain_of, layout
 
 _WORD_BITS = 64
 _EXACT = 1 << 53  # float64 holds every integer up to this exactly

@@ -15,9 +15,9 @@ from typing import Any
 
 import can
 
-from hw.errors import SourceError
-from hw.frames import FrameBatch, FrameRows, batch_of_messages
-from hw.source import FrameSource
+from oodida.hw.errors import SourceError
+from oodida.hw.frames import FrameBatch, FrameRows, batch_of_messages
+from oodida.hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
 

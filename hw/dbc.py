@@ -40,10 +40,10 @@ import cantools.database
 import numpy as np
 from cantools.database.can import Database, Message, Signal
 
-from hw.batch import BatchPlan, carries, compile_plan, exact_in_float64, select, words
-from hw.errors import DbcError, UnknownSignalError
-from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
-from hw.mux import Chain, chain_of, layout
+from oodida.hw.batch import BatchPlan, carries, compile_plan, exact_in_float64, select, words
+from oodida.hw.errors import DbcError, UnknownSignalError
+from oodida.hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from oodida.hw.mux import Chain, chain_of, layout
 
 logger = logging.getLogger(__name__)
 

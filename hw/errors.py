@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class HwError(OodidaError):

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import can
 from can.io.generic import TextIOMessageReader
 
-from hw.errors import SourceError
+from oodida.hw.errors import SourceError
 
 # Unreadable lines kept with their reason; past this they are only counted.
 MAX_REPORTED = 20

@@ -221,5 +221,5 @@ def _utc(time_field: str, date_field: str) -> float | None:
     hours, minutes, seconds = int(time_field[0:2]), int(time_field[2:4]), float(time_field[4:])
     if hours > 23 or minutes > 59 or not 0 <= seconds < 61:  # 60.x: a leap second
         raise ValueError(time_field)
-    midnight = dt.datetime(year, month, day, tzinfo=dt.timezone.utc)  # ValueError on 31 Feb
+    midnight = dt.datetime(year, month, day, tzinfo=dt.UTC)  # ValueError on 31 Feb
     return midnight.timestamp() + hours * 3600 + minutes * 60 + seconds

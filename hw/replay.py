@@ -34,10 +34,10 @@ from typing import Any, NamedTuple
 
 import can
 
-from hw.errors import SourceError
-from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
-from hw.logread import ABSOLUTE, read_log
-from hw.source import FrameSource
+from oodida.hw.errors import SourceError
+from oodida.hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from oodida.hw.logread import ABSOLUTE, read_log
+from oodida.hw.source import FrameSource
 
 logger = logging.getLogger(__name__)
 

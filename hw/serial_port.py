@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import serial
 
-from hw.errors import SourceError
+from oodida.hw.errors import SourceError
 
 # How long one read may block: the bound on how late a stop request is noticed.
 READ_TIMEOUT = 0.1

@@ -15,7 +15,7 @@ from types import TracebackType
 
 import can
 
-from hw.frames import FrameBatch, FrameRows, batch_of_messages
+from oodida.hw.frames import FrameBatch, FrameRows, batch_of_messages
 
 
 class FrameSource(ABC):

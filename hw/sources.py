@@ -11,9 +11,9 @@ import difflib
 import inspect
 from typing import Any
 
-from hw.bus import BusSource
-from hw.replay import LogReplay
-from hw.source import FrameSource
+from oodida.hw.bus import BusSource
+from oodida.hw.replay import LogReplay
+from oodida.hw.source import FrameSource
 
 __all__ = ["SOURCE_KINDS", "BusSource", "FrameSource", "LogReplay", "open_source"]
 

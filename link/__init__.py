@@ -6,6 +6,6 @@ package of its own that imports only `wire` and the stdlib, so that neither serv
 imports the other (httpcore's `_async` layer is the model).
 """
 
-from link.channel import Channel, ChannelClosed, ChannelError, HandshakeRefused, connect, handshake
+from oodida.link.channel import Channel, ChannelClosed, ChannelError, HandshakeRefused, connect, handshake
 
 __all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect", "handshake"]

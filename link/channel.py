@@ -13,10 +13,10 @@ import socket
 import ssl
 from collections import deque
 
-from link.tls import plain_problem
-from oodida.errors import OodidaError
-from wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side, scram
-from wire.messages import Challenge, Error, ErrorCode, Message, Welcome
+from oodida.core.errors import OodidaError
+from oodida.link.tls import plain_problem
+from oodida.wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side, scram
+from oodida.wire.messages import Challenge, Error, ErrorCode, Message, Welcome
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from link.tls import client_context, plain_problem
-from oodida.errors import OodidaError
-from wire.messages import Identity, Role
+from oodida.core.errors import OodidaError
+from oodida.link.tls import client_context, plain_problem
+from oodida.wire.messages import Identity, Role
 
 
 class CredentialFileError(OodidaError, ValueError):

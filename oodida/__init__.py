@@ -1,7 +1,7 @@
 """oodida: distributed data analytics on fleets of connected vehicles.
 
 `oodida.connect()` is the analysts' entry point (see `oodida.client`); it is loaded
-on first use, so the agent and the server, which import `oodida.errors` and the
+on first use, so the agent and the server, which import `oodida.core.errors` and the
 like, never load the client.
 """
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from oodida import exitcodes, terminal
-from oodida.exitcodes import Exit
+from oodida import terminal
+from oodida.core import exitcodes
+from oodida.core.exitcodes import Exit
 
 USAGE = """usage: oodida COMMAND [options]
 
@@ -60,7 +61,7 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch, and end every way a command can end with its exit status, never a
-    traceback for the user's terminal or pipe (oodida.exitcodes says which)."""
+    traceback for the user's terminal or pipe (oodida.core.exitcodes says which)."""
     terminal.prepare_streams()
     try:
         return _dispatch(sys.argv[1:] if argv is None else argv)
@@ -80,7 +81,7 @@ def _dispatch(argv: list[str]) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in commands():
-        from oodida.suggest import did_you_mean
+        from oodida.core.suggest import did_you_mean
 
         print(f"oodida: unknown command {command!r}{did_you_mean(command, commands())}"
               f"\n(oodida --help lists the commands)", file=sys.stderr)
@@ -90,12 +91,12 @@ def _dispatch(argv: list[str]) -> int:
 
         return completion_main(rest)
     if command == "agent":
-        from agent.cli import main as agent_main
+        from oodida.agent.cli import main as agent_main
 
         return agent_main(rest)
     if command == "try":  # the agent's own code path, on a recorded log
-        from agent.trial import main as trial_main
-        from server.render import render_report  # the agent may not import it; the dispatcher may
+        from oodida.agent.trial import main as trial_main
+        from oodida.server.render import render_report  # the agent may not import it; the dispatcher may
 
         return trial_main(rest, render=render_report)
     if command == "keygen":  # no server needed
@@ -103,13 +104,13 @@ def _dispatch(argv: list[str]) -> int:
 
         return keygen_main(rest)
     if command == "dashboard":  # a web front end over the analysts' client
-        from dashboard.cli import main as dashboard_main
+        from oodida.dashboard.cli import main as dashboard_main
 
         return dashboard_main(rest)
     if command == "demo":
         from oodida.demo import main as demo_main
 
         return demo_main(rest)
-    from server.cli import main as server_main
+    from oodida.server.cli import main as server_main
 
     return server_main(argv)

@@ -16,18 +16,18 @@ import argparse
 import shlex
 import sys
 
-from oodida.suggest import SuggestingParser
+from oodida.core.suggest import SuggestingParser
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
     """Every command's parser, by the name the usage gives it."""
-    from agent.cli import build_parser as agent_parser  # the dispatcher's level: may see both packages
-    from agent.trial import build_parser as trial_parser
-    from dashboard.cli import parser as dashboard_parser  # argparse only: no web framework imported
+    from oodida.agent.cli import build_parser as agent_parser  # the dispatcher's level: may see both packages
+    from oodida.agent.trial import build_parser as trial_parser
     from oodida.cli import commands
+    from oodida.dashboard.cli import parser as dashboard_parser  # argparse only: no web framework imported
     from oodida.demo import build_parser as demo_parser
     from oodida.keygen import build_parser as keygen_parser
-    from server.cli import build_parser as server_parser
+    from oodida.server.cli import build_parser as server_parser
 
     top = server_parser()
     found: dict[str, argparse.ArgumentParser] = {}

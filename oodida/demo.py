@@ -26,13 +26,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from oodida.fleet import FleetError, LocalFleet, stop_processes
-from oodida.logs import setup_logging
-from oodida.suggest import SuggestingParser
-from server.cli import follow_results
-from server.client import AnalystClient, RequestFailed
-from server.deploy_cli import render_deploy_event, render_versions
-from wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
+from oodida.core.logs import setup_logging
+from oodida.core.suggest import SuggestingParser
+from oodida.server.cli import follow_results
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.deploy_cli import render_deploy_event, render_versions
+from oodida.testing import FleetError, LocalFleet, stop_processes
+from oodida.wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
 
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]
 

@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from oodida.signing import SigningError, generate_key
-from oodida.suggest import SuggestingParser
+from oodida.core.signing import SigningError, generate_key
+from oodida.core.suggest import SuggestingParser
 
 
 def build_parser() -> argparse.ArgumentParser:

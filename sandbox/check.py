@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from oodida.text import inert
-from sandbox import facade
-from sandbox.errors import Problem, Rule
-from sandbox.policy import check_source, over_budget
+from oodida.core.text import inert
+from oodida.sandbox import facade
+from oodida.sandbox.errors import Problem, Rule
+from oodida.sandbox.policy import check_source, over_budget
 
 THREAD_CHARS = 16 * 1024  # below this the parser holds the GIL for a few ms at most: a thread will do
 CHECK_TIMEOUT = 30.0  # seconds; the budget makes the slowest module a second or two, so this is a broken checker
@@ -101,13 +101,13 @@ async def check_off_loop(source: str, filename: str = "<module>", *, returns: bo
         return [too_large]
     request = json.dumps({"source": source, "filename": filename, "returns": returns}).encode()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-m", "sandbox.check", "--serve", stdin=asyncio.subprocess.PIPE,
+        sys.executable, "-I", "-m", "oodida.sandbox.check", "--serve", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={}, cwd="/",
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(request), CHECK_TIMEOUT)
         raw = json.loads(out) if proc.returncode == 0 else None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raw = None
     except ValueError:  # not JSON: the checker broke
         raw = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class Rule(enum.StrEnum):

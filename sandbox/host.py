@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from sandbox.check import MAX_REASON, summarise
-from sandbox.errors import PolicyError, Rule, Violation
-from sandbox.spawner import Zygote
-from sandbox.supervisor import CallOutcome, SandboxLimits, Spares, Supervisor, run_entry
+from oodida.sandbox.check import MAX_REASON, summarise
+from oodida.sandbox.errors import PolicyError, Rule, Violation
+from oodida.sandbox.spawner import Zygote
+from oodida.sandbox.supervisor import CallOutcome, SandboxLimits, Spares, Supervisor, run_entry
 
 log = logging.getLogger(__name__)
 

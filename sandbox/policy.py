@@ -52,19 +52,19 @@ from RestrictedPython.Guards import (
 )
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-from sandbox.errors import PolicyError, Problem, Rule, Violation
-from sandbox.static_refusals import static_refusals
-from sandbox.facade import (
+from oodida.sandbox.errors import PolicyError, Problem, Rule, Violation
+from oodida.sandbox.facade import (
     FACADE_MEMBERS,
     FACADES,
+    METHOD_SPECS,
+    TYPE_METHOD_SPECS,
     Facade,
     ForbiddenDtype,
     Guarded,
-    METHOD_SPECS,
-    TYPE_METHOD_SPECS,
     MissingMember,
     Spec,
 )
+from oodida.sandbox.static_refusals import static_refusals
 
 ENTRY_POINTS: dict[str, int] = {"on_board": 3, "off_board": 3, "migrate": 1}
 ENTRY_SIGNATURES = {"on_board": "window, params, state", "off_board": "results, params, state", "migrate": "old_state"}

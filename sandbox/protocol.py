@@ -47,12 +47,12 @@ from typing import Any
 import cbor2
 import numpy as np
 
-from wire import scan as wire_scan
-from wire.errors import RemoteProtocolError
-from wire.framing import HEADER as FRAME_HEADER
-from wire.framing import FrameDecoder
-from wire.values import BOOL_TAG, DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG
-from wire.values import MAX_ITEMS as VALUE_ITEMS
+from oodida.wire import scan as wire_scan
+from oodida.wire.errors import RemoteProtocolError
+from oodida.wire.framing import HEADER as FRAME_HEADER
+from oodida.wire.framing import FrameDecoder
+from oodida.wire.values import BOOL_TAG, DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG
+from oodida.wire.values import MAX_ITEMS as VALUE_ITEMS
 
 HEADER = FRAME_HEADER
 MAX_MESSAGE = 16 * 2**20

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.errors import Rule, Violation
-from wire.values import MAX_ITEMS, MAX_NDIM, array_items
+from oodida.sandbox.errors import Rule, Violation
+from oodida.wire.values import MAX_ITEMS, MAX_NDIM, array_items
 
 ALLOWED = "None, bool, int, float, str, bytes, list, tuple, dict (with str keys) or a numeric numpy array"
 NUMERIC_KINDS = frozenset("biuf")  # bool, signed, unsigned, floating

@@ -22,18 +22,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sandbox.errors import SandboxError
-from sandbox.hardening import Layer
+from oodida.sandbox.errors import SandboxError
+from oodida.sandbox.hardening import Layer
 
 log = logging.getLogger(__name__)
 
-ROOT = str(Path(__file__).resolve().parents[1])
+# The folder that holds the oodida package (a checkout, where oodida/sandbox links to
+# sandbox/, or site-packages): first on the zygote's path, which starts without site.
+ROOT = str(Path(sys.modules["oodida"].__file__ or ".").resolve().parents[1])
 # No secrets, no paths, nothing from the caller's environment: only what keeps numeric
 # libraries single-threaded (a worker may not start threads once confined).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 BOOT = (
     "import sys, json; c = json.loads(sys.argv[1]); sys.path[:0] = c['path']; "
-    "from sandbox.zygote import main; main(c)"
+    "from oodida.sandbox.zygote import main; main(c)"
 )
 MAX_PACKET = 64 * 1024
 

@@ -38,8 +38,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from sandbox.errors import Problem, Rule
-from sandbox.facade import FACADE_MEMBERS, FACADES, Guarded
+from oodida.sandbox.errors import Problem, Rule
+from oodida.sandbox.facade import FACADE_MEMBERS, FACADES, Guarded
 
 ENTRIES = ("on_board", "off_board", "migrate")
 _ITERATOR_BUILTINS = frozenset({"set", "frozenset", "iter", "map", "filter", "zip", "enumerate", "reversed", "range"})

@@ -53,11 +53,11 @@ from typing import Any, Self
 
 import numpy as np
 
-from sandbox import protocol
-from sandbox.arena import Arena, window_bytes
-from sandbox.errors import PolicyError, Problem, Rule, SandboxError, Violation
-from sandbox.hardening import Layer
-from sandbox.spawner import ForkedProcess, Zygote
+from oodida.sandbox import protocol
+from oodida.sandbox.arena import Arena, window_bytes
+from oodida.sandbox.errors import PolicyError, Problem, Rule, SandboxError, Violation
+from oodida.sandbox.hardening import Layer
+from oodida.sandbox.spawner import ForkedProcess, Zygote
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from typing import Any, NoReturn
 import cbor2  # noqa: F401 — imported before the filter, like everything else
 import numpy as np
 
-from sandbox import hardening, policy, protocol
-from sandbox.arena import ArenaView
-from sandbox.errors import PolicyError, Problem, Rule, Violation
-from sandbox.results import check_result
+from oodida.sandbox import hardening, policy, protocol
+from oodida.sandbox.arena import ArenaView
+from oodida.sandbox.errors import PolicyError, Problem, Rule, Violation
+from oodida.sandbox.results import check_result
 
 try:  # loads libseccomp now (ctypes' find_library runs ldconfig: impossible later)
     import pyseccomp  # noqa: F401
@@ -342,7 +342,7 @@ def warm_up() -> hardening.Layer:
     time.process_time()
 
     def facades() -> None:
-        from sandbox.facade import FACADES
+        from oodida.sandbox.facade import FACADES
 
         for make in FACADES.values():
             facade = make()

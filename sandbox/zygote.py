@@ -40,7 +40,7 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from sandbox import hardening
+from oodida.sandbox import hardening
 
 MAX_PACKET = 64 * 1024
 
@@ -67,7 +67,7 @@ def _own_limits(open_files: int) -> hardening.Layer:
 
 
 def _confine_self(config: dict[str, Any], ctl: int) -> list[hardening.Layer]:
-    from sandbox import worker  # numpy and everything else: imported while files can be opened
+    from oodida.sandbox import worker  # numpy and everything else: imported while files can be opened
 
     layers = [hardening.close_descriptors({0, 1, 2, ctl})]
     if config.get("netns", True):
@@ -91,7 +91,7 @@ def _confine_self(config: dict[str, Any], ctl: int) -> list[hardening.Layer]:
 
 def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int],
           inherited: list[dict[str, Any]], children: dict[int, int]) -> None:
-    from sandbox import worker
+    from oodida.sandbox import worker
 
     ident = request.get("id")
     config = request.get("config")

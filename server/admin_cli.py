@@ -10,14 +10,15 @@ import argparse
 import datetime
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from link.credfile import ClientCredentials
-from oodida.errors import OodidaError
-from wire.messages import Role
+from oodida.core.errors import OodidaError
+from oodida.link.credfile import ClientCredentials
+from oodida.wire.messages import Role
 
 
 def _names(text: str) -> list[str]:
@@ -66,7 +67,7 @@ def _expiry(text: str | None) -> float | None:
     except ValueError:
         raise OodidaError(f"--expires {text!r}: write an ISO date or time, e.g. 2027-06-30 or 2027-06-30T12:00") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
 
 
@@ -74,7 +75,7 @@ def _ca(args: argparse.Namespace, role: Role, plain: bool) -> Any:
     """The CA (`server.pki.Issued`; its key only when needed) for --write, or None."""
     from cryptography import x509
 
-    from server.pki import Issued, load_ca
+    from oodida.server.pki import Issued, load_ca
 
     if not args.write or plain:
         return None
@@ -91,7 +92,7 @@ def _ca(args: argparse.Namespace, role: Role, plain: bool) -> Any:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from server.init import init_deployment
+    from oodida.server.init import init_deployment
 
     deployment = init_deployment(
         args.dir,
@@ -116,8 +117,8 @@ def _open_credentials(database: str, check: str) -> Any:
     """The credentials of a database `check_database` finds usable (one sentence, exit 2, if not)."""
     import sqlite3
 
-    from server.credentials import Credentials
-    from server.dbcheck import DatabaseUnusable, check_database, describe
+    from oodida.server.credentials import Credentials
+    from oodida.server.dbcheck import DatabaseUnusable, check_database, describe
 
     check_database(database, quick=check == "quick")
     try:
@@ -127,8 +128,8 @@ def _open_credentials(database: str, check: str) -> Any:
 
 
 def _credentials(args: argparse.Namespace) -> int:
-    from server.config import load_server_config
-    from server.credentials import iso
+    from oodida.server.config import load_server_config
+    from oodida.server.credentials import iso
 
     config = load_server_config(args.config)
     store = _open_credentials(config.database, config.database_check)
@@ -140,7 +141,7 @@ def _credentials(args: argparse.Namespace) -> int:
             if args.write:
                 host = args.host or config.listen.host
                 if role is Role.VEHICLE:
-                    from server.init import write_vehicle
+                    from oodida.server.init import write_vehicle
 
                     issuer = None if config.listen.plain else ca
                     write_vehicle(issuer, Path(args.write), args.identity, secret, host, config.listen.port)  # type: ignore[arg-type]

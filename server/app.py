@@ -17,34 +17,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analytics import registry
-from analytics.base import MethodError
-from link import Channel, ChannelClosed, ChannelError
-from link.keepalive import enable_keepalive
-from link.tls import limit_tls_read_buffers, server_context
-from oodida.errors import OodidaError
-from oodida.limits import raise_nofile_limit
-from oodida.signing import Trust
-from sandbox.supervisor import SandboxLimits, source_hash
-from server.catalogue import Catalogue
-from server.config import ServerConfig
-from server.credentials import Credentials, iso
-from server.dbcheck import DatabaseUnusable, check_database, corruption, describe
-from server.deploys import Deployer, DeployRefused
-from server import metrics
-from server.handshake import authenticate
-from server.listen import ListenError, listen_problem
-from server.modules import OffBoardRunner, check_spec_modules, fit, refusal
-from server.reports import build_report
-from server.result_writer import ResultWriter
-from server.resume import resume_running
-from server.revocation import Revoker
-from server.runner import AssignmentRunner
-from server.store import Store
-from server.versions import version_table
-from wire import Connection, LocalProtocolError, RemoteProtocolError, Role, Side, State
-from wire.connection import encode_message
-from wire.messages import (
+from oodida.analytics import registry
+from oodida.analytics.base import MethodError
+from oodida.core.errors import OodidaError
+from oodida.core.limits import raise_nofile_limit
+from oodida.core.signing import Trust
+from oodida.link import Channel, ChannelClosed, ChannelError
+from oodida.link.keepalive import enable_keepalive
+from oodida.link.tls import limit_tls_read_buffers, server_context
+from oodida.sandbox.supervisor import SandboxLimits, source_hash
+from oodida.server import metrics
+from oodida.server.catalogue import Catalogue
+from oodida.server.config import ServerConfig
+from oodida.server.credentials import Credentials, iso
+from oodida.server.dbcheck import DatabaseUnusable, check_database, corruption, describe
+from oodida.server.deploys import Deployer, DeployRefused
+from oodida.server.handshake import authenticate
+from oodida.server.listen import ListenError, listen_problem
+from oodida.server.modules import OffBoardRunner, check_spec_modules, fit, refusal
+from oodida.server.reports import build_report
+from oodida.server.result_writer import ResultWriter
+from oodida.server.resume import resume_running
+from oodida.server.revocation import Revoker
+from oodida.server.runner import AssignmentRunner
+from oodida.server.store import Store
+from oodida.server.versions import version_table
+from oodida.wire import Connection, LocalProtocolError, RemoteProtocolError, Role, Side, State
+from oodida.wire.connection import encode_message
+from oodida.wire.messages import (
     AssignmentInfo,
     Cancel,
     Cancelled,
@@ -55,10 +55,10 @@ from wire.messages import (
     Hello,
     Message,
     ModuleAck,
+    OpenIterationInfo,
     Result,
     ResultAck,
     ResultsEnd,
-    OpenIterationInfo,
     ResultsRequest,
     SignalCatalogue,
     SignalsRequest,

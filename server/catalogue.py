@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from oodida.suggest import close_matches
-from wire.messages import SignalCatalogue, SignalInfo, SignalsReply, SignalsRequest, VehicleSignals
+from oodida.core.suggest import close_matches
+from oodida.wire.messages import SignalCatalogue, SignalInfo, SignalsReply, SignalsRequest, VehicleSignals
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every analyst command talks to the server over the same protocol as the vehicles,
 prints readable tables by default and JSON (one object per line) with `--json`.
-Exit codes: oodida.exitcodes (0 done, 1 refused or failed, 2 bad usage, 3 some
+Exit codes: oodida.core.exitcodes (0 done, 1 refused or failed, 2 bad usage, 3 some
 iterations partial or failed, 130 interrupted).
 """
 
@@ -14,25 +14,25 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-
-from link.credfile import CredentialFileError
-from oodida import exitcodes
-from oodida.args import ArgumentError, parse_param, parse_window
 from oodida.client import AsyncClient, ConfigurationError
 from oodida.client.progress import Progress
 from oodida.client.shape import error_shape, shape
-from oodida.errors import OodidaError
-from oodida.logs import setup_logging
-from oodida.suggest import SuggestingParser
-from server import admin_cli, deploy_cli, export_cli, signals_cli
-from server.client import AnalystClient, RequestFailed
-from server.config import ConfigError
-from server.dbcheck import DatabaseUnusable
-from server.render import render_report, render_status
-from server.spec import SpecError, build_spec
-from wire.messages import IterationReport, ResultsEnd
+from oodida.core import exitcodes
+from oodida.core.args import ArgumentError, parse_param, parse_window
+from oodida.core.errors import OodidaError
+from oodida.core.logs import setup_logging
+from oodida.core.suggest import SuggestingParser
+from oodida.link.credfile import CredentialFileError
+from oodida.server import admin_cli, deploy_cli, export_cli, signals_cli
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.config import ConfigError
+from oodida.server.dbcheck import DatabaseUnusable
+from oodida.server.render import render_report, render_status
+from oodida.server.spec import SpecError, build_spec
+from oodida.wire.messages import IterationReport, ResultsEnd
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ async def _submit(args: argparse.Namespace) -> int:
     }
     spec = build_spec(args.file, overrides)
     if args.sign:
-        from oodida.signing import load_signing_key, sign_spec
+        from oodida.core.signing import load_signing_key, sign_spec
 
         spec = sign_spec(load_signing_key(args.sign), spec)
     async with await _connect(args) as client:
@@ -247,8 +247,8 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from server.app import serve
-    from server.config import ConfigError, load_server_config
+    from oodida.server.app import serve
+    from oodida.server.config import ConfigError, load_server_config
 
     try:
         config = load_server_config(args.config)
@@ -256,12 +256,12 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"oodida server: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level, fmt=args.log_format)
-    from oodida.limits import tune_gc_for_service
+    from oodida.core.limits import tune_gc_for_service
 
     tune_gc_for_service()  # a process-wide choice: the server's command, not its class
-    from server.app import ServerFailed
-    from server.dbcheck import DatabaseUnusable
-    from server.listen import ListenError
+    from oodida.server.app import ServerFailed
+    from oodida.server.dbcheck import DatabaseUnusable
+    from oodida.server.listen import ListenError
 
     try:
         asyncio.run(_serve_until_signal(config, serve))
@@ -286,7 +286,7 @@ async def _serve_until_signal(config: Any, serve: Any) -> None:
     and systemd restarts the server), STOPPING=1 when the signal arrives."""
     import signal
 
-    from oodida.service import Notifier
+    from oodida.core.service import Notifier
 
     notifier = Notifier()
     ready = asyncio.Event()
@@ -330,7 +330,7 @@ COMMANDS = {
 
 def _check(args: argparse.Namespace) -> int:
     """Every problem of every module, with line numbers; exit 1 if any."""
-    from sandbox.check import allowed_text, check_file, format_problems
+    from oodida.sandbox.check import allowed_text, check_file, format_problems
 
     if args.allowed:
         print(allowed_text())

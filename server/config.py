@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from link.tls import plain_problem, server_context
-from oodida.errors import OodidaError
-from oodida.metrics import Metrics
+from oodida.core.errors import OodidaError
+from oodida.core.metrics import Metrics
+from oodida.link.tls import plain_problem, server_context
 
 
 class ConfigError(OodidaError, ValueError):
@@ -156,7 +156,7 @@ def _resolve(base: Path, path: str) -> str:
 def _signing(path: Path, signing: Signing) -> Signing:
     """Key files resolved against the config's folder and read once, so a bad one is
     a config error at start."""
-    from oodida.signing import SigningError, load_public_keys
+    from oodida.core.signing import SigningError, load_public_keys
 
     keys = [k if Path(k).is_absolute() else str((path.parent / k).resolve()) for k in signing.known_keys]
     try:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import msgspec
 
-from oodida.errors import OodidaError
-from wire import scram
-from wire.messages import Identity, Role
+from oodida.core.errors import OodidaError
+from oodida.wire import scram
+from oodida.wire.messages import Identity, Role
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -45,7 +45,7 @@ class CredentialError(OodidaError, ValueError):
 
 
 def iso(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
 
 
 def check_identity(identity: str) -> None:

@@ -27,7 +27,7 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 HEADER = b"SQLite format 3\x00"
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)

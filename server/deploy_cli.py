@@ -17,17 +17,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
 from oodida.client import AsyncClient, DeployOutcome
 from oodida.client.progress import Progress
 from oodida.client.shape import shape
-from oodida.errors import OodidaError
-from oodida.text import inert
-from wire.messages import DeployEnd, Deploying, DeployProgress, ModuleSource, VersionsReply
+from oodida.core.errors import OodidaError
+from oodida.core.text import inert
+from oodida.wire.messages import DeployEnd, Deploying, DeployProgress, ModuleSource, VersionsReply
 
 Connect = Callable[[argparse.Namespace], Any]
 
@@ -84,7 +85,7 @@ async def deploy(args: argparse.Namespace, connect: Connect) -> int:
     except msgspec.ValidationError as exc:
         raise OodidaError(f"{path}: {exc}") from None
     if args.sign:
-        from oodida.signing import load_signing_key
+        from oodida.core.signing import load_signing_key
 
         key = load_signing_key(args.sign)
         module = key.sign(module, args.side)

@@ -20,15 +20,15 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from oodida.signing import Trust
-from oodida.text import inert
-from sandbox.errors import Violation
-from sandbox.supervisor import source_hash
-from server import metrics
-from server.modules import OffBoardRunner, check_module, refusal
-from server.runner import AssignmentRunner
-from server.store import Store
-from wire.messages import (
+from oodida.core.signing import Trust
+from oodida.core.text import inert
+from oodida.sandbox.errors import Violation
+from oodida.sandbox.supervisor import source_hash
+from oodida.server import metrics
+from oodida.server.modules import OffBoardRunner, check_module, refusal
+from oodida.server.runner import AssignmentRunner
+from oodida.server.store import Store
+from oodida.wire.messages import (
     Deploy,
     DeployAnswer,
     DeployEnd,
@@ -132,7 +132,7 @@ class Deployer:
                     break
                 try:
                     answers = [await asyncio.wait_for(watch.answers.get(), remaining)]
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 while not watch.answers.empty():  # what else came meanwhile goes in the same message
                     answers.append(watch.answers.get_nowait())

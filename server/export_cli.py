@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from oodida.client import AsyncClient, Results
 from oodida.client.records import FLEET
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 FORMATS = ("table", "json", "csv", "parquet")
 

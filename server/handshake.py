@@ -13,16 +13,16 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from link import Channel
-from link.tls import certificate_names
-from server import metrics
-from server.config import ServerConfig
-from server.credentials import Credentials
-from server.revocation import Revoker
-from wire import RemoteProtocolError, Role, scram, version_problem
-from wire.messages import ErrorCode, Hello, Message, Proof
+from oodida.link import Channel
+from oodida.link.tls import certificate_names
+from oodida.server import metrics
+from oodida.server.config import ServerConfig
+from oodida.server.credentials import Credentials
+from oodida.server.revocation import Revoker
+from oodida.wire import RemoteProtocolError, Role, scram, version_problem
+from oodida.wire.messages import ErrorCode, Hello, Message, Proof
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ async def _step(channel: Channel, what: str, timeout: float, budget: float) -> M
     why (a broken message) or timed out (the whole handshake has `budget` seconds)."""
     try:
         return await asyncio.wait_for(channel.recv(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.info("%s sent no %s within %s s; closing", channel.peer, what, budget)
         metrics.handshake_refused("timeout")
     except RemoteProtocolError as exc:

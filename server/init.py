@@ -22,12 +22,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from link.credfile import ClientCredentials
-from link.tls import is_loopback
-from oodida.errors import OodidaError
-from server.credentials import Credentials, check_identity
-from server.pki import Issued, issue, make_ca, write_cert, write_private
-from wire.messages import Role
+from oodida.core.errors import OodidaError
+from oodida.link.credfile import ClientCredentials
+from oodida.link.tls import is_loopback
+from oodida.server.credentials import Credentials, check_identity
+from oodida.server.pki import Issued, issue, make_ca, write_cert, write_private
+from oodida.wire.messages import Role
 
 DEFAULT_HOSTS = ["localhost", "127.0.0.1", "::1"]
 DATABASE = "oodida-server.sqlite3"

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from wire.messages import Result
+from oodida.wire.messages import Result
 
 
 class Status(enum.StrEnum):

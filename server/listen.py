@@ -14,7 +14,7 @@ import os
 import socket
 from pathlib import Path
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class ListenError(OodidaError):

@@ -17,13 +17,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from oodida.metrics import (
-    SANDBOX_OUTCOMES, Exporter, loop_lag_histogram, sandbox_calls_counter, sandbox_worker_families,
+from oodida.core.metrics import (
+    SANDBOX_OUTCOMES,
+    Exporter,
+    loop_lag_histogram,
+    sandbox_calls_counter,
+    sandbox_worker_families,
 )
 
 if TYPE_CHECKING:
-    from server.app import Server
-    from oodida.metrics import Metrics
+    from oodida.core.metrics import Metrics
+    from oodida.server.app import Server
 
 REFUSAL_REASONS = (
     "busy",  # over max_connections or max_handshakes

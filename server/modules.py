@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.errors import Problem, Rule
-from oodida.text import inert
-from sandbox.check import check_off_loop, summarise
-from sandbox.host import SandboxHost
-from sandbox.policy import defines
-from wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
+from oodida.core.text import inert
+from oodida.sandbox.check import check_off_loop, summarise
+from oodida.sandbox.errors import Problem, Rule
+from oodida.sandbox.host import SandboxHost
+from oodida.sandbox.policy import defines
+from oodida.wire.messages import AssignmentSpec, ModuleSource, SandboxInfo
+
 
 async def check_module(module: ModuleSource, entry: str) -> list[str]:
     """Every problem of one module that must define `entry`, as lines for the

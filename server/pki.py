@@ -66,7 +66,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_ca(common_name: str = "oodida deployment CA") -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -92,7 +92,7 @@ def issue(ca: Issued, common_name: str, *, hosts: list[str] | None = None, serve
     """A leaf certificate signed by `ca`. `hosts`: DNS names and IP addresses for the
     SAN (a server's); a client's SAN is its common name."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = []
     for host in hosts if hosts is not None else [common_name]:
         try:

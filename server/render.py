@@ -11,9 +11,9 @@ import datetime as dt
 import math
 from typing import Any
 
-from analytics.arrays import to_json_ready
-from oodida.text import inert
-from wire.messages import IterationReport, StatusReply
+from oodida.analytics.arrays import to_json_ready
+from oodida.core.text import inert
+from oodida.wire.messages import IterationReport, StatusReply
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -186,7 +186,7 @@ def _module_value(value: Any) -> str:
 
 
 def _looks_builtin(sample: Any) -> bool:
-    from analytics.registry import method_names
+    from oodida.analytics.registry import method_names
 
     return isinstance(sample, dict) and bool(sample) and set(sample) <= set(method_names())
 

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from analytics import registry
-from analytics.arrays import from_wire, to_wire
-from server.store import IterationRow, Store
-from wire.messages import AssignmentSpec, IterationReport, VehicleReport
+from oodida.analytics import registry
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.server.store import IterationRow, Store
+from oodida.wire.messages import AssignmentSpec, IterationReport, VehicleReport
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from server import metrics
-from server.dbcheck import corruption
-from server.store import Store
-from wire.messages import Result
+from oodida.server import metrics
+from oodida.server.dbcheck import corruption
+from oodida.server.store import Store
+from oodida.wire.messages import Result
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-from server.modules import OffBoardRunner
-from server.runner import AssignmentRunner, Fleet
-from server.store import Store
-from server.versions import AssignmentVersions, expand_map
-from wire.messages import Task
+from oodida.server.modules import OffBoardRunner
+from oodida.server.runner import AssignmentRunner, Fleet
+from oodida.server.store import Store
+from oodida.server.versions import AssignmentVersions, expand_map
+from oodida.wire.messages import Task
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
-from link import Channel, ChannelError
-from server.credentials import Credentials
-from wire.messages import ErrorCode
+from oodida.link import Channel, ChannelError
+from oodida.server.credentials import Credentials
+from oodida.wire.messages import ErrorCode
 
 log = logging.getLogger(__name__)
 

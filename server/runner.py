@@ -22,15 +22,15 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from analytics import registry
-from analytics.arrays import from_wire, to_wire
-from server import metrics
-from server.iteration import Iteration, Status, quorum_count
-from sandbox.supervisor import source_hash
-from server.modules import OffBoardRunner
-from server.store import Store
-from server.versions import AssignmentVersions, compact_map
-from wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
+from oodida.analytics import registry
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.sandbox.supervisor import source_hash
+from oodida.server import metrics
+from oodida.server.iteration import Iteration, Status, quorum_count
+from oodida.server.modules import OffBoardRunner
+from oodida.server.store import Store
+from oodida.server.versions import AssignmentVersions, compact_map
+from oodida.wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class AssignmentRunner:
             remaining = it.deadline_at - time.monotonic()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
         outcome = it.close(time.monotonic(), cancelled=self._cancelled, newest_first=self.versions.newest_first)

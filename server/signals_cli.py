@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from wire.messages import SignalsReply
+from oodida.wire.messages import SignalsReply
 
 
 def add_parser(sub: Any, add_connection: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -35,7 +36,7 @@ def catalogue_json(reply: SignalsReply) -> dict[str, Any]:
             {
                 "vehicle": vs.vehicle,
                 "connected": vs.connected,
-                "reported": dt.datetime.fromtimestamp(vs.reported, dt.timezone.utc).isoformat(),
+                "reported": dt.datetime.fromtimestamp(vs.reported, dt.UTC).isoformat(),
                 "reported_epoch": vs.reported,
                 "signals": len(vs.signals),
             }

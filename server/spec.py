@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from oodida.errors import OodidaError
-from wire.messages import AssignmentSpec
+from oodida.core.errors import OodidaError
+from oodida.wire.messages import AssignmentSpec
 
 
 class SpecError(OodidaError, ValueError):

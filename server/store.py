@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
-from wire.codec import decode_value, encode_value
-from wire.messages import AssignmentSpec, ModuleSource, Result
+from oodida.wire.codec import decode_value, encode_value
+from oodida.wire.messages import AssignmentSpec, ModuleSource, Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (

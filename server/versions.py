@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.store import DeploymentRow
-from wire.messages import LoadModule, ModuleAck, ModuleSource, VersionInfo
+from oodida.server.store import DeploymentRow
+from oodida.wire.messages import LoadModule, ModuleAck, ModuleSource, VersionInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server.config import Listen, ServerConfig
-from server.credentials import Credentials
-from wire.messages import Role
+from oodida.server.config import Listen, ServerConfig
+from oodida.server.credentials import Credentials
+from oodida.wire.messages import Role
 
 VEHICLE_SECRET = "vehicle-secret-for-tests"
 ANALYST_SECRET = "analyst-secret-for-tests"

@@ -1,11 +1,11 @@
 """The protocol, sans-IO: messages, CBOR encoding, framing and the connection state
 machine. No sockets, no asyncio, no numpy: `link` and the services do the I/O."""
 
-from wire import scram
-from wire.connection import CLOSED, NEED_DATA, Connection, Side, State, version_problem
-from wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ValidationError
-from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
-from wire.messages import PROTOCOL_VERSION, ErrorCode, Role
+from oodida.wire import scram
+from oodida.wire.connection import CLOSED, NEED_DATA, Connection, Side, State, version_problem
+from oodida.wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ValidationError
+from oodida.wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from oodida.wire.messages import PROTOCOL_VERSION, ErrorCode, Role
 
 __all__ = [
     "CLOSED",

@@ -15,10 +15,10 @@ from typing import Any
 import cbor2
 import msgspec
 
-from wire.errors import RemoteProtocolError, ValidationError
-from wire.messages import MESSAGE_TYPES, AnyMessage, Message
-from wire.scan import items_over
-from wire.values import DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG, TAG_DTYPES, NDArray
+from oodida.wire.errors import RemoteProtocolError, ValidationError
+from oodida.wire.messages import MESSAGE_TYPES, AnyMessage, Message
+from oodida.wire.scan import items_over
+from oodida.wire.values import DTYPE_TAGS, MAX_NDIM, MULTI_DIM_TAG, TAG_DTYPES, NDArray
 
 
 def to_plain(obj: Any) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from wire.codec import decode_payload, encode_payload
-from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.framing import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode_frame
-from wire.messages import (
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.framing import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode_frame
+from oodida.wire.messages import (
     PROTOCOL_VERSION,
     Cancel,
     Cancelled,
@@ -24,15 +24,13 @@ from wire.messages import (
     DeployEnd,
     Deploying,
     DeployProgress,
-    LoadModule,
-    ModuleAck,
-    VersionsReply,
-    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
     IterationReport,
+    LoadModule,
     Message,
+    ModuleAck,
     Proof,
     Result,
     ResultAck,
@@ -48,6 +46,8 @@ from wire.messages import (
     Submitted,
     Task,
     VehicleStatus,
+    VersionsReply,
+    VersionsRequest,
     Welcome,
 )
 

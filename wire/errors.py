@@ -7,7 +7,7 @@ are wrong; the connection may survive it, and the peer gets the reason back.
 
 from __future__ import annotations
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class ProtocolError(OodidaError):

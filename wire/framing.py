@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024

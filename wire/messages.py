@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 from msgspec import Meta
 
-from wire.values import check_value
+from oodida.wire.values import check_value
 
 PROTOCOL_VERSION = 1
 
@@ -34,7 +34,7 @@ CodeHash = Annotated[str, Meta(max_length=128)]
 SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 HashPrefix = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}\Z")]
 Timestamp = Annotated[float, Meta(ge=-1e12, le=1e12)]
-KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # an analyst's signing key (oodida.signing.key_id)
+KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # an analyst's signing key (oodida.core.signing.key_id)
 Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]  # ed25519
 # Every integer a peer sends has an upper bound: an unbounded one let a hello carry a
 # 5,000-digit version, which the server could not even format for its refusal (Python
@@ -149,7 +149,7 @@ class ModuleSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")]
     source: Annotated[str, Meta(max_length=MAX_MODULE_BYTES)]
     # the analyst's ed25519 signature over its content hash and side, and the key's id
-    # (oodida.signing); it travels with the module wherever it goes (submit, deploy,
+    # (oodida.core.signing); it travels with the module wherever it goes (submit, deploy,
     # LoadModule), so agents that require signatures can check it themselves
     signature: Signature | None = None
     signer: KeyId | None = None

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from wire.errors import ValidationError
+from oodida.wire.errors import ValidationError
 
 # dtype string (numpy's notation, little endian) -> (RFC 8746 tag, item size in bytes)
 DTYPE_TAGS: dict[str, tuple[int, int]] = {

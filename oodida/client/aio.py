@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any
 
 import msgspec
 
-from oodida.args import parse_window
 from oodida.client.config import ConfigurationError, find_credentials, parse_address
 from oodida.client.progress import Progress
 from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.client.results import MissingExtra, Results, frame
 from oodida.client.shape import shape
-from oodida.errors import OodidaError
-from wire.messages import (
+from oodida.core.args import parse_window
+from oodida.core.errors import OodidaError
+from oodida.wire.messages import (
     AssignmentInfo,
     AssignmentSpec,
     DeployEnd,
@@ -229,7 +230,7 @@ class AsyncClient:
         role: Any = None,
     ) -> AsyncClient:
         """Connect with explicit credentials instead of a file (tests, tools)."""
-        from wire import Role
+        from oodida.wire import Role
 
         protocol = await AnalystClient.connect(
             host, port, secret, identity=identity, role=role or Role.ANALYST, ssl_context=ssl_context, timeout=timeout,
@@ -324,7 +325,7 @@ class AsyncClient:
                 raise SpecError("submit needs signals=[...] (or spec=)")
             spec = build_spec(signals, window, iterations, on_board, off_board, params, **options)
         if sign is not None:
-            from oodida.signing import load_signing_key, sign_spec
+            from oodida.core.signing import load_signing_key, sign_spec
 
             spec = sign_spec(load_signing_key(str(sign)), spec)
         submitted = await self.protocol.submit(spec)
@@ -427,7 +428,7 @@ class AsyncClient:
         source = _module(module)
         assert source is not None
         if sign is not None:
-            from oodida.signing import load_signing_key
+            from oodida.core.signing import load_signing_key
 
             source = load_signing_key(str(sign)).sign(source, side)
         return await self._deploy(assignment, side, on_event, module=source, vehicles=vehicles, quorum=quorum,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class ConfigurationError(OodidaError):

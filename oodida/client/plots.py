@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from oodida.client.records import FLEET
 from oodida.client.results import need
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from wire.messages import AssignmentInfo, IterationReport
+from oodida.wire.messages import AssignmentInfo, IterationReport
 
 
 def in_notebook() -> bool:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncGenerator, AsyncIterator
+from typing import Any
 
-from link import Channel, ChannelError, connect
-from link.credfile import load_client_credentials
-from oodida.errors import OodidaError
-from wire import LocalProtocolError, RemoteProtocolError, Role
-from wire.messages import (
+from oodida.core.errors import OodidaError
+from oodida.link import Channel, ChannelError, connect
+from oodida.link.credfile import load_client_credentials
+from oodida.wire import LocalProtocolError, RemoteProtocolError, Role
+from oodida.wire.messages import (
     AssignmentSpec,
     Cancel,
     Cancelled,
@@ -35,12 +36,12 @@ from wire.messages import (
     Message,
     ResultsEnd,
     ResultsRequest,
+    SignalsReply,
+    SignalsRequest,
     StatusReply,
     StatusRequest,
     Submit,
     Submitted,
-    SignalsReply,
-    SignalsRequest,
     VersionsReply,
     VersionsRequest,
 )

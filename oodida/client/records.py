@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from oodida.client.values import BUILTIN_METHODS, plain
-from wire.messages import IterationReport
+from oodida.wire.messages import IterationReport
 
 # the tidy columns, in order; every row has every one (None where it does not apply)
 COLUMNS: tuple[str, ...] = (

@@ -12,12 +12,13 @@ import csv
 import io
 import json
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from oodida.client.records import COLUMNS, FLEET, tidy
 from oodida.client.shape import shape
-from oodida.errors import OodidaError
-from wire.messages import IterationReport
+from oodida.core.errors import OodidaError
+from oodida.wire.messages import IterationReport
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -41,7 +42,7 @@ def need(module: str, what: str) -> Any:
         raise MissingExtra(f"{what} needs {module.split('.')[0]}: {EXTRA}") from None
 
 
-def frame(records: list[dict[str, Any]], columns: Iterable[str] | None = None) -> "pandas.DataFrame":
+def frame(records: list[dict[str, Any]], columns: Iterable[str] | None = None) -> pandas.DataFrame:
     pd = need("pandas", "a DataFrame")
     return pd.DataFrame.from_records(records, columns=list(columns) if columns is not None else None)
 
@@ -107,7 +108,7 @@ class Results:
         """The fleet's rows only, as records (no pandas needed)."""
         return [dict(r) for r in self._selected(True)]
 
-    def to_pandas(self, *, fleet_only: bool = False) -> "pandas.DataFrame":
+    def to_pandas(self, *, fleet_only: bool = False) -> pandas.DataFrame:
         """The tidy rows as a DataFrame, one column per `COLUMNS` entry."""
         pd = need("pandas", "a DataFrame")
         rows = self._selected(fleet_only)
@@ -120,7 +121,7 @@ class Results:
             df[column] = df[column].astype(bool)
         return df
 
-    def fleet(self) -> "pandas.DataFrame | list[dict[str, Any]]":
+    def fleet(self) -> pandas.DataFrame | list[dict[str, Any]]:
         """The fleet rows only: a DataFrame with pandas installed, else records."""
         try:
             return self.to_pandas(fleet_only=True)
@@ -158,7 +159,7 @@ class Results:
 
     # --- figures ---------------------------------------------------------------------
 
-    def plot(self, signal: str | None = None, method: str | None = None, **options: Any) -> "Figure":
+    def plot(self, signal: str | None = None, method: str | None = None, **options: Any) -> Figure:
         """A matplotlib figure: per (signal, method), the fleet value over iterations with
         the vehicles' spread, histograms as bars, quantiles as bands, k-means centroids
         and how they moved. See `oodida.client.plots.plot_results`."""

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from oodida.client.values import plain
-from wire.messages import Message
+from oodida.wire.messages import Message
 
 # fields that hold an epoch time, wherever they appear
 TIME_FIELDS = frozenset({
@@ -29,7 +29,7 @@ def iso(t: float | None) -> str | None:
     if t is None or not isinstance(t, (int, float)) or not math.isfinite(t):
         return None
     try:
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
     except (OverflowError, OSError, ValueError):
         return None
 

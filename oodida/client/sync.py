@@ -13,12 +13,13 @@ import asyncio
 import atexit
 import os
 import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, AsyncIterator, Coroutine, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from oodida.client.aio import AsyncAssignment, AsyncClient, DeployOutcome
 from oodida.client.results import Results
-from wire.messages import AssignmentInfo, StatusReply
+from oodida.wire.messages import AssignmentInfo, StatusReply
 
 T = TypeVar("T")
 

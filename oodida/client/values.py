@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from wire.values import NDArray
+from oodida.wire.values import NDArray
 
 # the built-in methods' names (analytics.registry.method_names(); a test keeps them equal)
 BUILTIN_METHODS = frozenset({"count", "histogram", "kmeans", "last", "max", "mean", "min", "quantiles", "std", "variance"})

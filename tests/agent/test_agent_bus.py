@@ -11,13 +11,13 @@ import uuid
 import can
 import numpy as np
 
-from agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
-from agent.main import run_agent
-from server.app import Server
-from server.client import AnalystClient
-from tests.credentials import ANALYST_SECRET, plain_config, secret_file
+from oodida.agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
+from oodida.agent.main import run_agent
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, LOG, run
-from wire.messages import AssignmentSpec, WindowSpec
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 
 
 def play(channel: str, stop: threading.Event) -> None:

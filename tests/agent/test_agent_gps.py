@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent.config import load_agent_config
-from agent.main import run_agent
-from server.app import Server
-from server.client import AnalystClient
-from tests.credentials import ANALYST_SECRET, plain_config, secret_file
+from oodida.agent.config import load_agent_config
+from oodida.agent.main import run_agent
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DATA, run
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.hw.pty_receiver import PtyReceiver
 from tests.hw.test_nmea import RECORDING
-from wire.messages import AssignmentSpec, WindowSpec
 
 
 def agent_toml(tmp_path: Path, port: int) -> Path:

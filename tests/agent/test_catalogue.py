@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 
-from agent.catalogue import CatalogueReporter, build_catalogue, changed
-from agent.store import SignalStore
-from hw.dbc import SignalDecoder
+from oodida.agent.catalogue import CatalogueReporter, build_catalogue, changed
+from oodida.agent.store import SignalStore
+from oodida.hw.dbc import SignalDecoder
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.messages import SignalCatalogue
 from tests.conftest import DBC
-from wire.codec import decode_payload, encode_payload
-from wire.messages import SignalCatalogue
 
 
 class _Decoder:

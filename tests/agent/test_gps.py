@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import ConfigError, load_agent_config
-from agent.gps import GpsPump
-from agent.main import build_agent
-from agent.store import SignalStore
-from hw.nmea import NmeaDecoder
-from hw.serial_port import SerialPort
+from oodida.agent.config import ConfigError, load_agent_config
+from oodida.agent.gps import GpsPump
+from oodida.agent.main import build_agent
+from oodida.agent.store import SignalStore
+from oodida.hw.nmea import NmeaDecoder
+from oodida.hw.serial_port import SerialPort
+from oodida.wire.messages import WindowSpec
 from tests.conftest import DATA
 from tests.credentials import secret_file
 from tests.hw.nmea_text import line
 from tests.hw.pty_receiver import PtyReceiver, wait_for
 from tests.hw.test_nmea import GGA, RECORDING, RMC, reference
-from wire.messages import WindowSpec
 
 LAST = WindowSpec(amount=100_000, unit="samples", kind="latest")
 
@@ -97,7 +97,7 @@ def test_noise_bad_checksums_and_cut_lines_do_not_stop_the_stream(tmp_path: Path
 def test_an_unplugged_receiver_leaves_a_reported_gap_and_the_port_is_reopened(
     tmp_path: Path, pump: GpsPump, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="agent.gps")
+    caplog.set_level(logging.WARNING, logger="oodida.agent.gps")
     lines = [line(RMC)]
     first = PtyReceiver(tmp_path / "gps0", lines, interval=0.01)
     pump.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.main import _alive
+from oodida.agent.main import _alive
 from tests.conftest import run
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import ConfigError, load_agent_config
-from agent.outbox import Outbox
-from analytics.arrays import to_wire
-from oodida.fleet import data_dir, free_port
-from wire.codec import decode_payload, encode_payload
-from wire.messages import Result
+from oodida.agent.config import ConfigError, load_agent_config
+from oodida.agent.outbox import Outbox
+from oodida.analytics.arrays import to_wire
+from oodida.testing import data_dir, free_port
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.messages import Result
 
 
 def result(assignment: int, iteration: int, value: object = None, **extra: object) -> Result:
@@ -87,7 +87,7 @@ def test_a_second_result_for_a_key_keeps_the_first(tmp_path, caplog):
 def test_past_max_results_the_oldest_is_dropped_said_and_counted(tmp_path, caplog):
     path = tmp_path / "o.sqlite3"
     outbox = Outbox(path, max_results=3)
-    with caplog.at_level(logging.ERROR, logger="agent.outbox"):
+    with caplog.at_level(logging.ERROR, logger="oodida.agent.outbox"):
         for i in range(1, 6):
             outbox.put(result(8, i))
     assert keys(outbox) == [(8, 3), (8, 4), (8, 5)]
@@ -252,7 +252,7 @@ def test_an_unreadable_file_at_start_is_moved_aside():
         path = state / "o.sqlite3"
         Outbox(path).close()
         path.chmod(0)  # and owned by root: nobody but root reads it
-        snippet = f"from agent.outbox import Outbox\nOutbox({str(path)!r}).close()\n"
+        snippet = f"from oodida.agent.outbox import Outbox\nOutbox({str(path)!r}).close()\n"
         proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, check=False, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -345,8 +345,8 @@ def test_a_sigkill_right_after_put_loses_nothing(tmp_path):
     path = tmp_path / "o.sqlite3"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from agent.outbox import Outbox
-        from wire.messages import Result
+        from oodida.agent.outbox import Outbox
+        from oodida.wire.messages import Result
         box = Outbox({str(path)!r})
         for i in range(1, 6):
             box.put(Result(assignment=1, iteration=i, vehicle="car-1", ok=True, code_hash="builtin:0.1", value=i))

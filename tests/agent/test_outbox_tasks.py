@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.modules import ModuleRunner
-from agent.outbox import Outbox
-from agent.store import SignalStore
-from agent.tasks import SignalResolver, TaskRunner
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.outbox import Outbox
+from oodida.agent.store import SignalStore
+from oodida.agent.tasks import SignalResolver, TaskRunner
+from oodida.wire.codec import encode_payload
+from oodida.wire.messages import Result, Task, WindowSpec
 from tests.conftest import run
-from wire.codec import encode_payload
-from wire.messages import Result, Task, WindowSpec
 
 
 def feed(store: SignalStore, start: int, stop: int) -> None:
@@ -56,7 +56,7 @@ class Agent:
 
 def test_a_task_asked_again_gets_the_stored_result_not_a_new_computation(tmp_path, caplog):
     path = tmp_path / "outbox.sqlite3"
-    caplog.set_level(logging.INFO, logger="agent.tasks")
+    caplog.set_level(logging.INFO, logger="oodida.agent.tasks")
 
     async def main() -> None:
         store = SignalStore()

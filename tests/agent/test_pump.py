@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 
-from agent.pump import Pump
-from agent.store import SignalStore
-from hw.dbc import SignalDecoder
-from hw.frames import FrameBatch
-from hw.source import FrameSource
-from hw.sources import LogReplay
+from oodida.agent.pump import Pump
+from oodida.agent.store import SignalStore
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import FrameBatch
+from oodida.hw.source import FrameSource
+from oodida.hw.sources import LogReplay
 from tests.hw.paths import DBC, LOG
 
 

@@ -11,12 +11,12 @@ import logging
 import msgspec
 import pytest
 
-from agent.modules import ModuleRunner
-from agent.versions import ModuleVersions
-from oodida.signing import Trust, generate_key, load_signing_key
-from sandbox.supervisor import source_hash
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.versions import ModuleVersions
+from oodida.core.signing import Trust, generate_key, load_signing_key
+from oodida.sandbox.supervisor import source_hash
+from oodida.wire.messages import LoadModule, ModuleSource
 from tests.conftest import run
-from wire.messages import LoadModule, ModuleSource
 
 
 def module(version: int) -> ModuleSource:
@@ -61,7 +61,7 @@ def test_a_vehicle_that_requires_signatures_runs_only_what_a_trusted_key_signed(
                 "does not verify": alice.sign(v2, "off_board"),  # signed for the server, not for vehicles
                 "does not verify ": msgspec.structs.replace(mallory.sign(v2, "on_board"), signer=alice.key_id),
             }
-            caplog.set_level(logging.WARNING, logger="agent.versions")
+            caplog.set_level(logging.WARNING, logger="oodida.agent.versions")
             caplog.clear()
             for expect, m in refusals.items():
                 ack = await versions.load(load(1, m))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_agent_config
-from oodida.signing import generate_key
+from oodida.agent.config import ConfigError, load_agent_config
+from oodida.core.signing import generate_key
 from tests.conftest import DBC, LOG
 
 BASE = f"""vehicle = "car-1"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import AgentConfig, LogSource, OutboxSettings, ServerLink
-from agent.main import build_agent
-from server.render import render_status
+from oodida.agent.config import AgentConfig, LogSource, OutboxSettings, ServerLink
+from oodida.agent.main import build_agent
+from oodida.server.render import render_status
+from oodida.wire.messages import StatusReply, VehicleInfo
 from tests.conftest import DBC, LOG
 from tests.credentials import secret_file
-from wire.messages import StatusReply, VehicleInfo
 
 
 def test_status_counts_unreadable_lines_and_shows_them(tmp_path: Path) -> None:

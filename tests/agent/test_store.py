@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from agent.store import RingBuffer, SignalStore, WindowError
+from oodida.agent.store import RingBuffer, SignalStore, WindowError
+from oodida.wire.messages import WindowSpec
 from tests.conftest import run
-from wire.messages import WindowSpec
 
 SPEED = "SPEED.SPEED"
 

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.store import RingBuffer, SignalStore
-from wire.messages import WindowSpec
+from oodida.agent.store import RingBuffer, SignalStore
+from oodida.wire.messages import WindowSpec
 
 SPEED = "SPEED.SPEED"
 STEER = "STEER_ANGLE_SENSOR.STEER_ANGLE"

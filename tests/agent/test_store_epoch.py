@@ -11,9 +11,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from agent.store import SignalStore
+from oodida.agent.store import SignalStore
+from oodida.wire.messages import WindowSpec
 from tests.conftest import run
-from wire.messages import WindowSpec
 
 T0 = 1533201287.0  # the RAV4 log's first timestamp
 STEP = 0.125  # exact in binary, so T0 + k * STEP is exact at this magnitude too

@@ -8,7 +8,7 @@ from pathlib import Path
 import can
 import cantools
 
-from agent.trial import main
+from oodida.agent.trial import main
 from tests.hw.paths import DBC, LOG
 
 MODULE = "def on_board(window, params, state):\n    return len(window['SPEED'].v)\n"

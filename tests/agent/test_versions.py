@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.modules import ModuleRunner
-from agent.versions import ModuleVersions
-from sandbox.supervisor import source_hash
+from oodida.agent.modules import ModuleRunner
+from oodida.agent.versions import ModuleVersions
+from oodida.sandbox.supervisor import source_hash
+from oodida.wire.messages import LoadModule, ModuleSource
 from tests.conftest import run
-from wire.messages import LoadModule, ModuleSource
 
 
 def module(version: int, extra: str = "") -> ModuleSource:

@@ -10,7 +10,7 @@ import cantools
 import numpy as np
 import pytest
 
-from analytics import Series
+from oodida.analytics import Series
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 LOG = DATA / "rav4-2017-comma2k19.log"

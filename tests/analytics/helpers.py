@@ -7,8 +7,8 @@ from typing import Any
 
 import cbor2
 
-from analytics import Series, from_wire, run_off_board, run_on_board, to_wire
-from wire.values import NDArray
+from oodida.analytics import Series, from_wire, run_off_board, run_on_board, to_wire
+from oodida.wire.values import NDArray
 
 _NDARRAY_TAG = 55799_0  # private tag for this test's stand-in of the wire codec
 

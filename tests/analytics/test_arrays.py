@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics import from_wire, to_wire
-from wire.values import NDArray, check_value
+from oodida.analytics import from_wire, to_wire
+from oodida.wire.values import NDArray, check_value
 
 ARRAYS = [
     np.arange(6, dtype=np.float64).reshape(2, 3),

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from analytics import MethodError, Series, get_method, run_off_board, run_on_board, summarize
-from analytics.kmeans import farthest_first, kmeans_plus_plus, nearest, points
+from oodida.analytics import MethodError, Series, get_method, run_off_board, run_on_board, summarize
+from oodida.analytics.kmeans import farthest_first, kmeans_plus_plus, nearest, points
 
 from .helpers import cbor_roundtrip, fleet_run
 

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics import Series
-from analytics.quantiles import q_key
+from oodida.analytics import Series
+from oodida.analytics.quantiles import q_key
 
 from .helpers import fleet_run
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from analytics import Series, get_method, run_off_board, run_on_board, summarize
-from analytics.quantiles import q_key
+from oodida.analytics import Series, get_method, run_off_board, run_on_board, summarize
+from oodida.analytics.quantiles import q_key
 
 from .conftest import SIGNALS
 from .helpers import cbor_roundtrip, fleet_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics import (
+from oodida.analytics import (
     Method,
     MethodError,
     Series,
@@ -16,7 +16,7 @@ from analytics import (
     run_on_board,
     summarize,
 )
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 SIGNALS = ["SPEED", "STEER_ANGLE"]
 BUILT_IN = ["count", "histogram", "kmeans", "last", "max", "mean", "min", "quantiles", "std", "variance"]

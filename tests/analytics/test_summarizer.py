@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics import registry
-from analytics.arrays import from_wire, to_wire
-from analytics.base import MethodError
-from analytics.series import Series
-from wire.codec import decode_value, encode_value
+from oodida.analytics import registry
+from oodida.analytics.arrays import from_wire, to_wire
+from oodida.analytics.base import MethodError
+from oodida.analytics.series import Series
+from oodida.wire.codec import decode_value, encode_value
 
 METHODS = ["count", "min", "max", "mean", "variance", "std", "quantiles", "histogram", "last"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
 from tests.integration.conftest import start_connected
 
 REPO = Path(__file__).resolve().parents[2]

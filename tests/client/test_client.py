@@ -19,7 +19,8 @@ import pytest
 import oodida
 from oodida.client import AsyncClient, RequestFailed, Results
 from oodida.client.records import COLUMNS, same
-from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of, oodida as run_oodida
+from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
+from tests.client.conftest import oodida as run_oodida
 from tests.conftest import DBC, run
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ import pytest
 
 import oodida
 from oodida.client import Results
-from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of, oodida as run_oodida
+from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
+from tests.client.conftest import oodida as run_oodida
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from analytics.registry import method_names
+from oodida.analytics.registry import method_names
 from oodida.client.config import ConfigurationError, find_credentials, parse_address
 from oodida.client.records import COLUMNS, flatten, report_rows, unit_of
 from oodida.client.shape import error_shape, iso, shape
 from oodida.client.values import BUILTIN_METHODS
-from server.store import Store
-from wire.messages import AssignmentSpec, IterationReport, Result, VehicleReport, WindowSpec
+from oodida.server.store import Store
+from oodida.wire.messages import AssignmentSpec, IterationReport, Result, VehicleReport, WindowSpec
 
 
 def test_the_client_knows_every_built_in_method() -> None:
@@ -149,7 +149,7 @@ def test_a_database_from_before_units_still_reads(tmp_path) -> None:
 def test_a_unit_longer_than_the_wire_allows_is_refused() -> None:
     import msgspec
 
-    from wire.messages import Result as R
+    from oodida.wire.messages import Result as R
 
     with pytest.raises(msgspec.ValidationError, match="units"):
         msgspec.convert({"assignment": 1, "iteration": 1, "vehicle": "v", "ok": True, "code_hash": "h",

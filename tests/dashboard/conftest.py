@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from oodida.fleet import LocalFleet, stop_processes
 from oodida.demo import SIGNALS
+from oodida.testing import LocalFleet, stop_processes
 from tests.integration.conftest import start_connected
 
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"

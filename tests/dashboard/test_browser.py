@@ -9,16 +9,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import pytest
 
 from oodida.demo import EXAMPLES, KMEANS, STATS, speeding
-from oodida.fleet import LocalFleet, stop_processes
+from oodida.testing import LocalFleet, stop_processes
+from oodida.wire.messages import ModuleSource, WindowSpec
 from tests.dashboard.conftest import VEHICLES, Dashboard, secret_of, start_dashboard
-from wire.messages import ModuleSource, WindowSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(240)]
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from dashboard import charts, views
+from oodida.dashboard import charts, views
 
 
 def status(vehicles: list[dict], assignments: list[dict] | None = None) -> dict:
@@ -133,7 +133,7 @@ def test_bad_usage_is_refused_with_the_reason_and_no_traceback() -> None:
 
 
 def test_quorum_deadline_and_units_show_where_the_server_gives_them() -> None:
-    from dashboard.app import Dashboard, DashboardConfig
+    from oodida.dashboard.app import Dashboard, DashboardConfig
 
     d = Dashboard(DashboardConfig("127.0.0.1", 7400, None, False))
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from link import Channel, connect
-from oodida.fleet import LocalFleet
-from wire.messages import Role
+from oodida.link import Channel, connect
+from oodida.testing import LocalFleet
+from oodida.wire.messages import Role
 
 LIMITS_FOR_TESTS = {
     # short enough that a test sees them act, long enough for a loaded machine
@@ -35,7 +35,7 @@ _granted: dict[tuple[str, str], Role] = {}  # (server database, identity) -> rol
 def grant(fleet: LocalFleet, role: Role, identity: str) -> None:
     """A credential for `identity` in the server's database, made on first use (the
     server reads credentials at each handshake, so no restart is needed)."""
-    from server.credentials import (
+    from oodida.server.credentials import (
         Credentials,  # the test harness, not the protocol, provisions
     )
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import cbor2
 
-from wire.codec import _encode_default, to_plain
-from wire.messages import MESSAGE_TYPES
-from wire.values import NDArray
+from oodida.wire.codec import _encode_default, to_plain
+from oodida.wire.messages import MESSAGE_TYPES
+from oodida.wire.values import NDArray
 
 Tag = cbor2.CBORTag
 

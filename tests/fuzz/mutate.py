@@ -15,9 +15,9 @@ from typing import Any
 
 import cbor2
 
+from oodida.wire.framing import encode_frame
+from oodida.wire.messages import MESSAGE_TYPES
 from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, paths, replace
-from wire.framing import encode_frame
-from wire.messages import MESSAGE_TYPES
 
 HEADER = struct.Struct(">I")
 

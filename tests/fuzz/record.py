@@ -28,9 +28,9 @@ from typing import Any
 
 import cbor2
 
-from oodida.fleet import LocalFleet
-from wire.framing import FrameDecoder
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
+from oodida.testing import LocalFleet
+from oodida.wire.framing import FrameDecoder
+from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 CORPUS = Path(__file__).with_name("corpus") / "sessions.cbor"
 
@@ -88,7 +88,7 @@ def role_of(session: dict[str, Any]) -> str | None:
 
 
 async def analyst_work(fleet: LocalFleet) -> None:
-    from server.client import RequestFailed
+    from oodida.server.client import RequestFailed
 
     client = await fleet.client()
     other = await fleet.client()  # a results stream holds its client until it ends

@@ -14,13 +14,13 @@ import random
 import time
 from typing import Any
 
-from link import ChannelError
-from oodida.fleet import LocalFleet
+from oodida.link import ChannelError
+from oodida.testing import LocalFleet
+from oodida.wire.messages import Role
 from tests.fuzz.harness import Watch, authenticate
 from tests.fuzz.mutate import mutate
 from tests.fuzz.record import load
 from tests.fuzz.report import Tally
-from wire.messages import Role
 
 CONCURRENCY = 16
 

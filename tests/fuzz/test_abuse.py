@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from link import HandshakeRefused
+from oodida.link import HandshakeRefused
+from oodida.wire.codec import encode_payload
+from oodida.wire.connection import NEED_DATA, Connection, Side
+from oodida.wire.framing import HEADER, encode_frame
+from oodida.wire.messages import AssignmentSpec, ErrorCode, Role, StatusRequest, WindowSpec
 from tests.conftest import run
 from tests.fuzz.harness import Watch, authenticate, rss_kib, start_server
 from tests.fuzz.report import Tally
-from wire.codec import encode_payload
-from wire.connection import NEED_DATA, Connection, Side
-from wire.framing import HEADER, encode_frame
-from wire.messages import AssignmentSpec, ErrorCode, Role, StatusRequest, WindowSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -388,7 +388,7 @@ def test_requests_over_the_in_flight_limit_are_refused_by_id(fleet: Any, tally: 
     """An analyst follows one running assignment 70 times over (each stream stays in
     flight until it ends): the first 64 (`max_requests`) are served, the other 6 get
     an Error that names the limit and carries their id."""
-    from wire.messages import Error, IterationReport, ResultsRequest
+    from oodida.wire.messages import Error, IterationReport, ResultsRequest
 
     async def main() -> None:
         async with Honest(fleet) as honest:
@@ -421,7 +421,7 @@ def test_requests_over_the_in_flight_limit_are_refused_by_id(fleet: Any, tally: 
 def test_a_peer_cannot_forge_lines_in_the_server_log(fleet: Any, tally: Tally) -> None:
     """A peer's text (an error's reason) is logged quoted: its newlines do not start
     lines of their own, so it cannot fake a traceback or another peer's line."""
-    from wire.messages import Error
+    from oodida.wire.messages import Error
 
     forged = "Traceback (most recent call last): forged by liar-1"
 

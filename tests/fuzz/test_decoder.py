@@ -13,12 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.conftest import scale
-from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, near_valid, paths, replace
-from tests.fuzz.report import Tally
-from tests.wire.examples import EXAMPLES, FOLLOW_UP, Receiver, endpoints, frame
-from wire.codec import MAX_ITEMS, decode_payload, encode_payload, to_plain
-from wire.connection import (
+from oodida.wire.codec import MAX_ITEMS, decode_payload, encode_payload, to_plain
+from oodida.wire.connection import (
     CLOSED,
     HANDSHAKE_MAX_FRAME,
     NEED_DATA,
@@ -26,9 +22,13 @@ from wire.connection import (
     Side,
     State,
 )
-from wire.errors import RemoteProtocolError
-from wire.framing import DEFAULT_MAX_FRAME, HEADER, encode_frame
-from wire.messages import Result
+from oodida.wire.errors import RemoteProtocolError
+from oodida.wire.framing import DEFAULT_MAX_FRAME, HEADER, encode_frame
+from oodida.wire.messages import Result
+from tests.fuzz.conftest import scale
+from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, near_valid, paths, replace
+from tests.fuzz.report import Tally
+from tests.wire.examples import EXAMPLES, FOLLOW_UP, Receiver, endpoints, frame
 
 fuzz = settings(
     max_examples=int(300 * scale()),

@@ -13,8 +13,8 @@ from cantools.database.can import Database
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.dbc import SignalDecoder
-from hw.frames import FrameBatch
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import FrameBatch
 from tests.hw.test_dbc import SYNTHETIC_DBC
 
 Decoded = dict[str, tuple[np.ndarray, np.ndarray]]

@@ -12,8 +12,8 @@ import can
 import numpy as np
 import pytest
 
-from hw.frames import COLUMNS_FROM, FrameBatch, FrameRows, batch_of_messages
-from hw.sources import BusSource, LogReplay
+from oodida.hw.frames import COLUMNS_FROM, FrameBatch, FrameRows, batch_of_messages
+from oodida.hw.sources import BusSource, LogReplay
 
 FIRST = 1533201287.0
 

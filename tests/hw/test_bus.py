@@ -12,9 +12,9 @@ from pathlib import Path
 import can
 import pytest
 
-from hw.dbc import SignalDecoder
-from hw.errors import SourceError
-from hw.sources import BusSource
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.errors import SourceError
+from oodida.hw.sources import BusSource
 
 
 @pytest.fixture

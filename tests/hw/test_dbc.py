@@ -13,9 +13,9 @@ from cantools.database.can import Database, Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.dbc import SignalDecoder
-from hw.errors import DbcError, HwError, UnknownSignalError
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.errors import DbcError, HwError, UnknownSignalError
 from tests.hw.paths import DBC
 
 SPEED_ID = 0xB4
@@ -129,7 +129,7 @@ def test_overlapping_signals_are_decoded_as_declared(
     payload = bytes([0, 0, 0, 0, 0, 0, 0b1010_1100, 0])
     with pytest.raises(cantools.database.DecodeError):
         message.decode(payload, decode_choices=False)
-    with caplog.at_level(logging.INFO, logger="hw.dbc"):  # a fact of the DBC, said once at start
+    with caplog.at_level(logging.INFO, logger="oodida.hw.dbc"):  # a fact of the DBC, said once at start
         decoder = SignalDecoder(dbc_path, ["PCS_HUD.PCS_SENSITIVITY", "PCS_HUD.FRD_ADJ"])
     assert "FRD_ADJ and PCS_SENSITIVITY" in caplog.text
     # Motorola 55|8 is all of byte 6; 53|3 is its bits 5..3.

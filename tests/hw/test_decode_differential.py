@@ -15,13 +15,12 @@ import struct
 from collections import defaultdict
 
 import cantools
-import numpy as np
 import pytest
 from cantools.database.can import Database, Message, Signal
 from cantools.database.conversion import BaseConversion
 
-from hw.dbc import SignalDecoder
-from hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import ERROR_FLAG, REMOTE_FLAG, FrameBatch
 from tests.hw.dbc_styles import STYLES, make_dbc
 
 SEEDS = range(36)

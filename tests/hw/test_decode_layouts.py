@@ -7,8 +7,8 @@ import cantools
 import pytest
 from cantools.database.can import Database
 
-from hw.dbc import SignalDecoder
-from hw.frames import FrameBatch
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.frames import FrameBatch
 
 DBC = """VERSION ""
 

@@ -20,13 +20,13 @@ import can
 import numpy as np
 import pytest
 
-from agent.pump import Pump
-from agent.store import SignalStore, Window
-from hw.dbc import SignalDecoder
-from hw.sources import LogReplay
+from oodida.agent.pump import Pump
+from oodida.agent.store import SignalStore, Window
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.sources import LogReplay
+from oodida.wire.messages import WindowSpec
 from tests.conftest import run
 from tests.hw.paths import DBC, LOG
-from wire.messages import WindowSpec
 
 SECONDS = 6.0
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE", "WHEEL_SPEEDS.WHEEL_SPEED_FL", "GAS_PEDAL.GAS_PEDAL"]

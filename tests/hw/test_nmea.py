@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.nmea import KNOTS_TO_KMH, MAX_LINE, NmeaDecoder, signal_names
+from oodida.hw.nmea import KNOTS_TO_KMH, MAX_LINE, NmeaDecoder, signal_names
 from tests.hw.nmea_text import checksum, line, sentence
 
 RECORDING = Path(__file__).with_name("data") / "gothenburg.nmea"
@@ -34,7 +34,7 @@ def reference(text: str) -> list[tuple[str, float]]:
                 out += [("GPS.LATITUDE", lat), ("GPS.LONGITUDE", lon), ("GPS.SATELLITES", float(fields[7])),
                         ("GPS.HDOP", float(fields[8])), ("GPS.ALTITUDE", float(fields[9]))]
         elif fields[0] == "$GPRMC" and fields[2] == "A":
-            when = dt.datetime.strptime(fields[9] + fields[1], "%d%m%y%H%M%S.%f").replace(tzinfo=dt.timezone.utc)
+            when = dt.datetime.strptime(fields[9] + fields[1], "%d%m%y%H%M%S.%f").replace(tzinfo=dt.UTC)
             out += [("GPS.SPEED", float(fields[7]) * 1.852), ("GPS.COURSE", float(fields[8])),
                     ("GPS.UTC", when.timestamp())]
     return out
@@ -64,7 +64,7 @@ def test_one_rmc_gives_km_per_hour_course_and_the_receivers_utc() -> None:
     values = dict(flat(NmeaDecoder().feed(line(RMC))))
     assert values["GPS.SPEED"] == pytest.approx(2.7 * 1.852) == pytest.approx(5.0004)
     assert values["GPS.COURSE"] == 314.67
-    assert values["GPS.UTC"] == dt.datetime(2026, 6, 12, 7, 30, 4, tzinfo=dt.timezone.utc).timestamp()
+    assert values["GPS.UTC"] == dt.datetime(2026, 6, 12, 7, 30, 4, tzinfo=dt.UTC).timestamp()
     assert KNOTS_TO_KMH == 1.852
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import can
 import pytest
 
-from hw.errors import SourceError
-from hw.sources import LogReplay
+from oodida.hw.errors import SourceError
+from oodida.hw.sources import LogReplay
 
 # The log's first timestamp and its span, as `candump -L` wrote them.
 FIRST = 1533201287.0

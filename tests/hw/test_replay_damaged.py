@@ -13,16 +13,16 @@ import can
 import numpy as np
 import pytest
 
-from agent.pump import Pump
-from agent.store import SignalStore
-from hw.dbc import SignalDecoder
-from hw.errors import SourceError
-from hw.frames import FrameBatch
-from hw.logread import RELATIVE
-from hw.sources import LogReplay
+from oodida.agent.pump import Pump
+from oodida.agent.store import SignalStore
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.errors import SourceError
+from oodida.hw.frames import FrameBatch
+from oodida.hw.logread import RELATIVE
+from oodida.hw.sources import LogReplay
+from oodida.wire.messages import WindowSpec
 from tests.conftest import run
 from tests.hw.paths import DBC, LOG
-from wire.messages import WindowSpec
 
 SMALL_DBC = """VERSION ""
 
@@ -101,7 +101,7 @@ def test_a_log_out_of_timestamp_order_replays_in_timestamp_order(tmp_path: Path,
         "(10.0) can0 123#0000\n(10.2) can0 123#0200\n(10.1) can0 123#0100\n"
         "(10.3) can0 123#0300\n(10.3) can0 123#0400\n(9.5) can0 123#0500\n"
     )
-    with caplog.at_level(logging.WARNING, logger="hw.replay"):
+    with caplog.at_level(logging.WARNING, logger="oodida.hw.replay"):
         replay = LogReplay(path, speed=0)
     got = [(m.timestamp, m.data[0]) for m in _all(replay)]
     assert got == [(9.5, 5), (10.0, 0), (10.1, 1), (10.2, 2), (10.3, 3), (10.3, 4)]  # stable for ties
@@ -154,7 +154,7 @@ def test_the_store_drops_and_counts_samples_older_than_the_newest_held(caplog) -
     store = SignalStore()
     store.declare(["a", "b"])
     store.add_batch({"a": (np.array([1.0, 2.0, 3.0]), np.arange(3.0))})
-    with caplog.at_level(logging.WARNING, logger="agent.store"):
+    with caplog.at_level(logging.WARNING, logger="oodida.agent.store"):
         store.add_batch({"a": (np.array([2.5, 2.9, 3.0, 4.0]), np.arange(3.0, 7.0))})
         store.add_batch({"a": (np.array([0.5]), np.array([9.0]))})
         for t in (1.0, 2.0, 0.5, 3.0, 1.5):
@@ -229,7 +229,7 @@ def test_bad_lines_are_skipped_counted_and_named(tmp_path: Path, caplog) -> None
         "garbage\n"
         "(1.4) can0 123#0500\n"
     )
-    with caplog.at_level(logging.WARNING, logger="hw.replay"):
+    with caplog.at_level(logging.WARNING, logger="oodida.hw.replay"):
         replay = LogReplay(path, speed=0)
     assert [m.data[0] for m in _all(replay)] == [1, 4, 5]
     assert replay.unreadable == 3

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.errors import SourceError
-from hw.serial_port import SerialPort
+from oodida.hw.errors import SourceError
+from oodida.hw.serial_port import SerialPort
 from tests.hw.nmea_text import line
 from tests.hw.pty_receiver import PtyReceiver
 

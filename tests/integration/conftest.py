@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
 from tests.conftest import run
 
 

@@ -15,11 +15,11 @@ import time
 import cantools
 import pytest
 
-from oodida.fleet import LocalFleet
-from server.client import RequestFailed
+from oodida.server.client import RequestFailed
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, run
 from tests.integration.conftest import start_replayed
-from wire.messages import AssignmentSpec, WindowSpec
 
 pytestmark = pytest.mark.integration
 

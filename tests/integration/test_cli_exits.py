@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
 from tests.conftest import run
 
 pytestmark = pytest.mark.integration

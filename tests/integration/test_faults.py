@@ -50,19 +50,19 @@ from typing import Any
 
 import pytest
 
-from oodida.fleet import LocalFleet
-from server.client import AnalystClient
-from server.store import Store
-from tests.conftest import run
-from tests.integration.conftest import wait_sources
-from tests.integration.proxy import CuttingProxy
-from wire.messages import (
+from oodida.server.client import AnalystClient
+from oodida.server.store import Store
+from oodida.testing import LocalFleet
+from oodida.wire.messages import (
     AssignmentSpec,
     IterationReport,
     ModuleSource,
     ResultsEnd,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.integration.conftest import wait_sources
+from tests.integration.proxy import CuttingProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 from tests.conftest import run
 from tests.integration.conftest import start_replayed
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
 

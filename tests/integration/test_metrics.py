@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from link import HandshakeRefused, connect
-from link.tls import client_context
-from oodida.fleet import REPO, LocalFleet, free_port
+from oodida.link import HandshakeRefused, connect
+from oodida.link.tls import client_context
+from oodida.testing import REPO, LocalFleet, free_port
+from oodida.wire import Role
+from oodida.wire.messages import AssignmentSpec, DeployEnd, IterationReport, ModuleSource, WindowSpec
 from tests.conftest import run
 from tests.integration.conftest import start_connected
-from wire import Role
-from wire.messages import AssignmentSpec, DeployEnd, IterationReport, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
 
@@ -308,7 +308,7 @@ def test_a_bad_metrics_address_is_a_one_line_config_error(tmp_path: Path, listen
 
 
 def test_a_remote_metrics_address_is_taken_when_asked_for(tmp_path: Path):
-    from server.config import load_server_config
+    from oodida.server.config import load_server_config
 
     config = tmp_path / "server.toml"
     config.write_text('[listen]\nplain = true\n[metrics]\nlisten = "0.0.0.0:9470"\nremote = true\n')

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from oodida.fleet import LocalFleet
-from server.render import render_status
+from oodida.server.render import render_status
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import run
-from wire.messages import AssignmentSpec, WindowSpec
 
 pytestmark = pytest.mark.integration
 

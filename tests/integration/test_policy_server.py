@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from oodida.fleet import LocalFleet
-from server.client import RequestFailed
+from oodida.server.client import RequestFailed
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 from tests.conftest import run
 from tests.integration.conftest import start_replayed
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import run
-from wire.messages import AssignmentSpec, WindowSpec
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,10 @@ import time
 
 import pytest
 
-from oodida.fleet import LocalFleet
-from sandbox.supervisor import source_hash
-from server.client import RequestFailed
-from tests.conftest import run
-from tests.integration.conftest import start_connected
-from wire.messages import (
+from oodida.sandbox.supervisor import source_hash
+from oodida.server.client import RequestFailed
+from oodida.testing import LocalFleet
+from oodida.wire.messages import (
     AssignmentSpec,
     DeployEnd,
     Deploying,
@@ -26,6 +24,8 @@ from wire.messages import (
     ModuleSource,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.integration.conftest import start_connected
 
 pytestmark = pytest.mark.integration
 

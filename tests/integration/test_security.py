@@ -11,24 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError as AgentConfigError
-from agent.config import load_agent_config
-from link import Channel, ChannelError, HandshakeRefused, connect
-from link.credfile import CredentialFileError, load_client_credentials
-from link.tls import client_context
-from oodida.fleet import free_port
-from server.app import Server
-from server.client import AnalystClient, RequestFailed
-from server.config import ConfigError, load_server_config
-from server.credentials import Credentials
-from server.init import Deployment, init_deployment
-from server.pki import issue, make_ca
-from tests.conftest import run
-from tests.credentials import ANALYST_SECRET, READER_SECRET, VEHICLE_SECRET, plain_config
-from tests.wire.examples import ONE_OF_EACH, frame
-from wire.connection import RECEIVABLE, Side, State
-from wire.messages import (
+from oodida.agent.config import ConfigError as AgentConfigError
+from oodida.agent.config import load_agent_config
+from oodida.link import Channel, ChannelError, HandshakeRefused, connect
+from oodida.link.credfile import CredentialFileError, load_client_credentials
+from oodida.link.tls import client_context
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.config import ConfigError, load_server_config
+from oodida.server.credentials import Credentials
+from oodida.server.init import Deployment, init_deployment
+from oodida.server.pki import issue, make_ca
+from oodida.testing import free_port
+from oodida.wire.connection import RECEIVABLE, Side, State
+from oodida.wire.messages import (
     MESSAGE_TYPES,
+    AssignmentSpec,
     Error,
     ErrorCode,
     Result,
@@ -36,9 +34,11 @@ from wire.messages import (
     Role,
     StatusReply,
     StatusRequest,
-    AssignmentSpec,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.credentials import ANALYST_SECRET, READER_SECRET, VEHICLE_SECRET, plain_config
+from tests.wire.examples import ONE_OF_EACH, frame
 
 HOSTS = ["127.0.0.1", "localhost"]
 
@@ -406,7 +406,7 @@ def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credentia
     import subprocess
     import sys
 
-    from oodida.fleet import LocalFleet
+    from oodida.testing import LocalFleet
 
     fleet = LocalFleet(tmp_path, vehicles=2, speed=4.0, loop=True, signals=["SPEED"], vehicle_certificates=True)
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from oodida.fleet import REPO, LocalFleet
-from oodida.signing import load_signing_key
-from sandbox.supervisor import source_hash
+from oodida.core.signing import load_signing_key
+from oodida.sandbox.supervisor import source_hash
+from oodida.testing import REPO, LocalFleet
+from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 from tests.conftest import run
 from tests.integration.conftest import start_connected
 from tests.integration.test_replacement import (
@@ -34,7 +35,6 @@ from tests.integration.test_replacement import (
     processes,
     wait_iterations,
 )
-from wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 
 pytestmark = pytest.mark.integration
 

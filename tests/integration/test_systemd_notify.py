@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from oodida.fleet import LocalFleet
+from oodida.testing import LocalFleet
+from oodida.wire.messages import AssignmentSpec, IterationReport, WindowSpec
 from tests.conftest import run
-from wire.messages import AssignmentSpec, IterationReport, WindowSpec
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from link import Channel, ChannelError, connect
+from oodida.link import Channel, ChannelError, connect
+from oodida.wire import Connection, Role, Side
 from tests.conftest import run
-from wire import Connection, Role, Side
 
 
 def test_a_cancellation_during_close_is_not_swallowed():

@@ -11,11 +11,11 @@ import asyncio
 
 import pytest
 
-from link import Channel, ChannelClosed
-from link.tls import client_context, server_context
-from server.pki import issue, make_ca
+from oodida.link import Channel, ChannelClosed
+from oodida.link.tls import client_context, server_context
+from oodida.server.pki import issue, make_ca
+from oodida.wire import Connection, Side
 from tests.conftest import run
-from wire import Connection, Side
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain"])

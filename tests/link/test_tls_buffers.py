@@ -7,13 +7,13 @@ import asyncio
 import os
 from asyncio import sslproto
 
-from link.tls import (
+from oodida.link.tls import (
     TLS_READ_BUFFER,
     client_context,
     limit_tls_read_buffers,
     server_context,
 )
-from server.pki import issue, make_ca
+from oodida.server.pki import issue, make_ca
 from tests.conftest import run
 
 

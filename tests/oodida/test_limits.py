@@ -11,7 +11,7 @@ def test_the_soft_limit_is_raised_to_the_hard_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     lowered = min(256, hard)
     code = (
-        "import resource; from oodida.limits import raise_nofile_limit; "
+        "import resource; from oodida.core.limits import raise_nofile_limit; "
         f"resource.setrlimit(resource.RLIMIT_NOFILE, ({lowered}, {hard})); "
         "print(*raise_nofile_limit()); print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
     )
@@ -23,7 +23,7 @@ def test_the_soft_limit_is_raised_to_the_hard_limit():
 
 def test_the_service_gc_has_a_large_young_generation_and_start_up_objects_frozen():
     code = (
-        "import gc; from oodida.limits import GC_YOUNG_THRESHOLD, tune_gc_for_service; "
+        "import gc; from oodida.core.limits import GC_YOUNG_THRESHOLD, tune_gc_for_service; "
         "before = gc.get_threshold(); tune_gc_for_service(); after = gc.get_threshold(); "
         "print(after[0] == GC_YOUNG_THRESHOLD, after[1:] == before[1:], gc.get_freeze_count() > 1000)"
     )

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from oodida.fleet import REPO
-from oodida.metrics import Exporter, MetricsError, listen_problem, split_listen
+from oodida.core.metrics import Exporter, MetricsError, listen_problem, split_listen
+from oodida.testing import REPO
 from tests.conftest import run
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from oodida.service import Notifier
+from oodida.core.service import Notifier
 from tests.conftest import run
 
 

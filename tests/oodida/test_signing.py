@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 
-from oodida.signing import (
+from oodida.core.signing import (
     DOMAIN,
     SigningError,
     content_hash,
@@ -25,10 +25,10 @@ from oodida.signing import (
     signature_problem,
     signed_message,
 )
-from sandbox.supervisor import source_hash
-from wire.codec import decode_payload, encode_payload
-from wire.errors import RemoteProtocolError
-from wire.messages import AssignmentSpec, LoadModule, ModuleSource, WindowSpec
+from oodida.sandbox.supervisor import source_hash
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.errors import RemoteProtocolError
+from oodida.wire.messages import AssignmentSpec, LoadModule, ModuleSource, WindowSpec
 
 MODULE = ModuleSource(name="speeding.py", source="def on_board(window, params, state):\n    return 1\n")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cantools
 
-from oodida.suggest import close_matches, did_you_mean
+from oodida.core.suggest import close_matches, did_you_mean
 from tests.conftest import DBC
 
 DBC_NAMES = [

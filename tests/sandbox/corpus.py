@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sandbox.errors import Rule
-from sandbox.policy import ENTRY_POINTS
+from oodida.sandbox.errors import Rule
+from oodida.sandbox.policy import ENTRY_POINTS
 
 HOSTILE = Path(__file__).parent / "hostile"
 Stage = Literal["compile", "runtime", "killed", "ok"]

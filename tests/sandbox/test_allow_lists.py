@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sandbox import facade, policy
-from sandbox.check import allowed_text, check_file, summarise
-from sandbox.errors import Rule, Violation
-from sandbox.policy import call_entry, check_source, load_module, make_signal
-from sandbox.results import check_result
+from oodida.sandbox import facade, policy
+from oodida.sandbox.check import allowed_text, check_file, summarise
+from oodida.sandbox.errors import Rule, Violation
+from oodida.sandbox.policy import call_entry, check_source, load_module, make_signal
+from oodida.sandbox.results import check_result
 from tests.sandbox.corpus import load_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,7 +357,7 @@ def test_check_without_modules_is_a_usage_error_not_a_traceback():
 def test_the_check_off_the_loop_agrees_with_the_check_in_process():
     import asyncio
 
-    from sandbox.check import THREAD_CHARS, check_off_loop
+    from oodida.sandbox.check import THREAD_CHARS, check_off_loop
 
     small = "import os\ndef on_board(window, params, state):\n    return {1, 2}\n"
     large = small + "np.load\n" * 3000 + "x = '" + "a" * THREAD_CHARS + "'\n"

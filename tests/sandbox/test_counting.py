@@ -8,16 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.arrays import to_wire
-from sandbox import protocol
-from sandbox.errors import Rule, Violation
-from sandbox.results import check_result
-from wire.codec import MAX_ITEMS as FRAME_ITEMS
-from wire.codec import decode_payload, encode_payload
-from wire.errors import ValidationError
-from wire.messages import Result
-from wire.scan import items_over
-from wire.values import MAX_ITEMS, NDArray, array_items, check_value
+from oodida.analytics.arrays import to_wire
+from oodida.sandbox import protocol
+from oodida.sandbox.errors import Rule, Violation
+from oodida.sandbox.results import check_result
+from oodida.wire.codec import MAX_ITEMS as FRAME_ITEMS
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.errors import ValidationError
+from oodida.wire.messages import Result
+from oodida.wire.scan import items_over
+from oodida.wire.values import MAX_ITEMS, NDArray, array_items, check_value
 
 HASH = "a" * 64
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sandbox.errors import PolicyError, Rule
-from sandbox.supervisor import SandboxLimits, Supervisor
+from oodida.sandbox.errors import PolicyError, Rule
+from oodida.sandbox.supervisor import SandboxLimits, Supervisor
 from tests.sandbox.corpus import load_corpus
 
 CORPUS = load_corpus()

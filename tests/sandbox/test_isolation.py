@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sandbox.errors import Rule, Violation
-from sandbox.host import SandboxHost
-from sandbox.spawner import WORKER_ENV
-from sandbox.supervisor import SandboxLimits
+from oodida.sandbox.errors import Rule, Violation
+from oodida.sandbox.host import SandboxHost
+from oodida.sandbox.spawner import WORKER_ENV
+from oodida.sandbox.supervisor import SandboxLimits
 from tests.conftest import run
 
 WINDOW = {"x": (np.arange(10.0), np.arange(10.0))}
@@ -152,7 +152,7 @@ def test_calls_of_different_assignments_run_side_by_side():
 
 
 def test_max_workers_evicts_the_least_recently_used_idle_worker_and_it_reloads(caplog):
-    caplog.set_level(logging.INFO, logger="sandbox")
+    caplog.set_level(logging.INFO, logger="oodida.sandbox")
 
     async def main():
         host = SandboxHost(SandboxLimits(max_workers=2))
@@ -208,7 +208,7 @@ def test_a_busy_worker_is_never_evicted_the_newcomer_waits_for_a_slot():
 
 
 def test_the_zygote_dying_is_survived(caplog):
-    caplog.set_level(logging.WARNING, logger="sandbox")
+    caplog.set_level(logging.WARNING, logger="oodida.sandbox")
     slow = "def on_board(window, params, state):\n    while True:\n        pass\n"
 
     async def main():

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ATTEMPTS = r'''
 import json, os, socket, sys, threading, resource
 sys.path.insert(0, ROOT)
-from sandbox.worker import confine
+from oodida.sandbox.worker import confine
 r, w = os.pipe()
 config = {"memory_bytes": 1 << 30, "cpu_seconds": 60, "open_files": 16, "uid": 65534, "netns": True}
 layers = confine(config, r, w)

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import policy
-from sandbox.check import check_file, format_problems
-from sandbox.errors import PolicyError, Problem, Rule, Violation
-from sandbox.facade import FACADE_MEMBERS, FACADES, Facade, Guarded
-from sandbox.policy import (
+from oodida.sandbox import policy
+from oodida.sandbox.check import check_file, format_problems
+from oodida.sandbox.errors import PolicyError, Problem, Rule, Violation
+from oodida.sandbox.facade import FACADE_MEMBERS, FACADES, Facade, Guarded
+from oodida.sandbox.policy import (
     ALLOWED_IMPORTS,
     ENTRY_POINTS,
     MAX_PRINT,
@@ -37,7 +37,7 @@ from sandbox.policy import (
     load_module,
     make_signal,
 )
-from sandbox.results import check_result
+from oodida.sandbox.results import check_result
 from tests.sandbox.corpus import CorpusModule, load_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,8 +178,8 @@ MEMORY_RUNNER = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
 import numpy as np
-from sandbox import policy
-from sandbox.errors import PolicyError, Violation
+from oodida.sandbox import policy
+from oodida.sandbox.errors import PolicyError, Violation
 from tests.sandbox.corpus import load_corpus
 
 size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()

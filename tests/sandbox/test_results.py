@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.errors import Rule, Violation
-from sandbox.results import MAX_FLAGS, check_result
+from oodida.sandbox.errors import Rule, Violation
+from oodida.sandbox.results import MAX_FLAGS, check_result
 
 
 def refused(value, rule=Rule.DISALLOWED_RETURN, **limits) -> str:

@@ -10,8 +10,8 @@ import signal
 import numpy as np
 import pytest
 
-from sandbox.errors import Rule
-from sandbox.supervisor import SandboxLimits, Supervisor
+from oodida.sandbox.errors import Rule
+from oodida.sandbox.supervisor import SandboxLimits, Supervisor
 from tests.conftest import run
 
 MEAN = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.mean(window['x'].v))\n"

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import facade
-from sandbox.supervisor import SandboxLimits, Supervisor
+from oodida.sandbox import facade
+from oodida.sandbox.supervisor import SandboxLimits, Supervisor
 
 PATTERN = bytes([0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69, 0xF0, 0x0F])
 SENTINEL = struct.unpack("<d", PATTERN)[0]  # a finite float64 whose bytes are the pattern

@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sandbox import hardening
-from sandbox.errors import PolicyError, Rule, SandboxError
-from sandbox.spawner import Zygote, import_path
-from sandbox.spawner import WORKER_ENV
-from sandbox.supervisor import MiB, SandboxLimits, Supervisor
+from oodida.sandbox import hardening
+from oodida.sandbox.errors import PolicyError, Rule, SandboxError
+from oodida.sandbox.spawner import WORKER_ENV, Zygote, import_path
+from oodida.sandbox.supervisor import MiB, SandboxLimits, Supervisor
 from tests.conftest import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +178,7 @@ def test_its_network_namespace_is_empty_and_unreachable(shared):
 FILTER_PROBE = r'''
 import ctypes, errno, json, mmap, os, resource, socket, sys, threading
 sys.path.insert(0, ROOT)
-from sandbox import hardening
+from oodida.sandbox import hardening
 libc = ctypes.CDLL(None, use_errno=True)
 r, w = os.pipe()
 spare_r, spare_w = os.pipe()
@@ -599,7 +598,7 @@ async def _call_after_close():
 ORPHAN = r'''
 import asyncio, sys
 sys.path.insert(0, ROOT)
-from sandbox.supervisor import SandboxLimits, Supervisor
+from oodida.sandbox.supervisor import SandboxLimits, Supervisor
 async def main():
     s = Supervisor(SandboxLimits(call_timeout=600))
     await s.start()
@@ -641,7 +640,7 @@ FAKE = r'''
 import json, os, struct, sys
 c = json.loads(sys.argv[-1]); sys.path[:0] = c["path"]
 import cbor2
-from sandbox import protocol
+from oodida.sandbox import protocol
 mode = MODE
 protocol.write_message(c["wfd"], {"ok": True, "ready": True, "pid": os.getpid(), "layers": []})
 while True:

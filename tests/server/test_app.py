@@ -10,26 +10,25 @@ import asyncio
 import struct
 
 import cbor2
-
 import pytest
 
-from link import HandshakeRefused, connect
-from server.app import Server
-from server.client import AnalystClient, RequestFailed
-from server.config import ServerConfig
-from tests.credentials import ANALYST_SECRET, VEHICLE_SECRET, plain_config
-from tests.conftest import run
-from wire import Role
-from wire.messages import (
+from oodida.link import HandshakeRefused, connect
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.config import ServerConfig
+from oodida.wire import Role
+from oodida.wire.messages import (
     AssignmentSpec,
     Error,
     Result,
     ResultAck,
     SourceState,
-        Task,
+    Task,
     VehicleStatus,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.credentials import ANALYST_SECRET, VEHICLE_SECRET, plain_config
 
 VT, AT = VEHICLE_SECRET, ANALYST_SECRET
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.catalogue import Catalogue
-from wire.messages import SignalCatalogue, SignalInfo, SignalsRequest
+from oodida.server.catalogue import Catalogue
+from oodida.wire.messages import SignalCatalogue, SignalInfo, SignalsRequest
 
 SPEED = SignalInfo(name="SPEED.SPEED", unit="km/h", minimum=0.0, maximum=250.0, rate=50.0, samples=100)
 STEER = SignalInfo(name="STEER_ANGLE_SENSOR.STEER_ANGLE", unit="deg", rate=80.0, samples=160)

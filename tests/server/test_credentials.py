@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from server.credentials import CredentialError, Credentials
-from server.init import InitError, init_deployment
-from wire import scram
-from wire.messages import Role
+from oodida.server.credentials import CredentialError, Credentials
+from oodida.server.init import InitError, init_deployment
+from oodida.wire import scram
+from oodida.wire.messages import Role
 
 
 def test_add_returns_a_fresh_256_bit_secret_that_proves_the_stored_credential(tmp_path: Path) -> None:
@@ -169,11 +169,11 @@ def test_withdrawn_between_names_revocations_and_expiries_in_the_window(tmp_path
 def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connect(tmp_path: Path) -> None:
     import asyncio
 
-    from link import connect
-    from link.tls import client_context
-    from server.app import Server
-    from server.client import AnalystClient
-    from server.config import load_server_config
+    from oodida.link import connect
+    from oodida.link.tls import client_context
+    from oodida.server.app import Server
+    from oodida.server.client import AnalystClient
+    from oodida.server.config import load_server_config
     from tests.conftest import run
 
     d = init_deployment(tmp_path / "d", vehicles=["car-1"], hosts=["127.0.0.1"], port=47_123)

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from server.dbcheck import DatabaseUnusable, check_database, corruption
-from server.store import Store
+from oodida.server.dbcheck import DatabaseUnusable, check_database, corruption
+from oodida.server.store import Store
 
 
 def _fill(db: sqlite3.Connection, rows: int = 3000) -> None:

@@ -10,11 +10,11 @@ import re
 
 import pytest
 
-from oodida import logs
-from oodida.text import inert
-from server.deploy_cli import render_deploy_event
-from server.render import render_report
-from wire.messages import DeployAnswer, DeployProgress, IterationReport, VehicleReport
+from oodida.core import logs
+from oodida.core.text import inert
+from oodida.server.deploy_cli import render_deploy_event
+from oodida.server.render import render_report
+from oodida.wire.messages import DeployAnswer, DeployProgress, IterationReport, VehicleReport
 
 EVIL_KEY = "\x1b[2J\nCRITICAL x"
 EVIL = "\n\x1b[31mforged\r\u202e"
@@ -62,12 +62,12 @@ def test_a_log_line_quotes_control_characters_and_forges_no_record(monkeypatch):
     try:
         for fmt in ("text", "journal"):
             logs.setup_logging("info", fmt=fmt)
-            logging.getLogger("server.runner").warning("assignment %d: off-board step failed: %s", 3,
+            logging.getLogger("oodida.server.runner").warning("assignment %d: off-board step failed: %s", 3,
                                                        f"error: ValueError: {EVIL_KEY}{EVIL}")
             try:
                 raise RuntimeError("ours")
             except RuntimeError:
-                logging.getLogger("server.app").exception("request %r failed", EVIL_KEY)
+                logging.getLogger("oodida.server.app").exception("request %r failed", EVIL_KEY)
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
@@ -81,7 +81,7 @@ def test_a_log_line_quotes_control_characters_and_forges_no_record(monkeypatch):
 
 
 def test_any_refusal_fits_the_protocols_limit():
-    from server.modules import fit
+    from oodida.server.modules import fit
 
     long = "the module breaks the sandbox policy:\n" + "\n".join(f"m.py: line {i}: " + "x" * 200 for i in range(100))
     text = fit(long)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.iteration import Iteration, Status, quorum_count, vote
-from wire.messages import Result
+from oodida.server.iteration import Iteration, Status, quorum_count, vote
+from oodida.wire.messages import Result
 
 
 def result(vehicle: str, ok: bool = True) -> Result:

@@ -10,15 +10,15 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from link import ChannelError, HandshakeRefused, connect
-from oodida.fleet import free_port
-from server import metrics
-from server.app import Server
-from server.config import Limits, Metrics
-from server.credentials import Credentials
+from oodida.link import ChannelError, HandshakeRefused, connect
+from oodida.server import metrics
+from oodida.server.app import Server
+from oodida.server.config import Limits, Metrics
+from oodida.server.credentials import Credentials
+from oodida.testing import free_port
+from oodida.wire import Role
 from tests.conftest import run
 from tests.credentials import ANALYST_SECRET, VEHICLE_SECRET, plain_config
-from wire import Role
 
 
 def _refusals(port: int) -> dict[str, float]:

@@ -3,8 +3,8 @@ which vehicles were set aside for running another version."""
 
 from __future__ import annotations
 
-from server.render import render_report, report_json
-from wire.messages import IterationReport, VehicleReport
+from oodida.server.render import render_report, report_json
+from oodida.wire.messages import IterationReport, VehicleReport
 
 H1, H2 = "a" * 64, "b" * 64
 

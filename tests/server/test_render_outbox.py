@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.render import render_status
-from wire.messages import StatusReply, VehicleInfo, VehicleStatus
+from oodida.server.render import render_status
+from oodida.wire.messages import StatusReply, VehicleInfo, VehicleStatus
 
 
 def status(**outbox: object) -> str:

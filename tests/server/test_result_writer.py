@@ -9,15 +9,15 @@ import sqlite3
 
 import pytest
 
-from link import connect
-from server.app import Server
-from server.client import AnalystClient
-from server.result_writer import ResultWriter
-from server.store import Store
+from oodida.link import connect
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient
+from oodida.server.result_writer import ResultWriter
+from oodida.server.store import Store
+from oodida.wire import Role
+from oodida.wire.messages import AssignmentSpec, Result, ResultAck, Task, WindowSpec
 from tests.conftest import run
 from tests.server.test_app import AT, STATUS, VT, config, mean_partial
-from wire import Role
-from wire.messages import AssignmentSpec, Result, ResultAck, Task, WindowSpec
 
 SPEC = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=5), iterations=1, on_board=["mean"])
 

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.supervisor import source_hash
-from server.app import Server
-from server.client import AnalystClient
-from server.store import Store
-from tests.conftest import run
-from tests.server.test_app import AT, Started, config, mean_partial, vehicle
-from wire.messages import (
+from oodida.sandbox.supervisor import source_hash
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient
+from oodida.server.store import Store
+from oodida.wire.messages import (
     AssignmentSpec,
     LoadModule,
     Message,
@@ -33,6 +31,8 @@ from wire.messages import (
     Task,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.server.test_app import AT, Started, config, mean_partial, vehicle
 
 
 async def next_of(channel, kind: type[Message], timeout: float = 10.0) -> Message:
@@ -408,7 +408,7 @@ def test_cancelled_but_stopped_before_it_was_marked_so_it_ends_cancelled(tmp_pat
 def test_killed_after_a_cancel_was_answered_but_before_its_iteration_closed_it_ends_cancelled(tmp_path):
     """The analyst was told "cancelled"; a kill before the runner closed the iteration
     must not bring the assignment back: the request is on disk with the answer."""
-    from wire.messages import Cancel
+    from oodida.wire.messages import Cancel
 
     async def main():
         a_server = await started_on(tmp_path)
@@ -444,7 +444,7 @@ def test_killed_after_a_cancel_was_answered_but_before_its_iteration_closed_it_e
 
 
 def test_version_maps_are_one_entry_for_a_fleet_on_one_version_and_round_trip():
-    from server.versions import compact_map, expand_map
+    from oodida.server.versions import compact_map, expand_map
 
     fleet = [f"car-{i}" for i in range(1000)]
     same = {v: "a" * 64 for v in fleet}
@@ -504,7 +504,7 @@ def test_killed_after_the_last_iteration_closed_it_ends_done_and_right_after_sub
 def test_a_signed_module_goes_out_with_its_signature_after_the_restart(tmp_path):
     """Vehicles that require signatures must get the resumed assignment's module as
     the analyst signed it, or they would refuse it and the assignment would stall."""
-    from oodida.signing import generate_key, load_signing_key, sign_spec
+    from oodida.core.signing import generate_key, load_signing_key, sign_spec
 
     private, _, key_id = generate_key(tmp_path / "analyst.key")
     spec = sign_spec(load_signing_key(private), AssignmentSpec(

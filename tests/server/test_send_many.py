@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from oodida.wire.messages import CancelTask, Task, WindowSpec
 from tests.conftest import run
 from tests.server.test_app import started, vehicle
-from wire.messages import CancelTask, Task, WindowSpec
 
 TASK = Task(assignment=1, iteration=1, signals=["SPEED"], window=WindowSpec(amount=5), methods=["mean"],
             params={}, deadline=10.0)

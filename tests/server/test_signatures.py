@@ -13,21 +13,18 @@ import sqlite3
 import msgspec
 import pytest
 
-from link import ChannelError, connect
-from oodida.signing import generate_key, load_signing_key
-from sandbox.supervisor import source_hash
-from server.client import AnalystClient, RequestFailed
-from server.config import (
+from oodida.core.signing import generate_key, load_signing_key
+from oodida.link import ChannelError, connect
+from oodida.sandbox.supervisor import source_hash
+from oodida.server.client import AnalystClient, RequestFailed
+from oodida.server.config import (
     ConfigError,
     Signing,
     load_server_config,
 )
-from server.deploy_cli import render_versions
-from tests.conftest import run
-from tests.credentials import plain_config
-from tests.server.test_app import AT, OPEN, STATUS, VT, Started
-from wire import Role
-from wire.messages import (
+from oodida.server.deploy_cli import render_versions
+from oodida.wire import Role
+from oodida.wire.messages import (
     AssignmentSpec,
     DeployEnd,
     LoadModule,
@@ -35,6 +32,9 @@ from wire.messages import (
     ModuleSource,
     WindowSpec,
 )
+from tests.conftest import run
+from tests.credentials import plain_config
+from tests.server.test_app import AT, OPEN, STATUS, VT, Started
 
 
 def module(version: int) -> ModuleSource:
@@ -158,7 +158,7 @@ def test_server_known_keys_are_relative_to_its_config_and_a_bad_one_is_a_config_
 
 
 def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_side(tmp_path):
-    from server.store import Store
+    from oodida.server.store import Store
 
     for name in ("alice", "bob"):
         generate_key(tmp_path / name)
@@ -197,8 +197,8 @@ def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_
 
 
 def test_one_file_for_both_sides_goes_to_the_vehicles_with_its_on_board_signature(tmp_path):
-    from oodida.signing import Trust, sign_spec
-    from server.versions import AssignmentVersions
+    from oodida.core.signing import Trust, sign_spec
+    from oodida.server.versions import AssignmentVersions
 
     generate_key(tmp_path / "alice")
     alice = load_signing_key(tmp_path / "alice")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from server.store import Store
-from wire.messages import AssignmentSpec, Result, WindowSpec
-from wire.values import NDArray
+from oodida.server.store import Store
+from oodida.wire.messages import AssignmentSpec, Result, WindowSpec
+from oodida.wire.values import NDArray
 
 SPEC = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=5), iterations=2, on_board=["mean"])
 

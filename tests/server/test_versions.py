@@ -8,11 +8,19 @@ import asyncio
 
 import pytest
 
-from server.deploy_cli import _ranges, render_deploy_event, render_versions
-from server.deploys import deploy_quorum
-from server.store import DeploymentRow
-from server.versions import AssignmentVersions, version_table
-from wire.messages import DeployAnswer, DeployEnd, Deploying, DeployProgress, ModuleAck, ModuleSource, VersionsReply
+from oodida.server.deploy_cli import _ranges, render_deploy_event, render_versions
+from oodida.server.deploys import deploy_quorum
+from oodida.server.store import DeploymentRow
+from oodida.server.versions import AssignmentVersions, version_table
+from oodida.wire.messages import (
+    DeployAnswer,
+    DeployEnd,
+    Deploying,
+    DeployProgress,
+    ModuleAck,
+    ModuleSource,
+    VersionsReply,
+)
 
 H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 M = ModuleSource(name="m.py", source="def on_board(window, params, state):\n    return 1\n")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import can
 import pytest
 
-from hw.replay import LogReplay
+from oodida.hw.replay import LogReplay
 from tests.conftest import LOG
 
 CHANNEL = "vcan0"

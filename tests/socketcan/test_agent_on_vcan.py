@@ -12,14 +12,14 @@ import cantools
 import numpy as np
 import pytest
 
-from agent.config import load_agent_config
-from agent.main import run_agent
-from server.app import Server
-from server.client import AnalystClient
-from tests.credentials import ANALYST_SECRET, plain_config, secret_file
+from oodida.agent.config import load_agent_config
+from oodida.agent.main import run_agent
+from oodida.server.app import Server
+from oodida.server.client import AnalystClient
+from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, run
+from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.socketcan.conftest import CHANNEL, replay_onto
-from wire.messages import AssignmentSpec, WindowSpec
 
 
 def _speeds(sent: list[can.Message]) -> np.ndarray:

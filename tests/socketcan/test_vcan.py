@@ -10,8 +10,8 @@ import threading
 
 import can
 
-from hw.dbc import SignalDecoder
-from hw.sources import BusSource
+from oodida.hw.dbc import SignalDecoder
+from oodida.hw.sources import BusSource
 from tests.conftest import DBC
 from tests.socketcan.conftest import CHANNEL, receive, replay_onto
 

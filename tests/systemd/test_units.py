@@ -85,7 +85,7 @@ def test_security_exposure_is_at_most_what_the_readme_records(unit, tmp_path):
 
 PROBE = textwrap.dedent("""
     import asyncio, json
-    from sandbox.supervisor import Supervisor
+    from oodida.sandbox.supervisor import Supervisor
 
     async def main():
         async with Supervisor() as s:
@@ -169,9 +169,9 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
     import socket
     import tempfile
 
-    from oodida.fleet import LocalFleet
+    from oodida.testing import LocalFleet
+    from oodida.wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
     from tests.conftest import run
-    from wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
 
     shared = Path(tempfile.mkdtemp(prefix="oodida-unit-"))  # readable by the agent's uid
     shared.chmod(0o755)

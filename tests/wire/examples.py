@@ -12,10 +12,10 @@ from typing import Any
 
 import cbor2
 
-from wire.codec import encode_payload
-from wire.connection import NEED_DATA, Connection, Side, State
-from wire.framing import encode_frame
-from wire.messages import (
+from oodida.wire.codec import encode_payload
+from oodida.wire.connection import NEED_DATA, Connection, Side, State
+from oodida.wire.framing import encode_frame
+from oodida.wire.messages import (
     AssignmentInfo,
     AssignmentSpec,
     Cancel,
@@ -27,29 +27,25 @@ from wire.messages import (
     DeployEnd,
     Deploying,
     DeployProgress,
-    LoadModule,
-    ModuleAck,
-    ModuleSource,
-    SandboxInfo,
-    SignalCatalogue,
-    SignalInfo,
-    SignalsReply,
-    SignalsRequest,
-    VehicleSignals,
-    VersionInfo,
-    VersionsReply,
-    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
     IterationReport,
+    LoadModule,
     Message,
+    ModuleAck,
+    ModuleSource,
     Proof,
     Result,
     ResultAck,
     ResultsEnd,
     ResultsRequest,
     Role,
+    SandboxInfo,
+    SignalCatalogue,
+    SignalInfo,
+    SignalsReply,
+    SignalsRequest,
     SourceState,
     StatusReply,
     StatusRequest,
@@ -58,11 +54,15 @@ from wire.messages import (
     Task,
     VehicleInfo,
     VehicleReport,
+    VehicleSignals,
     VehicleStatus,
+    VersionInfo,
+    VersionsReply,
+    VersionsRequest,
     Welcome,
     WindowSpec,
 )
-from wire.values import NDArray
+from oodida.wire.values import NDArray
 
 T0 = 1_700_000_000.5  # exactly representable, like every float below
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.wire.examples import FOLLOW_UP, NONCE, ONE_OF_EACH, challenged, frame, handshake
-from wire import version_problem
-from wire.codec import decode_payload
-from wire.connection import CLOSED, NEED_DATA, RECEIVABLE, Connection, Side, State
-from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.messages import (
+from oodida.wire import version_problem
+from oodida.wire.codec import decode_payload
+from oodida.wire.connection import CLOSED, NEED_DATA, RECEIVABLE, Connection, Side, State
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Cancel,
@@ -21,32 +20,33 @@ from wire.messages import (
     DeployEnd,
     Deploying,
     DeployProgress,
-    LoadModule,
-    ModuleAck,
-    VersionsReply,
-    VersionsRequest,
     Error,
     ErrorCode,
     Hello,
     IterationReport,
+    LoadModule,
     Message,
+    ModuleAck,
     Proof,
     Result,
     ResultAck,
     ResultsEnd,
     ResultsRequest,
     Role,
-    StatusReply,
     SignalCatalogue,
     SignalsReply,
     SignalsRequest,
+    StatusReply,
     StatusRequest,
     Submit,
     Submitted,
     Task,
     VehicleStatus,
+    VersionsReply,
+    VersionsRequest,
     Welcome,
 )
+from tests.wire.examples import FOLLOW_UP, NONCE, ONE_OF_EACH, challenged, frame, handshake
 
 ALL_TYPES = sorted(MESSAGE_TYPES.values(), key=lambda cls: cls.__name__)
 by_type = pytest.mark.parametrize("cls", ALL_TYPES, ids=[c.__name__ for c in ALL_TYPES])

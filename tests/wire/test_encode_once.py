@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from oodida.wire.connection import Connection, Side, encode_message
+from oodida.wire.errors import LocalProtocolError
+from oodida.wire.messages import Role, Task, WindowSpec
 from tests.wire.examples import handshake
-from wire.connection import Connection, Side, encode_message
-from wire.errors import LocalProtocolError
-from wire.messages import Role, Task, WindowSpec
 
 TASK = Task(assignment=1, iteration=3, signals=["SPEED"], window=WindowSpec(amount=5), methods=["mean"],
             params={}, deadline=10.0, state={"k": [1.0, 2.0]})
@@ -48,10 +48,10 @@ def test_encoding_in_cbor2_gives_the_very_bytes_of_the_python_walk():
     value's bytes, and every peer's decoding, would."""
     import cbor2
 
+    from oodida.wire.codec import _encode_default, encode_payload, encode_value, to_plain
+    from oodida.wire.messages import IterationReport, VehicleReport
+    from oodida.wire.values import NDArray
     from tests.wire.examples import ONE_OF_EACH
-    from wire.codec import _encode_default, encode_payload, encode_value, to_plain
-    from wire.messages import IterationReport, VehicleReport
-    from wire.values import NDArray
 
     report = IterationReport(
         id=1, assignment=1, iteration=2, iterations=3, status="complete",

@@ -7,12 +7,12 @@ import struct
 
 import pytest
 
+from oodida.wire.codec import encode_payload
+from oodida.wire.connection import CLOSED, NEED_DATA, Connection, Side, State
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from oodida.wire.messages import Role
 from tests.wire.examples import FOLLOW_UP, frame, handshake
-from wire.codec import encode_payload
-from wire.connection import CLOSED, NEED_DATA, Connection, Side, State
-from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
-from wire.messages import Role
 
 
 def header(n: int) -> bytes:

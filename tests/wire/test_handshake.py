@@ -8,11 +8,11 @@ import base64
 
 import pytest
 
+from oodida.wire import scram
+from oodida.wire.connection import Connection, Side, State
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.messages import Challenge, Hello, Proof, Role
 from tests.wire.examples import NONCE, challenged, frame
-from wire import scram
-from wire.connection import Connection, Side, State
-from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.messages import Challenge, Hello, Proof, Role
 
 # RFC 7677, section 3: user "user", password "pencil".
 RFC_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")

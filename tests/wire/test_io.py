@@ -8,6 +8,24 @@ import struct
 
 import pytest
 
+from oodida.wire.codec import decode_payload, decode_value, encode_payload, encode_value
+from oodida.wire.connection import CLOSED, NEED_DATA, Connection, Side, State
+from oodida.wire.framing import HEADER, encode_frame
+from oodida.wire.messages import (
+    MESSAGE_TYPES,
+    CancelTask,
+    Challenge,
+    Error,
+    ErrorCode,
+    Hello,
+    Proof,
+    Result,
+    ResultAck,
+    Role,
+    StatusRequest,
+    Welcome,
+)
+from oodida.wire.values import NDArray
 from tests.wire.examples import (
     ARRAYS,
     EXAMPLE_IDS,
@@ -20,24 +38,6 @@ from tests.wire.examples import (
     endpoints,
     frame,
 )
-from wire.codec import decode_payload, decode_value, encode_payload, encode_value
-from wire.connection import CLOSED, NEED_DATA, Connection, Side, State
-from wire.framing import HEADER, encode_frame
-from wire.messages import (
-    MESSAGE_TYPES,
-    CancelTask,
-    Error,
-    ErrorCode,
-    Challenge,
-    Hello,
-    Proof,
-    Result,
-    ResultAck,
-    Role,
-    StatusRequest,
-    Welcome,
-)
-from wire.values import NDArray
 
 examples = pytest.mark.parametrize("example", EXAMPLES, ids=EXAMPLE_IDS)
 
@@ -256,8 +256,8 @@ def test_a_catalogue_with_a_backwards_range_or_a_nan_rate_is_refused_on_arrival(
     import cbor2
     import pytest as _pytest
 
-    from wire.codec import decode_payload
-    from wire.errors import RemoteProtocolError
+    from oodida.wire.codec import decode_payload
+    from oodida.wire.errors import RemoteProtocolError
 
     def catalogue(**fields):
         return cbor2.dumps({"type": "signal_catalogue", "signals": [{"name": "SPEED.SPEED", **fields}]})

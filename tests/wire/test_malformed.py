@@ -12,6 +12,11 @@ from typing import Any
 import cbor2
 import pytest
 
+from oodida.wire.codec import decode_payload, encode_payload
+from oodida.wire.connection import CLOSED, NEED_DATA, Connection, Side, State
+from oodida.wire.errors import RemoteProtocolError
+from oodida.wire.framing import encode_frame
+from oodida.wire.messages import Result, Role
 from tests.wire.examples import (
     FOLLOW_UP,
     RESULT_MAP,
@@ -21,11 +26,6 @@ from tests.wire.examples import (
     same,
     text,
 )
-from wire.codec import decode_payload, encode_payload
-from wire.connection import CLOSED, NEED_DATA, Connection, Side, State
-from wire.errors import RemoteProtocolError
-from wire.framing import encode_frame
-from wire.messages import Result, Role
 
 Tag = cbor2.CBORTag
 
@@ -335,7 +335,7 @@ def test_nan_and_inf_inside_a_float_array_are_kept_bit_for_bit() -> None:
 def test_a_position_off_the_globe_is_refused() -> None:
     import msgspec
 
-    from wire.messages import Position
+    from oodida.wire.messages import Position
 
     assert msgspec.convert({"latitude": 57.7, "longitude": 11.9, "time": 1.0}, Position).latitude == 57.7
     for bad in ({"latitude": 91.0, "longitude": 0.0, "time": 1.0}, {"latitude": 0.0, "longitude": -180.5, "time": 1.0},

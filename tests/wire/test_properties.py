@@ -12,6 +12,12 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from oodida.wire.codec import decode_payload, encode_payload, encode_value
+from oodida.wire.connection import CLOSED, NEED_DATA, Connection, Side, State
+from oodida.wire.errors import LocalProtocolError, RemoteProtocolError
+from oodida.wire.framing import encode_frame
+from oodida.wire.messages import Result, Role
+from oodida.wire.values import DTYPE_TAGS, NDArray
 from tests.wire.examples import (
     EXAMPLES,
     FOLLOW_UP,
@@ -23,12 +29,6 @@ from tests.wire.examples import (
     result_with_raw_value,
     same,
 )
-from wire.codec import decode_payload, encode_payload, encode_value
-from wire.connection import CLOSED, NEED_DATA, Connection, Side, State
-from wire.errors import LocalProtocolError, RemoteProtocolError
-from wire.framing import encode_frame
-from wire.messages import Result, Role
-from wire.values import DTYPE_TAGS, NDArray
 
 common = settings(
     max_examples=200,

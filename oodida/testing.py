@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 REPO = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
@@ -112,7 +112,7 @@ class LocalFleet:
         a credential per vehicle, an analyst ("demo") and a reader ("viewer"), hashed
         into the server's database. Once per work directory (a second fleet on the
         same directory, as after a restart, reuses them)."""
-        from server.init import init_deployment, load_deployment  # the harness is not part of the agent
+        from oodida.server.init import init_deployment, load_deployment  # the harness is not part of the agent
 
         pki = self.workdir / "pki"
         if pki.exists():
@@ -247,8 +247,8 @@ class LocalFleet:
 
     async def client(self, timeout: float = 30.0) -> Any:
         """An analyst client, once the server accepts connections."""
-        from server.client import AnalystClient  # the fleet harness is not part of the agent
-        from link import ChannelError
+        from oodida.link import ChannelError
+        from oodida.server.client import AnalystClient  # the fleet harness is not part of the agent
 
         deadline = time.monotonic() + timeout
         while True:

@@ -15,8 +15,8 @@ The table is small on purpose, so scripts can branch on it:
 
 from __future__ import annotations
 
-import enum
 import argparse
+import enum
 from collections.abc import Iterable
 
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 log = logging.getLogger(__name__)
 

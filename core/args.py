@@ -11,7 +11,7 @@ import re
 import tomllib
 from typing import Any
 
-from oodida.errors import OodidaError
+from oodida.core.errors import OodidaError
 
 
 class ArgumentError(OodidaError, ValueError):

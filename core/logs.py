@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from oodida.text import inert
+from oodida.core.text import inert
 
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 

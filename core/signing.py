@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from oodida.errors import OodidaError
-from wire.messages import AssignmentSpec, ModuleSource
+from oodida.core.errors import OodidaError
+from oodida.wire.messages import AssignmentSpec, ModuleSource
 
 DOMAIN = b"oodida module signature v1\x00"
 SIDES = ("on_board", "off_board")
