@@ -30,7 +30,7 @@ scale branch's merge:
 The resumable open grows with the fleet (about 0.5 us per vehicle: the version each
 task names, compacted, and the versions' snapshot), 6 to 10 ms per iteration at 10,000
 vehicles (two runs), beside the 10,000 tasks the iteration sends and the 3.2 s of
-server CPU an iteration of 10,000 costs (README, fleet_scale). A rebuild costs about what
+server CPU an iteration of 10,000 costs (docs/performance.md, fleet scale). A rebuild costs about what
 reading the open iteration's results costs (the two alternate, so caching blurs them).
 Before `Iteration.add` looked vehicles up in a set (the scale branch), a rebuild took
 2.4 s at 10,000 vehicles.

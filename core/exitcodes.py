@@ -1,5 +1,5 @@
 """What `oodida`'s exit status means, in one place: the dispatcher, every command,
-`--help` and the README say the same.
+`--help` and docs/analysts.md say the same.
 
 The table is small on purpose, so scripts can branch on it:
 

@@ -22,7 +22,7 @@ The module's file name is not bound: it is a label for logs, not what runs, and 
 server keeps one name per content hash (a rollback sends that name), so binding it
 would refuse a legitimate rollback of a file deployed under two names. The
 assignment is not bound either: its id is given by the server after the submit was
-signed. See README "Signing modules" for what this does and does not protect.
+signed. See docs/security.md, "Signing modules", for what this does and does not protect.
 
 This module is imported by the agent, the server and the CLI; it needs only
 `cryptography` and the wire types.

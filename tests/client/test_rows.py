@@ -161,14 +161,14 @@ def test_the_readme_lists_every_public_method_and_each_has_a_docstring() -> None
 
     from oodida.client import AsyncClient, Client, Results
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "analysts.md").read_text()
     section = readme.split("## Analysts in Python", 1)[1].split("\n## ", 1)[0]
     for cls in (Client, AsyncClient, Results):
         public = [n for n, f in inspect.getmembers(cls, callable) if not n.startswith("_")]
         for name in public:
             if cls is not Results and name in ("close", "connect", "connect_with", "info", "versions_reply"):
                 continue
-            assert f"{name}(" in section, f"{cls.__name__}.{name} is not in the README's API table"
+            assert f"{name}(" in section, f"{cls.__name__}.{name} is not in the API table of docs/analysts.md"
         for name in public:
             assert inspect.getdoc(getattr(cls, name)), f"{cls.__name__}.{name} has no docstring"
     sync = {n for n in vars(Client) if not n.startswith("_") and n != "aio"}
