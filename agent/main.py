@@ -21,6 +21,7 @@ from oodida.agent.gps import GpsPump
 from oodida.agent.modules import ModuleRunner
 from oodida.agent.outbox import Outbox
 from oodida.agent.pump import Pump
+from oodida.agent.source import SignalSource
 from oodida.agent.store import SignalStore
 from oodida.agent.tasks import SignalResolver, TaskRunner
 from oodida.agent.uplink import Uplink
@@ -44,7 +45,7 @@ STOP_GRACE = 20.0  # seconds running tasks get to finish on SIGTERM (TimeoutStop
 class Agent:
     config: AgentConfig
     store: SignalStore
-    pumps: list[Pump | GpsPump]
+    pumps: list[SignalSource]
     outbox: Outbox
     runner: TaskRunner
     uplink: Uplink
@@ -94,7 +95,7 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     `modules`: a sandbox runner to share (simulated fleets in one process, benchmarks);
     by default the agent has its own worker, as on a vehicle."""
     store = SignalStore(retention=config.buffer.retention, max_samples=config.buffer.max_samples)
-    pumps = []
+    pumps: list[SignalSource] = []
     decoders = []
     gps_sources = []
     for index, source_config in enumerate(config.sources):

@@ -34,7 +34,7 @@ from oodida.core.logs import setup_logging
 from oodida.core.suggest import SuggestingParser
 from oodida.core.text import inert
 from oodida.hw.dbc import SignalDecoder
-from oodida.hw.sources import open_source
+from oodida.hw.sources import LogReplay, open_source
 from oodida.sandbox.errors import Violation
 from oodida.sandbox.host import SandboxHost
 from oodida.sandbox.policy import defines
@@ -83,7 +83,7 @@ def simulated_vehicles(args: argparse.Namespace, spec: WindowSpec) -> list[tuple
         for i in range(args.vehicles):
             log = logs[i % len(logs)]
             k, n = i // len(logs), len(range(i % len(logs), args.vehicles, len(logs)))
-            duration = open_source("log", path=log, speed=0.0, channel=args.channel).duration
+            duration = LogReplay(log, speed=0.0, channel=args.channel).duration
             if spec.unit == "s":  # the last one still has its windows, with a margin: `next` needs a sample past
                 span = spec.amount * args.iterations if spec.kind == "next" else spec.amount
                 room = max(duration - span * 1.05 - 0.5, 0.0)

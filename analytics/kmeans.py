@@ -71,8 +71,8 @@ def parse_params(params: Mapping[str, Any]) -> KMeansParams:
 def points(window: Window, features: Sequence[str], max_points: int | None = None) -> np.ndarray:
     """The (n, len(features)) points of a window; see the module docstring."""
     d = len(features)
-    series = [window.get(name) for name in features]
-    if any(s is None or len(s) == 0 for s in series):
+    series = [s for s in (window.get(name) for name in features) if s is not None]
+    if len(series) < d or any(len(s) == 0 for s in series):
         return np.empty((0, d))
     first, others = series[0], series[1:]
     # Times before another feature's first sample form a prefix (t is ascending).
@@ -94,7 +94,8 @@ def points(window: Window, features: Sequence[str], max_points: int | None = Non
 
 def _sqdist_to(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     diff = x - c
-    return np.einsum("ij,ij->i", diff, diff)
+    squared: np.ndarray = np.einsum("ij,ij->i", diff, diff)
+    return squared
 
 
 def nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +190,7 @@ class KMeans:
     def on_board(self, window: Window, params: Mapping[str, Any], state: Any) -> dict[str, Any]:
         p = parse_params(params)
         current = _state_centroids(state)
+        centroids: np.ndarray | None
         if current is not None:
             centroids, features = current
         else:

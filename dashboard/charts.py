@@ -140,21 +140,21 @@ def series_chart(
     f = _Frame(xs, ys)
     body = _axes(f, x_label, unit)
     opacities = [0.35, 0.55, 0.75]
-    for i, (label, pts) in enumerate(bands):
-        pts = sorted(pts)
-        if not pts:
+    for i, (label, band) in enumerate(bands):
+        spread = sorted(band)
+        if not spread:
             continue
-        upper = " ".join(f"{f.x(x):.1f},{f.y(hi):.1f}" for x, _, hi in pts)
-        lower = " ".join(f"{f.x(x):.1f},{f.y(lo):.1f}" for x, lo, _ in reversed(pts))
-        if len(pts) == 1:
-            x, lo, hi = pts[0]
+        upper = " ".join(f"{f.x(x):.1f},{f.y(hi):.1f}" for x, _, hi in spread)
+        lower = " ".join(f"{f.x(x):.1f},{f.y(lo):.1f}" for x, lo, _ in reversed(spread))
+        if len(spread) == 1:
+            x, lo, hi = spread[0]
             body.append(f'<line class="band" x1="{f.x(x):.1f}" x2="{f.x(x):.1f}" y1="{f.y(lo):.1f}" y2="{f.y(hi):.1f}" '
                         f'stroke="{BAND}" stroke-width="14"><title>{escape(label)}</title></line>')
         else:
             body.append(f'<polygon class="band" points="{upper} {lower}" fill="{BAND}" '
                         f'fill-opacity="{opacities[i % 3]}"><title>{escape(label)}</title></polygon>')
-    for i, (label, pts) in enumerate(lines):
-        pts = sorted(pts)
+    for i, (label, line) in enumerate(lines):
+        pts = sorted(line)
         colour = PALETTE[i % len(PALETTE)]
         if len(pts) > 1:
             path = " ".join(f"{f.x(x):.1f},{f.y(y):.1f}" for x, y in pts)

@@ -125,7 +125,7 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
         methods = []
     methods = methods if methods is not None else (list(sample) if isinstance(sample, dict) else [])
     tabular = [m for m in methods if m != "kmeans" and isinstance(sample, dict) and _per_signal(sample.get(m))]
-    if tabular:
+    if tabular and isinstance(sample, dict):  # tabular methods are keys of a dict sample
         signals: list[str] = []
         for m in tabular:
             for s in sample[m]:

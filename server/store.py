@@ -300,7 +300,7 @@ class Store:
         return [self._assignment_row(r) for r in rows]
 
     @staticmethod
-    def _assignment_row(row: tuple) -> AssignmentRow:
+    def _assignment_row(row: tuple[Any, ...]) -> AssignmentRow:
         return AssignmentRow(
             id=row[0],
             name=row[1],
