@@ -482,7 +482,10 @@ class SignalStore:
                 return True
             if self.sources_running <= 0:
                 future.set_exception(
-                    WindowError(f"every signal source has ended; the window cannot fill ({self._progress(names, spec, mark)})")
+                    WindowError(
+                        "every signal source has ended; the window cannot fill"
+                        f" ({self._progress(names, spec, mark)})"
+                    )
                 )
                 return True
             return False

@@ -227,7 +227,8 @@ class KMeans:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
         d = len(features)
         if phase == "init":
-            return {"phase": phase, "features": features, "n": n, "candidates": _matrix(partial["candidates"], "candidates", d)}
+            candidates = _matrix(partial["candidates"], "candidates", d)
+            return {"phase": phase, "features": features, "n": n, "candidates": candidates}
         if phase == "update":
             sums = _matrix(partial["sums"], "sums", d)
             counts = np.asarray(partial["counts"])
@@ -276,12 +277,16 @@ class KMeans:
             return fleet, ({"centroids": centroids.tolist(), "features": features} if len(centroids) else None)
 
         if old is None:
-            raise MethodError("kmeans: vehicles sent cluster updates, but no centroids were known (no state, no 'init')")
+            raise MethodError(
+                "kmeans: vehicles sent cluster updates, but no centroids were known (no state, no 'init')"
+            )
         sums = np.zeros_like(old)
         counts = np.zeros(len(old), dtype=np.int64)
         for x in loaded:
             if x["sums"].shape != old.shape:
-                raise MethodError(f"kmeans: a vehicle sent sums of shape {x['sums'].shape} for centroids of shape {old.shape}")
+                raise MethodError(
+                    f"kmeans: a vehicle sent sums of shape {x['sums'].shape} for centroids of shape {old.shape}"
+                )
             sums += x["sums"]
             counts += x["counts"]
         new = old.copy()
@@ -308,7 +313,7 @@ class KMeans:
             "phase": "update",
             "features": x["features"],
             "centroids": [
-                (s / c).tolist() if c else None for s, c in zip(x["sums"], x["counts"].tolist())
+                (s / c).tolist() if c else None for s, c in zip(x["sums"], x["counts"].tolist(), strict=True)
             ],
             "counts": x["counts"].tolist(),
             "inertia": x["inertia"],

@@ -128,4 +128,4 @@ class Quantiles(SignalwiseMethod):
         if int(np.sum(partial["counts"])) == 0:
             return {q_key(x): None for x in q}
         result = quantiles_from_counts(partial["values"], partial["counts"], q)
-        return {q_key(x): float(r) for x, r in zip(q, result)}
+        return {q_key(x): float(r) for x, r in zip(q, result, strict=True)}

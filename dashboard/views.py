@@ -203,7 +203,9 @@ def markers(versions: list[dict[str, Any]], reports: list[dict[str, Any]]) -> li
 def _aggregated(report: dict[str, Any]) -> dict[str, Any]:
     """The vehicles whose values the fleet result was made of."""
     aside = report.get("set_aside") or {}
-    return {v: r.get("value") for v, r in report["vehicles"].items() if r.get("ok") and v not in aside and not r.get("late")}
+    return {
+        v: r.get("value") for v, r in report["vehicles"].items() if r.get("ok") and v not in aside and not r.get("late")
+    }
 
 
 def is_builtin(reports: list[dict[str, Any]]) -> bool:

@@ -57,7 +57,9 @@ class SandboxHost:
 
     def _new_zygote(self) -> Zygote:
         lim = self.limits
-        return Zygote(netns=lim.netns, start_timeout=lim.start_timeout, seccomp=lim.seccomp, max_workers=self.max_workers)
+        return Zygote(
+            netns=lim.netns, start_timeout=lim.start_timeout, seccomp=lim.seccomp, max_workers=self.max_workers
+        )
 
     def supervisor(self, assignment: Hashable) -> Supervisor:
         """The assignment's supervisor (made on first use; no worker until a request)."""

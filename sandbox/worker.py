@@ -192,7 +192,8 @@ class Worker:
         except MemoryError:
             message = None  # type: ignore[assignment]
             gc.collect()
-            data = protocol.encode({**_refusal(Rule.MEMORY, "out of memory while sending the result"), "seq": self._seq})
+            refusal = _refusal(Rule.MEMORY, "out of memory while sending the result")
+            data = protocol.encode({**refusal, "seq": self._seq})
         except Exception as exc:  # noqa: BLE001 — a value check_result let through but CBOR cannot carry
             data = protocol.encode({**_refusal(Rule.DISALLOWED_RETURN, f"the result cannot be sent: {exc}"),
                                     "seq": self._seq})

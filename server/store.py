@@ -433,7 +433,8 @@ class Store:
         """Store a vehicle's result once; False when this key was already stored."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
-            " t_start, t_end, elapsed, received, late, flags, units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " t_start, t_end, elapsed, received, late, flags, units)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 result.assignment,
                 result.iteration,

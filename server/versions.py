@@ -179,7 +179,7 @@ def compact_map(mapping: Mapping[str, str | None], vehicles: list[str]) -> dict[
     values = [mapping.get(v) for v in vehicles]
     common = Counter(values).most_common(1)[0][0] if values else None
     out: dict[str, str | None] = {"*": common}
-    out.update({v: h for v, h in zip(vehicles, values) if h != common})
+    out.update({v: h for v, h in zip(vehicles, values, strict=True) if h != common})
     return out
 
 

@@ -194,7 +194,7 @@ def _histogram(ax_fleet: Axes, ax_vehicles: Axes, rows: list[dict[str, Any]], si
     edges = _indexed(fleet, "edges") or _indexed(rows, "edges")
     if not edges:
         raise NothingToPlot(f"assignment {assignment}: iteration {shown} has no histogram of {signal}")
-    widths = [b - a for a, b in zip(edges, edges[1:])]
+    widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
     if fleet:
         ax_fleet.bar(edges[:-1], _indexed(fleet, "counts"), width=widths, align="edge", color="tab:blue",
                      edgecolor="white", label="fleet")
@@ -209,7 +209,7 @@ def _histogram(ax_fleet: Axes, ax_vehicles: Axes, rows: list[dict[str, Any]], si
         if not counts:
             continue
         share = [w / max(len(vehicles), 1) for w in widths]
-        ax_vehicles.bar([a + j * s for a, s in zip(edges[:-1], share)], counts, width=share, align="edge",
+        ax_vehicles.bar([a + j * s for a, s in zip(edges[:-1], share, strict=True)], counts, width=share, align="edge",
                         label=vehicle)
     ax_vehicles.set_title(f"histogram of {signal}, iteration {shown}, per vehicle")
     ax_vehicles.set_xlabel(xlabel)
