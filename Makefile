@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-socketcan bench setup clean
+.PHONY: demo test test-socketcan bench setup clean lint
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -20,6 +20,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# ruff, mypy (strict on core, wire, link, analytics), then the import contracts
+# (docs/architecture.md's table); each one failing fails the target
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Only the SocketCAN suite, inside user-mode Linux; asked for by name, so a missing
 # UML is an error here (with the apt-get line to fix it), not a skip.

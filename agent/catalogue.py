@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from oodida.wire.messages import MAX_CATALOGUE, SignalCatalogue, SignalInfo
@@ -113,7 +113,7 @@ class CatalogueReporter:
     def __init__(
         self,
         rates: Callable[[], dict[str, tuple[int, float | None]]],
-        decoders: list[Describes],
+        decoders: Sequence[Describes],
         *,
         refresh: float = 30.0,
         clock: Callable[[], float] = time.monotonic,

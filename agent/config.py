@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -122,7 +122,7 @@ class GpsSource(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="gp
             raise ValueError(f"reopen_min ({self.reopen_min}) must not exceed reopen_max ({self.reopen_max})")
 
 
-Source = Union[LogSource, BusSource, GpsSource]
+Source = LogSource | BusSource | GpsSource
 
 
 class Buffer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -21,6 +21,7 @@ from oodida.agent.gps import GpsPump
 from oodida.agent.modules import ModuleRunner
 from oodida.agent.outbox import Outbox
 from oodida.agent.pump import Pump
+from oodida.agent.source import SignalSource
 from oodida.agent.store import SignalStore
 from oodida.agent.tasks import SignalResolver, TaskRunner
 from oodida.agent.uplink import Uplink
@@ -44,7 +45,7 @@ STOP_GRACE = 20.0  # seconds running tasks get to finish on SIGTERM (TimeoutStop
 class Agent:
     config: AgentConfig
     store: SignalStore
-    pumps: list[Pump | GpsPump]
+    pumps: list[SignalSource]
     outbox: Outbox
     runner: TaskRunner
     uplink: Uplink
@@ -94,7 +95,7 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
     `modules`: a sandbox runner to share (simulated fleets in one process, benchmarks);
     by default the agent has its own worker, as on a vehicle."""
     store = SignalStore(retention=config.buffer.retention, max_samples=config.buffer.max_samples)
-    pumps = []
+    pumps: list[SignalSource] = []
     decoders = []
     gps_sources = []
     for index, source_config in enumerate(config.sources):
@@ -112,7 +113,9 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
         nmea = NmeaDecoder(gps.prefix)
         clash = sorted(n for n in nmea.signal_names if n in store or any(_defines(d, n) for d in decoders))
         if clash:
-            raise ConfigError(f"gps source {index} ({gps.port}): {', '.join(clash)} already recorded; set another prefix")
+            raise ConfigError(
+                f"gps source {index} ({gps.port}): {', '.join(clash)} already recorded; set another prefix"
+            )
         port = SerialPort(gps.port, gps.baudrate)
         gps_pump = GpsPump(
             f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
@@ -258,8 +261,9 @@ async def _finish(agent: Agent, grace: float) -> None:
         _, late = await asyncio.wait(running, timeout=grace)
         if late:
             log.warning("%d task(s) still running after %.0f s: cancelled", len(late), grace)
-    while len(agent.outbox) and agent.uplink.channel is not None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)  # acknowledgements arrive through the uplink
+    while len(agent.outbox) and agent.uplink.channel is not None and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        # acknowledgements arrive through the uplink; the outbox (synchronous SQLite) has no event to await
+        await asyncio.sleep(0.05)  # noqa: ASYNC110
     unsent = [(r.assignment, r.iteration) for r in agent.outbox.pending()]
     if unsent:
         log.info(

@@ -23,7 +23,8 @@ Why each choice:
   vehicle's status tells the server.
 - A disk that refuses a write (full, failing) costs no result: it is kept in memory,
   the reason is logged (once per reason and set of results held) and shown in
-  `error`, and it is written by the next write or `retry()` that succeeds. Nothing raises into the task runner or the link.
+  `error`, and it is written by the next write or `retry()` that succeeds. Nothing
+  raises into the task runner or the link.
 - A file that is corrupt or unreadable at start is moved aside (renamed with a UTC
   timestamp, logged) and a new one started, with the results still readable in the
   old one: refusing to start would, under systemd, become a crash loop that loses
@@ -465,7 +466,9 @@ class Outbox:
             self.error = f"cannot write {self.path.name}: {reason}"
             return False
         if self.error is not None:
-            log.warning("outbox %s writable again: %d result(s) held in memory are on disk", self.path, len(self._unsaved))
+            log.warning(
+                "outbox %s writable again: %d result(s) held in memory are on disk", self.path, len(self._unsaved)
+            )
             self.error = None
         self._said = None
         self._unsaved.clear()

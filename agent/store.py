@@ -460,8 +460,9 @@ class SignalStore:
             return self.latest(names, spec)
         # `first`: a `next` window marked at the very start of the recording
         mark = self.mark(names) if spec.kind == "next" else _Mark(None, {name: 0 for name in names.values()})
-        self.bind_loop(asyncio.get_running_loop())
-        future: asyncio.Future[Window] = self._loop.create_future()
+        loop = asyncio.get_running_loop()
+        self.bind_loop(loop)
+        future: asyncio.Future[Window] = loop.create_future()
 
         def check() -> bool:
             if future.done():
@@ -481,7 +482,10 @@ class SignalStore:
                 return True
             if self.sources_running <= 0:
                 future.set_exception(
-                    WindowError(f"every signal source has ended; the window cannot fill ({self._progress(names, spec, mark)})")
+                    WindowError(
+                        "every signal source has ended; the window cannot fill"
+                        f" ({self._progress(names, spec, mark)})"
+                    )
                 )
                 return True
             return False

@@ -34,7 +34,7 @@ from oodida.core.logs import setup_logging
 from oodida.core.suggest import SuggestingParser
 from oodida.core.text import inert
 from oodida.hw.dbc import SignalDecoder
-from oodida.hw.sources import open_source
+from oodida.hw.sources import LogReplay, open_source
 from oodida.sandbox.errors import Violation
 from oodida.sandbox.host import SandboxHost
 from oodida.sandbox.policy import defines
@@ -61,7 +61,7 @@ async def _window(args: argparse.Namespace, log: str, offset: float, spec: Windo
             pump.start()
             return await waiting
         pump.start()
-        while pump.state in ("starting", "running"):
+        while pump.state in ("starting", "running"):  # noqa: ASYNC110 (a reader thread's state: nothing to await)
             await asyncio.sleep(0.02)
         return store.latest(names, spec)
     finally:
@@ -83,7 +83,7 @@ def simulated_vehicles(args: argparse.Namespace, spec: WindowSpec) -> list[tuple
         for i in range(args.vehicles):
             log = logs[i % len(logs)]
             k, n = i // len(logs), len(range(i % len(logs), args.vehicles, len(logs)))
-            duration = open_source("log", path=log, speed=0.0, channel=args.channel).duration
+            duration = LogReplay(log, speed=0.0, channel=args.channel).duration
             if spec.unit == "s":  # the last one still has its windows, with a margin: `next` needs a sample past
                 span = spec.amount * args.iterations if spec.kind == "next" else spec.amount
                 room = max(duration - span * 1.05 - 0.5, 0.0)
@@ -110,7 +110,8 @@ async def trial_iterations(args: argparse.Namespace) -> AsyncIterator[dict[str, 
     returned is the state of both halves in the next iteration, as the server sends
     it with the next task."""
     path = Path(args.module)
-    module = ModuleSource(name=path.name, source=path.read_text())
+    # the command's own files, read before anything else runs on the loop
+    module = ModuleSource(name=path.name, source=path.read_text())  # noqa: ASYNC240
     off_path = Path(args.off_board) if args.off_board else path
     off_module = module if off_path == path else ModuleSource(name=off_path.name, source=off_path.read_text())
     spec = WindowSpec(**{"kind": "next", **parse_window(args.window)})
@@ -224,11 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channel", help="keep only this channel's frames (e.g. can0)")
     parser.add_argument("--offset", type=float, default=0.0, help="seconds into the log to start at")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--vehicles", type=int, metavar="N", help="N simulated vehicles, their offsets spread over the logs")
+    group.add_argument(
+        "--vehicles", type=int, metavar="N", help="N simulated vehicles, their offsets spread over the logs"
+    )
     group.add_argument("--offsets", metavar="S,S,...", help="one simulated vehicle per offset (seconds) and log")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
-        "--iterations", type=int, default=1, help="iterations, each window after the last; off_board's value is the next state"
+        "--iterations", type=int, default=1,
+        help="iterations, each window after the last; off_board's value is the next state",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the window")
     parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds the module may run (as on a vehicle)")

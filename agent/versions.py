@@ -93,6 +93,7 @@ class ModuleVersions:
             error=None if error is None else error[:4000],
             elapsed=time.monotonic() - started,
         )
+        version: Version | None
         if error is None:
             version = Version(message.code_hash, message.module)
             self.current[assignment] = version

@@ -71,8 +71,8 @@ def parse_params(params: Mapping[str, Any]) -> KMeansParams:
 def points(window: Window, features: Sequence[str], max_points: int | None = None) -> np.ndarray:
     """The (n, len(features)) points of a window; see the module docstring."""
     d = len(features)
-    series = [window.get(name) for name in features]
-    if any(s is None or len(s) == 0 for s in series):
+    series = [s for s in (window.get(name) for name in features) if s is not None]
+    if len(series) < d or any(len(s) == 0 for s in series):
         return np.empty((0, d))
     first, others = series[0], series[1:]
     # Times before another feature's first sample form a prefix (t is ascending).
@@ -94,7 +94,8 @@ def points(window: Window, features: Sequence[str], max_points: int | None = Non
 
 def _sqdist_to(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     diff = x - c
-    return np.einsum("ij,ij->i", diff, diff)
+    squared: np.ndarray = np.einsum("ij,ij->i", diff, diff)
+    return squared
 
 
 def nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +190,7 @@ class KMeans:
     def on_board(self, window: Window, params: Mapping[str, Any], state: Any) -> dict[str, Any]:
         p = parse_params(params)
         current = _state_centroids(state)
+        centroids: np.ndarray | None
         if current is not None:
             centroids, features = current
         else:
@@ -225,7 +227,8 @@ class KMeans:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
         d = len(features)
         if phase == "init":
-            return {"phase": phase, "features": features, "n": n, "candidates": _matrix(partial["candidates"], "candidates", d)}
+            candidates = _matrix(partial["candidates"], "candidates", d)
+            return {"phase": phase, "features": features, "n": n, "candidates": candidates}
         if phase == "update":
             sums = _matrix(partial["sums"], "sums", d)
             counts = np.asarray(partial["counts"])
@@ -274,12 +277,16 @@ class KMeans:
             return fleet, ({"centroids": centroids.tolist(), "features": features} if len(centroids) else None)
 
         if old is None:
-            raise MethodError("kmeans: vehicles sent cluster updates, but no centroids were known (no state, no 'init')")
+            raise MethodError(
+                "kmeans: vehicles sent cluster updates, but no centroids were known (no state, no 'init')"
+            )
         sums = np.zeros_like(old)
         counts = np.zeros(len(old), dtype=np.int64)
         for x in loaded:
             if x["sums"].shape != old.shape:
-                raise MethodError(f"kmeans: a vehicle sent sums of shape {x['sums'].shape} for centroids of shape {old.shape}")
+                raise MethodError(
+                    f"kmeans: a vehicle sent sums of shape {x['sums'].shape} for centroids of shape {old.shape}"
+                )
             sums += x["sums"]
             counts += x["counts"]
         new = old.copy()
@@ -306,7 +313,7 @@ class KMeans:
             "phase": "update",
             "features": x["features"],
             "centroids": [
-                (s / c).tolist() if c else None for s, c in zip(x["sums"], x["counts"].tolist())
+                (s / c).tolist() if c else None for s, c in zip(x["sums"], x["counts"].tolist(), strict=True)
             ],
             "counts": x["counts"].tolist(),
             "inertia": x["inertia"],

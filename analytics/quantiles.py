@@ -73,7 +73,7 @@ def quantiles_from_counts(values: np.ndarray, counts: np.ndarray, q: Sequence[fl
     # numpy's _lerp; infinities give nan there too, and numpy warns where we do not.
     with np.errstate(invalid="ignore", over="ignore"):
         diff = b - a
-        result = np.add(a, diff * gamma)
+        result: np.ndarray = np.add(a, diff * gamma)
         np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe")
     if np.isnan(values[-1]):  # numpy sorts NaN last and answers NaN for the slice
         result[:] = np.nan
@@ -128,4 +128,4 @@ class Quantiles(SignalwiseMethod):
         if int(np.sum(partial["counts"])) == 0:
             return {q_key(x): None for x in q}
         result = quantiles_from_counts(partial["values"], partial["counts"], q)
-        return {q_key(x): float(r) for x, r in zip(q, result)}
+        return {q_key(x): float(r) for x, r in zip(q, result, strict=True)}

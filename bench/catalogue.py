@@ -62,7 +62,8 @@ def main() -> None:
     tick = (time.perf_counter() - started) / args.ticks
     print(f"{len(names)} signals; catalogue {size} bytes, status {len(status())} bytes")
     print(f"status build+encode {baseline * 1e3:.3f} ms/tick (baseline)")
-    print(f"catalogue check     {tick * 1e3:.3f} ms/tick ({tick / baseline:.1f}x the status), sent {sent} of {args.ticks}")
+    print(f"catalogue check     {tick * 1e3:.3f} ms/tick ({tick / baseline:.1f}x the status), "
+          f"sent {sent} of {args.ticks}")
 
 
 if __name__ == "__main__":

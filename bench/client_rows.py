@@ -50,8 +50,10 @@ def reports(vehicles: int, iterations: int) -> list[IterationReport]:
     out = []
     for it in range(1, iterations + 1):
         answers = {
-            f"car-{i}": VehicleReport(ok=True, code_hash="builtin:0.1", value=value(i), samples={s: 100 for s in SIGNALS},
-                                      t_start=1e9 + it, t_end=1e9 + it + 5, units={SIGNALS[0]: "km/h", SIGNALS[1]: "deg"})
+            f"car-{i}": VehicleReport(
+                ok=True, code_hash="builtin:0.1", value=value(i), samples={s: 100 for s in SIGNALS},
+                t_start=1e9 + it, t_end=1e9 + it + 5, units={SIGNALS[0]: "km/h", SIGNALS[1]: "deg"},
+            )
             for i in range(vehicles)
         }
         out.append(IterationReport(id=1, assignment=1, iteration=it, iterations=iterations, status="complete",

@@ -65,7 +65,9 @@ class Browserish:
         page = self.opener.open(f"{self.base}/signin", timeout=30).read().decode()
         token = re.search(r'name="csrf" value="([^"]+)"', page)
         assert token, page[:500]
-        form = urllib.parse.urlencode({"csrf": token.group(1), "identity": identity, "role": "analyst", "secret": secret})
+        form = urllib.parse.urlencode(
+            {"csrf": token.group(1), "identity": identity, "role": "analyst", "secret": secret}
+        )
         reply = self.opener.open(f"{self.base}/signin", form.encode(), timeout=60)
         assert reply.url.endswith("/fleet"), (reply.url, reply.read()[:500])
 
@@ -207,8 +209,8 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
               f"{dash_idle * 100:.1f}% with a signed-in fleet page open "
               f"(+{(dash_idle - base_idle) * 100:.1f} points of a core)")
         b, d = base["cpu"] / args.iterations, with_dash["cpu"] / args.iterations
-        print(f"server CPU per iteration of {connected} vehicles: {b * 1000:.0f} ms without, {d * 1000:.0f} ms with the "
-              f"dashboard watching ({d / b if b else float('nan'):.2f}x)")
+        print(f"server CPU per iteration of {connected} vehicles: {b * 1000:.0f} ms without, "
+              f"{d * 1000:.0f} ms with the dashboard watching ({d / b if b else float('nan'):.2f}x)")
         print(f"load average at the end {loadavg()}")
         return 0
     finally:

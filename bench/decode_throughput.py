@@ -194,7 +194,7 @@ def main() -> None:
     results = best_rates([run for _, run in variants], args.repeats)
     rates = [len(frames) / seconds for seconds, _ in results]
     baseline = rates[0]
-    for (label, _), (seconds, values), rate in zip(variants, results, rates, strict=True):
+    for (label, _), (_seconds, values), rate in zip(variants, results, rates, strict=True):
         print(
             f"{label}\n    {rate:12,.0f} can0 frames/s  {1e6 / rate:6.2f} us/frame  "
             f"{values:7d} values/pass  x{rate / baseline:.2f} vs (a)"

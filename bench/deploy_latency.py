@@ -363,7 +363,8 @@ async def run_fleet(fleet: DeployFleet, args: argparse.Namespace, say: Any) -> d
             after = await assignment_info(client, load.assignment)
             busy["rate"] = (after.completed - before.completed) / (time.monotonic() - started)
             await client.cancel(load.assignment)
-            while (await assignment_info(client, load.assignment)).state == "running":
+            # the server's state: polled, nothing here to await
+            while (await assignment_info(client, load.assignment)).state == "running":  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         restarts = []
         for _ in range(restarts_for(n, args.restarts)):
@@ -411,7 +412,8 @@ def report_series(fleet: DeployFleet, series: dict[str, Any], say: Any) -> dict[
             return f"{name} {cpu[key] * 1000:.1f} ms ({cpu[key] * 1e6 / n:.0f} us per vehicle)"
 
         say(
-            f"    CPU per deploy: {part('server with its sandbox worker', 'server')}, {part('agent processes', 'agents')}, "
+            f"    CPU per deploy: {part('server with its sandbox worker', 'server')}, "
+            f"{part('agent processes', 'agents')}, "
             f"{part('their sandbox workers', 'workers')}, {part('client', 'client')}; less "
             f"{series['background'] * 1000:.1f} ms of background (status reports): {total * 1000:.1f} ms in all, "
             f"so at least {total * 1000 / cores:.1f} ms of wall on {cores} cores"
@@ -437,7 +439,8 @@ def bench_one(agents: int, args: argparse.Namespace, root: Path) -> dict[str, An
     )
     where = layout(processes, per, shared, agents)
     say = print
-    say(f"\n== {agents} agents: 1 server process, {where}; loopback, one TCP connection per agent; logs in {fleet.workdir}")
+    say(f"\n== {agents} agents: 1 server process, {where}; loopback, one TCP connection per agent; "
+        f"logs in {fleet.workdir}")
     try:
         run = asyncio.run(run_fleet(fleet, args, say))
     finally:
@@ -477,13 +480,16 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, nargs="+", default=[10, 100, 1000], help="fleet sizes (default 10 100 1000)")
-    parser.add_argument("--deploys", type=int, default=30, help="measured deploys per fleet and load (default 30, at least 20)")
+    parser.add_argument("--agents", type=int, nargs="+", default=[10, 100, 1000],
+                        help="fleet sizes (default 10 100 1000)")
+    parser.add_argument("--deploys", type=int, default=30,
+                        help="measured deploys per fleet and load (default 30, at least 20)")
     parser.add_argument(
         "--restarts", type=int,
         help=f"restarts per fleet for the baseline (default 3, and 1 from {BIG} agents: each takes minutes there)",
     )
-    parser.add_argument("--processes", type=int, help="agent processes (default: 2 to 4 up to 100 agents, 125 agents each beyond)")
+    parser.add_argument("--processes", type=int,
+                        help="agent processes (default: 2 to 4 up to 100 agents, 125 agents each beyond)")
     parser.add_argument(
         "--share-sandbox-from", type=int, default=BIG,
         help=f"fleets of this many agents or more share one sandbox worker per agent process (default {BIG})",
@@ -496,7 +502,8 @@ def main(argv: list[str]) -> int:
                         help="cores the fleet may use and still count as quiet before a measured phase (default 0.5)")
     parser.add_argument("--status-interval", type=float, default=2.0, help="agents' status period, s (default 2)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info"],
-                        help="agents' and server's (default info: the agents' load times are read from their INFO lines)")
+                        help="agents' and server's (default info: the agents' load times are read from their "
+                        "INFO lines)")
     parser.add_argument("--workdir", help="keep configs, logs and databases here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.agents) or args.deploys < 20 or (args.restarts or 0) < 0:

@@ -183,9 +183,9 @@ class ServerProcess:
         while True:
             self.check_alive()
             try:
+                context = client_context(ca=str(self.ca_path)) if self.tls else None
                 return await AnalystClient.connect("127.0.0.1", self.port, self.analyst_secret, identity="bench",
-                                                   ssl_context=client_context(ca=str(self.ca_path)) if self.tls else None,
-                                                   timeout=120.0)
+                                                   ssl_context=context, timeout=120.0)
             except ChannelError:
                 if time.monotonic() > deadline:
                     raise FleetError(f"server did not accept connections within {timeout} s") from None
@@ -270,7 +270,9 @@ def merged_reasons(reports: list[dict[str, Any]], key: str) -> dict[str, int]:
 # --- one fleet size -------------------------------------------------------------------------
 
 
-async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, workdir: Path, tree: Path) -> dict[str, Any]:
+async def run_size(
+    vehicles: int, iterations: int, args: argparse.Namespace, workdir: Path, tree: Path
+) -> dict[str, Any]:
     server = ServerProcess(workdir, tree, profile=args.profile, log_level=args.log_level, vehicles=vehicles,
                            tls=args.tls)
     workers = SimWorkers(server, vehicles, min(args.workers, vehicles), args.concurrency)
@@ -338,7 +340,8 @@ async def run_size(vehicles: int, iterations: int, args: argparse.Namespace, wor
         expected = expected_fleet([v for v in submitted.vehicles])
         result.update({
             "fleet_ok": bool(reports) and all(fleet_matches(r.fleet, expected) for r, _ in reports),
-            "state": end.state, "reason": end.reason, "statuses": statuses, "answered": [len(r.vehicles) for r, _ in reports],
+            "state": end.state, "reason": end.reason, "statuses": statuses,
+            "answered": [len(r.vehicles) for r, _ in reports],
             "rt_server": summary_ms([r.closed - r.started for r, _ in reports]),
             "rt_analyst": summary_ms([seen - r.started for r, seen in reports if not math.isnan(seen)]),
             "task_to_ack": max(s["task_to_ack_ms"]["p99"] for s in sims),
@@ -467,7 +470,8 @@ def print_profile(path: Path, top: int) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100,1000,10000", help="fleet sizes, comma-separated (default 100,1000,10000)")
+    parser.add_argument("--sizes", default="100,1000,10000",
+                        help="fleet sizes, comma-separated (default 100,1000,10000)")
     parser.add_argument("--iterations", type=int, help="per assignment (default 30 at 100, 20 at 1000, else 10)")
     parser.add_argument("--workers", type=int, default=3, help="simulator processes (default 3)")
     parser.add_argument("--concurrency", type=int, default=200, help="handshakes in flight per simulator (default 200)")
@@ -479,7 +483,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tls", action="store_true", help="TLS between vehicles and server (a CA made for the run)")
     parser.add_argument("--profile", action="store_true", help="run the server under cProfile and print its top")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--workdir", type=Path, help="keep configs, logs, databases here (default: a temp dir, removed)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep configs, logs, databases here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(n < 1 for n in sizes):
@@ -517,10 +522,11 @@ def main(argv: list[str]) -> int:
     print_ratios(results[""][0], results[""])
     if args.compare_tree:
         print(f"\nthis tree against the server of {args.compare_tree} (same simulators, same analyst):")
-        for mine, theirs in zip(results[""], results[trees[1][0]]):
+        for mine, theirs in zip(results[""], results[trees[1][0]], strict=False):
             print(
                 f"  {mine['vehicles']:>6} vehicles: round trip median {mine['rt_server']['median']:.1f} ms vs "
-                f"{theirs['rt_server']['median']:.1f} ms ({theirs['rt_server']['median'] / mine['rt_server']['median']:.1f}x), "
+                f"{theirs['rt_server']['median']:.1f} ms "
+                f"({theirs['rt_server']['median'] / mine['rt_server']['median']:.1f}x), "
                 f"CPU per iteration {mine['cpu_run'] / mine['iterations'] * 1e3:.0f} ms vs "
                 f"{theirs['cpu_run'] / theirs['iterations'] * 1e3:.0f} ms, connect {mine['connect_s']:.1f} s vs "
                 f"{theirs['connect_s']:.1f} s, connected {mine['on_server']} vs {theirs['on_server']}"
@@ -532,7 +538,8 @@ def main(argv: list[str]) -> int:
             f"{r['still_connected']} at the end; round trip median {r['rt_server']['median']:.0f} ms, "
             f"p99 {r['rt_server']['p99']:.0f} ms"
             + (f" (analyst sees median {r['rt_analyst']['median']:.0f} ms); " if r["rt_analyst"]["n"] else "; ")
-            + f"server CPU {r['cpu_run'] / r['iterations'] * 1e3:.0f} ms per iteration; RSS {r['mem_run']['VmRSS']:.0f} MiB, "
+            + f"server CPU {r['cpu_run'] / r['iterations'] * 1e3:.0f} ms per iteration; "
+            f"RSS {r['mem_run']['VmRSS']:.0f} MiB, "
             f"peak {r['mem_run']['VmHWM']:.0f} MiB"
         )
     print(f"load average at the end {loadavg()}")

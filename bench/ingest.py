@@ -185,8 +185,8 @@ class RecvOnly:
 
 
 def run_buses(
-    buses: int, rates: list[int], seconds: float, frames: list[tuple[int, bytes]], workdir: Path, recv_only: bool = False,
-    tick: float = TICK,
+    buses: int, rates: list[int], seconds: float, frames: list[tuple[int, bytes]], workdir: Path,
+    recv_only: bool = False, tick: float = TICK,
 ) -> dict[str, Any]:
     channels = [f"oodida-bench-{os.getpid()}-{'r' if recv_only else 'a'}{buses}-{b}" for b in range(buses)]
     agent: Any
@@ -297,7 +297,8 @@ def main(argv: list[str]) -> int:
     with can.LogReader(LOG) as reader:
         frames = [(m.arbitration_id, bytes(m.data)) for m in reader if m.channel == "can0"]
     print(
-        f"ingest from virtual CAN buses on {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"ingest from virtual CAN buses on {platform.node()} ({os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
         f"python-can {can.__version__}); {len(frames):,} can0 frames of {LOG.name}, replayed in a loop; "
         f"the sender wakes every {args.tick * 1e3:g} ms"
     )
@@ -326,7 +327,8 @@ def main(argv: list[str]) -> int:
         )
     ref = reference["rows"][0]
     print(
-        f"  reference, python-can recv alone at {BUS_LIMIT:,} frames/s x {reference['buses']}: {ref['cores']:.3f} cores, "
+        f"  reference, python-can recv alone at {BUS_LIMIT:,} frames/s x {reference['buses']}: "
+        f"{ref['cores']:.3f} cores, "
         f"{ref['us']:.2f} us/frame (receiving, before any decoding: in the ingest figures, not in the baseline)"
     )
     for r in results:

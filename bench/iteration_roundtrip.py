@@ -79,7 +79,9 @@ class BenchFleet(LocalFleet):
 
     def write_agent_config(self, index: int, **source: Any) -> Path:
         path = super().write_agent_config(index, **source)
-        text, n = re.subn(r"(?m)^status_interval = .*$", f"status_interval = {self.status_interval!r}", path.read_text())
+        text, n = re.subn(
+            r"(?m)^status_interval = .*$", f"status_interval = {self.status_interval!r}", path.read_text()
+        )
         if n != 1:
             raise FleetError(f"cannot set status_interval in {path}: LocalFleet's agent config changed shape")
         path.write_text(text)
@@ -213,7 +215,8 @@ async def run_fleet(fleet: BenchFleet, iterations: int, deadline: float, say: An
         await fleet.wait_connected(client, timeout=60.0 + fleet.vehicles)
         connected = time.monotonic() - t0
         filled = await wait_sources_ended(fleet, client, timeout=600.0)
-        say(f"  {fleet.vehicles} agents connected in {connected:.1f} s; every source ended (data buffered) {filled:.1f} s later")
+        say(f"  {fleet.vehicles} agents connected in {connected:.1f} s; "
+            f"every source ended (data buffered) {filled:.1f} s later")
         spec = AssignmentSpec(
             name=f"round trip {fleet.vehicles} agents",
             signals=SIGNALS,
@@ -293,14 +296,17 @@ def run_baseline(stores: dict[str, Any], iterations: int) -> dict[str, Any]:
         registry.run_off_board(METHODS, partials, {}, None)
         with_cut.append(time.perf_counter() - started)
     samples = {v: {k: len(s) for k, s in w.items()} for v, w in windows.items()}
-    return {"compute": summary_ms(compute), "with_cut": summary_ms(with_cut), "fleet": to_wire(fleet_value), "samples": samples}
+    return {
+        "compute": summary_ms(compute), "with_cut": summary_ms(with_cut), "fleet": to_wire(fleet_value),
+        "samples": samples,
+    }
 
 
 def close_enough(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close_enough(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(close_enough(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(close_enough(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, (int, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -365,7 +371,8 @@ def bench_one(agents: int, args: argparse.Namespace, root: Path) -> dict[str, An
         agents_cpu = sum(v for k, v in run["cpu"].items() if k != "server")
         say(
             f"  CPU used from submit to done (incl. status polls and reports): server {server_cpu:.2f} s "
-            f"({server_cpu / iterations * 1000:.1f} ms per iteration, {server_cpu / run['seen_done']:.0%} of one core), "
+            f"({server_cpu / iterations * 1000:.1f} ms per iteration, "
+            f"{server_cpu / run['seen_done']:.0%} of one core), "
             f"agent processes {agents_cpu:.2f} s ({agents_cpu / iterations * 1000:.1f} ms per iteration); "
             f"{os.cpu_count()} cores"
         )

@@ -82,7 +82,8 @@ async def measure(versions: int, key_dir: Path) -> None:
 
     print(f"{versions} module versions of each kind, loaded into one real sandbox worker, alternating\n")
     for kind, values in times.items():
-        print(f"  {kind:<22} median {statistics.median(values) * 1e3:7.3f} ms   p90 {percentile(values, 0.9) * 1e3:7.3f} ms")
+        print(f"  {kind:<22} median {statistics.median(values) * 1e3:7.3f} ms   "
+              f"p90 {percentile(values, 0.9) * 1e3:7.3f} ms")
     base, signed = (statistics.median(v) for v in times.values())
     print(f"\n  signed / unsigned (medians): {signed / base:.3f}  (+{(signed - base) * 1e6:.0f} us per version)")
 

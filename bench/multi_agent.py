@@ -82,7 +82,7 @@ async def _run_jobs(configs: list[AgentConfig], stop: asyncio.Event, modules: Mo
             log.error("agent %s failed: %s", jobs[job], exc, exc_info=not isinstance(exc, OodidaError))
     stop.set()
     results = await asyncio.gather(*jobs, return_exceptions=True)
-    for job, result in zip(jobs, results):
+    for job, result in zip(jobs, results, strict=True):
         if isinstance(result, BaseException) and job not in done:
             status = 1
             log.error("agent %s failed while stopping: %s", jobs[job], result)

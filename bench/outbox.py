@@ -19,8 +19,9 @@ as the agent does for every result the server takes. Rows, same run, same result
   what the lighter acks save.
 
 The rows take turns, `--rounds` times (a disk shared with other work is noisy), and
-each figure is the median over the rounds. Printed: results/s, the median and 99th percentile of one put+ack (the time the
-event loop is held per result), and the ratio of each to the memory baseline. The
+each figure is the median over the rounds. Printed: results/s, the median and 99th
+percentile of one put+ack (the time the event loop is held per result), and the ratio
+of each to the memory baseline. The
 figure that decides is the per-result time against how often results come (at most
 a few per second per assignment): `--dir` must be on the vehicle's kind of storage
 (a tmpfs makes fsync free and FULL look like NORMAL).

@@ -84,7 +84,9 @@ def setup(store: Store, vehicles: list[str]) -> tuple[int, AssignmentRunner]:
     return assignment, runner
 
 
-def per_iteration(store: Store, runner: AssignmentRunner, assignment: int, first: int, count: int, resumable: bool) -> list[float]:
+def per_iteration(
+    store: Store, runner: AssignmentRunner, assignment: int, first: int, count: int, resumable: bool
+) -> list[float]:
     state = {"centroids": [[float(i), float(i) * 2.0] for i in range(8)]}
     times = []
     for number in range(first, first + count):
@@ -159,7 +161,8 @@ def main() -> None:
               f" {'read results':>12} | {'rebuild':>9} | {'ratio':>5}")
         for vehicles in args.vehicles:
             r = bench(vehicles, args.iterations, Path(tmp))
-            print(f"{vehicles:>8} | {r['open_ms']:>17.3f} ms | {r['begin_ms']:>14.3f} ms | {r['begin_ms'] / r['open_ms']:>5.1f} |"
+            print(f"{vehicles:>8} | {r['open_ms']:>17.3f} ms | {r['begin_ms']:>14.3f} ms | "
+                  f"{r['begin_ms'] / r['open_ms']:>5.1f} |"
                   f" {r['read_ms']:>9.1f} ms | {r['rebuild_ms']:>6.1f} ms | {r['rebuild_ms'] / r['read_ms']:>5.1f}")
 
 

@@ -122,7 +122,10 @@ async def asyncio_floor(n: int) -> list[float]:
     and a future), as the supervisor awaits its worker's: what asyncio itself adds."""
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", ECHO, str(r1), str(w2)], pass_fds=(r1, w2))
+    # a bare echo process, not asyncio's: the pipes to it are what this floor measures
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-I", "-S", "-c", ECHO, str(r1), str(w2)], pass_fds=(r1, w2)
+    )
     os.close(r1)
     os.close(w2)
     os.set_blocking(r2, False)
@@ -252,8 +255,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  ratios: warm/in-process {sandboxed / base_in:7.1f}x   warm/pipe floor {sandboxed / floor:5.1f}x   "
           f"warm/asyncio floor {sandboxed / aio_floor:5.1f}x   "
           f"fresh python/warm {base_fresh / sandboxed:7.1f}x   fresh worker/warm {base_worker / sandboxed:7.1f}x")
-    summary.update(small_warm=sandboxed, small_in_process=base_in, small_pipe_floor=floor, small_asyncio_floor=aio_floor,
-                   small_fresh_python=base_fresh, small_fresh_worker=base_worker)
+    summary.update(small_warm=sandboxed, small_in_process=base_in, small_pipe_floor=floor,
+                   small_asyncio_floor=aio_floor, small_fresh_python=base_fresh, small_fresh_worker=base_worker)
 
     # --- 2. a window of 10^6 samples --------------------------------------------------------
     n = args.window
@@ -290,7 +293,8 @@ async def main(args: argparse.Namespace) -> None:
     base_worker_big = table.add("baseline: fresh confined worker per call",
                                 await fresh_worker(MEAN, big, {}, max(3, args.spawns // 4), limits))
     arena, views, inline = (results[v[0]] for v in variants)
-    print(f"  overhead over in-process: arena+copies {fmt(arena - base_in_big)}, arena+views {fmt(views - base_in_big)}, "
+    print(f"  overhead over in-process: arena+copies {fmt(arena - base_in_big)}, "
+          f"arena+views {fmt(views - base_in_big)}, "
           f"inline {fmt(inline - base_in_big)}")
     print(f"  ratios: arena+copies/in-process {arena / base_in_big:5.1f}x   arena+views/in-process "
           f"{views / base_in_big:5.1f}x   inline/arena {inline / arena:5.1f}x   fresh python/arena "
@@ -316,7 +320,9 @@ async def main(args: argparse.Namespace) -> None:
             old = s.pid
             os.kill(old, 9)
             killed_at = time.perf_counter()
-            while Path(f"/proc/{old}/stat").exists() and Path(f"/proc/{old}/stat").read_text().split()[2] != "Z":
+            # the kernel's view of the killed worker (a zombie yet?): polled, there is no event for it
+            stat = Path(f"/proc/{old}/stat")
+            while stat.exists() and stat.read_text().split()[2] != "Z":  # noqa: ASYNC110, ASYNC240
                 await asyncio.sleep(0.0005)
             outcome = await s.call(digest, "on_board", window=small, params=params)
             after_kill.append(time.perf_counter() - killed_at)
@@ -359,7 +365,7 @@ async def per_assignment(args: argparse.Namespace, table: Table, summary: dict[s
         await host.run(SMALL, "small.py", "on_board", assignment=0, window=small, params=params)  # warm
         await host.release(0)
         cold = []  # no spare: the fork, the worker's layers, its module loaded, the first call
-        for i in range(args.spawns * 5):
+        for _ in range(args.spawns * 5):
             s = Supervisor(limits, zygote=host.zygote)
             started = time.perf_counter()
             await s.start()

@@ -140,7 +140,8 @@ async def measure(
         args += ["--cert", str(cafile), "--key", str(keyfile)]
     if ssl_buffer:
         args += ["--ssl-buffer", str(ssl_buffer)]
-    server = subprocess.Popen(args, stdout=subprocess.PIPE, env=dict(os.environ, TLS_BENCH_TOKEN=token),
+    # started before the timing, with a preexec_fn asyncio's subprocesses do not take
+    server = subprocess.Popen(args, stdout=subprocess.PIPE,  # noqa: ASYNC220 env=dict(os.environ, TLS_BENCH_TOKEN=token),
                               preexec_fn=_die_with_parent)  # noqa: PLW1509
     sims: list[asyncio.subprocess.Process] = []
     try:

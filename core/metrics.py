@@ -148,7 +148,7 @@ class Exporter:
 
         # no `_created` series beside every counter and histogram: twice the series for
         # a timestamp Prometheus does not need (it sees resets itself)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         try:
             self._http, self._thread = start_http_server(self.port, addr=self.host, registry=self.registry)
         except OSError as exc:

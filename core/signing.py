@@ -24,8 +24,10 @@ would refuse a legitimate rollback of a file deployed under two names. The
 assignment is not bound either: its id is given by the server after the submit was
 signed. See docs/security.md, "Signing modules", for what this does and does not protect.
 
-This module is imported by the agent, the server and the CLI; it needs only
-`cryptography` and the wire types.
+This module is imported by the agent, the server and the CLI. It is in core, which
+imports nothing of oodida's, so it knows a module only by its face (`Signable`: a
+name, a source, a signature and its signer, and a copy with another signature), which
+`oodida.wire.messages.ModuleSource` has, and an assignment by `SignableSpec`.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Self, TypeVar
 
-import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -46,7 +48,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from oodida.core.errors import OodidaError
-from oodida.wire.messages import AssignmentSpec, ModuleSource
 
 DOMAIN = b"oodida module signature v1\x00"
 SIDES = ("on_board", "off_board")
@@ -56,6 +57,37 @@ SIGNATURE_BYTES = 64
 
 class SigningError(OodidaError, ValueError):
     """A key file that cannot be written or read, or a module that cannot be signed."""
+
+
+class Signable(Protocol):
+    """A module as signing sees it (`oodida.wire.messages.ModuleSource` is one).
+
+    `__replace__` is the copy protocol of Python 3.13's `copy.replace`, which msgspec
+    Structs implement: signing returns a copy of the caller's own type."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def signature(self) -> bytes | None: ...
+    @property
+    def signer(self) -> str | None: ...
+    def __replace__(self, /, *, signature: bytes, signer: str) -> Self: ...
+
+
+class SignableSpec(Protocol):
+    """An assignment as `sign_spec` sees it (`oodida.wire.messages.AssignmentSpec`)."""
+
+    @property
+    def on_board_module(self) -> Signable | None: ...
+    @property
+    def off_board_module(self) -> Signable | None: ...
+    def __replace__(self, /, **modules: Signable) -> Self: ...
+
+
+SignableT = TypeVar("SignableT", bound=Signable)
+SpecT = TypeVar("SpecT", bound=SignableSpec)
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -85,10 +117,22 @@ class SigningKey:
     key_id: str
     path: str
 
-    def sign(self, module: ModuleSource, side: str) -> ModuleSource:
+    def signature(self, side: str, code_hash: str) -> bytes:
+        """This key's signature of the module whose content hash is `code_hash`, for `side`."""
+        return self.private.sign(signed_message(side, code_hash))
+
+    def sign(self, module: SignableT, side: str) -> SignableT:
         """The module with this key's signature for `side` (any earlier one replaced)."""
-        signature = self.private.sign(signed_message(side, content_hash(module.source)))
-        return msgspec.structs.replace(module, signature=signature, signer=self.key_id)
+        return module.__replace__(signature=self.signature(side, content_hash(module.source)), signer=self.key_id)
+
+
+def verifies(key: Ed25519PublicKey, signature: bytes, side: str, code_hash: str) -> bool:
+    """Whether `signature` is `key`'s over the module with `code_hash`, for `side`."""
+    try:
+        key.verify(signature, signed_message(side, code_hash))
+    except InvalidSignature:
+        return False
+    return True
 
 
 # --- key files -----------------------------------------------------------------------
@@ -106,7 +150,9 @@ def generate_key(path: str | Path) -> tuple[Path, Path, str]:
     private_file, public_file = Path(path), public_path(path)
     for existing in (private_file, public_file):
         if existing.exists() or existing.is_symlink():
-            raise SigningError(f"{existing} exists; refusing to overwrite a key (remove it first, or pick another name)")
+            raise SigningError(
+                f"{existing} exists; refusing to overwrite a key (remove it first, or pick another name)"
+            )
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -189,7 +235,7 @@ def load_public_keys(paths: Iterable[str | Path]) -> dict[str, Ed25519PublicKey]
 
 
 def signature_problem(
-    module: ModuleSource, side: str, keys: Mapping[str, Ed25519PublicKey], *, require: bool
+    module: Signable, side: str, keys: Mapping[str, Ed25519PublicKey], *, require: bool
 ) -> str | None:
     """Why `module` must be refused for `side`, or None when it may run.
 
@@ -206,7 +252,10 @@ def signature_problem(
             return f"{name} is not signed; this vehicle runs only modules signed by a key it trusts"
         return None
     if len(module.signature) != SIGNATURE_BYTES:
-        return f"{name}: malformed signature ({len(module.signature)} bytes; an ed25519 signature has {SIGNATURE_BYTES})"
+        return (
+            f"{name}: malformed signature ({len(module.signature)} bytes;"
+            f" an ed25519 signature has {SIGNATURE_BYTES})"
+        )
     key = keys.get(module.signer)
     if key is None:
         if require:
@@ -214,9 +263,7 @@ def signature_problem(
             return f"{name} is signed by key {module.signer}, which is not trusted here (trusted: {trusted})"
         return None
     code_hash = content_hash(module.source)
-    try:
-        key.verify(module.signature, signed_message(side, code_hash))
-    except InvalidSignature:
+    if not verifies(key, module.signature, side, code_hash):
         return (
             f"{name}: the signature by key {module.signer} does not verify over this source ({code_hash[:12]}…) for"
             f" the {side.replace('_', '-')} side: the module was altered after it was signed, or the signature is"
@@ -238,12 +285,12 @@ class Trust:
     def from_files(cls, paths: Iterable[str | Path], *, require: bool = False) -> Trust:
         return cls(load_public_keys(paths), require)
 
-    def problem(self, module: ModuleSource, side: str) -> str | None:
+    def problem(self, module: Signable, side: str) -> str | None:
         """Why `module` must be refused for `side`, or None (see `signature_problem`)."""
         return signature_problem(module, side, self.keys, require=self.require)
 
 
-def sign_spec(key: SigningKey, spec: AssignmentSpec) -> AssignmentSpec:
+def sign_spec(key: SigningKey, spec: SpecT) -> SpecT:
     """An assignment with each of its modules signed for the side it runs on."""
     if spec.on_board_module is None and spec.off_board_module is None:
         raise SigningError("--sign: the assignment sends no module to sign (it uses built-in methods)")
@@ -255,4 +302,4 @@ def sign_spec(key: SigningKey, spec: AssignmentSpec) -> AssignmentSpec:
         )
         if module is not None
     }
-    return msgspec.structs.replace(spec, **changes)
+    return spec.__replace__(**changes)

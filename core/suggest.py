@@ -74,7 +74,9 @@ class SuggestingParser(argparse.ArgumentParser):
 
     _innermost: argparse.ArgumentParser | None = None
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+    # untyped on purpose: it only notes itself and passes through, and argparse's own
+    # signature is three overloads (generic in the namespace) a plain override cannot match
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
         SuggestingParser._innermost = self
         return super().parse_known_args(args, namespace)
 

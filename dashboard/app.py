@@ -17,7 +17,7 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,9 @@ class Dashboard:
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
 
-    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(self, name: str, context: Mapping[str, Any], *, status: int = 200) -> HTMLResponse:
+        """A whole page: its context is one mapping (a page's own values and its fragments,
+        whose names are data), so none of it can be taken for the response's status."""
         return HTMLResponse(self.render(name, **context), status_code=status)
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int | None = None) -> None:
@@ -135,8 +137,9 @@ class Dashboard:
     def _signin_form(self, *, reason: str | None, status: int, identity: str = "", role: str = "analyst",
                      clear: bool = False) -> Response:
         token = secrets.token_urlsafe(32)
-        response = self.page("signin.html", status=status, reason=reason, csrf=token, identity=identity, role=role,
-                             roles=ROLES, server=f"{self.config.server_host}:{self.config.server_port}")
+        context = {"reason": reason, "csrf": token, "identity": identity, "role": role, "roles": ROLES,
+                   "server": f"{self.config.server_host}:{self.config.server_port}"}
+        response = self.page("signin.html", context, status=status)
         self._cookie(response, PRE_COOKIE, token, max_age=3600)
         if clear:
             response.delete_cookie(COOKIE, path="/")
@@ -151,7 +154,9 @@ class Dashboard:
         if not expected or not secrets.compare_digest(expected, str(form.get("csrf", ""))):
             return self._signin_form(reason="the form expired or came from elsewhere; please sign in again", status=403)
         if not identity or not secret:
-            return self._signin_form(reason="give your identity and your secret", status=400, identity=identity, role=role)
+            return self._signin_form(
+                reason="give your identity and your secret", status=400, identity=identity, role=role
+            )
         try:
             source = await Source.open(
                 self.config.server_host, self.config.server_port, identity=identity, role=role, secret=secret,
@@ -190,15 +195,16 @@ class Dashboard:
         if session is None:
             return self.to_signin()
         await self._ready(session)
-        return self.page("fleet.html", s=session, page="fleet", events="/events/fleet", **self.fleet_fragments(session))
+        return self.page("fleet.html", {"s": session, "page": "fleet", "events": "/events/fleet",
+                                        **self.fleet_fragments(session)})
 
     async def assignments(self, request: Request) -> Response:
         session = self.session(request)
         if session is None:
             return self.to_signin()
         await self._ready(session)
-        return self.page("assignments.html", s=session, page="assignments", events="/events/assignments",
-                         **self.assignments_fragments(session))
+        return self.page("assignments.html", {"s": session, "page": "assignments", "events": "/events/assignments",
+                                              **self.assignments_fragments(session)})
 
     async def assignment(self, request: Request) -> Response:
         session = self.session(request)
@@ -210,8 +216,9 @@ class Dashboard:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(f.loaded.wait(), self.config.timeout)
         flash, session.flash = session.flash, []
-        return self.page("assignment.html", s=session, page="assignment", number=number, flash=flash,
-                         events=f"/events/assignments/{number}", **self.assignment_fragments(session, number))
+        return self.page("assignment.html", {"s": session, "page": "assignment", "number": number, "flash": flash,
+                                             "events": f"/events/assignments/{number}",
+                                             **self.assignment_fragments(session, number)})
 
     def fleet_fragments(self, session: Session) -> dict[str, str]:
         live = session.live
@@ -251,7 +258,8 @@ class Dashboard:
             "vehicles": views.vehicle_rows(latest), "versions": views.takeovers(versions, reports),
             "submitter": views.submitter(versions), "error": f.error if f else None,
         }
-        return {name: self.render(f"_a_{name}.html", **context) for name in ("summary", "charts", "iterations", "vehicles", "versions")}
+        names = ("summary", "charts", "iterations", "vehicles", "versions")
+        return {name: self.render(f"_a_{name}.html", **context) for name in names}
 
     # --- event streams -----------------------------------------------------------------------------
 

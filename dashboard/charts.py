@@ -90,14 +90,18 @@ def _axes(f: _Frame, x_label: str, y_label: str, x_integer: bool = True) -> list
     for t in _ticks(f.y0, f.y1):
         y = f.y(t)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>')
-        out.append(f'<text x="{LEFT - 8}" y="{y + 5:.1f}" font-size="15" text-anchor="end" fill="{INK}">{_fmt(t)}</text>')
+        out.append(f'<text x="{LEFT - 8}" y="{y + 5:.1f}" font-size="15" text-anchor="end" fill="{INK}">'
+                   f"{_fmt(t)}</text>")
     xt = [t for t in _ticks(f.x0, f.x1, 8) if not x_integer or float(t).is_integer()]
     for t in xt:
         x = f.x(t)
-        out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 20}" font-size="15" text-anchor="middle" fill="{INK}">{_fmt(t)}</text>')
-    out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="{INK}" stroke-width="1.5"/>')
+        out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 20}" font-size="15" text-anchor="middle" fill="{INK}">'
+                   f"{_fmt(t)}</text>")
+    out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="{INK}" '
+               'stroke-width="1.5"/>')
     out.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{H - BOTTOM}" stroke="{INK}" stroke-width="1.5"/>')
-    out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" font-size="15" text-anchor="middle" fill="{INK}">{escape(x_label)}</text>')
+    out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" font-size="15" text-anchor="middle" fill="{INK}">'
+               f"{escape(x_label)}</text>")
     if y_label:
         out.append(f'<text x="8" y="48" font-size="15" fill="{INK}">{escape(y_label)}</text>')
     return out
@@ -140,21 +144,21 @@ def series_chart(
     f = _Frame(xs, ys)
     body = _axes(f, x_label, unit)
     opacities = [0.35, 0.55, 0.75]
-    for i, (label, pts) in enumerate(bands):
-        pts = sorted(pts)
-        if not pts:
+    for i, (label, band) in enumerate(bands):
+        spread = sorted(band)
+        if not spread:
             continue
-        upper = " ".join(f"{f.x(x):.1f},{f.y(hi):.1f}" for x, _, hi in pts)
-        lower = " ".join(f"{f.x(x):.1f},{f.y(lo):.1f}" for x, lo, _ in reversed(pts))
-        if len(pts) == 1:
-            x, lo, hi = pts[0]
+        upper = " ".join(f"{f.x(x):.1f},{f.y(hi):.1f}" for x, _, hi in spread)
+        lower = " ".join(f"{f.x(x):.1f},{f.y(lo):.1f}" for x, lo, _ in reversed(spread))
+        if len(spread) == 1:
+            x, lo, hi = spread[0]
             body.append(f'<line class="band" x1="{f.x(x):.1f}" x2="{f.x(x):.1f}" y1="{f.y(lo):.1f}" y2="{f.y(hi):.1f}" '
                         f'stroke="{BAND}" stroke-width="14"><title>{escape(label)}</title></line>')
         else:
             body.append(f'<polygon class="band" points="{upper} {lower}" fill="{BAND}" '
                         f'fill-opacity="{opacities[i % 3]}"><title>{escape(label)}</title></polygon>')
-    for i, (label, pts) in enumerate(lines):
-        pts = sorted(pts)
+    for i, (label, line) in enumerate(lines):
+        pts = sorted(line)
         colour = PALETTE[i % len(PALETTE)]
         if len(pts) > 1:
             path = " ".join(f"{f.x(x):.1f},{f.y(y):.1f}" for x, y in pts)
@@ -183,10 +187,11 @@ def histogram_chart(
         return _svg(title, [], cls="histogram empty")
     f = _Frame([edges[0], edges[-1]], [0.0, *counts], y_zero=True)
     body = _axes(f, unit or "value", "count", x_integer=False)
-    for lo, hi, c in zip(edges, edges[1:], counts):
+    for lo, hi, c in zip(edges, edges[1:], counts, strict=False):
         x0, x1, y = f.x(lo), f.x(hi), f.y(c)
         body.append(f'<rect class="bar" x="{x0 + 1:.1f}" y="{y:.1f}" width="{max(1.0, x1 - x0 - 2):.1f}" '
-                    f'height="{H - BOTTOM - y:.1f}" fill="{LINE}"><title>{_fmt(lo)}…{_fmt(hi)}: {_fmt(c)}</title></rect>')
+                    f'height="{H - BOTTOM - y:.1f}" fill="{LINE}">'
+                    f"<title>{_fmt(lo)}…{_fmt(hi)}: {_fmt(c)}</title></rect>")
     if below or above:
         body.append(f'<text x="{W - RIGHT}" y="{TOP + 16}" font-size="15" text-anchor="end" fill="{INK}">'
                     f"{_fmt(below)} below, {_fmt(above)} above the range</text>")
@@ -216,7 +221,7 @@ def centroid_chart(
         if len(coords) > 1:
             body.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in coords)}" fill="none" '
                         f'stroke="{colour}" stroke-width="2" stroke-dasharray="4 3"/>')
-        for n, ((it, c), (x, y)) in enumerate(zip(path, coords)):
+        for n, ((it, c), (x, y)) in enumerate(zip(path, coords, strict=True)):
             last = n == len(coords) - 1
             body.append(f'<circle class="centroid" cx="{x:.1f}" cy="{y:.1f}" r="{9 if last else 4}" fill="{colour}">'
                         f"<title>centroid {j + 1}, iteration {it}: ({', '.join(_fmt(v) for v in c)})</title></circle>")

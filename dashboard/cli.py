@@ -31,15 +31,21 @@ def host_port(text: str, what: str) -> tuple[str, int]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oodida dashboard", description=__doc__.split("\n\n")[0])
-    p.add_argument("--listen", default="127.0.0.1:8470", help="HOST:PORT for browsers (default 127.0.0.1:8470; port 0: any free)")
-    p.add_argument("--server", default=os.environ.get("OODIDA_SERVER"), help="the oodida server's HOST:PORT (or OODIDA_SERVER)")
-    p.add_argument("--ca", help="the CA the server's certificate must chain to (oodida init's ca.pem); default: the system's CAs")
+    p.add_argument("--listen", default="127.0.0.1:8470",
+                   help="HOST:PORT for browsers (default 127.0.0.1:8470; port 0: any free)")
+    p.add_argument("--server", default=os.environ.get("OODIDA_SERVER"),
+                   help="the oodida server's HOST:PORT (or OODIDA_SERVER)")
+    p.add_argument("--ca", help="the CA the server's certificate must chain to (oodida init's ca.pem); "
+                   "default: the system's CAs")
     p.add_argument("--plain", action="store_true", help="plain TCP to the server (a loopback server without TLS only)")
     p.add_argument("--cert", help="the dashboard's own certificate (PEM), to serve HTTPS")
     p.add_argument("--key", help="the key of --cert")
-    p.add_argument("--session-idle", type=float, default=1800.0, help="seconds without use before a session ends (default 1800)")
-    p.add_argument("--session-max-age", type=float, default=12 * 3600.0, help="seconds after sign-in before a session ends (default 43200)")
-    p.add_argument("--refresh", type=float, default=1.0, help="seconds between status reads while a page is open (default 1)")
+    p.add_argument("--session-idle", type=float, default=1800.0,
+                   help="seconds without use before a session ends (default 1800)")
+    p.add_argument("--session-max-age", type=float, default=12 * 3600.0,
+                   help="seconds after sign-in before a session ends (default 43200)")
+    p.add_argument("--refresh", type=float, default=1.0,
+                   help="seconds between status reads while a page is open (default 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return p
 

@@ -203,7 +203,9 @@ def markers(versions: list[dict[str, Any]], reports: list[dict[str, Any]]) -> li
 def _aggregated(report: dict[str, Any]) -> dict[str, Any]:
     """The vehicles whose values the fleet result was made of."""
     aside = report.get("set_aside") or {}
-    return {v: r.get("value") for v, r in report["vehicles"].items() if r.get("ok") and v not in aside and not r.get("late")}
+    return {
+        v: r.get("value") for v, r in report["vehicles"].items() if r.get("ok") and v not in aside and not r.get("late")
+    }
 
 
 def is_builtin(reports: list[dict[str, Any]]) -> bool:
@@ -257,9 +259,9 @@ def _builtin_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) -
                 y = number(((r.get("fleet") or {}).get(method) or {}).get(signal))
                 if y is not None:
                     line.append((x, y))
-                per = [number(((val or {}).get(method) or {}).get(signal)) for val in _aggregated(r).values()
-                       if isinstance(val, dict)]
-                per = [p for p in per if p is not None]
+                each = [number(((val or {}).get(method) or {}).get(signal)) for val in _aggregated(r).values()
+                        if isinstance(val, dict)]
+                per = [p for p in each if p is not None]
                 if per:
                     band.append((x, min(per), max(per)))
             out.append(charts.series_chart(
@@ -319,8 +321,8 @@ def _module_charts(reports: list[dict[str, Any]], marks: list[charts.Marker]) ->
             y = number(fleet.get(key) if isinstance(fleet, dict) else fleet)
             if y is not None:
                 line.append((float(r["iteration"]), y))
-            per = [number(val.get(key)) for val in _aggregated(r).values() if isinstance(val, dict)]
-            per = [p for p in per if p is not None]
+            each = [number(val.get(key)) for val in _aggregated(r).values() if isinstance(val, dict)]
+            per = [p for p in each if p is not None]
             if per:
                 band.append((float(r["iteration"]), min(per), max(per)))
         out.append(charts.series_chart(key or "fleet value", lines=[("fleet", line)],

@@ -54,7 +54,7 @@ print(f"mean speed ({means.unit.iloc[0]}) per iteration:\n{table}")
 fig = results.plot()
 fig.savefig(OUT / "speed.png")
 print("figure:", [ax.get_title() for ax in fig.axes])
-fig  # shown inline in a notebook
+fig  # shown inline in a notebook  # noqa: B018
 
 # %% [markdown]
 # ## Replace the on-board code while it runs

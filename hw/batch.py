@@ -16,6 +16,7 @@ to cantools).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ class Block:
 
     @classmethod
     def of(cls, columns: list[Column]) -> Block:
-        def stack(values: list, dtype: type) -> np.ndarray:
+        def stack(values: Sequence[int | float | np.generic], dtype: type) -> np.ndarray:
             return np.array(values, dtype=dtype).reshape(-1, 1)
 
         return cls(
@@ -104,13 +105,13 @@ class Block:
         word = big if self.big else little
         # Every field is at most 52 bits wide, so the uint64 bits read as int64 are
         # the same non-negative numbers: a view, not a conversion.
-        raw = ((word[np.newaxis, :] >> self.shifts) & self.masks).view(np.int64)
+        raw: np.ndarray = ((word[np.newaxis, :] >> self.shifts) & self.masks).view(np.int64)
         if self.signed:
             raw ^= self.signs
             raw -= self.signs
         if self.unscaled:
             return raw.astype(np.float64)
-        values = raw * self.scales  # int64 to float64 as astype does, then the product
+        values: np.ndarray = raw * self.scales  # int64 to float64 as astype does, then the product
         values += self.offsets
         return values
 

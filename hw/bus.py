@@ -84,7 +84,7 @@ class BusSource(FrameSource):
             message = self._receive(stop, _RECV_TIMEOUT)
             if message is _ENDED:
                 return
-            if message is not None:
+            if isinstance(message, can.Message):
                 yield message
 
     def batches(self, stop: threading.Event, max_frames: int = 4096) -> Iterator[FrameBatch | FrameRows]:

@@ -529,8 +529,10 @@ def _getter(message: Message, signal: Signal) -> _Getter:
 def _read(getter: _Getter, data: bytes, big: int, little: int) -> float:
     if len(getter) == 2:
         message, name = getter
-        return float(message.decode(data, decode_choices=False, scaling=True)[name])  # type: ignore[union-attr, index, arg-type]
-    is_big, shift, mask, sign, wrap, scale, offset = getter  # type: ignore[misc]
+        # cantools types decode() as the result of any message kind (containers too);
+        # a plain message decoded without choices gives a mapping of numbers
+        return float(message.decode(data, decode_choices=False, scaling=True)[name])  # type: ignore[call-overload, arg-type]
+    is_big, shift, mask, sign, wrap, scale, offset = getter
     raw = ((big if is_big else little) >> shift) & mask
     if raw & sign:
         raw -= wrap

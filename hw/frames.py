@@ -42,7 +42,8 @@ class FrameBatch:
     """
 
     timestamps: np.ndarray  # float64, (n,)
-    ids: np.ndarray  # int64, (n,): arbitration ids without the IDE bit (`frame_id`: flagged for error and remote frames)
+    # int64, (n,): arbitration ids without the IDE bit (`frame_id`: flagged for error and remote frames)
+    ids: np.ndarray
     data: np.ndarray  # uint8, (n, width >= 8)
     lengths: np.ndarray  # int64, (n,)
 

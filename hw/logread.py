@@ -93,7 +93,9 @@ def _reader_class(path: str) -> tuple[type[can.io.generic.MessageReader], bool]:
         return can.io.player.MESSAGE_READERS[suffix], zipped
     except KeyError:
         known = ", ".join(sorted(can.io.player.MESSAGE_READERS))
-        raise SourceError(f"cannot read CAN log {path}: unknown format {suffix or '(no suffix)'!r}; known: {known}") from None
+        raise SourceError(
+            f"cannot read CAN log {path}: unknown format {suffix or '(no suffix)'!r}; known: {known}"
+        ) from None
 
 
 def read_log(path: str) -> LogContents:

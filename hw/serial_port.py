@@ -50,7 +50,7 @@ class SerialPort:
         if device is None:
             raise SourceError(f"{self.describe()} is not open")
         try:
-            data = device.read(1)
+            data: bytes = device.read(1)
             if data:
                 waiting = device.in_waiting
                 if waiting:

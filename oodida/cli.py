@@ -22,7 +22,8 @@ commands:
   agent      run a vehicle's on-board agent    (oodida agent --config agent.toml)
   submit     start an assignment               (oodida submit [FILE.toml] [--signals ...] [--wait])
   status     vehicles connected, assignments and their progress
-  results    an assignment's results           (oodida results ID [--follow] [--format table|json|csv|parquet] [--out FILE])
+  results    an assignment's results           (oodida results ID [--follow] \
+[--format table|json|csv|parquet] [--out FILE])
   plot       a figure of an assignment's results (oodida plot ID [--signal S] [--method M] --out fig.png)
   cancel     stop an assignment                (oodida cancel ID)
   deploy     replace a running assignment's module, no restarts (oodida deploy mine.py --assignment ID --on-board)

@@ -43,7 +43,9 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     return {c: found[c] for c in commands()}
 
 
-def _spec(parser: argparse.ArgumentParser) -> tuple[list[str], dict[str, list[str]], dict[str, argparse.ArgumentParser]]:
+def _spec(
+    parser: argparse.ArgumentParser,
+) -> tuple[list[str], dict[str, list[str]], dict[str, argparse.ArgumentParser]]:
     """(flags, {flag: its choices}, {subcommand: parser})."""
     flags: list[str] = []
     choices: dict[str, list[str]] = {}

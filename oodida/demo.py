@@ -138,7 +138,7 @@ async def run_demo(fleet: LocalFleet, as_json: bool, dashboard: bool = False) ->
         say(f"demo finished in {time.monotonic() - started:.1f} s")
         if web is not None:
             say("the dashboard stays up with the fleet until Ctrl-C")
-            while web.poll() is None:
+            while web.poll() is None:  # noqa: ASYNC110 (a Popen's exit has nothing to await)
                 await asyncio.sleep(0.5)
         return 0 if ok else 1
     finally:

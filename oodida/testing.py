@@ -257,7 +257,9 @@ class LocalFleet:
                 return await AnalystClient.from_file(self.analyst_credentials, server=("127.0.0.1", self.port))
             except ChannelError:
                 if time.monotonic() > deadline:
-                    raise FleetError(f"server did not accept connections within {timeout} s; see {self.workdir}/server.log") from None
+                    raise FleetError(
+                        f"server did not accept connections within {timeout} s; see {self.workdir}/server.log"
+                    ) from None
                 await asyncio.sleep(0.1)
 
     async def wait_connected(self, client: Any, vehicles: list[str] | None = None, timeout: float = 60.0) -> None:

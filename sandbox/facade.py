@@ -46,7 +46,7 @@ import numpy as np
 # "ufunc" means: its inputs, and dtype= (no out, no where: a ufunc leaves what
 # where= skips uninitialised, whatever the heap held before).
 _R = "axis keepdims where"  # a reduction's keywords
-NUMPY_SPECS: dict[str, tuple[int | str, str, int | None]] = {
+NUMPY_SPECS: dict[str, tuple[int | str | None, str, int | None]] = {
     # name: (max positional | "ufunc", "keywords", dtype position)
     "abs": ("ufunc", "", None), "absolute": ("ufunc", "", None), "all": (2, _R, None), "any": (2, _R, None),
     "allclose": (5, "rtol atol equal_nan", None), "append": (3, "axis", None),
@@ -267,6 +267,9 @@ class Guarded:
     `__code__`, `__wrapped__` or `__dict__` to reach through, and no attribute to set."""
 
     __slots__ = ("_fn", "_name", "_spec")
+    _fn: Callable[..., Any]
+    _name: str
+    _spec: Spec
 
     def __init__(self, fn: Callable[..., Any], name: str, spec: Spec) -> None:
         object.__setattr__(self, "_fn", fn)

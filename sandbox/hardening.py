@@ -70,7 +70,8 @@ def _errno_text() -> str:
 
 
 def _prctl(option: int, arg: int) -> bool:
-    return _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    result: int = _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    return result == 0
 
 
 # --- descriptors ------------------------------------------------------------------------

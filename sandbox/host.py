@@ -23,8 +23,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from oodida.sandbox.check import MAX_REASON, summarise
 from oodida.sandbox.errors import PolicyError, Rule, Violation
@@ -32,6 +32,8 @@ from oodida.sandbox.spawner import Zygote
 from oodida.sandbox.supervisor import CallOutcome, SandboxLimits, Spares, Supervisor, run_entry
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")  # what a request to an assignment's worker returns
 
 
 class SandboxHost:
@@ -55,7 +57,9 @@ class SandboxHost:
 
     def _new_zygote(self) -> Zygote:
         lim = self.limits
-        return Zygote(netns=lim.netns, start_timeout=lim.start_timeout, seccomp=lim.seccomp, max_workers=self.max_workers)
+        return Zygote(
+            netns=lim.netns, start_timeout=lim.start_timeout, seccomp=lim.seccomp, max_workers=self.max_workers
+        )
 
     def supervisor(self, assignment: Hashable) -> Supervisor:
         """The assignment's supervisor (made on first use; no worker until a request)."""
@@ -107,7 +111,7 @@ class SandboxHost:
             log.info("sandbox: the worker of assignment %s was idle for %.0f s: reaped", key, self.limits.idle_seconds)
             await self._supervisors[key].evict()
 
-    async def _request(self, assignment: Hashable, work: Any) -> Any:
+    async def _request(self, assignment: Hashable, work: Callable[[Supervisor], Awaitable[T]]) -> T:
         self._busy[assignment] += 1
         try:
             sup = await self._admit(assignment)

@@ -40,16 +40,19 @@ import sys
 import traceback
 import types
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from RestrictedPython import PrintCollector, compile_restricted_exec, safe_builtins
+from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
     raise_,
+    safe_builtins,
     safer_getattr,
 )
+from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from oodida.sandbox.errors import PolicyError, Problem, Rule, Violation
@@ -380,10 +383,10 @@ def _entry_problems(tree: ast.Module) -> list[Problem]:
         return [Problem(Rule.MISSING_ENTRY, "define on_board(window, params, state) and/or "
                         "off_board(results, params, state) at the top level of the module")]
     problems = []
-    for name, node in found.items():
-        if not isinstance(node, (ast.FunctionDef, ast.Lambda)):
+    for name, entry in found.items():
+        if not isinstance(entry, (ast.FunctionDef, ast.Lambda)):
             continue  # `on_board = something`: checked when it is called
-        args = node.args
+        args = entry.args
         positional = len(args.posonlyargs) + len(args.args)
         required = positional - len(args.defaults)
         want = ENTRY_POINTS[name]
@@ -422,7 +425,7 @@ def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
             return tuple(_plain(a) for a in obj.args)
         raise ForbiddenAttribute(f".{name} of an exception is not available in the sandbox; use .args or str(e)")
     try:
-        value = safer_getattr(obj, name, raise_)
+        value = safer_getattr(obj, name, raise_)  # type: ignore[no-untyped-call]  # RestrictedPython: unannotated
     except NotImplementedError as exc:  # safer_getattr's refusals (format, string.Formatter)
         raise ForbiddenAttribute(str(exc)) from None
     if isinstance(obj, (np.ndarray, np.generic)) and callable(value):
@@ -448,6 +451,7 @@ class _ItemsOnly:
     `a.strides = ...`, `a.dtype = ...` reinterpret memory)."""
 
     __slots__ = ("ob",)
+    ob: Any
 
     def __init__(self, ob: Any) -> None:
         object.__setattr__(self, "ob", ob)
@@ -469,6 +473,7 @@ class _Refused:
     """What `_write_` hands back for anything else: every write refused."""
 
     __slots__ = ("what",)
+    what: str
 
     def __init__(self, what: str) -> None:
         object.__setattr__(self, "what", what)
@@ -514,7 +519,7 @@ def _getitem(obj: Any, key: Any) -> Any:
     return obj[key]
 
 
-_INPLACE = {
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
     "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
     ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
@@ -711,6 +716,8 @@ class Signal:
     (values), read-only float64 arrays; nothing else, and nothing can be set."""
 
     __slots__ = ("t", "v")
+    t: np.ndarray
+    v: np.ndarray
 
     def __init__(self, t: Any, v: Any) -> None:
         object.__setattr__(self, "t", t)

@@ -152,8 +152,8 @@ def _facade_member(module: str, member: str) -> str | None:
 
 
 def _never_sendable(expr: ast.expr, bindings: _Bindings, window: str | None) -> str | None:
-    for kind, what in _NEVER.items():
-        if isinstance(expr, kind):
+    for node_type, what in _NEVER.items():
+        if isinstance(expr, node_type):
             return what
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
         name = expr.func.id
@@ -191,9 +191,9 @@ def _never_sendable(expr: ast.expr, bindings: _Bindings, window: str | None) -> 
     else:
         return None
     for child in children:
-        what = _never_sendable(child, bindings, window)
-        if what is not None:
-            return what
+        found = _never_sendable(child, bindings, window)
+        if found is not None:
+            return found
     return None
 
 

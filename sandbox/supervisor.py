@@ -685,7 +685,8 @@ class Supervisor:
 
     @staticmethod
     def _outcome(reply: dict[str, Any], elapsed: float) -> CallOutcome:
-        stdout = reply.get("stdout") if type(reply.get("stdout")) is str else ""
+        printed = reply.get("stdout")
+        stdout = printed if type(printed) is str else ""
         if reply["ok"]:
             flags = reply.get("flags")
             flags = [str(f)[:500] for f in flags[:1000]] if type(flags) is list else []
@@ -739,8 +740,9 @@ class Supervisor:
         if type(ok) is not bool:
             raise protocol.ProtocolError("a reply without ok")
         if not ok and not (load and "problems" in reply):
+            rule = reply.get("rule")
             try:
-                Rule(reply.get("rule"))
+                Rule(rule if type(rule) is str else "")  # no rule is the empty name
             except ValueError:
                 raise protocol.ProtocolError(f"a reply with an unknown rule {reply.get('rule')!r}") from None
         if type(reply.get("cpu", 0.0)) not in (int, float):

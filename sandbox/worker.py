@@ -114,7 +114,7 @@ def capturing(collector: Any) -> Any:
     cls = _CAPTURING.get(collector)
     if cls is None:
 
-        class Captured(collector):  # type: ignore[misc,valid-type]
+        class Captured(collector):  # type: ignore[misc]
             def write(self, text: str) -> None:
                 STDOUT.add(text)
                 super().write(text)
@@ -192,7 +192,8 @@ class Worker:
         except MemoryError:
             message = None  # type: ignore[assignment]
             gc.collect()
-            data = protocol.encode({**_refusal(Rule.MEMORY, "out of memory while sending the result"), "seq": self._seq})
+            refusal = _refusal(Rule.MEMORY, "out of memory while sending the result")
+            data = protocol.encode({**refusal, "seq": self._seq})
         except Exception as exc:  # noqa: BLE001 — a value check_result let through but CBOR cannot carry
             data = protocol.encode({**_refusal(Rule.DISALLOWED_RETURN, f"the result cannot be sent: {exc}"),
                                     "seq": self._seq})
@@ -444,7 +445,7 @@ def _confine_rest(config: dict[str, Any], rfd: int, wfd: int, *, collect: bool) 
 def _configured(config: dict[str, Any], rfd: int, wfd: int, arena: ArenaView | None) -> Worker:
     """The worker, once confined: from here on it writes nowhere but its reply pipe
     (Python's own messages go nowhere; a fatal error from C still reaches fd 2, drained)."""
-    sys.stdout = sys.stderr = None  # type: ignore[assignment]
+    sys.stdout = sys.stderr = None
     worker = Worker(
         rfd, wfd, arena,
         max_message=config.get("max_message", protocol.MAX_MESSAGE),

@@ -107,7 +107,8 @@ def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int],
             sock.close()
             for pidfd in children:
                 os.close(pidfd)
-            worker.forked_main({**config, "ppid": me}, *fds, inherited)
+            rfd, wfd, err, arena = fds
+            worker.forked_main({**config, "ppid": me}, rfd, wfd, err, arena, inherited)
         finally:
             os._exit(1)
     for fd in fds:
@@ -132,7 +133,7 @@ def main(config: dict[str, Any]) -> NoReturn:
     gc.collect()
     gc.freeze()  # the warmed heap is shared with every worker, copy-on-write: keep the GC off it
     _send(sock, {"ready": True, "ok": True, "pid": os.getpid(), "layers": [layer.as_dict() for layer in layers]})
-    sys.stdout = sys.stderr = None  # type: ignore[assignment]
+    sys.stdout = sys.stderr = None
     children: dict[int, int] = {}  # pidfd -> pid
     poller = select.poll()
     poller.register(ctl, select.POLLIN)

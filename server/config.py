@@ -41,7 +41,9 @@ class Tls(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     def __post_init__(self) -> None:
         if self.vehicle_certificates and self.client_ca is None:
-            raise ValueError("vehicle_certificates = true needs client_ca, the CA that signs the vehicles' certificates")
+            raise ValueError(
+                "vehicle_certificates = true needs client_ca, the CA that signs the vehicles' certificates"
+            )
 
 
 class Sandbox(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -145,7 +147,9 @@ def load_server_config(path: str | Path) -> ServerConfig:
         try:  # a missing or mismatched file fails here, with its name, not at the first connection
             server_context(cert=tls.cert, key=tls.key, client_ca=tls.client_ca)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{path}: cannot load the [tls] files ({tls.cert}, {tls.key}, {tls.client_ca}): {exc}") from None
+            raise ConfigError(
+                f"{path}: cannot load the [tls] files ({tls.cert}, {tls.key}, {tls.client_ca}): {exc}"
+            ) from None
     return msgspec.structs.replace(config, database=database, tls=tls, signing=_signing(path, config.signing))
 
 

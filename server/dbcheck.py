@@ -126,7 +126,9 @@ def _check_writable(path: Path) -> None:
     for suffix in ("-wal", "-shm"):
         extra = path.with_name(path.name + suffix)
         if extra.exists() and not os.access(extra, os.W_OK):
-            raise DatabaseUnusable(f"database {path}: {extra.name} is read-only for uid {uid}: the server must write it")
+            raise DatabaseUnusable(
+                f"database {path}: {extra.name} is read-only for uid {uid}: the server must write it"
+            )
         if not extra.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
             raise DatabaseUnusable(
                 f"database {path}: its folder is read-only for uid {uid}, and SQLite must create {extra.name} in it"

@@ -89,7 +89,9 @@ class Deployer:
                                          module)
         who = "all vehicles" if request.vehicles is None else ", ".join(request.vehicles)
         signed = "" if module.signer is None else f", signed by key {module.signer}"
-        self.store.audit(analyst, kind, request.assignment, f"{request.side} {module.name} {code_hash} to {who}{signed}")
+        self.store.audit(
+            analyst, kind, request.assignment, f"{request.side} {module.name} {code_hash} to {who}{signed}"
+        )
         log.info("analyst %s: %s of %s %s (%s) to assignment %d, %s",
                  analyst, kind, request.side, module.name, code_hash[:12], request.assignment, who)
         started = time.monotonic()
@@ -122,7 +124,7 @@ class Deployer:
                             name=module.name, rollback=rollback, vehicles=online, offline=offline)
             message = LoadModule(assignment=request.assignment, code_hash=code_hash, module=module)
             sent = await asyncio.gather(*(self.send_to(v, message) for v in online))
-            asked = {v for v, ok in zip(online, sent) if ok}
+            asked = {v for v, ok in zip(online, sent, strict=True) if ok}
             acked: list[str] = []
             refused: dict[str, str] = {}
             deadline = started + request.timeout
@@ -205,7 +207,9 @@ class Deployer:
             known = ", ".join(h[:12] for h in hashes) or "none"
             raise DeployRefused(f"assignment {assignment} never ran a {side} version {prefix}… (its versions: {known})")
         if len(found) > 1:
-            raise DeployRefused(f"{prefix} names {len(found)} versions ({', '.join(h[:12] for h in found)}); give more of the hash")
+            raise DeployRefused(
+                f"{prefix} names {len(found)} versions ({', '.join(h[:12] for h in found)}); give more of the hash"
+            )
         module = self.store.signed_module(found[0], side)  # with its signature, which the vehicles check again
         assert module is not None
         return module

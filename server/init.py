@@ -17,6 +17,7 @@ a database would lock every vehicle out.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +77,9 @@ def write_vehicle(ca: Issued | None, directory: Path, vehicle: str, secret: str,
 def init_deployment(
     root: str | Path,
     *,
-    vehicles: list[str] = [],
-    analysts: list[str] = [],
-    readers: list[str] = [],
+    vehicles: Sequence[str] = (),
+    analysts: Sequence[str] = (),
+    readers: Sequence[str] = (),
     hosts: list[str] | None = None,
     port: int = 7400,
     listen: str | None = None,

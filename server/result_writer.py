@@ -58,6 +58,6 @@ class ResultWriter:
         self.batches += 1
         metrics.results_stored(sum(stored))
         self.largest = max(self.largest, len(batch))
-        for (_, _, done), new in zip(batch, stored):
+        for (_, _, done), new in zip(batch, stored, strict=True):
             if not done.done():  # its connection may have been cancelled meanwhile
                 done.set_result(new)

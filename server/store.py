@@ -300,7 +300,7 @@ class Store:
         return [self._assignment_row(r) for r in rows]
 
     @staticmethod
-    def _assignment_row(row: tuple) -> AssignmentRow:
+    def _assignment_row(row: tuple[Any, ...]) -> AssignmentRow:
         return AssignmentRow(
             id=row[0],
             name=row[1],
@@ -433,7 +433,8 @@ class Store:
         """Store a vehicle's result once; False when this key was already stored."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO results (assignment, iteration, vehicle, ok, value, error, code_hash, samples,"
-            " t_start, t_end, elapsed, received, late, flags, units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " t_start, t_end, elapsed, received, late, flags, units)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 result.assignment,
                 result.iteration,

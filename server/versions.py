@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,14 +172,14 @@ class AssignmentVersions:
                 w.answers.put_nowait(Answer("server", ok, error))
 
 
-def compact_map(mapping: dict[str, str | None], vehicles: list[str]) -> dict[str, str | None]:
+def compact_map(mapping: Mapping[str, str | None], vehicles: list[str]) -> dict[str, str | None]:
     """vehicle -> hash for every vehicle (absent: None), as the most common hash under
     "*" and only the vehicles that differ from it: a fleet that runs one version is
     one entry, not one per vehicle."""
     values = [mapping.get(v) for v in vehicles]
     common = Counter(values).most_common(1)[0][0] if values else None
     out: dict[str, str | None] = {"*": common}
-    out.update({v: h for v, h in zip(vehicles, values) if h != common})
+    out.update({v: h for v, h in zip(vehicles, values, strict=True) if h != common})
     return out
 
 

@@ -26,7 +26,7 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, msgspec.Struct):
         out: dict[str, Any] = {}
         config = obj.__struct_config__
-        if config.tag is not None:
+        if config.tag is not None and config.tag_field is not None:  # a tag always has its field
             out[config.tag_field] = config.tag
         for name in obj.__struct_fields__:
             out[name] = to_plain(getattr(obj, name))
@@ -46,7 +46,9 @@ def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
     # first, in a quarter of the time (a fleet's iteration report, 10,000 vehicles).
     if isinstance(value, msgspec.Struct):
         config = value.__struct_config__
-        out: dict[str, Any] = {config.tag_field: config.tag} if config.tag is not None else {}
+        out: dict[str, Any] = {}
+        if config.tag is not None and config.tag_field is not None:
+            out[config.tag_field] = config.tag
         for name in value.__struct_fields__:
             out[name] = getattr(value, name)
         encoder.encode(out)

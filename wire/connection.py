@@ -83,7 +83,9 @@ RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
     (Side.SERVER, State.READY, Role.ANALYST): frozenset(
         {Submit, StatusRequest, ResultsRequest, Cancel, Deploy, VersionsRequest, SignalsRequest, Error}
     ),
-    (Side.SERVER, State.READY, Role.READER): frozenset({StatusRequest, ResultsRequest, VersionsRequest, SignalsRequest, Error}),
+    (Side.SERVER, State.READY, Role.READER): frozenset(
+        {StatusRequest, ResultsRequest, VersionsRequest, SignalsRequest, Error}
+    ),
     (Side.CLIENT, State.HANDSHAKE, Role.VEHICLE): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.ANALYST): frozenset({Challenge, Welcome, Error}),
     (Side.CLIENT, State.HANDSHAKE, Role.READER): frozenset({Challenge, Welcome, Error}),
@@ -251,7 +253,9 @@ class Connection:
                 raise LocalProtocolError(f"a {who} connection cannot send {type(message).__name__}")
         if encoded is not None:
             if len(encoded) - HEADER.size > self.max_frame:
-                raise LocalProtocolError(f"frame of {len(encoded) - HEADER.size} bytes exceeds the maximum of {self.max_frame}")
+                raise LocalProtocolError(
+                    f"frame of {len(encoded) - HEADER.size} bytes exceeds the maximum of {self.max_frame}"
+                )
             return encoded
         return encode_frame(encode_payload(message), max_frame=self.max_frame)
 
@@ -295,7 +299,8 @@ class Connection:
 
     def error(self, reason: str, code: ErrorCode = ErrorCode.BAD_MESSAGE, request: int | None = None) -> bytes:
         """An error reply; allowed in every state (it is how we say why we close)."""
-        return encode_frame(encode_payload(Error(reason=reason[:4096], code=code, id=request)), max_frame=self.max_frame)
+        payload = encode_payload(Error(reason=reason[:4096], code=code, id=request))
+        return encode_frame(payload, max_frame=self.max_frame)
 
 
 def encode_message(message: Message, *, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:

@@ -89,7 +89,7 @@ def client_proof(secret: str, salt: bytes, iterations: int, message: bytes) -> t
     client_key = _hmac(salted, b"Client Key")
     stored_key = hashlib.sha256(client_key).digest()
     signature = _hmac(stored_key, message)
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     return proof, _hmac(_hmac(salted, b"Server Key"), message)
 
 
@@ -98,7 +98,7 @@ def verify_proof(credential: StoredCredential, message: bytes, proof: bytes) -> 
     if len(proof) != len(credential.stored_key):
         return None
     signature = _hmac(credential.stored_key, message)
-    client_key = bytes(a ^ b for a, b in zip(proof, signature))
+    client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
     if not hmac.compare_digest(hashlib.sha256(client_key).digest(), credential.stored_key):
         return None
     return _hmac(credential.server_key, message)

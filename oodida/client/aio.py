@@ -496,7 +496,7 @@ def _side(side: str) -> None:
 
 
 def _assignment_row(a: AssignmentInfo) -> dict[str, Any]:
-    row = shape(a)
+    row: dict[str, Any] = shape(a)
     row.pop("open", None)
     row["vehicles"] = list(a.vehicles)
     if a.open is not None:

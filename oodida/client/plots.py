@@ -115,8 +115,8 @@ def _show_inline() -> None:
     if not in_notebook():
         return
     try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
-        from IPython.core.pylabtools import select_figure_formats  # type: ignore[import-not-found]
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
 
         ip = get_ipython()
         formatter = ip.display_formatter.formatters["image/png"]
@@ -125,7 +125,7 @@ def _show_inline() -> None:
         try:
             formatter.lookup_by_type(Figure)
         except KeyError:  # nothing draws figures yet
-            select_figure_formats(ip, {"png"})
+            select_figure_formats(ip, {"png"})  # type: ignore[no-untyped-call]  # IPython leaves it unannotated
     except Exception:  # an odd frontend: the figure is still returned, just not drawn
         return
 
@@ -138,7 +138,7 @@ def _has_feature(row: dict[str, Any], rows: list[dict[str, Any]], signal: str) -
 def _unit(rows: list[dict[str, Any]], key: str | None = None) -> str | None:
     for r in rows:
         if r["unit"] and (key is None or r["key"] == key):
-            return r["unit"]
+            return str(r["unit"])
     return None
 
 
@@ -194,7 +194,7 @@ def _histogram(ax_fleet: Axes, ax_vehicles: Axes, rows: list[dict[str, Any]], si
     edges = _indexed(fleet, "edges") or _indexed(rows, "edges")
     if not edges:
         raise NothingToPlot(f"assignment {assignment}: iteration {shown} has no histogram of {signal}")
-    widths = [b - a for a, b in zip(edges, edges[1:])]
+    widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
     if fleet:
         ax_fleet.bar(edges[:-1], _indexed(fleet, "counts"), width=widths, align="edge", color="tab:blue",
                      edgecolor="white", label="fleet")
@@ -209,7 +209,7 @@ def _histogram(ax_fleet: Axes, ax_vehicles: Axes, rows: list[dict[str, Any]], si
         if not counts:
             continue
         share = [w / max(len(vehicles), 1) for w in widths]
-        ax_vehicles.bar([a + j * s for a, s in zip(edges[:-1], share)], counts, width=share, align="edge",
+        ax_vehicles.bar([a + j * s for a, s in zip(edges[:-1], share, strict=True)], counts, width=share, align="edge",
                         label=vehicle)
     ax_vehicles.set_title(f"histogram of {signal}, iteration {shown}, per vehicle")
     ax_vehicles.set_xlabel(xlabel)

@@ -19,7 +19,7 @@ def in_notebook() -> bool:
     if shell is None:
         return False
     try:
-        ip = shell.get_ipython()  # type: ignore[attr-defined]
+        ip = shell.get_ipython()
     except Exception:
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
@@ -65,10 +65,11 @@ class Progress:
             return
         self.last = text
         if self.notebook:
-            from IPython.display import display  # type: ignore[import-not-found]
+            from IPython.display import display
 
             if self._handle is None:
-                self._handle = display({"text/plain": text}, raw=True, display_id=True)
+                # IPython's display() has no annotations
+                self._handle = display({"text/plain": text}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
             else:
                 self._handle.update({"text/plain": text}, raw=True)
         elif self.stream is not None:

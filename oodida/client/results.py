@@ -43,7 +43,9 @@ def need(module: str, what: str) -> Any:
 
 
 def frame(records: list[dict[str, Any]], columns: Iterable[str] | None = None) -> pandas.DataFrame:
-    pd = need("pandas", "a DataFrame")
+    need("pandas", "a DataFrame")  # the extra to install, if it is missing
+    import pandas as pd
+
     return pd.DataFrame.from_records(records, columns=list(columns) if columns is not None else None)
 
 
@@ -110,7 +112,9 @@ class Results:
 
     def to_pandas(self, *, fleet_only: bool = False) -> pandas.DataFrame:
         """The tidy rows as a DataFrame, one column per `COLUMNS` entry."""
-        pd = need("pandas", "a DataFrame")
+        need("pandas", "a DataFrame")
+        import pandas as pd
+
         rows = self._selected(fleet_only)
         df = pd.DataFrame({c: [r[c] for r in rows] for c in COLUMNS}, columns=list(COLUMNS))
         for column in ("iteration", "assignment"):

@@ -15,7 +15,9 @@ import numpy as np
 from oodida.wire.values import NDArray
 
 # the built-in methods' names (analytics.registry.method_names(); a test keeps them equal)
-BUILTIN_METHODS = frozenset({"count", "histogram", "kmeans", "last", "max", "mean", "min", "quantiles", "std", "variance"})
+BUILTIN_METHODS = frozenset(
+    {"count", "histogram", "kmeans", "last", "max", "mean", "min", "quantiles", "std", "variance"}
+)
 
 
 def plain(value: Any) -> Any:
