@@ -9,11 +9,12 @@ incoming message against these declarations (type, range, length, pattern) and
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from oodida.wire.states import AssignmentState, SourcePhase
 from oodida.wire.values import check_value
 
 PROTOCOL_VERSION = 1
@@ -296,7 +297,7 @@ class ResultAck(Message, tag="result_ack"):
 
 class SourceState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(max_length=256)]
-    state: Literal["starting", "running", "ended", "failed"]
+    state: SourcePhase
     frames: Count = 0
     error: Text | None = None
 
@@ -422,7 +423,7 @@ class OpenIterationInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     assignment: AssignmentId
     name: Annotated[str, Meta(max_length=128)]
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
     iterations: Annotated[int, Meta(ge=0)]
     completed: Annotated[int, Meta(ge=0)]
     vehicles: list[Identity]
@@ -496,7 +497,7 @@ class IterationReport(Message, tag="iteration"):
 class ResultsEnd(Message, tag="results_end"):
     id: RequestId
     assignment: AssignmentId
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
     reason: Text | None = None
 
 
@@ -508,7 +509,7 @@ class Cancel(Message, tag="cancel"):
 class Cancelled(Message, tag="cancelled"):
     id: RequestId
     assignment: AssignmentId
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
 
 
 class SignalsRequest(Message, tag="signals"):
@@ -625,39 +626,39 @@ class VersionsReply(Message, tag="versions_reply"):
     versions: list[VersionInfo]
 
 
-AnyMessage = Union[
-    Hello,
-    Challenge,
-    Proof,
-    Welcome,
-    Error,
-    Task,
-    CancelTask,
-    Result,
-    ResultAck,
-    VehicleStatus,
-    SignalCatalogue,
-    Submit,
-    Submitted,
-    StatusRequest,
-    StatusReply,
-    ResultsRequest,
-    IterationReport,
-    ResultsEnd,
-    Cancel,
-    Cancelled,
-    LoadModule,
-    ModuleAck,
-    Deploy,
-    Deploying,
-    DeployProgress,
-    DeployEnd,
-    VersionsRequest,
-    VersionsReply,
-    SignalsRequest,
-    SignalsReply,
-]
+AnyMessage = (
+    Hello
+    | Challenge
+    | Proof
+    | Welcome
+    | Error
+    | Task
+    | CancelTask
+    | Result
+    | ResultAck
+    | VehicleStatus
+    | SignalCatalogue
+    | Submit
+    | Submitted
+    | StatusRequest
+    | StatusReply
+    | ResultsRequest
+    | IterationReport
+    | ResultsEnd
+    | Cancel
+    | Cancelled
+    | LoadModule
+    | ModuleAck
+    | Deploy
+    | Deploying
+    | DeployProgress
+    | DeployEnd
+    | VersionsRequest
+    | VersionsReply
+    | SignalsRequest
+    | SignalsReply
+)
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__  # type: ignore[attr-defined]
+    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__
 }
