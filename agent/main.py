@@ -113,7 +113,9 @@ def build_agent(config: AgentConfig, modules: ModuleRunner | None = None) -> Age
         nmea = NmeaDecoder(gps.prefix)
         clash = sorted(n for n in nmea.signal_names if n in store or any(_defines(d, n) for d in decoders))
         if clash:
-            raise ConfigError(f"gps source {index} ({gps.port}): {', '.join(clash)} already recorded; set another prefix")
+            raise ConfigError(
+                f"gps source {index} ({gps.port}): {', '.join(clash)} already recorded; set another prefix"
+            )
         port = SerialPort(gps.port, gps.baudrate)
         gps_pump = GpsPump(
             f"{index}:GPS {port.describe()}", port, nmea, store, reopen_min=gps.reopen_min, reopen_max=gps.reopen_max
