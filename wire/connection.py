@@ -118,6 +118,16 @@ def _handshake_allows(state: HandshakeState, message: type[Message]) -> bool:
     return event is not None and HANDSHAKE.allows(state, event)
 
 
+# RECEIVABLE within HANDSHAKE narrowed by the handshake's state, derived once from the
+# two tables: (our side, peer's role, handshake state) -> message types the peer may send
+_HANDSHAKE_RECEIVABLE: dict[tuple[Side, Role | None, HandshakeState], frozenset[type[Message]]] = {
+    (side, role, step): frozenset(m for m in allowed if m is Error or _handshake_allows(step, m))
+    for (side, state, role), allowed in RECEIVABLE.items()
+    if state is State.HANDSHAKE
+    for step in HandshakeState
+}
+
+
 class Connection:
     """One end of one conversation.
 
@@ -193,9 +203,10 @@ class Connection:
 
     def _check_receivable(self, message: Message) -> None:
         role = self.peer_role if (self.side is Side.CLIENT or self.state is State.READY) else None
-        allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
         if self.state is State.HANDSHAKE:
-            allowed = frozenset(m for m in allowed if m is Error or _handshake_allows(self.handshake, m))
+            allowed = _HANDSHAKE_RECEIVABLE.get((self.side, role, self.handshake), frozenset())
+        else:
+            allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
         if type(message) not in allowed:
             fatal = self.state is not State.READY
             if fatal:
