@@ -31,6 +31,7 @@ from oodida.agent.store import SignalStore
 from oodida.hw.errors import SourceError
 from oodida.hw.nmea import NmeaDecoder
 from oodida.hw.serial_port import SerialPort
+from oodida.wire.states import SourcePhase
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,10 @@ class GpsPump(SourceThread):
         try:
             self._loop()
         except Exception as exc:  # a bug of ours; the agent goes on without this source
-            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.state, self.error = SourcePhase.FAILED, f"{type(exc).__name__}: {exc}"
             log.exception("GPS source %s failed", self.name)
         else:
-            self.state = "ended"
+            self.state = SourcePhase.ENDED
         finally:
             self.port.close()
             self.store.source_ended()
@@ -104,7 +105,7 @@ class GpsPump(SourceThread):
                 )
                 gone_since = None
             backoff = self.reopen_min
-            self.state, self.error = "running", None
+            self.state, self.error = SourcePhase.RUNNING, None
             try:
                 self._read(stop)
             except SourceError as exc:
@@ -118,7 +119,7 @@ class GpsPump(SourceThread):
     def _failed(self, error: str) -> None:
         # error before state: a reader that sees "failed" also sees why
         self.error = error[:1000]  # the status message bounds its text; a long port path must not break it
-        self.state = "failed"
+        self.state = SourcePhase.FAILED
 
     def _read(self, stop: threading.Event) -> None:
         read, feed, add, decoder = self.port.read, self.decoder.feed, self.store.add, self.decoder

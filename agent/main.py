@@ -34,6 +34,7 @@ from oodida.hw.serial_port import SerialPort
 from oodida.hw.sources import open_source
 from oodida.sandbox.supervisor import SandboxLimits
 from oodida.wire.messages import Position, SourceState, Task, VehicleStatus
+from oodida.wire.states import SourcePhase
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Agent:
             position=newest_position(self.store),
             signal_time=self.store.signal_time,
             sources=[
-                SourceState(name=p.name[:256], state=p.state, frames=p.frames, error=p.error)  # type: ignore[arg-type]
+                SourceState(name=p.name[:256], state=p.state, frames=p.frames, error=p.error)
                 for p in self.pumps
             ],
             signals=self.store.names,
@@ -301,7 +302,7 @@ def _alive(uplink: asyncio.Task[None]) -> str | None:
 def _status_line(agent: Agent) -> str:
     link = agent.uplink.config
     where = f"{link.host}:{link.port}"
-    sources = sum(p.state == "running" for p in agent.pumps)
+    sources = sum(p.state == SourcePhase.RUNNING for p in agent.pumps)
     return (
         f"{'connected to' if agent.uplink.channel is not None else 'not connected to'} {where}; "
         f"{sources}/{len(agent.pumps)} source(s) running; {len(agent.runner.running)} task(s) running; "

@@ -23,6 +23,7 @@ from oodida.core.metrics import (
     sandbox_calls_counter,
     sandbox_worker_families,
 )
+from oodida.wire.states import SourcePhase
 
 if TYPE_CHECKING:
     from oodida.agent.main import Agent
@@ -109,7 +110,7 @@ class _AgentState:
             frames.add_metric([pump.name], pump.frames)
             unknown.add_metric([pump.name], pump.decoder.unknown_frames)
             malformed.add_metric([pump.name], pump.decoder.malformed_frames)
-            running.add_metric([pump.name], 1 if pump.state == "running" else 0)
+            running.add_metric([pump.name], 1 if pump.state == SourcePhase.RUNNING else 0)
         yield from (frames, unknown, malformed, running)
         outbox = a.outbox
         yield GaugeMetricFamily("oodida_agent_outbox_results", "Results waiting for the server's acknowledgement.",

@@ -19,6 +19,7 @@ from oodida.agent.store import SignalStore
 from oodida.hw.dbc import SignalDecoder
 from oodida.hw.frames import COLUMNS_FROM, FrameBatch
 from oodida.hw.source import FrameSource
+from oodida.wire.states import SourcePhase
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class SourceThread:
     def __init__(self, name: str, store: SignalStore, thread_name: str) -> None:
         self.name = name
         self.store = store
-        self.state = "starting"
+        self.state = SourcePhase.STARTING
         self.error: str | None = None
         self.frames = 0
         self._stop = threading.Event()
@@ -78,7 +79,7 @@ class Pump(SourceThread):
     def _run(self) -> None:
         decoder = self.decoder
         store = self.store
-        self.state = "running"
+        self.state = SourcePhase.RUNNING
         try:
             for batch in self.source.batches(self._stop, BATCH_FRAMES):
                 self.frames += len(batch)
@@ -89,11 +90,11 @@ class Pump(SourceThread):
                     values = decoder.decode(frame_id, data)
                     if values:
                         store.add(timestamp, values)
-            self.state = "ended"
+            self.state = SourcePhase.ENDED
             if not self._stop.is_set():
                 log.info("source %s ended after %d frames", self.name, self.frames)
         except Exception as exc:
-            self.state, self.error = "failed", str(exc)
+            self.state, self.error = SourcePhase.FAILED, str(exc)
             log.error("source %s failed: %s", self.name, exc)
         finally:
             self.store.source_ended()

@@ -71,6 +71,7 @@ from oodida.wire.messages import (
     VersionsReply,
     VersionsRequest,
 )
+from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +672,7 @@ class Server:
             AssignmentInfo(
                 assignment=row.id,
                 name=row.name,
-                state=row.state,  # type: ignore[arg-type]
+                state=row.state,
                 iterations=row.spec.iterations,
                 completed=self.store.completed_iterations(row.id),
                 vehicles=row.vehicles,
@@ -718,10 +719,10 @@ class Server:
             # must not resume an assignment the analyst was told is cancelled
             self.store.audit(analyst, "cancel", message.assignment, "asked to cancel the running assignment")
             runner.cancel()
-            state = "cancelled"
+            state = ASSIGNMENT.next(AssignmentState.RUNNING, AssignmentEvent.CANCEL)
         else:
             state = row.state
-        return Cancelled(id=message.id, assignment=message.assignment, state=state)  # type: ignore[arg-type]
+        return Cancelled(id=message.id, assignment=message.assignment, state=state)
 
     async def _stream_results(self, channel: Channel, request: ResultsRequest) -> None:
         row = self.store.assignment(request.assignment)
@@ -745,7 +746,7 @@ class Server:
             final = self.store.assignment(request.assignment)
             assert final is not None
             await channel.send(
-                ResultsEnd(id=request.id, assignment=request.assignment, state=final.state, reason=final.reason)  # type: ignore[arg-type]
+                ResultsEnd(id=request.id, assignment=request.assignment, state=final.state, reason=final.reason)
             )
         finally:
             subscribers.discard(queue)

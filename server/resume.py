@@ -34,6 +34,7 @@ from oodida.server.runner import AssignmentRunner, Fleet
 from oodida.server.store import Store
 from oodida.server.versions import AssignmentVersions, expand_map
 from oodida.wire.messages import Task
+from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def resume_running(fleet: Fleet, store: Store, modules: OffBoardRunner | None) -
         except Exception as exc:  # whatever a malformed row raises: this one ends, the server starts
             reason = f"cannot resume after the server restarted: {type(exc).__name__}: {exc}"[:4000]
             log.error("assignment %d %s", assignment, reason)
-            store.finish_assignment(assignment, "interrupted", reason)
+            ended = ASSIGNMENT.next(AssignmentState.RUNNING, AssignmentEvent.INTERRUPT)
+            store.finish_assignment(assignment, ended, reason)
             store.audit("server", "resume failed", assignment, reason)
             continue
         detail = resumed.detail

@@ -31,6 +31,7 @@ from oodida.server.modules import OffBoardRunner
 from oodida.server.store import Store
 from oodida.server.versions import AssignmentVersions, compact_map
 from oodida.wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
+from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class AssignmentRunner:
     async def run(self) -> None:
         spec = self.spec
         number = self.next_number - 1
-        final: str | None = "done"
+        end: AssignmentEvent | None = AssignmentEvent.COMPLETE  # None: suspended, it resumes
         reason = None
         try:
             if self.reopen is None and number == 0:
@@ -171,23 +172,25 @@ class AssignmentRunner:
                 number += 1
                 await self._iterate(number)
             if self._cancelled:
-                final = "cancelled"
+                end = AssignmentEvent.CANCEL
         except asyncio.CancelledError:
             if self._suspending:
-                final = None
+                end = None
             else:
-                final, reason = "interrupted", "the server stopped while it ran"
+                end, reason = AssignmentEvent.INTERRUPT, "the server stopped while it ran"
             raise
         except Exception as exc:  # a bug here must end this assignment, not the server
             fatal = getattr(self.fleet, "database_failed", None)
             if fatal is not None and fatal(exc):
-                final = None  # the server stops: the assignment resumes on a repaired database
+                end = None  # the server stops: the assignment resumes on a repaired database
             else:
                 log.exception("assignment %d failed", self.id)
-                final, reason = "failed", f"internal error: {exc}"
+                end, reason = AssignmentEvent.FAIL, f"internal error: {exc}"
         finally:
             self.current = None
-            if self.modules is not None and final not in (None, "interrupted"):  # over: its worker is reaped
+            final = None if end is None else ASSIGNMENT.next(AssignmentState.RUNNING, end)
+            # over: its worker is reaped
+            if self.modules is not None and final not in (None, AssignmentState.INTERRUPTED):
                 await self.modules.release(self.id)
             if final is None:
                 log.info("assignment %d suspended after %d iterations; the next server process resumes it",

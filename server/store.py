@@ -24,6 +24,7 @@ import msgspec
 
 from oodida.wire.codec import decode_value, encode_value
 from oodida.wire.messages import AssignmentSpec, ModuleSource, Result
+from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (
@@ -137,7 +138,7 @@ class AssignmentRow:
     name: str
     spec: AssignmentSpec
     vehicles: list[str]
-    state: str
+    state: AssignmentState
     created: float
     finished: float | None
     reason: str | None
@@ -251,30 +252,34 @@ class Store:
 
     def create_assignment(self, spec: AssignmentSpec, vehicles: list[str]) -> int:
         cur = self.db.execute(
-            "INSERT INTO assignments (name, spec, vehicles, state, created) VALUES (?, ?, ?, 'running', ?)",
-            (spec.name, msgspec.json.encode(spec), json.dumps(vehicles), time.time()),
+            "INSERT INTO assignments (name, spec, vehicles, state, created) VALUES (?, ?, ?, ?, ?)",
+            (spec.name, msgspec.json.encode(spec), json.dumps(vehicles), AssignmentState.RUNNING, time.time()),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def finish_assignment(self, assignment: int, state: str, reason: str | None = None) -> None:
+    def finish_assignment(self, assignment: int, state: AssignmentState, reason: str | None = None) -> None:
+        """End a running assignment in `state` (what `wire.states.ASSIGNMENT` says its end leads
+        to); one no longer running is left as it is: it ended once."""
         self.db.execute(
-            "UPDATE assignments SET state = ?, finished = ?, reason = ? WHERE id = ? AND state = 'running'",
-            (state, time.time(), reason, assignment),
+            "UPDATE assignments SET state = ?, finished = ?, reason = ? WHERE id = ? AND state = ?",
+            (state, time.time(), reason, assignment, AssignmentState.RUNNING),
         )
 
     def interrupt_running(self, reason: str) -> list[int]:
         """Mark assignments a previous server process left running; returns their ids."""
-        ids = [row[0] for row in self.db.execute("SELECT id FROM assignments WHERE state = 'running'")]
+        running = AssignmentState.RUNNING
+        ids = [row[0] for row in self.db.execute("SELECT id FROM assignments WHERE state = ?", (running,))]
         self.db.execute(
-            "UPDATE assignments SET state = 'interrupted', finished = ?, reason = ? WHERE state = 'running'",
-            (time.time(), reason),
+            "UPDATE assignments SET state = ?, finished = ?, reason = ? WHERE state = ?",
+            (ASSIGNMENT.next(running, AssignmentEvent.INTERRUPT), time.time(), reason, running),
         )
         return ids
 
     def running_assignments(self) -> list[int]:
         """Ids of the assignments a previous server process left running, oldest first."""
-        return [row[0] for row in self.db.execute("SELECT id FROM assignments WHERE state = 'running' ORDER BY id")]
+        rows = self.db.execute("SELECT id FROM assignments WHERE state = ? ORDER BY id", (AssignmentState.RUNNING,))
+        return [row[0] for row in rows]
 
     def save_versions(self, assignment: int, versions: str) -> None:
         """The running assignment's versions (JSON), for a restarted server."""
@@ -306,7 +311,7 @@ class Store:
             name=row[1],
             spec=msgspec.json.decode(row[2], type=AssignmentSpec),
             vehicles=json.loads(row[3]),
-            state=row[4],
+            state=AssignmentState(row[4]),
             created=row[5],
             finished=row[6],
             reason=row[7],

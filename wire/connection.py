@@ -50,6 +50,7 @@ from oodida.wire.messages import (
     VersionsRequest,
     Welcome,
 )
+from oodida.wire.states import HANDSHAKE, HandshakeEvent, HandshakeState
 
 
 class Side(enum.Enum):
@@ -99,18 +100,31 @@ RECEIVABLE: dict[tuple[Side, State, Role | None], frozenset[type[Message]]] = {
     ),
 }
 
-# The handshake's order within HANDSHAKE: (side, steps done) -> what may arrive next.
-# Server steps: 0 nothing yet, 1 hello received, 2 challenge sent, 3 proof received.
-# Client steps: 0 nothing yet, 1 hello sent, 2 challenge received, 3 proof sent.
-_HANDSHAKE_NEXT: dict[tuple[Side, int], frozenset[type[Message]]] = {
-    (Side.SERVER, 0): frozenset({Hello}),
-    (Side.SERVER, 1): frozenset(),  # one hello, then wait for our challenge
-    (Side.SERVER, 2): frozenset({Proof}),
-    (Side.SERVER, 3): frozenset(),  # one proof, then wait for our welcome
-    (Side.CLIENT, 0): frozenset({Error}),
-    (Side.CLIENT, 1): frozenset({Challenge, Error}),
-    (Side.CLIENT, 2): frozenset({Error}),
-    (Side.CLIENT, 3): frozenset({Welcome, Error}),
+# The handshake's order within HANDSHAKE is the table `wire.states.HANDSHAKE`, over
+# these messages; which side sends which is RECEIVABLE's (a server receives the hello
+# and the proof, a client the challenge and the welcome). An error may come at any
+# step, from the server: it is no step, it ends the handshake.
+HANDSHAKE_EVENTS: dict[type[Message], HandshakeEvent] = {
+    Hello: HandshakeEvent.HELLO,
+    Challenge: HandshakeEvent.CHALLENGE,
+    Proof: HandshakeEvent.PROOF,
+    Welcome: HandshakeEvent.WELCOME,
+}
+_CLIENT_SENDS = frozenset({HandshakeEvent.HELLO, HandshakeEvent.PROOF})
+
+
+def _handshake_allows(state: HandshakeState, message: type[Message]) -> bool:
+    event = HANDSHAKE_EVENTS.get(message)
+    return event is not None and HANDSHAKE.allows(state, event)
+
+
+# RECEIVABLE within HANDSHAKE narrowed by the handshake's state, derived once from the
+# two tables: (our side, peer's role, handshake state) -> message types the peer may send
+_HANDSHAKE_RECEIVABLE: dict[tuple[Side, Role | None, HandshakeState], frozenset[type[Message]]] = {
+    (side, role, step): frozenset(m for m in allowed if m is Error or _handshake_allows(step, m))
+    for (side, state, role), allowed in RECEIVABLE.items()
+    if state is State.HANDSHAKE
+    for step in HandshakeState
 }
 
 
@@ -143,7 +157,7 @@ class Connection:
         self.state = State.HANDSHAKE
         self.max_frame = max_frame
         self._frames = FrameDecoder(max_frame=min(max_frame, handshake_max_frame))  # raised by _ready()
-        self._step = 0  # of the handshake, see _HANDSHAKE_NEXT
+        self.handshake = HandshakeState.START  # how far the handshake went, see wire.states.HANDSHAKE
 
     # --- receiving ------------------------------------------------------------
 
@@ -189,9 +203,10 @@ class Connection:
 
     def _check_receivable(self, message: Message) -> None:
         role = self.peer_role if (self.side is Side.CLIENT or self.state is State.READY) else None
-        allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
         if self.state is State.HANDSHAKE:
-            allowed = allowed & _HANDSHAKE_NEXT[(self.side, self._step)]
+            allowed = _HANDSHAKE_RECEIVABLE.get((self.side, role, self.handshake), frozenset())
+        else:
+            allowed = RECEIVABLE.get((self.side, self.state, role), frozenset())
         if type(message) not in allowed:
             fatal = self.state is not State.READY
             if fatal:
@@ -203,13 +218,14 @@ class Connection:
                 request=getattr(message, "id", None),
             )
         if isinstance(message, (Hello, Proof, Challenge)):
-            self._step += 1
+            self.handshake = HANDSHAKE.next(self.handshake, HANDSHAKE_EVENTS[type(message)])
         elif isinstance(message, Welcome) and self.state is State.HANDSHAKE:
             if message.version != PROTOCOL_VERSION:
                 self.state = State.CLOSED
                 raise RemoteProtocolError(
                     f"server speaks protocol version {message.version}, we speak {PROTOCOL_VERSION}", fatal=True
                 )
+            self.handshake = HANDSHAKE.next(self.handshake, HandshakeEvent.WELCOME)
             self._ready()
         elif isinstance(message, Error) and self.state is State.HANDSHAKE:
             self.state = State.CLOSED
@@ -229,14 +245,14 @@ class Connection:
         if self.state is State.CLOSED and not (isinstance(message, Error)):
             raise LocalProtocolError(f"cannot send {type(message).__name__}: connection is closed")
         if self.side is Side.CLIENT and self.state is State.HANDSHAKE:
-            if isinstance(message, Hello) and self._step == 0:
-                if message.role is not self.our_role:
-                    raise LocalProtocolError(f"hello says role {message.role}, connection was made as {self.our_role}")
-            elif not (isinstance(message, Proof) and self._step == 2):
+            event = HANDSHAKE_EVENTS.get(type(message))
+            if event not in _CLIENT_SENDS or not _handshake_allows(self.handshake, type(message)):
                 raise LocalProtocolError(
                     "a client sends one hello, then one proof after the challenge, then waits for welcome"
                 )
-            self._step += 1
+            if isinstance(message, Hello) and message.role is not self.our_role:
+                raise LocalProtocolError(f"hello says role {message.role}, connection was made as {self.our_role}")
+            self.handshake = HANDSHAKE.next(self.handshake, HANDSHAKE_EVENTS[type(message)])
         elif self.side is Side.SERVER and self.state is State.HANDSHAKE:
             if isinstance(message, Welcome):
                 raise LocalProtocolError("use accept() to welcome a peer")
@@ -262,17 +278,22 @@ class Connection:
     def challenge(self, nonce: bytes, salt: bytes, iterations: int) -> bytes:
         """Answer the hello the application has looked up: the peer must now prove it
         holds the credential (`nonce` is the client's nonce followed by ours)."""
-        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or self._step != 1:
+        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or not HANDSHAKE.allows(
+            self.handshake, HandshakeEvent.CHALLENGE
+        ):
             raise LocalProtocolError("challenge() is for a server that received a hello and sent no challenge")
-        self._step = 2
+        self.handshake = HANDSHAKE.next(self.handshake, HandshakeEvent.CHALLENGE)
         message = Challenge(nonce=nonce, salt=salt, iterations=iterations)
         return encode_frame(encode_payload(message), max_frame=self.max_frame)
 
     def accept(self, hello: Hello, *, session: str, server: str = "", signature: bytes = b"") -> bytes:
         """Welcome the peer whose proof the application has checked; `signature` is
         the server's proof to the client (SCRAM's ServerSignature)."""
-        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or self._step != 3:
+        if self.side is not Side.SERVER or self.state is not State.HANDSHAKE or not HANDSHAKE.allows(
+            self.handshake, HandshakeEvent.WELCOME
+        ):
             raise LocalProtocolError("accept() is for a server that received a hello and then a proof")
+        self.handshake = HANDSHAKE.next(self.handshake, HandshakeEvent.WELCOME)
         self.peer_role = hello.role
         self.peer_identity = hello.identity
         self._ready()

@@ -9,11 +9,12 @@ incoming message against these declarations (type, range, length, pattern) and
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from oodida.wire.states import AssignmentState, SourcePhase
 from oodida.wire.values import check_value
 
 PROTOCOL_VERSION = 1
@@ -68,7 +69,9 @@ class ErrorCode(enum.StrEnum):
 
 
 class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
-    """Base of every message; `type` on the wire is the subclass's tag."""
+    """Base of every message; `type` on the wire is the subclass's tag. Subclasses say
+    `frozen=True` again: msgspec inherits it, mypy's reading of a dataclass transform
+    does not, and would call every message mutable."""
 
 
 # --- handshake ---------------------------------------------------------------
@@ -81,7 +84,7 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field
 Nonce = Annotated[bytes, Meta(min_length=16, max_length=64)]
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, tag="hello", frozen=True):
     version: Version
     role: Role
     identity: Identity
@@ -89,7 +92,7 @@ class Hello(Message, tag="hello"):
     software: Annotated[str, Meta(max_length=64)] = ""
 
 
-class Challenge(Message, tag="challenge"):
+class Challenge(Message, tag="challenge", frozen=True):
     """The server's answer to a hello whose identity holds a credential of its role:
     the combined nonce (the client's, then the server's) and how to salt the secret."""
 
@@ -98,20 +101,20 @@ class Challenge(Message, tag="challenge"):
     iterations: Annotated[int, Meta(ge=4096, le=1_000_000)]
 
 
-class Proof(Message, tag="proof"):
+class Proof(Message, tag="proof", frozen=True):
     """ClientProof: the client key XOR the client signature over the AuthMessage."""
 
     proof: Annotated[bytes, Meta(min_length=32, max_length=32)]
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, tag="welcome", frozen=True):
     version: Version
     session: Annotated[str, Meta(max_length=64)]
     server: Annotated[str, Meta(max_length=64)] = ""
     signature: Annotated[bytes, Meta(max_length=64)] = b""  # ServerSignature; the client checks it
 
 
-class Error(Message, tag="error"):
+class Error(Message, tag="error", frozen=True):
     reason: Text
     code: ErrorCode = ErrorCode.BAD_MESSAGE
     id: RequestId | None = None
@@ -201,7 +204,7 @@ class AssignmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # --- server <-> vehicle ---------------------------------------------------------
 
 
-class Task(Message, tag="task"):
+class Task(Message, tag="task", frozen=True):
     """One iteration's work for one vehicle; `state` is what the previous iteration's
     off-board step produced for the vehicles (for example k-means centroids).
 
@@ -230,7 +233,7 @@ class Task(Message, tag="task"):
 ModuleSide = Literal["on_board", "off_board"]
 
 
-class LoadModule(Message, tag="load_module"):
+class LoadModule(Message, tag="load_module", frozen=True):
     """A version of an assignment's on-board module for a vehicle to check, load into
     its sandbox worker and acknowledge (`ModuleAck`). Sent at submit, on every deploy
     or rollback, and again to a vehicle that reconnects; loading a version the vehicle
@@ -243,7 +246,7 @@ class LoadModule(Message, tag="load_module"):
     module: ModuleSource
 
 
-class ModuleAck(Message, tag="module_ack"):
+class ModuleAck(Message, tag="module_ack", frozen=True):
     """A vehicle's answer to `LoadModule`: it runs `code_hash` from its next iteration
     on (ok), or it refused it and keeps its previous version (`error` says why)."""
 
@@ -258,11 +261,11 @@ class ModuleAck(Message, tag="module_ack"):
             raise ValueError("a module acknowledgement is ok, or carries an error, not both")
 
 
-class CancelTask(Message, tag="cancel_task"):
+class CancelTask(Message, tag="cancel_task", frozen=True):
     assignment: AssignmentId
 
 
-class Result(Message, tag="result"):
+class Result(Message, tag="result", frozen=True):
     """A vehicle's answer for one (assignment, iteration); the key makes it idempotent."""
 
     assignment: AssignmentId
@@ -289,14 +292,14 @@ class Result(Message, tag="result"):
             raise ValueError("a failed result must say why (error)")
 
 
-class ResultAck(Message, tag="result_ack"):
+class ResultAck(Message, tag="result_ack", frozen=True):
     assignment: AssignmentId
     iteration: IterationNo
 
 
 class SourceState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(max_length=256)]
-    state: Literal["starting", "running", "ended", "failed"]
+    state: SourcePhase
     frames: Count = 0
     error: Text | None = None
 
@@ -321,7 +324,7 @@ class Position(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     time: Timestamp
 
 
-class VehicleStatus(Message, tag="vehicle_status"):
+class VehicleStatus(Message, tag="vehicle_status", frozen=True):
     """Sent by an agent on connect and periodically: what it reads and how it goes."""
 
     frames: Count
@@ -348,7 +351,6 @@ class VehicleStatus(Message, tag="vehicle_status"):
 
 Rate = Annotated[float, Meta(ge=0, le=1e7)]  # samples per second of signal time
 Bound = Annotated[float, Meta(ge=-1e300, le=1e300)]  # finite: NaN fails both bounds
-Unit = Annotated[str, Meta(max_length=32)]
 
 
 class SignalInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -371,7 +373,7 @@ class SignalInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 MAX_CATALOGUE = 10_000
 
 
-class SignalCatalogue(Message, tag="signal_catalogue"):
+class SignalCatalogue(Message, tag="signal_catalogue", frozen=True):
     """Every signal a vehicle can serve. Sent by the agent after its first status and
     again when a rate or the set of signals changed, not with every status: a DBC's
     few hundred signals would make each status tens of kilobytes."""
@@ -386,18 +388,18 @@ class SignalCatalogue(Message, tag="signal_catalogue"):
 # --- server <-> analyst ----------------------------------------------------------
 
 
-class Submit(Message, tag="submit"):
+class Submit(Message, tag="submit", frozen=True):
     id: RequestId
     spec: AssignmentSpec
 
 
-class Submitted(Message, tag="submitted"):
+class Submitted(Message, tag="submitted", frozen=True):
     id: RequestId
     assignment: AssignmentId
     vehicles: list[Identity]
 
 
-class StatusRequest(Message, tag="status"):
+class StatusRequest(Message, tag="status", frozen=True):
     id: RequestId
 
 
@@ -422,7 +424,7 @@ class OpenIterationInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     assignment: AssignmentId
     name: Annotated[str, Meta(max_length=128)]
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
     iterations: Annotated[int, Meta(ge=0)]
     completed: Annotated[int, Meta(ge=0)]
     vehicles: list[Identity]
@@ -433,7 +435,7 @@ class AssignmentInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     open: OpenIterationInfo | None = None  # running assignments: the iteration under way
 
 
-class StatusReply(Message, tag="status_reply"):
+class StatusReply(Message, tag="status_reply", frozen=True):
     id: RequestId
     server_time: Timestamp
     vehicles: list[VehicleInfo]
@@ -442,7 +444,7 @@ class StatusReply(Message, tag="status_reply"):
     sandbox: SandboxInfo | None = None
 
 
-class ResultsRequest(Message, tag="results"):
+class ResultsRequest(Message, tag="results", frozen=True):
     id: RequestId
     assignment: AssignmentId
     follow: bool = False
@@ -466,7 +468,7 @@ class VehicleReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         check_value(self.value)
 
 
-class IterationReport(Message, tag="iteration"):
+class IterationReport(Message, tag="iteration", frozen=True):
     """One closed iteration as the analyst sees it.
 
     `code_hash` is the on-board version the iteration's majority of answering vehicles
@@ -493,25 +495,25 @@ class IterationReport(Message, tag="iteration"):
         check_value(self.fleet)
 
 
-class ResultsEnd(Message, tag="results_end"):
+class ResultsEnd(Message, tag="results_end", frozen=True):
     id: RequestId
     assignment: AssignmentId
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
     reason: Text | None = None
 
 
-class Cancel(Message, tag="cancel"):
+class Cancel(Message, tag="cancel", frozen=True):
     id: RequestId
     assignment: AssignmentId
 
 
-class Cancelled(Message, tag="cancelled"):
+class Cancelled(Message, tag="cancelled", frozen=True):
     id: RequestId
     assignment: AssignmentId
-    state: Literal["running", "done", "cancelled", "failed", "interrupted"]
+    state: AssignmentState
 
 
-class SignalsRequest(Message, tag="signals"):
+class SignalsRequest(Message, tag="signals", frozen=True):
     """The signal catalogue: of one vehicle, or of every vehicle that reported one."""
 
     id: RequestId
@@ -525,12 +527,12 @@ class VehicleSignals(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     signals: list[SignalInfo]
 
 
-class SignalsReply(Message, tag="signals_reply"):
+class SignalsReply(Message, tag="signals_reply", frozen=True):
     id: RequestId
     vehicles: list[VehicleSignals]
 
 
-class Deploy(Message, tag="deploy"):
+class Deploy(Message, tag="deploy", frozen=True):
     """Replace the module of a running assignment on one side: a new `module`, or an
     earlier version by `code_hash` (a rollback; a unique prefix of the hash will do).
 
@@ -556,7 +558,7 @@ class Deploy(Message, tag="deploy"):
             raise ValueError("vehicles lists a vehicle twice")
 
 
-class Deploying(Message, tag="deploying"):
+class Deploying(Message, tag="deploying", frozen=True):
     """The server accepted a deploy: the version's full hash, whether it is a rollback,
     and who was asked to load it (`offline`: they get it when they reconnect)."""
 
@@ -579,7 +581,7 @@ class DeployAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     elapsed: Seconds = 0.0  # since the server accepted the deploy
 
 
-class DeployProgress(Message, tag="deploy_progress"):
+class DeployProgress(Message, tag="deploy_progress", frozen=True):
     """The answers that arrived since the last progress message, in arrival order
     (one message for all that came together: a fleet answers in bursts)."""
 
@@ -587,7 +589,7 @@ class DeployProgress(Message, tag="deploy_progress"):
     answers: Annotated[list[DeployAnswer], Meta(min_length=1, max_length=MAX_VEHICLES)]
 
 
-class DeployEnd(Message, tag="deploy_end"):
+class DeployEnd(Message, tag="deploy_end", frozen=True):
     id: RequestId
     assignment: AssignmentId
     code_hash: SHA256
@@ -598,7 +600,7 @@ class DeployEnd(Message, tag="deploy_end"):
     complete: bool  # the quorum was reached (False: timed out)
 
 
-class VersionsRequest(Message, tag="versions"):
+class VersionsRequest(Message, tag="versions", frozen=True):
     id: RequestId
     assignment: AssignmentId
 
@@ -619,45 +621,45 @@ class VersionInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     signer: KeyId | None = None  # the key that signed the module this deploy sent
 
 
-class VersionsReply(Message, tag="versions_reply"):
+class VersionsReply(Message, tag="versions_reply", frozen=True):
     id: RequestId
     assignment: AssignmentId
     versions: list[VersionInfo]
 
 
-AnyMessage = Union[
-    Hello,
-    Challenge,
-    Proof,
-    Welcome,
-    Error,
-    Task,
-    CancelTask,
-    Result,
-    ResultAck,
-    VehicleStatus,
-    SignalCatalogue,
-    Submit,
-    Submitted,
-    StatusRequest,
-    StatusReply,
-    ResultsRequest,
-    IterationReport,
-    ResultsEnd,
-    Cancel,
-    Cancelled,
-    LoadModule,
-    ModuleAck,
-    Deploy,
-    Deploying,
-    DeployProgress,
-    DeployEnd,
-    VersionsRequest,
-    VersionsReply,
-    SignalsRequest,
-    SignalsReply,
-]
+AnyMessage = (
+    Hello
+    | Challenge
+    | Proof
+    | Welcome
+    | Error
+    | Task
+    | CancelTask
+    | Result
+    | ResultAck
+    | VehicleStatus
+    | SignalCatalogue
+    | Submit
+    | Submitted
+    | StatusRequest
+    | StatusReply
+    | ResultsRequest
+    | IterationReport
+    | ResultsEnd
+    | Cancel
+    | Cancelled
+    | LoadModule
+    | ModuleAck
+    | Deploy
+    | Deploying
+    | DeployProgress
+    | DeployEnd
+    | VersionsRequest
+    | VersionsReply
+    | SignalsRequest
+    | SignalsReply
+)
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__  # type: ignore[attr-defined]
+    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__
 }
