@@ -34,8 +34,7 @@ def certificate_problem(channel: Channel, hello: Hello, config: ServerConfig) ->
 
     A certificate names its holder: whoever presents one must be that holder. With
     `vehicle_certificates`, a vehicle must present one."""
-    peercert = channel.writer.get_extra_info("peercert")
-    names = certificate_names(peercert)
+    names = certificate_names(channel.peercert)
     role, identity = hello.role.value, hello.identity
     if not names:
         tls = config.tls
@@ -81,7 +80,8 @@ async def authenticate(
     assert isinstance(hello, Hello)
     problem = version_problem(hello)
     if problem is not None:
-        return await _refuse(channel, hello, problem, ErrorCode.VERSION, kind="version")
+        await _refuse(channel, hello, problem, ErrorCode.VERSION, kind="version")
+        return None
     credential = credentials.get(hello.identity)
     if credential is None:
         problem, kind = f"no credential for {hello.role.value} {hello.identity!r}", "unknown_identity"
@@ -90,7 +90,8 @@ async def authenticate(
         kind = "certificate" if problem is None else metrics.credential_refusal(credential)
         problem = problem or certificate_problem(channel, hello, config)
     if problem is not None or credential is None:
-        return await _refuse(channel, hello, problem or "no credential", kind=kind)
+        await _refuse(channel, hello, problem or "no credential", kind=kind)
+        return None
     stored = credential.stored
     nonce = hello.nonce + secrets.token_bytes(scram.NONCE_BYTES)
     await channel.send_bytes(conn.challenge(nonce, stored.salt, stored.iterations))
@@ -104,7 +105,8 @@ async def authenticate(
     signature = scram.verify_proof(stored, message, proof.proof)
     if signature is None:
         reason = f"{WRONG_PROOF} for {hello.role.value} {hello.identity}"
-        return await _refuse(channel, hello, reason, kind="wrong_proof")
+        await _refuse(channel, hello, reason, kind="wrong_proof")
+        return None
     if admit is not None and (problem := await admit(hello, channel)) is not None:
         metrics.handshake_refused("duplicate")
         await channel.send_bytes(conn.reject(problem, ErrorCode.DUPLICATE))
