@@ -164,15 +164,7 @@ class Uplink:
         self.connected.set()
         reporter = asyncio.create_task(self._report_status(channel))
         try:
-            while True:
-                try:
-                    message = await channel.recv()
-                except RemoteProtocolError as exc:
-                    if exc.fatal:
-                        raise ChannelError(f"server broke protocol: {exc.reason}") from None
-                    log.warning("bad message from the server: %s", exc.reason)
-                    await channel.send_bytes(channel.conn.error(exc.reason))
-                    continue
+            async for message in channel.messages(on_error=self._bad_message):
                 if isinstance(message, LoadModule):
                     if self.on_module is None:
                         await channel.send(
@@ -195,6 +187,10 @@ class Uplink:
                         self._replaced = True
         finally:
             reporter.cancel()
+
+    @staticmethod
+    def _bad_message(exc: RemoteProtocolError) -> None:
+        log.warning("bad message from the server: %s", exc.reason)
 
     async def _report_status(self, channel: Channel) -> None:
         assert self.status is not None

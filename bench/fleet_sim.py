@@ -29,9 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run as a script from anywhere: the repo's packages first
-    sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: the repo's packages first
 
 import numpy as np
 
@@ -128,8 +126,8 @@ class SimVehicle:
 
     def answer(self, task: Task) -> Result:
         window = {name: Series(self._t, self._v) for name in task.signals}
-        common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle,
-                      code_hash=BUILTIN_CODE_HASH)
+        common: dict[str, Any] = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle,
+                                      code_hash=BUILTIN_CODE_HASH)
         try:
             value = registry.run_on_board(task.methods, window, task.params, task.state)
         except Exception as exc:  # the server asked for something odd: say so, as the agent does
@@ -139,14 +137,7 @@ class SimVehicle:
 
     async def serve(self, channel: Channel) -> None:
         await channel.send(self.status())
-        while True:
-            try:
-                message = await channel.recv()
-            except RemoteProtocolError as exc:
-                if exc.fatal:
-                    raise ChannelError(f"server broke protocol: {exc.reason}") from None
-                self.stats.errors[f"bad message from the server: {exc.reason}"[:120]] += 1
-                continue
+        async for message in channel.messages(on_error=self._bad_message, reply=False):
             if isinstance(message, Task):
                 self.stats.tasks += 1
                 self._pending[(message.assignment, message.iteration)] = time.monotonic()
@@ -161,6 +152,10 @@ class SimVehicle:
                 self.stats.errors[message.reason[:120]] += 1
             elif isinstance(message, (CancelTask, LoadModule)):
                 pass  # no modules and nothing long-running here
+
+
+    def _bad_message(self, exc: RemoteProtocolError) -> None:
+        self.stats.errors[f"bad message from the server: {exc.reason}"[:120]] += 1
 
 
 async def run_vehicle(

@@ -6,6 +6,14 @@ package of its own that imports only `wire` and the stdlib, so that neither serv
 imports the other (httpcore's `_async` layer is the model).
 """
 
-from oodida.link.channel import Channel, ChannelClosed, ChannelError, HandshakeRefused, connect, handshake
+from oodida.link.channel import (
+    Channel,
+    ChannelClosed,
+    ChannelError,
+    HandshakeRefused,
+    ProtocolBroken,
+    connect,
+    handshake,
+)
 
-__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect", "handshake"]
+__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "ProtocolBroken", "connect", "handshake"]

@@ -12,10 +12,12 @@ import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from oodida.core.errors import OodidaError
 from oodida.link.tls import plain_problem
-from oodida.wire import CLOSED, NEED_DATA, Connection, RemoteProtocolError, Role, Side, scram
+from oodida.wire import CLOSED, NEED_DATA, Connection, LocalProtocolError, RemoteProtocolError, Role, Side, State, scram
 from oodida.wire.messages import Challenge, Error, ErrorCode, Message, Welcome
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,15 @@ class ChannelError(OodidaError, ConnectionError):
 
 class ChannelClosed(ChannelError):
     """The peer closed the connection (cleanly or not)."""
+
+
+class ProtocolBroken(ChannelError):
+    """The peer sent what leaves the stream out of step (a frame over the limit, a
+    broken handshake): the connection cannot go on. `reason` is the protocol's."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        super().__init__(f"{peer} broke protocol: {reason}")
+        self.reason = reason
 
 
 class Channel:
@@ -103,6 +114,78 @@ class Channel:
                 raise ChannelClosed(f"reading from {self.peer} failed: {exc}") from None
             self.conn.receive_data(data)
 
+    async def messages(
+        self, on_error: Callable[[RemoteProtocolError], object] | None = None, *, reply: bool = True
+    ) -> AsyncIterator[Message]:
+        """Each message the peer sends, until it closes (`ChannelClosed`).
+
+        A bad message that leaves the stream in step (`RemoteProtocolError` with
+        `fatal` False: it decoded, but did not validate or is not allowed now) is
+        skipped: `on_error` is told first (to log or count it), then the peer gets an
+        `error` with the reason and the id of the message it refused, unless `reply`
+        is False. A fatal one ends the loop with `ProtocolBroken`; closing the channel
+        is for its owner, as for every other end. The one receive loop of the server's
+        rooms, the agent and the simulated fleet."""
+        while True:
+            try:
+                message = await self.recv()
+            except RemoteProtocolError as exc:
+                if exc.fatal:
+                    raise ProtocolBroken(self.peer, exc.reason) from None
+                if on_error is not None:
+                    on_error(exc)
+                if reply:
+                    await self.send_bytes(self.conn.error(exc.reason, request=exc.request))
+                continue
+            yield message
+
+    def tell(self, reason: str, code: ErrorCode = ErrorCode.REFUSED) -> bool:
+        """Write why we hang up now, without waiting for the peer to read it: a
+        rejection during the handshake, an `error` after it. For a peer that may
+        never read (a flood) or a connection on its way out (the server failing);
+        never raises. False when the stream could not take it."""
+        if self.writer.transport.is_closing():
+            return False
+        try:
+            conn = self.conn
+            data = conn.reject(reason, code) if conn.state is State.HANDSHAKE else conn.error(reason, code)
+            self.writer.write(data)
+        except (LocalProtocolError, OSError, RuntimeError):  # RuntimeError: transport closed under us
+            return False
+        return True
+
+    async def linger(self, seconds: float = 1.0) -> None:
+        """End our side (FIN after what we wrote) and read what the peer sent, for at
+        most `seconds`. Closing a socket with unread data sends a reset, and a reset
+        makes the peer's kernel drop what it has not read yet: under load half of a
+        refused flood never learned why (the hello of an honest agent over the limit
+        is such unread data). Bounded: the read stops at the peer's close, at 64 KiB a
+        read, or after `seconds`; never raises our errors."""
+        transport = self.writer.transport
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+            async with asyncio.timeout(seconds):
+                while await self.reader.read(READ_SIZE):
+                    pass
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+
+    async def refuse(self, reason: str, code: ErrorCode = ErrorCode.REFUSED, *, linger: float = 1.0) -> None:
+        """Say why (`tell`), linger so the peer can read it (`linger`), and close."""
+        self.tell(reason, code)
+        try:
+            await self.linger(linger)
+        finally:
+            await self.close()
+
+    @property
+    def peercert(self) -> dict[str, Any] | None:
+        """The peer's TLS certificate as `ssl.SSLSocket.getpeercert()` gives it; None
+        on plain TCP or when it presented none."""
+        cert = self.writer.get_extra_info("peercert")
+        return cert if isinstance(cert, dict) and cert else None
+
     async def close(self) -> None:
         """Close the stream without hanging (at most 2 s) or raising our errors.
 
@@ -161,7 +244,9 @@ async def connect(
         )
     except ssl.SSLCertVerificationError as exc:
         sock.close()
-        raise ChannelError(f"TLS with {host}:{port} failed: the server's certificate is not trusted ({exc.verify_message})") from None
+        raise ChannelError(
+            f"TLS with {host}:{port} failed: the server's certificate is not trusted ({exc.verify_message})"
+        ) from None
     except ssl.SSLError as exc:
         sock.close()
         raise ChannelError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
@@ -198,7 +283,10 @@ def _reason(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _numeric(host: str, port: int) -> list[tuple] | None:
+_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]  # as getaddrinfo gives them
+
+
+def _numeric(host: str, port: int) -> list[_AddrInfo] | None:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
@@ -212,7 +300,8 @@ def _numeric(host: str, port: int) -> list[tuple] | None:
 async def _tcp_connect(host: str, port: int) -> socket.socket:
     """A connected non-blocking TCP socket to the first address of `host` that answers."""
     loop = asyncio.get_running_loop()
-    infos = _numeric(host, port)  # as asyncio does: no resolver thread for an address (a fleet of 10,000 connects)
+    # as asyncio does: no resolver thread for an address (a fleet of 10,000 connects)
+    infos: Sequence[_AddrInfo] | None = _numeric(host, port)
     if infos is None:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
@@ -276,4 +365,4 @@ class HandshakeRefused(ChannelError):
         self.code = code
 
 
-__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "connect", "handshake"]
+__all__ = ["Channel", "ChannelClosed", "ChannelError", "HandshakeRefused", "ProtocolBroken", "connect", "handshake"]

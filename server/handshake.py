@@ -34,8 +34,7 @@ def certificate_problem(channel: Channel, hello: Hello, config: ServerConfig) ->
 
     A certificate names its holder: whoever presents one must be that holder. With
     `vehicle_certificates`, a vehicle must present one."""
-    peercert = channel.writer.get_extra_info("peercert")
-    names = certificate_names(peercert)
+    names = certificate_names(channel.peercert)
     role, identity = hello.role.value, hello.identity
     if not names:
         tls = config.tls

@@ -165,9 +165,9 @@ class _ServerState:
         yield GaugeMetricFamily("oodida_server_vehicles_connected", "Vehicles with an open session.",
                                 value=len(s.vehicles))
         yield GaugeMetricFamily("oodida_server_connections", "Open connections (vehicles, analysts, handshakes).",
-                                value=len(s._connections))
+                                value=s.listener.connections)
         yield GaugeMetricFamily("oodida_server_handshakes_in_progress", "Connections between accept and the end "
-                                "of their handshake.", value=s._handshaking)
+                                "of their handshake.", value=s.listener.handshaking)
         yield GaugeMetricFamily("oodida_server_assignments_running", "Assignments being run.", value=len(s.runners))
         yield from sandbox_worker_families(s.off_board.stats())
 

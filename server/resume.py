@@ -58,22 +58,20 @@ def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignme
     point = store.resume_point(assignment)
     runner = AssignmentRunner(fleet, store, assignment, row.spec, row.vehicles, modules)
     saved = store.saved_versions(assignment)
+    versions = None
     if saved is not None:
-        runner.versions = AssignmentVersions.restore(
+        versions = AssignmentVersions.restore(
             row.vehicles, json.loads(saved), store.signed_module, store.latest_acks(assignment)
         )
-        runner.versions.changed = runner._save_versions
     elif point.closed or point.open is not None:
         raise ResumeError("its module versions were not saved (a database from before resume)")
-    runner.state = point.state
-    runner.completed = point.last_closed
-    runner.next_number = point.last_closed + 1
+    runner.restore(closed=point.last_closed, state=point.state, versions=versions)
     if point.last_status == "cancelled" and point.open is None:
         # cancelled, and stopped before the assignment was marked so: it ends as it was going to
         runner.cancel()
         return Resumed(runner, f"iteration {point.last_closed} was cancelled; the assignment ends cancelled")
     if point.open is None:
-        return Resumed(runner, f"{point.closed} iterations closed; going on with iteration {runner.next_number}")
+        return Resumed(runner, f"{point.closed} iterations closed; going on with iteration {point.last_closed + 1}")
     opened = point.open
     if opened.number != point.last_closed + 1:
         raise ResumeError(f"iteration {opened.number} is open but the last closed one is {point.last_closed}")
@@ -84,15 +82,15 @@ def rebuild(fleet: Fleet, store: Store, modules: OffBoardRunner | None, assignme
     it = runner.new_iteration(opened.number)
     for result in store.results(assignment, opened.number):
         it.add(result)  # a vehicle not selected is left out
-    tasks: dict[str | None, Task] = {}
+    tasks: dict[str | None, Task] = {}  # one per version, as the runner sends them
+    sent: dict[str, Task] = {}
     for vehicle in row.vehicles:
         code_hash = task_hashes.get(vehicle)
         if code_hash not in tasks:
             tasks[code_hash] = runner.make_task(opened.number, code_hash, opened.task_state)
-        runner.current_task[vehicle] = tasks[code_hash]
-    runner.state = opened.task_state  # what the off-board step starts from, as before the stop
-    runner.current_off_board = opened.off_board_hash
-    runner.reopen = it
+        sent[vehicle] = tasks[code_hash]
+    # the off-board step starts from the state it started from before the stop
+    runner.reopen_iteration(it, sent, state=opened.task_state, off_board=opened.off_board_hash)
     return Resumed(
         runner,
         f"iteration {opened.number} reopened with {len(it.answers)} of {len(it.selected)} answers"

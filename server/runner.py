@@ -102,6 +102,26 @@ class AssignmentRunner:
         if self.task is not None:
             self.task.cancel()
 
+    def restore(self, *, closed: int, state: Any, versions: AssignmentVersions | None = None) -> None:
+        """Where a runner rebuilt by server/resume.py goes on, before `start`: after
+        `closed` iterations, from the fleet `state` the last one left, with the versions
+        the previous process saved (None: the spec's), saved again as they change."""
+        if versions is not None:
+            self.versions = versions
+            versions.changed = self._save_versions
+        self.state = state
+        self.completed = closed
+        self.next_number = closed + 1
+
+    def reopen_iteration(self, it: Iteration, tasks: Mapping[str, Task], *, state: Any, off_board: str | None) -> None:
+        """Run `it`, the iteration open when the previous process stopped, before the
+        next ones (server/resume.py, before `start`): `tasks` is what each vehicle was
+        sent, `state` what its off-board step starts from, `off_board` the version it keeps."""
+        self.current_task = dict(tasks)
+        self.state = state
+        self.current_off_board = off_board
+        self.reopen = it
+
     def versions_json(self) -> str:
         """The versions as a restarted server must find them. A version whose switch
         is under way (its migrate running) is still the next one: the state on disk
