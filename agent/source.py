@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from oodida.wire.states import SourcePhase
+
 
 class SourceDecoder(Protocol):
     """What the agent's status and metrics read of a source's decoder (the CAN
@@ -30,7 +32,7 @@ class SignalSource(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def state(self) -> str: ...
+    def state(self) -> SourcePhase: ...
     @property
     def error(self) -> str | None: ...
     @property
