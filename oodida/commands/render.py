@@ -126,6 +126,7 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
     methods = methods if methods is not None else (list(sample) if isinstance(sample, dict) else [])
     tabular = [m for m in methods if m != "kmeans" and isinstance(sample, dict) and _per_signal(sample.get(m))]
     if tabular:
+        assert isinstance(sample, dict)  # tabular is empty unless it is
         signals: list[str] = []
         for m in tabular:
             for s in sample[m]:
@@ -140,9 +141,11 @@ def render_report(report: IterationReport, methods: list[str] | None = None) -> 
             widths = [max(len(t), *(len(c[i]) for c in cells.values())) for i, t in enumerate(titles)]
             lines.append(signal)
             align = ["<" if m == "histogram" else ">" for m in tabular]
-            lines.append(f"  {'':<{width}}" + "  ".join(f"{t:{a}{w}}" for t, a, w in zip(titles, align, widths)))
+            head = zip(titles, align, widths, strict=True)  # one of each per tabular method
+            lines.append(f"  {'':<{width}}" + "  ".join(f"{t:{a}{w}}" for t, a, w in head))
             for who, row in cells.items():
-                lines.append(f"  {who:<{width}}" + "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths)))
+                line = zip(row, align, widths, strict=True)
+                lines.append(f"  {who:<{width}}" + "  ".join(f"{c:{a}{w}}" for c, a, w in line))
     for m in methods:
         if m in tabular:
             continue
@@ -210,7 +213,7 @@ def _render_kmeans(value: dict[str, Any]) -> list[str]:
     centroids = value.get("centroids") or []
     counts = value.get("counts") or [None] * len(centroids)
     lines.append("  " + "  ".join(f"{f:>14}" for f in ["cluster", *features, "points"]))
-    for i, (c, n) in enumerate(zip(centroids, counts)):
+    for i, (c, n) in enumerate(zip(centroids, counts, strict=False)):
         lines.append("  " + "  ".join(f"{x:>14}" for x in [str(i), *(_num(float(x)) for x in c), _num(n)]))
     return lines
 

@@ -86,7 +86,7 @@ def render_catalogue(reply: SignalsReply) -> str:
             _vehicles(sorted(row["vehicles"]), fleet),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths, strict=False)) + "  " + r[4] for r in rows]
     away = [v["vehicle"] for v in data["vehicles"] if not v["connected"]]
     summary = f"{len(data['signals'])} signals on {len(fleet)} vehicles"
     if away:
