@@ -8,7 +8,7 @@ Run on demand, not as a test:
 The report is what the server sends for one iteration of `mean, min, max, count,
 quantiles, histogram(16 bins)` over two signals. Rows, same run, same reports:
 
-- report_json: the per-iteration JSON the CLI printed before (server/render.py),
+- report_json: the per-iteration JSON the CLI printed before (oodida/commands/render.py),
   one dict per report: the baseline, the least any export must do.
 - shape: the public `--json` shape (times twice, no protocol fields).
 - records: the tidy rows (oodida.client.records), pure Python.
@@ -30,7 +30,7 @@ from typing import Any
 
 from oodida.client.results import Results
 from oodida.client.shape import shape
-from oodida.server.render import report_json
+from oodida.commands.render import report_json
 from oodida.wire.messages import IterationReport, VehicleReport
 
 SIGNALS = ["SPEED", "STEER_ANGLE_SENSOR.STEER_ANGLE"]

@@ -83,8 +83,8 @@ from iteration_roundtrip import (
     wait_sources_ended,
 )
 
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.core.logs import setup_logging
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.testing import FleetError, stop_processes
 from oodida.wire.messages import (
     AssignmentSpec,

@@ -65,9 +65,9 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.link import ChannelError
 from oodida.link.tls import client_context
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.server.credentials import Credentials
 from oodida.server.pki import issue, make_ca
 from oodida.testing import FleetError, _die_with_parent, free_port

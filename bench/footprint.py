@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 # and for the server, agent and baseline processes, wherever this is started from
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-from oodida.server.client import AnalystClient, RequestFailed
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.testing import (  # after the path is set
     FleetError,
     LocalFleet,

@@ -53,8 +53,8 @@ from oodida.agent.config import load_agent_config
 from oodida.agent.main import build_agent
 from oodida.analytics import registry
 from oodida.analytics.arrays import from_wire, to_wire
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.core.logs import setup_logging
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.testing import FleetError, LocalFleet, _die_with_parent
 from oodida.wire.messages import AssignmentSpec, IterationReport, ResultsEnd, WindowSpec
 

@@ -3,43 +3,40 @@
 Everything the dashboard knows comes through here, and this is the only module that
 knows which client library speaks the protocol: the analysts' client
 (`oodida.client.protocol.AnalystClient`) makes the connection, with the user's own
-handshake; the requests of the pages are routed here (see below). What leaves this module is plain data (dicts, lists, numbers, str), shaped as
-the protocol's messages, so the pages never see a wire type.
+handshake, and carries the pages' requests. What leaves this module is plain data
+(dicts, lists, numbers, str), shaped as the protocol's messages, so the pages never
+see a wire type.
 
 One connection per signed-in user, opened with that user's own handshake; the secret
 is used for it and not kept. Pages need several things at once on that connection (a
-results stream that can last an hour, and a status every second), so requests are
-multiplexed by request id: one reader task routes each answer to its request.
+results stream that can last an hour, and a status every second): the client
+multiplexes them by request id. It sends what the user asked without refusing it
+itself (`refuse_locally=False`): the *server* decides whether this role may (a
+reader's forged cancel is refused there, in its words, not only here), and the
+client says when and why the connection ended (`wait_closed`), which ends the
+dashboard's session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
 
-from oodida.client.protocol import AnalystClient  # the analysts' client: the one import of it
-from oodida.link import ChannelClosed, ChannelError, HandshakeRefused
-from oodida.wire import RemoteProtocolError, Role
-from oodida.wire.codec import encode_payload
-from oodida.wire.framing import encode_frame
-from oodida.wire.messages import (
-    Cancel,
-    Cancelled,
-    Error,
+from oodida.client import tls
+from oodida.client.protocol import (  # the analysts' client: the one import of it
+    AnalystClient,
+    ChannelError,
+    ConnectionLost,
+    HandshakeRefused,
     IterationReport,
-    Message,
+    RequestFailed,
     ResultsEnd,
-    ResultsRequest,
-    StatusReply,
-    StatusRequest,
-    VersionsReply,
-    VersionsRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -77,17 +74,15 @@ def plain(value: Any) -> Any:
 
 
 class Source:
-    """A live, multiplexed connection to the server as one user."""
+    """A live connection to the server as one user."""
 
     def __init__(self, client: AnalystClient, identity: str, role: str) -> None:
         self.identity = identity
         self.role = role
-        self._channel = client.channel
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Queue[Message | BaseException]] = {}
+        self._client = client
         self.reason: str | None = None  # why the connection ended, once it has
         self.ended = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(), name=f"dashboard source {identity}")
+        self._watch = asyncio.create_task(self._wait_closed(), name=f"dashboard source {identity}")
 
     @classmethod
     async def open(
@@ -106,7 +101,8 @@ class Source:
             raise SignInRefused(f"role must be analyst or reader, not {role!r}")
         try:
             client = await AnalystClient.connect(
-                host, port, secret, identity=identity, role=Role(role), ssl_context=ssl_context, timeout=timeout
+                host, port, secret, identity=identity, role=role, ssl_context=ssl_context, timeout=timeout,
+                refuse_locally=False,
             )
         except HandshakeRefused as exc:
             raise SignInRefused(exc.reason) from None
@@ -114,132 +110,75 @@ class Source:
             raise SignInRefused(str(exc)) from None
         return cls(client, identity, role)
 
-    # --- the reader ---------------------------------------------------------------------
-
-    async def _read(self) -> None:
+    async def _wait_closed(self) -> None:
         try:
-            while True:
-                try:
-                    message = await self._channel.recv()
-                except RemoteProtocolError as exc:
-                    if exc.fatal:
-                        raise ChannelClosed(exc.reason) from None
-                    if exc.request is not None and exc.request in self._waiting:
-                        self._waiting[exc.request].put_nowait(SourceError(f"bad reply from the server: {exc.reason}"))
-                    continue
-                request = getattr(message, "id", None)
-                if isinstance(message, Error) and request is None:
-                    # the server speaks to the session, not a request: it is ending it
-                    # (a revoked or expired credential) and says why
-                    self.reason = f"the server ended the session: {message.reason}"
-                    continue
-                queue = self._waiting.get(request) if request is not None else None
-                if queue is not None:
-                    queue.put_nowait(message)
-        except ChannelError as exc:
+            reason = await self._client.wait_closed()
             if self.reason is None:
-                self.reason = f"the connection to the server was lost ({exc})"
-        except asyncio.CancelledError:
-            if self.reason is None:
-                self.reason = "signed out"
+                self.reason = reason
         finally:
             self.ended.set()
-            for queue in self._waiting.values():
-                queue.put_nowait(SessionEnded(self.reason or "the connection ended"))
-            await self._channel.close()
 
     # --- requests -------------------------------------------------------------------------
 
-    async def _request(self, make: Any) -> tuple[int, asyncio.Queue[Message | BaseException]]:
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """The client's failures in the pages' terms: the session is over, or this
+        request failed (the server's reason)."""
         if self.ended.is_set():
             raise SessionEnded(self.reason or "the connection ended")
-        request = next(self._ids)
-        queue: asyncio.Queue[Message | BaseException] = asyncio.Queue()
-        self._waiting[request] = queue
-        message = make(request)
         try:
-            # Encoded as the protocol says, without the client's own role check: the
-            # dashboard forwards what the user asked and the *server* decides whether
-            # this role may (a reader's forged cancel is refused there, not only here).
-            await self._channel.send_bytes(encode_frame(encode_payload(message)))
-        except ChannelError as exc:
-            self._waiting.pop(request, None)
-            raise SessionEnded(str(exc)) from None
-        return request, queue
-
-    async def _next(self, queue: asyncio.Queue[Message | BaseException]) -> Message:
-        item = await queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        if isinstance(item, Error):
-            raise SourceError(item.reason)
-        return item
-
-    async def _ask(self, make: Any, expect: type[Message]) -> Message:
-        request, queue = await self._request(make)
-        try:
-            reply = await self._next(queue)
-        finally:
-            self._waiting.pop(request, None)
-        if not isinstance(reply, expect):
-            raise SourceError(f"unexpected reply {type(reply).__name__}")
-        return reply
+            yield
+        except ConnectionLost as exc:
+            raise SessionEnded(self._client.closed_reason or str(exc)) from None
+        except RequestFailed as exc:
+            if exc.code == "auth":  # said to the session, not to a request: the server is ending it
+                raise SessionEnded(f"the server ended the session: {exc.reason}") from None
+            raise SourceError(exc.reason) from None
 
     async def status(self) -> dict[str, Any]:
         """Connected vehicles with their last `VehicleStatus`, and every assignment."""
-        reply = await self._ask(lambda i: StatusRequest(id=i), StatusReply)
-        return plain(reply)  # type: ignore[no-any-return]
+        with self._failures():
+            return plain(await self._client.status())  # type: ignore[no-any-return]
 
     async def versions(self, assignment: int) -> list[dict[str, Any]]:
-        reply = await self._ask(lambda i: VersionsRequest(id=i, assignment=assignment), VersionsReply)
-        assert isinstance(reply, VersionsReply)
-        return plain(reply.versions)  # type: ignore[no-any-return]
+        with self._failures():
+            return plain((await self._client.versions(assignment)).versions)  # type: ignore[no-any-return]
 
     async def cancel(self, assignment: int) -> str:
         """Ask the server to cancel; returns the assignment's state. A role that may
         not cancel gets the server's refusal as `SourceError`."""
-        reply = await self._ask(lambda i: Cancel(id=i, assignment=assignment), Cancelled)
-        assert isinstance(reply, Cancelled)
-        return reply.state
+        with self._failures():
+            return (await self._client.cancel(assignment)).state
 
     async def follow(self, assignment: int, since: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every closed iteration after `since`, then each new one as it closes; the
         last item is {"end": True, "state": ..., "reason": ...}."""
-        request, queue = await self._request(
-            lambda i: ResultsRequest(id=i, assignment=assignment, follow=True, since=since)
-        )
-        try:
-            while True:
-                message = await self._next(queue)
-                if isinstance(message, IterationReport):
-                    yield plain(message)
-                elif isinstance(message, ResultsEnd):
-                    yield {"end": True, "state": message.state, "reason": message.reason}
-                    return
-        finally:
-            self._waiting.pop(request, None)
+        with self._failures():
+            stream = self._client.results(assignment, follow=True, since=since)
+            try:
+                async for message in stream:
+                    if isinstance(message, IterationReport):
+                        yield plain(message)
+                    elif isinstance(message, ResultsEnd):
+                        yield {"end": True, "state": message.state, "reason": message.reason}
+                        return
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        self._reader.cancel()
-        try:
-            await self._reader
-        except asyncio.CancelledError:
-            pass
+        if self.reason is None:
+            self.reason = "signed out"
+        await self._client.close()
+        await self._watch
 
 
 def client_tls(ca: str | None) -> ssl.SSLContext | None:
     """The context for dialling the server: its certificate must chain to `ca`; None
-    (no CA) is plain TCP, which `link` allows to a loopback server only."""
-    if ca is None:
-        return None
-    from oodida.link.tls import client_context
-
-    return client_context(ca=ca)
+    (no CA) is plain TCP, which the platform allows to a loopback server only."""
+    return tls.context_for(ca)
 
 
 def plain_problem(host: str) -> str | None:
     """The platform's one rule for plain TCP (loopback only), for the dashboard's own
     listening socket too."""
-    from oodida.link.tls import plain_problem as rule
-
-    return rule(host)
+    return tls.plain_problem(host)

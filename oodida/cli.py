@@ -1,6 +1,7 @@
 """The one `oodida` command. It only dispatches: `agent` goes to the agent package,
-`demo` to the demo, everything else to the server package (server and analyst
-commands). The imports are lazy so the agent never loads server code and vice versa.
+`demo` to the demo, everything else to oodida.commands (the analysts' commands, and
+`server`, `init`, `credentials` of the server package). The imports are lazy so the
+agent never loads server code and vice versa.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _dispatch(argv: list[str]) -> int:
         return agent_main(rest)
     if command == "try":  # the agent's own code path, on a recorded log
         from oodida.agent.trial import main as trial_main
-        from oodida.server.render import render_report  # the agent may not import it; the dispatcher may
+        from oodida.commands.render import render_report  # the agent may not import it; the dispatcher may
 
         return trial_main(rest, render=render_report)
     if command == "keygen":  # no server needed
@@ -112,6 +113,6 @@ def _dispatch(argv: list[str]) -> int:
         from oodida.demo import main as demo_main
 
         return demo_main(rest)
-    from oodida.server.cli import main as server_main
+    from oodida.commands.parser import main as commands_main
 
-    return server_main(argv)
+    return commands_main(argv)

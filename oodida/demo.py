@@ -26,11 +26,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from oodida.client.protocol import AnalystClient, RequestFailed
+from oodida.commands.assignments import follow_results
+from oodida.commands.deploy import render_deploy_event, render_versions
 from oodida.core.logs import setup_logging
 from oodida.core.suggest import SuggestingParser
-from oodida.server.cli import follow_results
-from oodida.server.client import AnalystClient, RequestFailed
-from oodida.server.deploy_cli import render_deploy_event, render_versions
 from oodida.testing import FleetError, LocalFleet, stop_processes
 from oodida.wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
 

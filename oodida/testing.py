@@ -247,8 +247,8 @@ class LocalFleet:
 
     async def client(self, timeout: float = 30.0) -> Any:
         """An analyst client, once the server accepts connections."""
+        from oodida.client.protocol import AnalystClient  # the fleet harness is not part of the agent
         from oodida.link import ChannelError
-        from oodida.server.client import AnalystClient  # the fleet harness is not part of the agent
 
         deadline = time.monotonic() + timeout
         while True:

@@ -13,13 +13,13 @@ modules, never the server or the agent.
 
 from oodida.client.aio import AsyncAssignment, AsyncClient, DeployOutcome, SpecError, build_spec, connect_async
 from oodida.client.config import ConfigurationError
-from oodida.client.protocol import AnalystClient, ConnectionLost, RequestFailed
+from oodida.client.protocol import AnalystClient, ConnectionLost, HandshakeRefused, RequestFailed
 from oodida.client.records import COLUMNS
 from oodida.client.results import MissingExtra, Results
 from oodida.client.sync import Assignment, Client, connect
 
 __all__ = [
     "COLUMNS", "AnalystClient", "Assignment", "AsyncAssignment", "AsyncClient", "Client", "ConfigurationError",
-    "ConnectionLost", "DeployOutcome", "MissingExtra", "RequestFailed", "Results", "SpecError", "build_spec",
-    "connect", "connect_async",
+    "ConnectionLost", "DeployOutcome", "HandshakeRefused", "MissingExtra", "RequestFailed", "Results", "SpecError",
+    "build_spec", "connect", "connect_async",
 ]

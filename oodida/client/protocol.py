@@ -6,6 +6,14 @@ deploys a module (a notebook's progress bar, a dashboard's pages). One reader ta
 routes every incoming message to the request that waits for its id. A refusal comes
 back as `RequestFailed` carrying the server's reason, never as a bare protocol error.
 
+`wait_closed()` and `closed_reason` say when and why the connection ended, in words
+for a person ("the server ended the session: credential of ana was revoked ..."),
+even with no request pending: a front end that keeps a user signed in learns it at
+once. `AnalystClient(channel, refuse_locally=False)` sends every request, even one
+the role may not make, so that the server refuses it in its own words: for a front
+end that forwards what its user asked, where the server's refusal is the one that
+counts.
+
 This is the low layer: protocol messages in, protocol messages out. Analysts use
 `oodida.client.AsyncClient` or `oodida.connect()`, built on it.
 """
@@ -20,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from oodida.core.errors import OodidaError
-from oodida.link import Channel, ChannelError, connect
+from oodida.link import Channel, ChannelError, HandshakeRefused, connect
 from oodida.link.credfile import load_client_credentials
 from oodida.wire import LocalProtocolError, RemoteProtocolError, Role
+from oodida.wire.connection import encode_message
 from oodida.wire.messages import (
     AssignmentSpec,
     Cancel,
@@ -74,12 +83,17 @@ class _Failure:
 class AnalystClient:
     """Requests by protocol message; concurrent requests share the connection."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, *, refuse_locally: bool = True) -> None:
         self.channel = channel
+        self.refuse_locally = refuse_locally
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Queue[Message | _Failure]] = {}
         self._closed: RequestFailed | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._last_word: str | None = None  # what the server said to the session, not to a request
+        self._ended = asyncio.Event()
+        self.closed_reason: str | None = None
+        """Why the connection ended, once it has (see `wait_closed`); None while it lasts."""
 
     @classmethod
     async def connect(
@@ -89,17 +103,20 @@ class AnalystClient:
         secret: str,
         *,
         identity: str,
-        role: Role = Role.ANALYST,
+        role: Role | str = Role.ANALYST,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
+        refuse_locally: bool = True,
     ) -> AnalystClient:
-        """Connect as `identity` (an analyst, or a reader); TLS unless `ssl_context`
-        is None, which only a loopback host may use."""
+        """Connect as `identity` (an analyst, or a reader; `role` may be its name); TLS
+        unless `ssl_context` is None, which only a loopback host may use. A refused
+        handshake raises `HandshakeRefused` with the server's reason; an unreachable
+        server `ChannelError` or `OSError`."""
         channel, _ = await connect(
-            host, port, role=role, identity=identity, secret=secret, software=SOFTWARE, timeout=timeout,
+            host, port, role=Role(role), identity=identity, secret=secret, software=SOFTWARE, timeout=timeout,
             ssl_context=ssl_context,
         )
-        return cls(channel)
+        return cls(channel, refuse_locally=refuse_locally)
 
     @classmethod
     async def from_file(
@@ -115,6 +132,8 @@ class AnalystClient:
         )
 
     async def close(self) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = "closed by the client"
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -122,6 +141,25 @@ class AnalystClient:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.channel.close()
+        if self._closed is None:  # a request still waiting fails, and a new one at once, never hangs
+            self._closed = ConnectionLost(self.closed_reason)
+        self._fail_all(self._closed)
+        self._ended.set()
+
+    async def wait_closed(self) -> str:
+        """Wait until the connection ends, with or without a request pending, and say
+        why: the server ended the session (its words), the connection broke, or
+        `close()`. Returns `closed_reason`."""
+        if not self._ended.is_set():
+            self._start_reader()  # the reader is what sees the end
+            await self._ended.wait()
+        assert self.closed_reason is not None
+        return self.closed_reason
+
+    def _end(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._ended.set()
 
     async def __aenter__(self) -> AnalystClient:
         return self
@@ -145,13 +183,20 @@ class AnalystClient:
                     if exc.fatal:
                         error = ConnectionLost(f"bad reply from the server: {exc.reason}")
                         self._closed = error
-                    self._fail_all(error)
+                    if not exc.fatal and exc.request in self._waiting:  # only the request it answers
+                        self._waiting[exc.request].put_nowait(_Failure(error))
+                    else:
+                        self._fail_all(error)
                     if exc.fatal:
+                        self._end(str(error))
                         return
                     continue
                 request = getattr(message, "id", None)
                 if isinstance(message, Error) and request is None:
-                    # the server could not tell which request it answers: all of them fail
+                    # the server speaks to the session, not to a request (it could not tell
+                    # which one it answers, or it is ending the session and says why):
+                    # every waiting request fails, and the reason is the session's if it ends
+                    self._last_word = message.reason
                     self._fail_all(RequestFailed(message.reason, message.code.value))
                     continue
                 queue = self._waiting.get(request) if request is not None else None
@@ -160,6 +205,8 @@ class AnalystClient:
         except ChannelError as exc:
             self._closed = ConnectionLost(f"the connection to the server ended: {exc}")
             self._fail_all(self._closed)
+            said = self._last_word
+            self._end(f"the server ended the session: {said}" if said else str(self._closed))
 
     def _fail_all(self, error: RequestFailed) -> None:
         for queue in self._waiting.values():
@@ -185,9 +232,14 @@ class AnalystClient:
 
     async def _send(self, message: Message) -> None:
         """Send, or refuse here what our role may not ask (a reader's submit): the
-        server would refuse it too, this says so without the round trip."""
+        server would refuse it too, this says so without the round trip. Without
+        `refuse_locally` the message goes as the protocol encodes it and the server
+        decides."""
         try:
-            await self.channel.send(message)
+            if self.refuse_locally:
+                await self.channel.send(message)
+            else:
+                await self.channel.send_bytes(encode_message(message, max_frame=self.channel.conn.max_frame))
         except LocalProtocolError:
             role = self.channel.conn.our_role
             raise RequestFailed(
@@ -277,3 +329,11 @@ class AnalystClient:
         return reply
 
     signals = catalogue  # the name `oodida signals` and the tests know it by
+
+
+__all__ = [
+    "SOFTWARE", "AnalystClient", "ChannelError", "ConnectionLost", "HandshakeRefused", "RequestFailed",
+    # the protocol messages the requests return, for callers that tell them apart
+    "Cancelled", "DeployEnd", "Deploying", "DeployProgress", "IterationReport", "ResultsEnd", "SignalsReply",
+    "StatusReply", "Submitted", "VersionsReply",
+]

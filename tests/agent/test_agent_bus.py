@@ -13,8 +13,8 @@ import numpy as np
 
 from oodida.agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
 from oodida.agent.main import run_agent
+from oodida.client.protocol import AnalystClient
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, LOG, run
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file

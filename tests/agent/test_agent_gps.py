@@ -9,8 +9,8 @@ from pathlib import Path
 
 from oodida.agent.config import load_agent_config
 from oodida.agent.main import run_agent
+from oodida.client.protocol import AnalystClient
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DATA, run
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from oodida.agent.config import AgentConfig, LogSource, OutboxSettings, ServerLink
 from oodida.agent.main import build_agent
-from oodida.server.render import render_status
+from oodida.commands.render import render_status
 from oodida.wire.messages import StatusReply, VehicleInfo
 from tests.conftest import DBC, LOG
 from tests.credentials import secret_file

@@ -88,7 +88,7 @@ def role_of(session: dict[str, Any]) -> str | None:
 
 
 async def analyst_work(fleet: LocalFleet) -> None:
-    from oodida.server.client import RequestFailed
+    from oodida.client.protocol import RequestFailed
 
     client = await fleet.client()
     other = await fleet.client()  # a results stream holds its client until it ends

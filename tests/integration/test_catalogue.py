@@ -15,7 +15,7 @@ import time
 import cantools
 import pytest
 
-from oodida.server.client import RequestFailed
+from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, run

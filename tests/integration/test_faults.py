@@ -50,7 +50,7 @@ from typing import Any
 
 import pytest
 
-from oodida.server.client import AnalystClient
+from oodida.client.protocol import AnalystClient
 from oodida.server.store import Store
 from oodida.testing import LocalFleet
 from oodida.wire.messages import (

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from oodida.server.client import RequestFailed
+from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import run
@@ -66,7 +66,7 @@ def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded
     items = run(main())
     reports, end = items[:-1], items[-1]
     assert end.state == "done" and [r.iteration for r in reports] == [1, 2]
-    from oodida.server.render import plain
+    from oodida.commands.render import plain
 
     for report in reports:
         assert report.status == "complete" and report.missing == []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from oodida.server.render import render_status
+from oodida.commands.render import render_status
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import run

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from oodida.client.protocol import RequestFailed
 from oodida.sandbox.supervisor import source_hash
-from oodida.server.client import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import (
     AssignmentSpec,

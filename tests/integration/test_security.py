@@ -13,11 +13,11 @@ import pytest
 
 from oodida.agent.config import ConfigError as AgentConfigError
 from oodida.agent.config import load_agent_config
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.link import Channel, ChannelError, HandshakeRefused, connect
 from oodida.link.credfile import CredentialFileError, load_client_credentials
 from oodida.link.tls import client_context
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.server.config import ConfigError, load_server_config
 from oodida.server.credentials import Credentials
 from oodida.server.init import Deployment, init_deployment

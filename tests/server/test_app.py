@@ -12,9 +12,9 @@ import struct
 import cbor2
 import pytest
 
+from oodida.client.protocol import AnalystClient, RequestFailed
 from oodida.link import HandshakeRefused, connect
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.server.config import ServerConfig
 from oodida.wire import Role
 from oodida.wire.messages import (

@@ -169,10 +169,10 @@ def test_withdrawn_between_names_revocations_and_expiries_in_the_window(tmp_path
 def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connect(tmp_path: Path) -> None:
     import asyncio
 
+    from oodida.client.protocol import AnalystClient
     from oodida.link import connect
     from oodida.link.tls import client_context
     from oodida.server.app import Server
-    from oodida.server.client import AnalystClient
     from oodida.server.config import load_server_config
     from tests.conftest import run
 

@@ -10,10 +10,10 @@ import re
 
 import pytest
 
+from oodida.commands.deploy import render_deploy_event
+from oodida.commands.render import render_report
 from oodida.core import logs
 from oodida.core.text import inert
-from oodida.server.deploy_cli import render_deploy_event
-from oodida.server.render import render_report
 from oodida.wire.messages import DeployAnswer, DeployProgress, IterationReport, VehicleReport
 
 EVIL_KEY = "\x1b[2J\nCRITICAL x"

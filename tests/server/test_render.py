@@ -3,7 +3,7 @@ which vehicles were set aside for running another version."""
 
 from __future__ import annotations
 
-from oodida.server.render import render_report, report_json
+from oodida.commands.render import render_report, report_json
 from oodida.wire.messages import IterationReport, VehicleReport
 
 H1, H2 = "a" * 64, "b" * 64

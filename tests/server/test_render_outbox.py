@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oodida.server.render import render_status
+from oodida.commands.render import render_status
 from oodida.wire.messages import StatusReply, VehicleInfo, VehicleStatus
 
 

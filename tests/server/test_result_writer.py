@@ -9,9 +9,9 @@ import sqlite3
 
 import pytest
 
+from oodida.client.protocol import AnalystClient
 from oodida.link import connect
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient
 from oodida.server.result_writer import ResultWriter
 from oodida.server.store import Store
 from oodida.wire import Role

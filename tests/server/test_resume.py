@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from oodida.client.protocol import AnalystClient
 from oodida.sandbox.supervisor import source_hash
 from oodida.server.app import Server
-from oodida.server.client import AnalystClient
 from oodida.server.store import Store
 from oodida.wire.messages import (
     AssignmentSpec,

@@ -13,16 +13,16 @@ import sqlite3
 import msgspec
 import pytest
 
+from oodida.client.protocol import AnalystClient, RequestFailed
+from oodida.commands.deploy import render_versions
 from oodida.core.signing import generate_key, load_signing_key
 from oodida.link import ChannelError, connect
 from oodida.sandbox.supervisor import source_hash
-from oodida.server.client import AnalystClient, RequestFailed
 from oodida.server.config import (
     ConfigError,
     Signing,
     load_server_config,
 )
-from oodida.server.deploy_cli import render_versions
 from oodida.wire import Role
 from oodida.wire.messages import (
     AssignmentSpec,

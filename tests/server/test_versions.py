@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from oodida.server.deploy_cli import _ranges, render_deploy_event, render_versions
+from oodida.commands.deploy import _ranges, render_deploy_event, render_versions
 from oodida.server.deploys import deploy_quorum
 from oodida.server.store import DeploymentRow
 from oodida.server.versions import AssignmentVersions, version_table

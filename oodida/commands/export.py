@@ -79,8 +79,7 @@ async def export(args: argparse.Namespace, client: AsyncClient) -> int:
         else:
             text = render_rows(results.fleet_records() if args.fleet_only else results.records())
         if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
+            _write(args.out, text)
         else:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -90,6 +89,12 @@ async def export(args: argparse.Namespace, client: AsyncClient) -> int:
     if results.state is None and not len(results):
         raise ExportError(f"assignment {args.assignment}: no results")
     return 0 if results.state in ("done", "running") else 1
+
+
+def _write(path: str, text: str) -> None:
+    """The whole export at once: the command has nothing else on its loop by then."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _fmt(value: Any) -> str:
@@ -123,7 +128,8 @@ def render_rows(rows: list[dict[str, Any]]) -> str:
     right = {"iteration", "value", "samples", "window"}
     lines = []
     for row in table:
-        cells = [f"{c:>{w}}" if name in right else f"{c:<{w}}" for c, w, name in zip(row, widths, columns)]
+        cells = [f"{c:>{w}}" if name in right else f"{c:<{w}}"
+                 for c, w, name in zip(row, widths, columns, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
 

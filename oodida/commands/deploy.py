@@ -76,14 +76,18 @@ def _short(code_hash: str) -> str:
     return code_hash[:12]
 
 
-async def deploy(args: argparse.Namespace, connect: Connect) -> int:
-    path = Path(args.module)
+def _read_module(path: Path) -> ModuleSource:
+    """The module as the wire carries it, read before the command connects."""
     try:
-        module = ModuleSource(name=path.name, source=path.read_text(encoding="utf-8"))
+        return ModuleSource(name=path.name, source=path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise OodidaError(f"cannot read {path}: {exc}") from None
     except msgspec.ValidationError as exc:
         raise OodidaError(f"{path}: {exc}") from None
+
+
+async def deploy(args: argparse.Namespace, connect: Connect) -> int:
+    module = _read_module(Path(args.module))
     if args.sign:
         from oodida.core.signing import load_signing_key
 
