@@ -113,6 +113,6 @@ def _dispatch(argv: list[str]) -> int:
         from oodida.demo import main as demo_main
 
         return demo_main(rest)
-    from oodida.commands.parser import main as commands_main
+    from oodida.parser import main as commands_main
 
     return commands_main(argv)

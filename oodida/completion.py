@@ -24,10 +24,10 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     from oodida.agent.cli import build_parser as agent_parser  # the dispatcher's level: may see both packages
     from oodida.agent.trial import build_parser as trial_parser
     from oodida.cli import commands
-    from oodida.commands.parser import build_parser as commands_parser
     from oodida.dashboard.cli import parser as dashboard_parser  # argparse only: no web framework imported
     from oodida.demo import build_parser as demo_parser
     from oodida.keygen import build_parser as keygen_parser
+    from oodida.parser import build_parser as commands_parser
 
     top = commands_parser()
     found: dict[str, argparse.ArgumentParser] = {}

@@ -154,7 +154,7 @@ def test_usage_lists_every_command_with_the_exit_codes_and_version() -> None:
     from oodida.completion import _parsers
 
     assert set(_parsers()) == set(commands())  # every command has a parser completion sees
-    from oodida.commands.parser import build_parser
+    from oodida.parser import build_parser
 
     for action in build_parser()._actions:  # and every server-side subcommand is in the usage
         for name in getattr(action, "choices", None) or {}:
