@@ -46,8 +46,12 @@ class BuiltinOffBoard:
     async def off_board(
         self, partials: Mapping[str, Any], params: Mapping[str, Any], state: Any
     ) -> tuple[Any, Any]:
-        # run_off_board reads wire-form partials and state itself, in the thread
-        fleet, following = await asyncio.to_thread(registry.run_off_board, self.methods, partials, params, state)
+        # converted here, on the loop, as before this class: in the thread, the conversion of
+        # a large fleet's partials competes for the GIL with the loop's acknowledgements
+        results = {vehicle: from_wire(partial) for vehicle, partial in partials.items()}
+        fleet, following = await asyncio.to_thread(
+            registry.run_off_board, self.methods, results, params, from_wire(state)
+        )
         return to_wire(fleet), (state if following is None else to_wire(following))  # none iterative: it stays
 
 
