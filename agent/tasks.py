@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from oodida.agent import metrics
+from oodida.agent.methods import BUILTIN_CODE_HASH, NO_MODULE_HASH, NoModule, OnBoardSteps, Pinned
 from oodida.agent.modules import ModuleRunner
 from oodida.agent.outbox import Key, Outbox
 from oodida.agent.store import SignalStore, WindowError
 from oodida.agent.versions import ModuleVersions
-from oodida.analytics import registry
-from oodida.analytics.arrays import from_wire, to_wire
 from oodida.core.errors import OodidaError
 from oodida.core.signing import Trust
 from oodida.hw.dbc import SignalDecoder
@@ -29,12 +28,8 @@ from oodida.wire.messages import Result, Task
 
 log = logging.getLogger(__name__)
 
-BUILTIN_CODE_HASH = "builtin:0.1"
-NO_MODULE_HASH = "none"  # a module task on a vehicle that holds no version of the module
-
-
-class NoModule(OodidaError):
-    """A module task reached a vehicle that holds no version of the module."""
+__all__ = ["BUILTIN_CODE_HASH", "NO_MODULE_HASH", "NoModule", "SignalResolver", "TaskRunner"]  # the first three
+# moved to agent.methods and stay importable from here
 
 
 class SignalResolver:
@@ -85,19 +80,19 @@ class TaskRunner:
         store: SignalStore,
         resolver: SignalResolver,
         outbox: Outbox,
-        send: Callable[[Result], Awaitable[None]],
+        send: Callable[[Result], Coroutine[Any, Any, None]],
         modules: ModuleRunner | None = None,
         trust: Trust | None = None,
     ) -> None:
         self.modules = modules or ModuleRunner()
         self.versions = ModuleVersions(self.modules, trust)
+        self.steps = OnBoardSteps(self.modules, self.versions)  # built-in or sandboxed, per task
         self.vehicle = vehicle
         self.store = store
         self.resolver = resolver
         self.outbox = outbox
         self.send = send
         self.running: dict[Key, asyncio.Task[None]] = {}
-        self._calls: set[asyncio.Future[tuple[Any, list[str]]]] = set()  # sandbox calls in flight
         self._done: dict[Key, None] = {}  # recently finished keys, oldest first
         self._resends: set[asyncio.Task[None]] = set()
 
@@ -110,8 +105,8 @@ class TaskRunner:
             log.debug("task %s already running or done; ignored", key)
             return
         # the module version is fixed now, by the loads that arrived before this task
-        pending = self.versions.pending(task.assignment) if task.module_hash is not None else None
-        job = asyncio.create_task(self._run(task, pending), name=f"task-{key[0]}-{key[1]}")
+        pinned = self.steps.pin(task)
+        job = asyncio.create_task(self._run(task, pinned), name=f"task-{key[0]}-{key[1]}")
         self.running[key] = job
         job.add_done_callback(lambda _: self.running.pop(key, None))
 
@@ -135,56 +130,27 @@ class TaskRunner:
 
     async def stop(self) -> None:
         self.modules.closing()
-        jobs = [*self.running.values(), *self._calls]
+        jobs: list[asyncio.Future[Any]] = [*self.running.values(), *self.steps.calls]
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         await self.modules.close()
 
-    async def _call_to_the_end(self, call: Awaitable[tuple[Any, list[str]]]) -> tuple[Any, list[str]]:
-        """A sandbox call that a cancelled task (`CancelTask`: the iteration closed
-        without this vehicle) leaves running to its end, its answer dropped: stopping
-        a worker mid-call means killing it, and a fresh one costs far more than the
-        rest of a call, which its time budget bounds anyway."""
-        job = asyncio.ensure_future(call)
-        self._calls.add(job)
-        job.add_done_callback(self._calls.discard)
-        job.add_done_callback(lambda j: j.cancelled() or j.exception())  # retrieved, if nobody waits
-        return await asyncio.shield(job)
-
-    async def _run(self, task: Task, pending: asyncio.Task | None) -> None:
+    async def _run(self, task: Task, pinned: Pinned) -> None:
         started = time.monotonic()
-        version = None
-        if task.module_hash is not None:
-            version = await self.versions.bind(task.assignment, pending)
-        if version is not None:
-            code_hash = version.code_hash
-        else:
-            code_hash = BUILTIN_CODE_HASH if task.module_hash is None else NO_MODULE_HASH
-        common = dict(assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=code_hash)
+        step = await self.steps.bind(task, pinned)
+        common: dict[str, Any] = dict(
+            assignment=task.assignment, iteration=task.iteration, vehicle=self.vehicle, code_hash=step.code_hash
+        )
         try:
-            if task.module_hash is not None and version is None:
-                refused = self.versions.refused.get(task.assignment)
-                raise NoModule(
-                    f"no version of assignment {task.assignment}'s module is loaded on this vehicle"
-                    f" (the server asked for {task.module_hash[:12]})" + (f"; {refused}" if refused else "")
-                )
+            step.ready()  # a module not loaded here fails now, not after a window's wait
             names = self.resolver.resolve(task.signals)
             window = await self.store.window(names, task.window, timeout=task.deadline)
-            state = from_wire(task.state)
-            flags: list[str] = []
-            if version is not None:
-                value, flags = await self._call_to_the_end(
-                    self.modules.on_board(version.module, window, task.params, state, assignment=task.assignment)
-                )
-            else:
-                value = await asyncio.to_thread(
-                    registry.run_on_board, task.methods, window.series, task.params, state
-                )
+            value, flags = await step.on_board(window, task.params, task.state)
             result = Result(
                 **common,
                 ok=True,
-                value=to_wire(value),
+                value=value,
                 samples=window.samples,
                 t_start=window.t_start,
                 t_end=window.t_end,
@@ -218,7 +184,7 @@ class TaskRunner:
         await self.send(result)
 
     @staticmethod
-    def _failure(common: dict, reason: str, started: float) -> Result:
+    def _failure(common: dict[str, Any], reason: str, started: float) -> Result:
         return Result(
             **common,
             ok=False,

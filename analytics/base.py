@@ -29,13 +29,24 @@ class MethodError(OodidaError, ValueError):
 
 @runtime_checkable
 class Method(Protocol):
-    """The hooks the iteration loop drives; see the module docstring."""
+    """The hooks the iteration loop drives; see the module docstring.
 
-    name: str
-    iterative: bool
-    # Parameter names this method reads. All methods of an assignment share one
-    # params mapping, so a key that no chosen method reads is a typo to report.
-    param_names: frozenset[str]
+    `name`, `iterative` and `param_names` are read-only: the drivers only read them,
+    and a method declares them once for all its instances (as class constants, which
+    a protocol's plain attribute would refuse: it asks for a settable instance one).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def iterative(self) -> bool: ...
+
+    @property
+    def param_names(self) -> frozenset[str]:
+        """Parameter names this method reads. All methods of an assignment share one
+        params mapping, so a key that no chosen method reads is a typo to report."""
+        ...
 
     def check_params(self, params: Mapping[str, Any], signals: Sequence[str]) -> None: ...
 

@@ -22,11 +22,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from oodida.analytics import registry
 from oodida.analytics.arrays import from_wire, to_wire
 from oodida.sandbox.supervisor import source_hash
 from oodida.server import metrics
 from oodida.server.iteration import Iteration, Status, quorum_count
+from oodida.server.methods import OffBoard, off_board_step
 from oodida.server.modules import OffBoardRunner
 from oodida.server.store import Store
 from oodida.server.versions import AssignmentVersions, compact_map
@@ -249,28 +249,19 @@ class AssignmentRunner:
                 v.off_board = code_hash
                 log.info("assignment %d: off-board version %s in force", self.id, code_hash[:12])
 
+    def off_board_step(self, off_board_hash: str | None) -> OffBoard:
+        """The off-board step of an iteration that keeps version `off_board_hash`
+        (None: the assignment has no off-board module)."""
+        module = None if off_board_hash is None else self.versions.sources[off_board_hash]
+        return off_board_step(self.spec, module, self.modules, self.id)
+
     async def _off_board(self, answers: dict[str, Result], off_board_hash: str | None) -> Any:
         """The fleet result of one iteration (None when there is no off-board step);
         updates the state the vehicles get with the next task."""
-        spec = self.spec
-        if off_board_hash is not None:
-            if self.modules is None:
-                raise RuntimeError("this server runs no off-board modules")
-            results = {v: from_wire(r.value) for v, r in answers.items()}
-            module = self.versions.sources[off_board_hash]
-            fleet = await self.modules.off_board(module, results, spec.params, from_wire(self.state),
-                                                 assignment=self.id)
-            self.state = to_wire(fleet)  # what off_board returned goes to the vehicles next
-            return self.state
-        if spec.off_board != "fleet" or not spec.methods:
-            return None
-        partials = {v: from_wire(r.value) for v, r in answers.items()}
-        fleet, next_state = await asyncio.to_thread(
-            registry.run_off_board, spec.methods, partials, spec.params, from_wire(self.state)
-        )
-        if next_state is not None:
-            self.state = to_wire(next_state)
-        return to_wire(fleet)
+        partials = {vehicle: result.value for vehicle, result in answers.items()}
+        step = self.off_board_step(off_board_hash)
+        fleet, self.state = await step.off_board(partials, self.spec.params, self.state)
+        return fleet
 
     def make_task(self, number: int, code_hash: str | None, state: Any) -> Task:
         spec = self.spec
