@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import msgspec
@@ -150,7 +150,7 @@ class Source:
         with self._failures():
             return (await self._client.cancel(assignment)).state
 
-    async def follow(self, assignment: int, since: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def follow(self, assignment: int, since: int = 0) -> AsyncGenerator[dict[str, Any], None]:
         """Every closed iteration after `since`, then each new one as it closes; the
         last item is {"end": True, "state": ..., "reason": ...}."""
         with self._failures():

@@ -65,7 +65,9 @@ def _expiry(text: str | None) -> float | None:
     try:
         when = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise OodidaError(f"--expires {text!r}: write an ISO date or time, e.g. 2027-06-30 or 2027-06-30T12:00") from None
+        raise OodidaError(
+            f"--expires {text!r}: write an ISO date or time, e.g. 2027-06-30 or 2027-06-30T12:00"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
@@ -144,7 +146,7 @@ def _credentials(args: argparse.Namespace) -> int:
                     from oodida.server.init import write_vehicle
 
                     issuer = None if config.listen.plain else ca
-                    write_vehicle(issuer, Path(args.write), args.identity, secret, host, config.listen.port)  # type: ignore[arg-type]
+                    write_vehicle(issuer, Path(args.write), args.identity, secret, host, config.listen.port)
                     print(f"vehicle folder written to {args.write} (agent.toml, secret, certificate)", file=sys.stderr)
                 else:
                     ClientCredentials(
