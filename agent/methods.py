@@ -25,9 +25,8 @@ from oodida.agent.versions import ModuleVersions, Version
 from oodida.analytics import registry
 from oodida.analytics.arrays import from_wire, to_wire
 from oodida.core.errors import OodidaError
-from oodida.wire.messages import Task
+from oodida.wire.messages import BUILTIN_CODE_HASH, Task
 
-BUILTIN_CODE_HASH = "builtin:0.1"
 NO_MODULE_HASH = "none"  # a module task on a vehicle that holds no version of the module
 
 Pinned = asyncio.Task[Version | None] | None  # the loads a module task waits for

@@ -39,6 +39,7 @@ from oodida.analytics.series import Series
 from oodida.link import Channel, ChannelError, connect
 from oodida.wire import RemoteProtocolError, Role
 from oodida.wire.messages import (
+    BUILTIN_CODE_HASH,
     CancelTask,
     Error,
     LoadModule,
@@ -49,7 +50,6 @@ from oodida.wire.messages import (
     VehicleStatus,
 )
 
-BUILTIN_CODE_HASH = "builtin:0.1"  # what agent.tasks names the built-in methods' code
 SAMPLES = 50
 
 

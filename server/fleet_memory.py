@@ -26,9 +26,17 @@ from oodida.analytics.series import Series
 from oodida.sandbox.host import SandboxHost
 from oodida.server.runner import AssignmentRunner
 from oodida.server.store import Store
-from oodida.wire.messages import CancelTask, LoadModule, Message, ModuleAck, ModuleSource, Result, Task
+from oodida.wire.messages import (
+    BUILTIN_CODE_HASH,
+    CancelTask,
+    LoadModule,
+    Message,
+    ModuleAck,
+    ModuleSource,
+    Result,
+    Task,
+)
 
-BUILTIN_CODE_HASH = "builtin:0.1"  # what the agent (agent.methods) names the built-in methods' code
 NO_MODULE_HASH = "none"  # what it names a module task it holds no version for
 
 

@@ -18,6 +18,9 @@ from oodida.wire.states import AssignmentState, SourcePhase
 from oodida.wire.values import check_value
 
 PROTOCOL_VERSION = 1
+# The code hash a result computed by a built-in method carries (a module's is its sha256):
+# the agent sets it, the server's vote and the analysts' rows read it.
+BUILTIN_CODE_HASH = "builtin:0.1"
 
 # Field types with their limits. Identities and signal names are restricted so they
 # are safe in logs, file names and SQL (we use parameters anyway) and short.
