@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from oodida.agent import metrics
-from oodida.agent.methods import BUILTIN_CODE_HASH, NO_MODULE_HASH, NoModule, OnBoardSteps, Pinned
+from oodida.agent.methods import NO_MODULE_HASH, NoModule, OnBoardSteps, Pinned
 from oodida.agent.modules import ModuleRunner
 from oodida.agent.outbox import Key, Outbox
 from oodida.agent.store import SignalStore, WindowError
@@ -24,7 +24,7 @@ from oodida.core.errors import OodidaError
 from oodida.core.signing import Trust
 from oodida.hw.dbc import SignalDecoder
 from oodida.hw.errors import UnknownSignalError
-from oodida.wire.messages import Result, Task
+from oodida.wire.messages import BUILTIN_CODE_HASH, Result, Task
 
 log = logging.getLogger(__name__)
 
