@@ -1,13 +1,18 @@
-"""Shared fixtures: where the recorded drive is, and its decoded signals for checks."""
+"""Shared fixtures: where the recorded drive is, its decoded signals for checks, and
+in-process servers that are stopped at teardown (whatever the test did)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from oodida.server.app import Server
+    from oodida.server.config import ServerConfig
 
 T = TypeVar("T")
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -22,8 +27,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-    """Run a coroutine to completion with a hard timeout (no pytest-asyncio needed)."""
+    """Run a coroutine to completion with a hard timeout, from a synchronous test or
+    fixture (one driving processes); an `async def test_...` awaits instead."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[[Path | ServerConfig], Awaitable[Server]]]:
+    """`await start_server(path_or_config)`: a started in-process server (tests.servers.Started);
+    every one started is stopped at teardown, also those the test stopped itself (a no-op)."""
+    from tests.servers import started
+
+    servers: list[Server] = []
+
+    async def start(where: Path | ServerConfig) -> Server:
+        server = await started(where)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: Callable[[Path], Awaitable[Server]], tmp_path: Path) -> Server:
+    """A started server with tests.credentials' plain config in tmp_path."""
+    return await start_server(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,65 @@
+"""Helpers the tests share: waiting for a condition instead of sleeping and hoping.
+
+A test that sleeps a fixed time before asserting races the code under test (on a loaded
+machine the condition comes later); a hand-made polling loop repeats the deadline
+arithmetic and, when it runs out, fails with a bare `assert False`. `eventually` waits
+for the real condition and, when it does not come, names what it waited for and what it
+saw last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+Check = Callable[[], "T | Awaitable[T]"]
+
+
+def _describe(what: str | None, check: object) -> str:
+    return what or getattr(check, "__name__", repr(check))
+
+
+async def eventually(check: Check[T], timeout: float = 10.0, what: str | None = None, interval: float = 0.02) -> T:
+    """Wait until `check()` (a plain or async callable) returns a truthy value, and return it.
+
+    An exception raised by `check` counts as "not yet" (a file not written yet, a port not
+    open yet) and is shown in the failure if the deadline passes with it.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            last = value
+        except Exception as exc:  # "not yet"; reported if it lasts
+            value, last = None, exc  # type: ignore[assignment]
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"waited {timeout:g} s for {_describe(what, check)}; last saw {last!r}")
+        await asyncio.sleep(interval)
+
+
+def eventually_blocking(check: Callable[[], T], timeout: float = 10.0, what: str | None = None,
+                        interval: float = 0.05) -> T:
+    """`eventually` for synchronous tests (those driving processes, not a loop of their own)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = check()
+            last = value
+        except Exception as exc:  # "not yet"; reported if it lasts
+            value, last = None, exc  # type: ignore[assignment]
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"waited {timeout:g} s for {_describe(what, check)}; last saw {last!r}")
+        time.sleep(interval)
