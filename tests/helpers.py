@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -63,3 +65,23 @@ def eventually_blocking(check: Callable[[], T], timeout: float = 10.0, what: str
         if time.monotonic() >= deadline:
             raise AssertionError(f"waited {timeout:g} s for {_describe(what, check)}; last saw {last!r}")
         time.sleep(interval)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, from /proc (raises once it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def proc_exists(pid: int) -> bool:
+    """Whether /proc has this process (a zombie still counts: it is not reaped yet)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def proc_read(pid: int, name: str) -> str:
+    """The text of /proc/PID/NAME (stat, status, ...): a read that does not block."""
+    return Path(f"/proc/{pid}/{name}").read_text()
+
+
+def proc_read_bytes(pid: int, name: str) -> bytes:
+    return Path(f"/proc/{pid}/{name}").read_bytes()
