@@ -169,7 +169,8 @@ def write_config(tmp_path: Path, gps: str, extra: str = "") -> Path:
 def test_gps_config_defaults_and_port_as_written(tmp_path: Path) -> None:
     config = load_agent_config(write_config(tmp_path, 'port = "/dev/ttyUSB0"'))
     gps = config.sources[1]
-    assert (gps.port, gps.baudrate, gps.prefix, gps.reopen_min, gps.reopen_max) == ("/dev/ttyUSB0", 9600, "GPS", 0.5, 10.0)
+    assert (gps.port, gps.baudrate, gps.prefix, gps.reopen_min, gps.reopen_max) == ("/dev/ttyUSB0", 9600, "GPS", 0.5,
+                                                                                    10.0)
 
 
 @pytest.mark.parametrize(
