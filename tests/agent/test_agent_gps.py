@@ -17,8 +17,8 @@ from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DATA
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file
 from tests.helpers import eventually
+from tests.hw.nmea_text import RECORDING
 from tests.hw.pty_receiver import PtyReceiver
-from tests.hw.test_nmea import RECORDING
 
 
 def agent_toml(tmp_path: Path, port: int) -> Path:

@@ -21,9 +21,8 @@ from oodida.hw.serial_port import SerialPort
 from oodida.wire.messages import WindowSpec
 from tests.conftest import DATA
 from tests.credentials import secret_file
-from tests.hw.nmea_text import line
+from tests.hw.nmea_text import GGA, RECORDING, RMC, line, reference
 from tests.hw.pty_receiver import PtyReceiver, wait_for
-from tests.hw.test_nmea import GGA, RECORDING, RMC, reference
 
 LAST = WindowSpec(amount=100_000, unit="samples", kind="latest")
 
