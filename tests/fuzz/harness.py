@@ -20,6 +20,7 @@ from typing import Any
 from oodida.link import Channel, connect
 from oodida.testing import LocalFleet
 from oodida.wire.messages import Role
+from tests.helpers import proc_read
 
 LIMITS_FOR_TESTS = {
     # short enough that a test sees them act, long enough for a loaded machine
@@ -62,7 +63,7 @@ async def authenticate(fleet: LocalFleet, role: Role, identity: str, timeout: fl
 
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, from /proc (VmRSS, in KiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in proc_read(pid, "status").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")

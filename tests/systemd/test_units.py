@@ -104,7 +104,8 @@ def _can_confine() -> str | None:
         import pyseccomp  # noqa: F401
     except (ImportError, OSError, RuntimeError):
         return "needs pyseccomp and libseccomp"
-    userns = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-Un", "true"], check=False)
+    userns = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-Un",
+                             "true"], check=False)
     if userns.returncode != 0:
         return "unprivileged user namespaces are off on this kernel: the worker's network namespace cannot apply"
     return None
