@@ -14,7 +14,6 @@ import pytest
 
 from oodida.agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
 from oodida.agent.main import run_agent
-from oodida.server.app import Server
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC, LOG
@@ -39,12 +38,11 @@ def play(channel: str, stop: threading.Event) -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
+async def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path, start_server):
     channel = f"oodida-{uuid.uuid4().hex[:8]}"
     server_config = plain_config(tmp_path, vehicles=("bus-car",), database="s.sqlite3")
 
-    server = Server(server_config)
-    await server.start()
+    server = await start_server(server_config)
     agent_config = AgentConfig(
         vehicle="bus-car",
         server=ServerLink(secret_file=secret_file(tmp_path), plain=True, port=server.port, status_interval=0.2),
@@ -78,7 +76,6 @@ async def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
         stop_player.set()
         stop_agent.set()
         await agent
-        await server.stop()
         player.join(5)
     assert items[-1].state == "done"
     for report in items[:-1]:

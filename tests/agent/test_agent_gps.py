@@ -11,7 +11,6 @@ import pytest
 
 from oodida.agent.config import load_agent_config
 from oodida.agent.main import run_agent
-from oodida.server.app import Server
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DATA
@@ -50,7 +49,8 @@ reopen_max = 0.2
 
 
 @pytest.mark.timeout(90)
-async def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiver(tmp_path: Path) -> None:
+async def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiver(
+        tmp_path: Path, start_server) -> None:
     server_config = plain_config(tmp_path, vehicles=("gps-car",), database="s.sqlite3")
     lines = RECORDING.read_bytes().splitlines(keepends=True)
 
@@ -68,8 +68,7 @@ async def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiv
     def gone_frames(status) -> int:
         return next(s.frames for s in status.sources if "GPS" in s.name)
 
-    server = Server(server_config)
-    await server.start()
+    server = await start_server(server_config)
     config = load_agent_config(agent_toml(tmp_path, server.port))
     receiver = PtyReceiver(tmp_path / "gps0", lines, interval=0.005)
     stop_agent = asyncio.Event()
@@ -101,7 +100,6 @@ async def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiv
         await client.close()
         stop_agent.set()
         await agent
-        await server.stop()
         receiver.close()
     with_data, both, gone, can_only, back = with_data, both, gone, can_only, back
     assert "GPS.SPEED" in with_data.signals and "GPS.LATITUDE" in with_data.signals

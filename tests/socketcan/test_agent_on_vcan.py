@@ -14,7 +14,6 @@ import pytest
 
 from oodida.agent.config import load_agent_config
 from oodida.agent.main import run_agent
-from oodida.server.app import Server
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
 from tests.conftest import DBC
@@ -34,12 +33,12 @@ def _speeds(sent: list[can.Message]) -> np.ndarray:
 
 
 @pytest.mark.timeout(100)
-async def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(tmp_path, sender: can.BusABC) -> None:
+async def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(
+        tmp_path, sender: can.BusABC, start_server) -> None:
     config_path = tmp_path / "agent.toml"
     server_config = plain_config(tmp_path, vehicles=("vcan-car",))
 
-    server = Server(server_config)
-    await server.start()
+    server = await start_server(server_config)
     config_path.write_text(
         'vehicle = "vcan-car"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = {server.port}\nsecret_file = "{secret_file(tmp_path)}"\n'
@@ -67,7 +66,6 @@ async def test_agent_on_socketcan_vcan0_answers_from_the_replayed_frames(tmp_pat
         await client.close()
         stop_agent.set()
         await agent
-        await server.stop()
     assert speeds.size > 300 and len(sent) > 10 * speeds.size  # SPEED comes at about 40 Hz
     assert status.sources[0].name.endswith(f"CAN bus socketcan:{CHANNEL}, filtered")
     # The kernel dropped every frame of the other ids: the agent received the SPEED
