@@ -3,21 +3,19 @@ in-process servers that are stopped at teardown (whatever the test did)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from oodida.server.app import Server
     from oodida.server.config import ServerConfig
+    from oodida.testing import LocalFleet
+    from tests.fleets import FleetSpec
 
-T = TypeVar("T")
-DATA = Path(__file__).resolve().parents[1] / "data"
-LOG = DATA / "rav4-2017-comma2k19.log"
-DBC = DATA / "toyota_rav4_2017.dbc"
+from tests.helpers import DATA, DBC, LOG, run  # noqa: F401 - also importable from here, as before
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,10 +24,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-report", default=None, help="append each fuzz test's counts (JSON lines) to this file")
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-    """Run a coroutine to completion with a hard timeout, from a synchronous test or
-    fixture (one driving processes); an `async def test_...` awaits instead."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+@pytest.fixture(scope="module")
+def fleet_spec(request: pytest.FixtureRequest) -> FleetSpec:
+    """The module's `FLEET = FleetSpec(...)`; a directory's conftest.py may override this
+    fixture to give all its modules one spec (each module still gets its own fleet)."""
+    spec = getattr(request.module, "FLEET", None)
+    if spec is None:
+        pytest.fail(f"{request.module.__name__} uses the fleet fixture but has no FLEET = FleetSpec(...)")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_spec: FleetSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """The module's real local fleet (tests/fleets.py), started once for the module and
+    stopped after its last test, whatever happened."""
+    spec = fleet_spec
+    if spec.needs is not None:
+        spec.needs()
+    workdir = tmp_path_factory.mktemp(spec.name)
+    made = spec.kind(workdir, **spec.options)
+    if spec.prepare is not None:
+        spec.prepare(made, workdir)
+    try:
+        spec.start(made)
+        yield made
+    finally:
+        made.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Helpers the tests share: waiting for a condition instead of sleeping and hoping.
+"""Helpers the tests share (a module, not conftest.py, so tests import it like any other):
+the recorded drive's paths, `run` for synchronous tests that drive processes, /proc
+reads, and waiting for a condition instead of sleeping and hoping.
 
 A test that sleeps a fixed time before asserting races the code under test (on a loaded
 machine the condition comes later); a hand-made polling loop repeats the deadline
@@ -13,11 +15,21 @@ import asyncio
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+DATA = Path(__file__).resolve().parents[1] / "data"
+LOG = DATA / "rav4-2017-comma2k19.log"  # the recorded drive (comma2k19, a 2017 RAV4)
+DBC = DATA / "toyota_rav4_2017.dbc"
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run a coroutine to completion with a hard timeout, from a synchronous test or
+    fixture (one driving processes); an `async def test_...` awaits instead."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
 
 Check = Callable[[], "T | Awaitable[T]"]
 
@@ -85,3 +97,18 @@ def proc_read(pid: int, name: str) -> str:
 
 def proc_read_bytes(pid: int, name: str) -> bytes:
     return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line mentions `text` (the demo's work dir is in every child's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and int(proc.name) != os.getpid():
+            found.append(int(proc.name))
+    return found

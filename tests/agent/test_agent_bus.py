@@ -16,9 +16,8 @@ from oodida.agent.config import AgentConfig, BusSource, OutboxSettings, ServerLi
 from oodida.agent.main import run_agent
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import DBC, LOG
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file
-from tests.helpers import eventually
+from tests.helpers import DBC, LOG, eventually
 
 
 def play(channel: str, stop: threading.Event) -> None:

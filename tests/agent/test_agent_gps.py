@@ -13,9 +13,8 @@ from oodida.agent.config import load_agent_config
 from oodida.agent.main import run_agent
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import DATA
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file
-from tests.helpers import eventually
+from tests.helpers import DATA, eventually
 from tests.hw.nmea_text import RECORDING
 from tests.hw.pty_receiver import PtyReceiver
 
@@ -101,7 +100,6 @@ async def test_agent_serves_gps_and_can_signals_and_outlives_an_unplugged_receiv
         stop_agent.set()
         await agent
         receiver.close()
-    with_data, both, gone, can_only, back = with_data, both, gone, can_only, back
     assert "GPS.SPEED" in with_data.signals and "GPS.LATITUDE" in with_data.signals
     fix = with_data.position  # the newest GPS fix rides in the status: a drive through Gothenburg
     assert fix is not None and 57.6 < fix.latitude < 57.8 and 11.8 < fix.longitude < 12.1, fix

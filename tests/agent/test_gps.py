@@ -19,8 +19,8 @@ from oodida.agent.store import SignalStore
 from oodida.hw.nmea import NmeaDecoder
 from oodida.hw.serial_port import SerialPort
 from oodida.wire.messages import WindowSpec
-from tests.conftest import DATA
 from tests.credentials import secret_file
+from tests.helpers import DATA
 from tests.hw.nmea_text import GGA, RECORDING, RMC, line, reference
 from tests.hw.pty_receiver import PtyReceiver, wait_for
 

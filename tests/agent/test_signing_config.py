@@ -11,7 +11,7 @@ import pytest
 
 from oodida.agent.config import ConfigError, load_agent_config
 from oodida.core.signing import generate_key
-from tests.conftest import DBC, LOG
+from tests.helpers import DBC, LOG
 
 BASE = f"""vehicle = "car-1"
 [server]

@@ -9,8 +9,8 @@ from oodida.agent.config import AgentConfig, LogSource, OutboxSettings, ServerLi
 from oodida.agent.main import build_agent
 from oodida.server.render import render_status
 from oodida.wire.messages import StatusReply, VehicleInfo
-from tests.conftest import DBC, LOG
 from tests.credentials import secret_file
+from tests.helpers import DBC, LOG
 
 
 def test_status_counts_unreadable_lines_and_shows_them(tmp_path: Path) -> None:

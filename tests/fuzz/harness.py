@@ -69,21 +69,31 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-def start_server(workdir: Path, vehicles: int = 0, **options: Any) -> LocalFleet:
-    """A server process (and `vehicles` real agents) with the test limits; returns once
-    the server accepts connections. Stop it with `fleet.stop()`."""
+def fleet_options(vehicles: int = 0, **options: Any) -> dict[str, Any]:
+    """LocalFleet's options for a fuzzed server (and `vehicles` real agents) with the test limits."""
     # plain TCP on loopback: the fuzzers aim at our protocol layer with raw bytes; TLS
     # beneath it is OpenSSL's (and tests/integration/test_security.py tests ours of it)
-    fleet = LocalFleet(workdir, vehicles=vehicles, signals=["SPEED"], tls=False,
-                       server_options={**LIMITS_FOR_TESTS, **options})
+    return {"vehicles": vehicles, "signals": ["SPEED"], "tls": False,
+            "server_options": {**LIMITS_FOR_TESTS, **options}}
+
+
+def start_accepting(fleet: LocalFleet) -> None:
+    """Start the fleet; return once the server accepts connections."""
     fleet.start()
 
     async def accepting() -> None:
         client = await fleet.client()
         await client.close()
 
+    asyncio.run(asyncio.wait_for(accepting(), 60))
+
+
+def start_server(workdir: Path, vehicles: int = 0, **options: Any) -> LocalFleet:
+    """A server process (and `vehicles` real agents) with the test limits; returns once
+    the server accepts connections. Stop it with `fleet.stop()`."""
+    fleet = LocalFleet(workdir, **fleet_options(vehicles, **options))
     try:
-        asyncio.run(asyncio.wait_for(accepting(), 60))
+        start_accepting(fleet)
     except BaseException:
         fleet.stop()
         raise

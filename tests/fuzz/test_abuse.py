@@ -19,7 +19,8 @@ from oodida.wire.codec import encode_payload
 from oodida.wire.connection import NEED_DATA, Connection, Side
 from oodida.wire.framing import HEADER, encode_frame
 from oodida.wire.messages import AssignmentSpec, ErrorCode, Role, StatusRequest, WindowSpec
-from tests.fuzz.harness import Watch, authenticate, rss_kib, start_server
+from tests.fleets import FleetSpec
+from tests.fuzz.harness import Watch, authenticate, fleet_options, rss_kib, start_accepting
 from tests.fuzz.report import Tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,17 +32,8 @@ SEND_TIMEOUT = 2.0
 STATUS_BOUND = 5.0  # s for an honest status request while under attack (the machine is loaded)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    fleet = start_server(
-        tmp_path_factory.mktemp("abuse"),
-        vehicles=1,
-        **{"limits.max_handshakes": MAX_HANDSHAKES, "limits.max_connections": MAX_CONNECTIONS},
-    )
-    try:
-        yield fleet
-    finally:
-        fleet.stop()
+FLEET = FleetSpec("abuse", start=start_accepting, options=fleet_options(
+    1, **{"limits.max_handshakes": MAX_HANDSHAKES, "limits.max_connections": MAX_CONNECTIONS}))
 
 
 class Honest:

@@ -25,7 +25,7 @@ from oodida.wire.connection import (
 from oodida.wire.errors import RemoteProtocolError
 from oodida.wire.framing import DEFAULT_MAX_FRAME, HEADER, encode_frame
 from oodida.wire.messages import Result
-from tests.fuzz.conftest import scale
+from tests.fuzz.helpers import scale
 from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, near_valid, paths, replace
 from tests.fuzz.report import Tally
 from tests.wire.examples import EXAMPLES, FOLLOW_UP, Receiver, endpoints, frame

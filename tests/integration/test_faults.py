@@ -60,8 +60,8 @@ from oodida.wire.messages import (
     ResultsEnd,
     WindowSpec,
 )
-from tests.conftest import run
-from tests.integration.conftest import wait_sources
+from tests.fleets import wait_sources
+from tests.helpers import run
 from tests.integration.proxy import CuttingProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

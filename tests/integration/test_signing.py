@@ -27,14 +27,9 @@ from oodida.core.signing import load_signing_key
 from oodida.sandbox.supervisor import source_hash
 from oodida.testing import REPO, LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_connected
-from tests.integration.test_replacement import (
-    deploy,
-    finish,
-    processes,
-    wait_iterations,
-)
+from tests.fleets import FleetSpec
+from tests.helpers import run
+from tests.integration.assignments import deploy, finish, processes, wait_iterations
 
 pytestmark = pytest.mark.integration
 
@@ -77,10 +72,7 @@ def oodida(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("signing")
-    fleet = SigningFleet(workdir, vehicles=3, speed=1.0, loop=True, offsets=[0.0, 20.0, 40.0], signals=["SPEED"])
+def keys_and_modules(fleet: SigningFleet, workdir: Path) -> None:
     for name in ("alice", "mallory"):
         made = oodida(fleet, "keygen", name, "--json")
         assert made.returncode == 0, made.stderr
@@ -89,26 +81,26 @@ def fleet(tmp_path_factory):
     fleet.trusted = ("alice.pub",)  # relative to the agent's config, which is in the same folder
     for v in (1, 2, 3):
         (workdir / f"count_v{v}.py").write_text(on_board(v))
-    with fleet:
-        start_connected(fleet)
-        yield fleet
 
 
-def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            spec = AssignmentSpec(
-                signals=["SPEED"], window=WindowSpec(amount=0.3), iterations=1, deadline=10.0,
-                on_board_module=ModuleSource(name="count_v1.py", source=on_board(1)),
-            )
-            a = (await client.submit(spec)).assignment
-            got = [r async for r in client.results(a, follow=True) if hasattr(r, "vehicles")]
-            return got, await client.versions(a)
-        finally:
-            await client.close()
+FLEET = FleetSpec("signing", kind=SigningFleet, prepare=keys_and_modules,
+                  options={"vehicles": 3, "speed": 1.0, "loop": True, "offsets": [0.0, 20.0, 40.0],
+                           "signals": ["SPEED"]})
 
-    got, versions = run(main(), timeout=60)
+
+@pytest.mark.timeout(60)
+async def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
+    client = await fleet.client()
+    try:
+        spec = AssignmentSpec(
+            signals=["SPEED"], window=WindowSpec(amount=0.3), iterations=1, deadline=10.0,
+            on_board_module=ModuleSource(name="count_v1.py", source=on_board(1)),
+        )
+        a = (await client.submit(spec)).assignment
+        got = [r async for r in client.results(a, follow=True) if hasattr(r, "vehicles")]
+        versions = await client.versions(a)
+    finally:
+        await client.close()
     assert len(got) == 1 and got[0].status == "failed"
     assert sorted(got[0].vehicles) == fleet.vehicle_ids
     for report in got[0].vehicles.values():
@@ -147,7 +139,8 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
     assert unsigned.returncode == 1
     for vehicle in fleet.vehicle_ids:  # the analyst sees each vehicle's refusal and its reason
         assert any(
-            line.split()[0] == vehicle and "REFUSED it, keeps its version" in line and "count_v3.py is not signed" in line
+            line.split()[0] == vehicle and "REFUSED it, keeps its version" in line
+            and "count_v3.py is not signed" in line
             for line in unsigned.stdout.splitlines() if line.startswith("  ")
         ), unsigned.stdout
     assert f"0 of 3 run {H3[:12]}" in unsigned.stdout and "refused by car-1, car-2, car-3" in unsigned.stdout

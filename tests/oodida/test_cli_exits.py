@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from oodida.cli import commands
-from tests.conftest import DBC, LOG
+from tests.helpers import DBC, LOG
 
 ASCII = {"LANG": "C", "LC_ALL": "C", "PYTHONIOENCODING": "ascii"}
 

@@ -16,9 +16,9 @@ from oodida.agent.config import load_agent_config
 from oodida.agent.main import run_agent
 from oodida.server.client import AnalystClient
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import DBC
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file
-from tests.socketcan.conftest import CHANNEL, replay_onto
+from tests.helpers import DBC
+from tests.socketcan.helpers import CHANNEL, replay_onto
 
 
 def _speeds(sent: list[can.Message]) -> np.ndarray:

@@ -172,7 +172,7 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
 
     from oodida.testing import LocalFleet
     from oodida.wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
-    from tests.conftest import run
+    from tests.helpers import run
 
     shared = Path(tempfile.mkdtemp(prefix="oodida-unit-"))  # readable by the agent's uid
     shared.chmod(0o755)
