@@ -12,6 +12,7 @@ that restarts gets the signed version again from the server and runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -28,7 +29,6 @@ from oodida.sandbox.supervisor import source_hash
 from oodida.testing import REPO, LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
 from tests.fleets import FleetSpec
-from tests.helpers import run
 from tests.integration.assignments import deploy, finish, processes, wait_iterations
 
 pytestmark = pytest.mark.integration
@@ -109,33 +109,31 @@ async def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
     assert versions.versions[0].acked == [] and versions.versions[0].signer is None
 
 
-def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(fleet):
+async def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(fleet):
     alice = load_signing_key(fleet.workdir / "alice")
     mallory = load_signing_key(fleet.workdir / "mallory")
 
-    submitted = oodida(
+    submitted = await asyncio.to_thread(oodida,
         fleet, "submit", "--signals", "SPEED", "--window", "0.3s", "--iterations", "0", "--deadline", "10",
         "--on-board-module", "count_v1.py", "--sign", "alice", "--json",
     )
     assert submitted.returncode == 0, submitted.stderr
     a = json.loads(submitted.stdout.splitlines()[0])["assignment"]
 
-    async def ready() -> None:
-        client = await fleet.client()
-        try:
-            got = await wait_iterations(client, a, 2)
-            assert all(r.status == "complete" and r.code_hash == H1 for r in got)
-        finally:
-            await client.close()
+    client = await fleet.client()
+    try:
+        got = await wait_iterations(client, a, 2)
+        assert all(r.status == "complete" and r.code_hash == H1 for r in got)
+    finally:
+        await client.close()
 
-    run(ready(), timeout=60)
-
-    signed = oodida(fleet, "deploy", "count_v2.py", "--assignment", str(a), "--on-board", "--sign", "alice")
+    signed = await asyncio.to_thread(oodida, fleet, "deploy", "count_v2.py", "--assignment", str(a), "--on-board",
+                                     "--sign", "alice")
     assert signed.returncode == 0, signed.stdout + signed.stderr
     assert f"signed count_v2.py with key {alice.key_id}" in signed.stdout
     assert f"3 of 3 run {H2[:12]}" in signed.stdout
 
-    unsigned = oodida(fleet, "deploy", "count_v3.py", "--assignment", str(a), "--on-board")
+    unsigned = await asyncio.to_thread(oodida, fleet, "deploy", "count_v3.py", "--assignment", str(a), "--on-board")
     assert unsigned.returncode == 1
     for vehicle in fleet.vehicle_ids:  # the analyst sees each vehicle's refusal and its reason
         assert any(
@@ -145,33 +143,30 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
         ), unsigned.stdout
     assert f"0 of 3 run {H3[:12]}" in unsigned.stdout and "refused by car-1, car-2, car-3" in unsigned.stdout
 
-    async def main():
-        client = await fleet.client()
-        try:
-            before = await processes(client)
-            refusals = {}
-            _, end = await deploy(
-                client, assignment=a, side="on_board",
-                module=mallory.sign(ModuleSource(name="count_v3.py", source=on_board(3)), "on_board"),
-            )
-            refusals["untrusted"] = end
+    client = await fleet.client()
+    try:
+        before = await processes(client)
+        refusals = {}
+        _, end = await deploy(
+            client, assignment=a, side="on_board",
+            module=mallory.sign(ModuleSource(name="count_v3.py", source=on_board(3)), "on_board"),
+        )
+        refusals["untrusted"] = end
 
-            # a compromised server: the stored v1 is altered in the server's own database, and a
-            # rollback sends the altered source with the analyst's valid signature of v1
-            db = sqlite3.connect(fleet.workdir / "server.sqlite3", timeout=30)
-            with db:
-                assert db.execute("UPDATE modules SET source = ? WHERE hash = ?", (EVIL, H1)).rowcount == 1
-            db.close()
-            _, end = await deploy(client, assignment=a, side="on_board", code_hash=H1[:10])
-            refusals["tampered"] = end
+        # a compromised server: the stored v1 is altered in the server's own database, and a
+        # rollback sends the altered source with the analyst's valid signature of v1
+        db = sqlite3.connect(fleet.workdir / "server.sqlite3", timeout=30)
+        with db:
+            assert db.execute("UPDATE modules SET source = ? WHERE hash = ?", (EVIL, H1)).rowcount == 1
+        db.close()
+        _, end = await deploy(client, assignment=a, side="on_board", code_hash=H1[:10])
+        refusals["tampered"] = end
 
-            t = time.time()
-            after = await wait_iterations(client, a, 3, after=t)
-            return refusals, after, before, await processes(client)
-        finally:
-            await client.close()
-
-    refusals, after, before, still = run(main(), timeout=90)
+        t = time.time()
+        after = await wait_iterations(client, a, 3, after=t)
+        still = await processes(client)
+    finally:
+        await client.close()
     untrusted, tampered = refusals["untrusted"], refusals["tampered"]
     assert untrusted.acked == [] and sorted(untrusted.refused) == fleet.vehicle_ids
     for reason in untrusted.refused.values():
@@ -196,17 +191,14 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
     fleet.kill_agent(restarted, signal.SIGTERM)
     fleet.start_agent(0)
 
-    async def back():
-        client = await fleet.client()
-        try:
-            await fleet.wait_connected(client, [restarted])
-            t = time.time()
-            got = await wait_iterations(client, a, 2, after=t)
-            return got, await client.versions(a), await finish(client, a)
-        finally:
-            await client.close()
-
-    got, versions, _ = run(back(), timeout=90)
+    client = await fleet.client()
+    try:
+        await fleet.wait_connected(client, [restarted])
+        t = time.time()
+        got = await wait_iterations(client, a, 2, after=t)
+        versions, _ = await client.versions(a), await finish(client, a)
+    finally:
+        await client.close()
     for r in got:
         assert r.status == "complete" and r.code_hash == H2 and sorted(r.vehicles) == fleet.vehicle_ids
     listed = [(v.kind, v.code_hash, v.signer, sorted(v.acked)) for v in versions.versions]
@@ -217,7 +209,7 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
         ("deploy", H3, mallory.key_id, []),
         ("rollback", source_hash(EVIL), alice.key_id, []),
     ]
-    shown = oodida(fleet, "versions", str(a))
+    shown = await asyncio.to_thread(oodida, fleet, "versions", str(a))
     assert shown.returncode == 0 and alice.key_id in shown.stdout and "unsigned" in shown.stdout
 
 
