@@ -21,7 +21,6 @@ from oodida.wire.messages import (
     WindowSpec,
 )
 from tests.fleets import FleetSpec
-from tests.helpers import run
 from tests.integration.assignments import deploy, finish, processes, wait_iterations
 
 pytestmark = pytest.mark.integration
@@ -282,7 +281,7 @@ async def test_an_agent_offline_during_a_deploy_gets_the_current_version_when_it
     assert gone in deployed.acked
 
 
-def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
+async def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
     import os
     import subprocess
     import sys
@@ -293,17 +292,14 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
         return subprocess.run([sys.executable, "-m", "oodida", *args], capture_output=True, text=True, env=env,
                               timeout=60)
 
-    async def submit() -> int:
-        client = await fleet.client()
-        try:
-            return (await client.submit(spec(V1))).assignment
-        finally:
-            await client.close()
-
-    a = run(submit(), timeout=30)
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1))).assignment
+    finally:
+        await client.close()
     path = tmp_path / V2.name
     path.write_text(V2.source)
-    out = oodida("deploy", str(path), "--assignment", str(a), "--on-board")
+    out = await asyncio.to_thread(oodida, "deploy", str(path), "--assignment", str(a), "--on-board")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"deploying count_v2.py {H[V2.name][:12]} to assignment {a} (on board): 3 vehicles")
@@ -313,31 +309,28 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
 
     bad = tmp_path / "bad.py"
     bad.write_text("import os\ndef on_board(window, params, state):\n    return 1\n")
-    out = oodida("deploy", str(bad), "--assignment", str(a), "--on-board")
+    out = await asyncio.to_thread(oodida, "deploy", str(bad), "--assignment", str(a), "--on-board")
     assert out.returncode == 1 and "forbidden import" in out.stderr and "the running version stays" in out.stderr
 
-    out = oodida("rollback", str(a), H[V1.name][:8])  # the side is found from the versions
+    out = await asyncio.to_thread(oodida, "rollback", str(a), H[V1.name][:8])  # the side is found from the versions
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"rolling back to count_v1.py {H[V1.name][:12]}")
 
-    out = oodida("versions", str(a))
+    out = await asyncio.to_thread(oodida, "versions", str(a))
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "on board" in line]
     assert [r[1:].split()[4] for r in rows] == ["submit", "deploy", "rollback"]
     assert rows[-1].startswith("*") and not rows[0].startswith("*")
 
-    out = oodida("versions", str(a), "--json")
+    out = await asyncio.to_thread(oodida, "versions", str(a), "--json")
     table = __import__("json").loads(out.stdout)
     assert [v["code_hash"] for v in table["versions"]] == [H[V1.name], H[V2.name], H[V1.name]]
 
-    async def cancel() -> None:
-        client = await fleet.client()
-        try:
-            await finish(client, a)
-        finally:
-            await client.close()
-
-    run(cancel(), timeout=30)
+    client = await fleet.client()
+    try:
+        await finish(client, a)
+    finally:
+        await client.close()
 
 
 @pytest.mark.timeout(90)
