@@ -1,18 +1,21 @@
-"""Shared fixtures: where the recorded drive is, and its decoded signals for checks."""
+"""Shared fixtures: where the recorded drive is, its decoded signals for checks, and
+in-process servers that are stopped at teardown (whatever the test did)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-T = TypeVar("T")
-DATA = Path(__file__).resolve().parents[1] / "data"
-LOG = DATA / "rav4-2017-comma2k19.log"
-DBC = DATA / "toyota_rav4_2017.dbc"
+if TYPE_CHECKING:
+    from oodida.server.app import Server
+    from oodida.server.config import ServerConfig
+    from oodida.testing import LocalFleet
+    from tests.fleets import FleetSpec
+
+from tests.helpers import DATA, DBC, LOG, run  # noqa: F401 - also importable from here, as before
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,9 +24,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-report", default=None, help="append each fuzz test's counts (JSON lines) to this file")
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-    """Run a coroutine to completion with a hard timeout (no pytest-asyncio needed)."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+@pytest.fixture(scope="module")
+def fleet_spec(request: pytest.FixtureRequest) -> FleetSpec:
+    """The module's `FLEET = FleetSpec(...)`; a directory's conftest.py may override this
+    fixture to give all its modules one spec (each module still gets its own fleet)."""
+    spec = getattr(request.module, "FLEET", None)
+    if spec is None:
+        pytest.fail(f"{request.module.__name__} uses the fleet fixture but has no FLEET = FleetSpec(...)")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_spec: FleetSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """The module's real local fleet (tests/fleets.py), started once for the module and
+    stopped after its last test, whatever happened."""
+    spec = fleet_spec
+    if spec.needs is not None:
+        spec.needs()
+    workdir = tmp_path_factory.mktemp(spec.name)
+    made = spec.kind(workdir, **spec.options)
+    if spec.prepare is not None:
+        spec.prepare(made, workdir)
+    try:
+        spec.start(made)
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[[Path | ServerConfig], Awaitable[Server]]]:
+    """`await start_server(path_or_config)`: a started in-process server (tests.servers.Started);
+    every one started is stopped at teardown, also those the test stopped itself (a no-op)."""
+    from tests.servers import started
+
+    servers: list[Server] = []
+
+    async def start(where: Path | ServerConfig) -> Server:
+        server = await started(where)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: Callable[[Path], Awaitable[Server]], tmp_path: Path) -> Server:
+    """A started server with tests.credentials' plain config in tmp_path."""
+    return await start_server(tmp_path)
 
 
 @pytest.fixture(scope="session")

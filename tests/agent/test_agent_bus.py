@@ -10,14 +10,14 @@ import uuid
 
 import can
 import numpy as np
+import pytest
 
 from oodida.agent.config import AgentConfig, BusSource, OutboxSettings, ServerLink
 from oodida.agent.main import run_agent
 from oodida.client.protocol import AnalystClient
-from oodida.server.app import Server
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import DBC, LOG, run
 from tests.credentials import ANALYST_SECRET, plain_config, secret_file
+from tests.helpers import DBC, LOG, eventually
 
 
 def play(channel: str, stop: threading.Event) -> None:
@@ -36,49 +36,46 @@ def play(channel: str, stop: threading.Event) -> None:
                                      is_extended_id=m.is_extended_id))
 
 
-def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path):
+@pytest.mark.timeout(60)
+async def test_agent_on_a_virtual_bus_answers_next_windows(tmp_path, start_server):
     channel = f"oodida-{uuid.uuid4().hex[:8]}"
     server_config = plain_config(tmp_path, vehicles=("bus-car",), database="s.sqlite3")
 
-    async def main():
-        server = Server(server_config)
-        await server.start()
-        agent_config = AgentConfig(
-            vehicle="bus-car",
-            server=ServerLink(secret_file=secret_file(tmp_path), plain=True, port=server.port, status_interval=0.2),
-            sources=[BusSource(interface="virtual", channel=channel, dbc=str(DBC), signals=["SPEED"])],
-            outbox=OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
-        )
-        stop_agent = asyncio.Event()
-        agent = asyncio.create_task(run_agent(agent_config, stop_agent))
-        stop_player = threading.Event()
-        player = threading.Thread(target=play, args=(channel, stop_player), daemon=True)
-        player.start()
-        client = await AnalystClient.connect("127.0.0.1", server.port, ANALYST_SECRET, identity="analyst")
-        try:
-            while not (await client.status()).vehicles:
-                await asyncio.sleep(0.05)
-            spec = AssignmentSpec(
-                signals=["SPEED"], window=WindowSpec(amount=20, unit="samples"), iterations=2,
-                on_board=["count", "mean"], deadline=20,
-            )
-            submitted = await client.submit(spec)
-            items = [r async for r in client.results(submitted.assignment, follow=True)]
-            for _ in range(100):  # the agent reports its counters every 0.2 s
-                status = await client.status()
-                if status.vehicles[0].status.frames:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            await client.close()
-            stop_player.set()
-            stop_agent.set()
-            await agent
-            await server.stop()
-            player.join(5)
-        return items, status
+    server = await start_server(server_config)
+    agent_config = AgentConfig(
+        vehicle="bus-car",
+        server=ServerLink(secret_file=secret_file(tmp_path), plain=True, port=server.port, status_interval=0.2),
+        sources=[BusSource(interface="virtual", channel=channel, dbc=str(DBC), signals=["SPEED"])],
+        outbox=OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
+    )
+    stop_agent = asyncio.Event()
+    agent = asyncio.create_task(run_agent(agent_config, stop_agent))
+    stop_player = threading.Event()
+    player = threading.Thread(target=play, args=(channel, stop_player), daemon=True)
+    player.start()
+    client = await AnalystClient.connect("127.0.0.1", server.port, ANALYST_SECRET, identity="analyst")
+    try:
+        async def connected() -> bool:
+            return bool((await client.status()).vehicles)
 
-    items, status = run(main(), timeout=60)
+        await eventually(connected, 30, what="the agent to connect")
+        spec = AssignmentSpec(
+            signals=["SPEED"], window=WindowSpec(amount=20, unit="samples"), iterations=2,
+            on_board=["count", "mean"], deadline=20,
+        )
+        submitted = await client.submit(spec)
+        items = [r async for r in client.results(submitted.assignment, follow=True)]
+        async def counted():  # the agent reports its counters every 0.2 s
+            status = await client.status()
+            return status if status.vehicles[0].status.frames else None
+
+        status = await eventually(counted, 5, what="the agent to report the frames it read")
+    finally:
+        await client.close()
+        stop_player.set()
+        stop_agent.set()
+        await agent
+        player.join(5)
     assert items[-1].state == "done"
     for report in items[:-1]:
         assert report.status == "complete"

@@ -11,7 +11,7 @@ from oodida.agent.store import SignalStore
 from oodida.hw.dbc import SignalDecoder
 from oodida.wire.codec import decode_payload, encode_payload
 from oodida.wire.messages import SignalCatalogue
-from tests.conftest import DBC
+from tests.helpers import DBC
 
 
 class _Decoder:

@@ -19,11 +19,10 @@ from oodida.agent.store import SignalStore
 from oodida.hw.nmea import NmeaDecoder
 from oodida.hw.serial_port import SerialPort
 from oodida.wire.messages import WindowSpec
-from tests.conftest import DATA
 from tests.credentials import secret_file
-from tests.hw.nmea_text import line
+from tests.helpers import DATA
+from tests.hw.nmea_text import GGA, RECORDING, RMC, line, reference
 from tests.hw.pty_receiver import PtyReceiver, wait_for
-from tests.hw.test_nmea import GGA, RECORDING, RMC, reference
 
 LAST = WindowSpec(amount=100_000, unit="samples", kind="latest")
 
@@ -169,7 +168,8 @@ def write_config(tmp_path: Path, gps: str, extra: str = "") -> Path:
 def test_gps_config_defaults_and_port_as_written(tmp_path: Path) -> None:
     config = load_agent_config(write_config(tmp_path, 'port = "/dev/ttyUSB0"'))
     gps = config.sources[1]
-    assert (gps.port, gps.baudrate, gps.prefix, gps.reopen_min, gps.reopen_max) == ("/dev/ttyUSB0", 9600, "GPS", 0.5, 10.0)
+    assert (gps.port, gps.baudrate, gps.prefix, gps.reopen_min, gps.reopen_max) == ("/dev/ttyUSB0", 9600, "GPS", 0.5,
+                                                                                    10.0)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from oodida.analytics.arrays import to_wire
 from oodida.testing import data_dir, free_port
 from oodida.wire.codec import decode_payload, encode_payload
 from oodida.wire.messages import Result
+from tests.helpers import eventually
 
 
 def result(assignment: int, iteration: int, value: object = None, **extra: object) -> Result:
@@ -134,7 +135,8 @@ def test_a_full_disk_keeps_results_in_memory_and_writes_them_when_space_returns(
     outbox.ack((1, 2))  # acknowledged while held in memory: gone without touching the disk
     assert outbox.retry() is False and outbox.unsaved == 1
     said = caplog.text.count("cannot write")
-    assert outbox.retry() is False and caplog.text.count("cannot write") == said  # a retry of the same is not said again
+    # a retry of the same is not said again
+    assert outbox.retry() is False and caplog.text.count("cannot write") == said
     outbox.db.execute(f"PRAGMA max_page_count = {pages * 1000}")
     assert outbox.retry() is True
     assert outbox.unsaved == 0 and outbox.error is None
@@ -169,7 +171,8 @@ def test_the_next_put_after_a_full_disk_writes_the_held_ones_first_in_order(tmp_
     outbox.close()
 
 
-@pytest.mark.parametrize("garbage", [b"this is not an SQLite file at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+@pytest.mark.parametrize("garbage", [b"this is not an SQLite file at all" * 100,
+                                     b"SQLite format 3\x00" + b"\xff" * 4000])
 def test_a_corrupt_file_at_start_is_moved_aside_and_a_new_one_started(tmp_path, caplog, garbage):
     path = tmp_path / "o.sqlite3"
     path.write_bytes(garbage)
@@ -253,7 +256,8 @@ def test_an_unreadable_file_at_start_is_moved_aside():
         Outbox(path).close()
         path.chmod(0)  # and owned by root: nobody but root reads it
         snippet = f"from oodida.agent.outbox import Outbox\nOutbox({str(path)!r}).close()\n"
-        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, check=False, capture_output=True, text=True,
+        proc = subprocess.run([*as_user, sys.executable, "-c", snippet], cwd=REPO, check=False, capture_output=True,
+                              text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert f"outbox {path} is unusable" in proc.stderr and "moved aside to" in proc.stderr
@@ -312,7 +316,7 @@ def test_a_second_agent_on_the_same_file_is_refused_not_moved_aside(tmp_path):
     first.close()
 
 
-def test_put_and_ack_interleaved_on_the_event_loop(tmp_path):
+async def test_put_and_ack_interleaved_on_the_event_loop(tmp_path):
     """Tasks put results and the uplink acknowledges them, interleaved on one loop
     (and a thread now and then): what is left is exactly what was not acknowledged."""
     outbox = Outbox(tmp_path / "o.sqlite3")
@@ -325,15 +329,11 @@ def test_put_and_ack_interleaved_on_the_event_loop(tmp_path):
     async def acker() -> None:
         for i in range(1, 41, 2):
             for a in range(1, 6):
-                while (a, i) not in outbox:
-                    await asyncio.sleep(0)
+                await eventually(lambda key=(a, i): key in outbox, what=f"result {(a, i)} in the outbox", interval=0)
                 outbox.ack((a, i))
 
-    async def main() -> None:
-        await asyncio.gather(*(task(a) for a in range(1, 6)), acker(),
-                             asyncio.to_thread(lambda: [outbox.put(result(9, i)) for i in range(1, 21)]))
-
-    asyncio.run(main())
+    await asyncio.gather(*(task(a) for a in range(1, 6)), acker(),
+                         asyncio.to_thread(lambda: [outbox.put(result(9, i)) for i in range(1, 21)]))
     expected = {(a, i) for a in range(1, 6) for i in range(2, 41, 2)} | {(9, i) for i in range(1, 21)}
     assert set(keys(outbox)) == expected and len(outbox) == len(expected)
     assert [k for k in keys(outbox) if k[0] == 3] == [(3, i) for i in range(2, 41, 2)]  # each task's own order

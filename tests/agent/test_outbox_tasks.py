@@ -17,7 +17,7 @@ from oodida.agent.store import SignalStore
 from oodida.agent.tasks import SignalResolver, TaskRunner
 from oodida.wire.codec import encode_payload
 from oodida.wire.messages import Result, Task, WindowSpec
-from tests.conftest import run
+from tests.helpers import eventually
 
 
 def feed(store: SignalStore, start: int, stop: int) -> None:
@@ -47,60 +47,51 @@ class Agent:
     async def answer(self, t: Task) -> Result:
         before = len(self.sent)
         self.runner.submit(t)
-        for _ in range(1000):
-            if len(self.sent) > before:
-                return self.sent[-1]
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no answer to task {t.assignment}/{t.iteration}")
+        await eventually(lambda: len(self.sent) > before, 10, what=f"an answer to task {t.assignment}/{t.iteration}")
+        return self.sent[-1]
 
 
-def test_a_task_asked_again_gets_the_stored_result_not_a_new_computation(tmp_path, caplog):
+async def test_a_task_asked_again_gets_the_stored_result_not_a_new_computation(tmp_path, caplog):
     path = tmp_path / "outbox.sqlite3"
     caplog.set_level(logging.INFO, logger="oodida.agent.tasks")
 
-    async def main() -> None:
-        store = SignalStore()
-        store.declare(["SPEED"])
-        feed(store, 0, 100)
-        agent = Agent(store, Outbox(path))
-        first = await agent.answer(task(1))
-        assert first.ok and (4, 1) in agent.outbox
-        feed(store, 100, 200)  # the window moves on: a recomputation would differ
-        fresh = await agent.answer(task(2))
-        assert fresh.value != first.value  # (so the check below can fail)
-        again = await agent.answer(task(1))  # the resumed server asks again
-        assert encode_payload(again) == encode_payload(first)
-        assert not agent.runner.running
-        await agent.runner.stop()
-        agent.outbox.close()
+    store = SignalStore()
+    store.declare(["SPEED"])
+    feed(store, 0, 100)
+    agent = Agent(store, Outbox(path))
+    first = await agent.answer(task(1))
+    assert first.ok and (4, 1) in agent.outbox
+    feed(store, 100, 200)  # the window moves on: a recomputation would differ
+    fresh = await agent.answer(task(2))
+    assert fresh.value != first.value  # (so the check below can fail)
+    again = await agent.answer(task(1))  # the resumed server asks again
+    assert encode_payload(again) == encode_payload(first)
+    assert not agent.runner.running
+    await agent.runner.stop()
+    agent.outbox.close()
 
-        # the agent restarted meanwhile: the result is still the one of the file
-        restarted = Agent(store, Outbox(path))
-        feed(store, 200, 300)
-        after_restart = await restarted.answer(task(1))
-        assert encode_payload(after_restart) == encode_payload(first)
-        assert not restarted.runner.running
-        await restarted.runner.stop()
-        restarted.outbox.close()
-
-    run(main())
+    # the agent restarted meanwhile: the result is still the one of the file
+    restarted = Agent(store, Outbox(path))
+    feed(store, 200, 300)
+    after_restart = await restarted.answer(task(1))
+    assert encode_payload(after_restart) == encode_payload(first)
+    assert not restarted.runner.running
+    await restarted.runner.stop()
+    restarted.outbox.close()
     assert "task 4/1: its result waits in the outbox; sent again, not computed again" in caplog.text
 
 
-def test_an_acknowledged_task_asked_again_is_not_computed_again(tmp_path):
+async def test_an_acknowledged_task_asked_again_is_not_computed_again(tmp_path):
     """Acknowledged means stored by the server: a repeat (a duplicate in flight) is ignored."""
 
-    async def main() -> None:
-        store = SignalStore()
-        store.declare(["SPEED"])
-        feed(store, 0, 100)
-        agent = Agent(store, Outbox(tmp_path / "outbox.sqlite3"))
-        await agent.answer(task(1))
-        agent.outbox.ack((4, 1))
-        agent.runner.submit(task(1))
-        await asyncio.sleep(0.2)
-        assert len(agent.sent) == 1 and not agent.runner.running and len(agent.outbox) == 0
-        await agent.runner.stop()
-        agent.outbox.close()
-
-    run(main())
+    store = SignalStore()
+    store.declare(["SPEED"])
+    feed(store, 0, 100)
+    agent = Agent(store, Outbox(tmp_path / "outbox.sqlite3"))
+    await agent.answer(task(1))
+    agent.outbox.ack((4, 1))
+    agent.runner.submit(task(1))
+    await asyncio.sleep(0.2)
+    assert len(agent.sent) == 1 and not agent.runner.running and len(agent.outbox) == 0
+    await agent.runner.stop()
+    agent.outbox.close()

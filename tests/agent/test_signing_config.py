@@ -11,7 +11,7 @@ import pytest
 
 from oodida.agent.config import ConfigError, load_agent_config
 from oodida.core.signing import generate_key
-from tests.conftest import DBC, LOG
+from tests.helpers import DBC, LOG
 
 BASE = f"""vehicle = "car-1"
 [server]
@@ -74,7 +74,8 @@ def test_a_bad_signing_section_is_a_config_error_with_the_reason(tmp_path, signi
 def test_oodida_agent_exits_2_on_a_missing_key_file(tmp_path):
     path = write(tmp_path, 'require = true\ntrusted_keys = ["gone.pub"]\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "oodida", "agent", "--config", str(path)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "oodida", "agent", "--config", str(path)], capture_output=True, text=True, timeout=60,
+        check=False
     )
     assert proc.returncode == 2
     assert "trusted_keys: cannot read public key" in proc.stderr and "gone.pub" in proc.stderr

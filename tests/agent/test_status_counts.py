@@ -9,8 +9,8 @@ from oodida.agent.config import AgentConfig, LogSource, OutboxSettings, ServerLi
 from oodida.agent.main import build_agent
 from oodida.commands.render import render_status
 from oodida.wire.messages import StatusReply, VehicleInfo
-from tests.conftest import DBC, LOG
 from tests.credentials import secret_file
+from tests.helpers import DBC, LOG
 
 
 def test_status_counts_unreadable_lines_and_shows_them(tmp_path: Path) -> None:
@@ -32,5 +32,6 @@ def test_status_counts_unreadable_lines_and_shows_them(tmp_path: Path) -> None:
         agent.outbox.close()
     assert status.unreadable_lines == 2
     assert status.error_frames == 0 and status.remote_frames == 0 and status.late_samples == 0
-    reply = StatusReply(vehicles=[VehicleInfo(vehicle="car-1", address="127.0.0.1:5000", connected_at=0.0, status=status)], assignments=[], id=1, server_time=1.0)
+    reply = StatusReply(vehicles=[VehicleInfo(vehicle="car-1", address="127.0.0.1:5000", connected_at=0.0,
+                                              status=status)], assignments=[], id=1, server_time=1.0)
     assert "unreadable log lines 2" in render_status(reply)

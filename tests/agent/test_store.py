@@ -10,7 +10,6 @@ import pytest
 
 from oodida.agent.store import RingBuffer, SignalStore, WindowError
 from oodida.wire.messages import WindowSpec
-from tests.conftest import run
 
 SPEED = "SPEED.SPEED"
 
@@ -36,7 +35,7 @@ def test_ring_buffer_hard_cap_holds():
 
 
 def feed(store: SignalStore, t: np.ndarray, v: np.ndarray, name: str = SPEED) -> None:
-    for ti, vi in zip(t.tolist(), v.tolist()):
+    for ti, vi in zip(t.tolist(), v.tolist(), strict=True):
         store.add(ti, [(name, vi)])
 
 
@@ -53,7 +52,7 @@ def test_latest_seconds_window_is_the_exact_slice(decoded_log):
     assert np.array_equal(w.series["SPEED"].v, v[-100:])
 
 
-def test_next_window_by_seconds_fed_from_another_thread(decoded_log):
+async def test_next_window_by_seconds_fed_from_another_thread(decoded_log):
     """The replay thread races ahead; the window is still exactly (T0, T0 + 5 s]."""
     t, v = decoded_log["series"][SPEED]
     store = SignalStore()
@@ -62,82 +61,67 @@ def test_next_window_by_seconds_fed_from_another_thread(decoded_log):
     feed(store, t[:half], v[:half])
     t0 = t[half - 1]
 
-    async def main():
-        store.bind_loop(asyncio.get_running_loop())
-        store.sources_running = 1
-        waiting = asyncio.create_task(store.window({"SPEED": SPEED}, WindowSpec(amount=5.0), timeout=30))
-        await asyncio.sleep(0)  # the window is registered before the data arrives
-        feeder = threading.Thread(target=feed, args=(store, t[half:], v[half:]))
-        feeder.start()
-        w = await waiting
-        feeder.join()
-        return w
-
-    w = run(main())
+    store.bind_loop(asyncio.get_running_loop())
+    store.sources_running = 1
+    waiting = asyncio.create_task(store.window({"SPEED": SPEED}, WindowSpec(amount=5.0), timeout=30))
+    await asyncio.sleep(0)  # the window is registered before the data arrives
+    feeder = threading.Thread(target=feed, args=(store, t[half:], v[half:]))
+    feeder.start()
+    w = await waiting
+    feeder.join()
     mask = (t > t0) & (t <= t0 + 5.0)
     assert np.array_equal(w.series["SPEED"].v, v[mask])
     assert w.t_start == t0 and w.t_end == t0 + 5.0
 
 
-def test_next_window_by_samples():
+async def test_next_window_by_samples():
     store = SignalStore()
     store.declare(["a"])
     feed(store, np.arange(10.0), np.arange(10.0), "a")
 
-    async def main():
-        store.bind_loop(asyncio.get_running_loop())
-        store.sources_running = 1
-        waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=3, unit="samples"), timeout=5))
-        await asyncio.sleep(0)
-        feed(store, np.arange(10.0, 20.0), np.arange(10.0, 20.0), "a")
-        return await waiting
-
-    w = run(main())
+    store.bind_loop(asyncio.get_running_loop())
+    store.sources_running = 1
+    waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=3, unit="samples"), timeout=5))
+    await asyncio.sleep(0)
+    feed(store, np.arange(10.0, 20.0), np.arange(10.0, 20.0), "a")
+    w = await waiting
     assert w.series["a"].v.tolist() == [10.0, 11.0, 12.0]
 
 
-def test_next_window_that_cannot_fill_says_how_far_it_got():
+async def test_next_window_that_cannot_fill_says_how_far_it_got():
     store = SignalStore()
     store.declare(["a"])
     feed(store, np.arange(3.0), np.arange(3.0), "a")
-
-    async def main():
-        store.bind_loop(asyncio.get_running_loop())
-        store.sources_running = 1
-        return await store.window({"a": "a"}, WindowSpec(amount=50.0), timeout=0.2)
 
     with pytest.raises(WindowError, match=r"within 0.2 s \(0.000 of 50 s of signal time arrived\)"):
-        run(main())
+        store.bind_loop(asyncio.get_running_loop())
+        store.sources_running = 1
+        await store.window({"a": "a"}, WindowSpec(amount=50.0), timeout=0.2)
 
 
-def test_next_window_fails_at_once_when_every_source_has_ended():
+@pytest.mark.timeout(5)
+async def test_next_window_fails_at_once_when_every_source_has_ended():
     store = SignalStore()
     store.declare(["a"])
     feed(store, np.arange(3.0), np.arange(3.0), "a")
 
-    async def main():
+    with pytest.raises(WindowError, match="every signal source has ended"):
         store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 0
-        return await store.window({"a": "a"}, WindowSpec(amount=50, unit="samples"), timeout=30)
-
-    with pytest.raises(WindowError, match="every signal source has ended"):
-        run(main(), timeout=5)
+        await store.window({"a": "a"}, WindowSpec(amount=50, unit="samples"), timeout=30)
 
 
-def test_next_window_whose_samples_were_overwritten_is_an_error():
+async def test_next_window_whose_samples_were_overwritten_is_an_error():
     store = SignalStore(retention=0.001, max_samples=16)
     store.declare(["a"])
 
-    async def main():
+    with pytest.raises(WindowError, match="overwritten"):
         store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
         waiting = asyncio.create_task(store.window({"a": "a"}, WindowSpec(amount=20, unit="samples"), timeout=5))
         await asyncio.sleep(0)
         feed(store, np.arange(40.0), np.arange(40.0), "a")
-        return await waiting
-
-    with pytest.raises(WindowError, match="overwritten"):
-        run(main())
+        await waiting
 
 
 @pytest.mark.parametrize("fill", [5, 16, 17, 23, 40, 47])
@@ -161,7 +145,7 @@ def test_cutting_a_wrapped_ring_equals_cutting_the_ordered_copy(fill):
         assert buf.from_seq(buf.first_seq - 1, 3) is None
 
 
-def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
+async def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
     """Wake-ups are throttled; the last one must never be dropped, or a window whose
     data arrived just after a check, within one throttle interval, would wait for
     more data forever (until its deadline)."""
@@ -173,7 +157,7 @@ def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
         for i in range(3, 50):  # the rest, right after that check, then silence
             store.add(i * 0.1, [("a", float(i))])
 
-    async def main():
+    async def one_window():
         store = SignalStore()
         store.declare(["a"])
         store.bind_loop(asyncio.get_running_loop())
@@ -196,12 +180,12 @@ def test_the_last_frames_before_a_source_goes_quiet_still_complete_a_window():
             feeder.join()
 
     for _ in range(5):
-        w = run(main(), timeout=10)
+        w = await asyncio.wait_for(one_window(), 10)
         assert w.series["a"].v.size == 10
 
 
 @pytest.mark.parametrize("unit", ["samples", "s"])
-def test_first_window_is_the_start_of_the_recording_whenever_the_task_arrives(unit):
+async def test_first_window_is_the_start_of_the_recording_whenever_the_task_arrives(unit):
     """`first` takes the recording's first samples once they are in: a task before the
     data waits for them, one after the data gets the same window."""
     amount = 5 if unit == "samples" else 4.5  # samples 0..4 either way (t = 0, 1, ..., 4)
@@ -209,32 +193,26 @@ def test_first_window_is_the_start_of_the_recording_whenever_the_task_arrives(un
     store = SignalStore()
     store.declare(["a"])
 
-    async def main():
-        store.bind_loop(asyncio.get_running_loop())
-        store.sources_running = 1
-        early = asyncio.create_task(store.window({"a": "a"}, spec, timeout=5))
-        await asyncio.sleep(0)
-        feed(store, np.arange(3.0), np.arange(3.0) * 10, "a")
-        await asyncio.sleep(0.05)
-        assert not early.done()  # 3 samples in: waits for the rest
-        feed(store, np.arange(3.0, 40.0), np.arange(3.0, 40.0) * 10, "a")
-        late = await store.window({"a": "a"}, spec, timeout=5)
-        return await early, late
-
-    early, late = run(main())
+    store.bind_loop(asyncio.get_running_loop())
+    store.sources_running = 1
+    early = asyncio.create_task(store.window({"a": "a"}, spec, timeout=5))
+    await asyncio.sleep(0)
+    feed(store, np.arange(3.0), np.arange(3.0) * 10, "a")
+    await asyncio.sleep(0.05)
+    assert not early.done()  # 3 samples in: waits for the rest
+    feed(store, np.arange(3.0, 40.0), np.arange(3.0, 40.0) * 10, "a")
+    late = await store.window({"a": "a"}, spec, timeout=5)
+    early, late = await early, late
     for w in (early, late):
         assert w.series["a"].v.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0]
 
 
-def test_first_window_whose_first_samples_were_overwritten_is_an_error():
+async def test_first_window_whose_first_samples_were_overwritten_is_an_error():
     store = SignalStore(retention=0.001, max_samples=16)
     store.declare(["a"])
     feed(store, np.arange(40.0), np.arange(40.0), "a")
 
-    async def main():
+    with pytest.raises(WindowError, match="first samples recorded were overwritten"):
         store.bind_loop(asyncio.get_running_loop())
         store.sources_running = 1
-        return await store.window({"a": "a"}, WindowSpec(amount=4, unit="samples", kind="first"), timeout=5)
-
-    with pytest.raises(WindowError, match="first samples recorded were overwritten"):
-        run(main())
+        await store.window({"a": "a"}, WindowSpec(amount=4, unit="samples", kind="first"), timeout=5)

@@ -38,7 +38,7 @@ def test_extend_leaves_the_buffer_append_would(
     many = RingBuffer(retention=retention, max_samples=max_samples, initial=initial)
     bounds = sorted({0, t.size, *(min(c, t.size) for c in cuts)})
     for start, end in itertools.pairwise(bounds):
-        for ti, vi in zip(t[start:end].tolist(), v[start:end].tolist()):
+        for ti, vi in zip(t[start:end].tolist(), v[start:end].tolist(), strict=True):
             one.append(ti, vi)
         many.extend(t[start:end], v[start:end])
         assert _state(many) == _state(one)
@@ -56,7 +56,8 @@ def test_add_batch_equals_adding_frame_by_frame() -> None:
         chunk = frames[start : start + 700]
         batch = {
             SPEED: (np.array([ti for ti, _ in chunk]), np.array([ti * 2 for ti, _ in chunk])),
-            STEER: (np.array([ti for ti, vs in chunk if len(vs) > 1]), np.array([-ti for ti, vs in chunk if len(vs) > 1])),
+            STEER: (np.array([ti for ti, vs in chunk if len(vs) > 1]), np.array([-ti for ti,
+                                                                                 vs in chunk if len(vs) > 1])),
         }
         many.add_batch(batch)
     assert many.signal_time == one.signal_time == t[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -31,7 +32,7 @@ def test_converges_on_real_data(fleet, rav4):
     assert len(first["centroids"]) == 4 and first["features"] == FEATURES
     assert all(r["phase"] == "update" for r in updates)
     inertias = [r["inertia"] for r in updates]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:])), inertias
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(inertias)), inertias
     assert inertias[-1] < 0.7 * inertias[0]
     assert updates[-1]["shift"] == 0.0  # a fixed point: Lloyd has converged
     n = sum(len(points(w, FEATURES)) for w in fleet.values())

@@ -3,6 +3,8 @@ over all the data: properties over random data and random splits."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ def split_data(draw, min_size=0):
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
     bounds = [0, *cuts, len(data)]
     fleet = {}
-    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         chunk = np.array(data[lo:hi], dtype=np.float64)
         fleet[f"v{i}"] = {"s": Series(np.arange(lo, hi, dtype=np.float64), chunk)}
     return np.array(data, dtype=np.float64), fleet
@@ -38,7 +40,8 @@ common = settings(max_examples=50, deadline=None)
 @given(split_data(), st.sampled_from([0, 1]), st.booleans())
 def test_moments_merge(case, ddof, via_wire):
     data, fleet = case
-    result, _, _ = fleet_run(["count", "min", "max", "mean", "variance", "std"], fleet, {"ddof": ddof}, via_wire=via_wire)
+    result, _, _ = fleet_run(["count", "min", "max", "mean", "variance", "std"], fleet, {"ddof": ddof},
+                             via_wire=via_wire)
     assert result["count"]["s"] == data.size
     if data.size == 0:
         assert result["mean"]["s"] is None and result["min"]["s"] is None
@@ -61,7 +64,7 @@ def test_quantiles_merge_exactly(case, q, via_wire):
     result, _, _ = fleet_run(["quantiles"], fleet, {"q": q}, via_wire=via_wire)
     expected = np.quantile(data, q)
     # Bit for bit, not approximately (a duplicate q keeps one key, same value).
-    assert result["quantiles"]["s"] == {q_key(x): float(e) for x, e in zip(q, expected)}
+    assert result["quantiles"]["s"] == {q_key(x): float(e) for x, e in zip(q, expected, strict=True)}
 
 
 @common

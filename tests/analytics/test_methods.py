@@ -47,7 +47,7 @@ def test_quantiles_equal_numpy_exactly(fleet, rav4, q):
     qs = params.get("q", [0.25, 0.5, 0.75])
     for name, series in rav4.items():
         expected = np.quantile(series.v, qs)
-        assert result["quantiles"][name] == {q_key(x): float(e) for x, e in zip(qs, expected)}
+        assert result["quantiles"][name] == {q_key(x): float(e) for x, e in zip(qs, expected, strict=True)}
 
 
 def test_quantile_partial_is_small_for_quantised_signals(fleet):

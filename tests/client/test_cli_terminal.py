@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.client.conftest import REPO, env_of
+from tests.client.helpers import REPO, env_of
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import pytest
 import oodida
 from oodida.client import AsyncClient, RequestFailed, Results
 from oodida.client.records import COLUMNS, same
-from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
-from tests.client.conftest import oodida as run_oodida
-from tests.conftest import DBC, run
+from tests.client.helpers import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
+from tests.client.helpers import oodida as run_oodida
+from tests.helpers import DBC
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_the_fleet_rows_are_the_fleet_value(done: Results) -> None:
     assert set(fleet["scope"]) == {"fleet"} and fleet["vehicle"].isna().all()
     means = fleet[(fleet.method == "mean") & (fleet.signal == "SPEED")].sort_values("iteration")
     assert list(means.iteration) == list(range(1, ITERATIONS + 1))
-    for it, value in zip(means.iteration, means.value):
+    for it, value in zip(means.iteration, means.value, strict=True):
         assert value == done.iteration(it).reports[0].fleet["mean"]["SPEED"]
 
 
@@ -116,7 +116,7 @@ def test_the_fleet_rows_are_the_fleet_value(done: Results) -> None:
 
 def _equal_rows(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert set(x) == set(y)
         for k in x:
             assert same(x[k], y[k]), (k, x[k], y[k])
@@ -262,49 +262,47 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_the_sync_client_works_inside_a_running_event_loop(fleet, monkeypatch) -> None:
+@pytest.mark.timeout(120)
+async def test_the_sync_client_works_inside_a_running_event_loop(fleet, monkeypatch) -> None:
     """A notebook cell runs in a thread that already runs an event loop: the sync
     client must work there (its own loop, in a thread), and so must the AsyncClient."""
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
 
-    async def cell() -> dict:
-        asyncio.get_running_loop()  # we are inside one
-        client = oodida.connect(fleet.analyst_credentials, server=f"127.0.0.1:{fleet.port}")
-        try:
-            assert sorted(client.vehicles(as_frame=False), key=lambda v: v["vehicle"])[0]["vehicle"] == "car-1"
-            a = client.submit(signals=["SPEED"], window="2s", iterations=2, on_board=["mean"], deadline=20)
-            results = a.wait(progress=True)
-            assert results.state == "done" and len(results) == 2
-            assert client.results(a.id).records() == results.records()
-            assert [r.iterations for r in client.follow(a.id)] == [[1], [2]]
-        finally:
-            client.close()
-        async with await AsyncClient.connect(fleet.analyst_credentials, server=f"127.0.0.1:{fleet.port}") as aio:
-            b = await aio.submit(signals=["SPEED"], window="1s", iterations=2, on_board=["max"], deadline=20)
-            status_while_following = []
+    asyncio.get_running_loop()  # we are inside one
+    client = oodida.connect(fleet.analyst_credentials, server=f"127.0.0.1:{fleet.port}")
+    try:
+        assert sorted(client.vehicles(as_frame=False), key=lambda v: v["vehicle"])[0]["vehicle"] == "car-1"
+        a = client.submit(signals=["SPEED"], window="2s", iterations=2, on_board=["mean"], deadline=20)
+        results = a.wait(progress=True)
+        assert results.state == "done" and len(results) == 2
+        assert client.results(a.id).records() == results.records()
+        assert [r.iterations for r in client.follow(a.id)] == [[1], [2]]
+    finally:
+        client.close()
+    async with await AsyncClient.connect(fleet.analyst_credentials, server=f"127.0.0.1:{fleet.port}") as aio:
+        b = await aio.submit(signals=["SPEED"], window="1s", iterations=2, on_board=["max"], deadline=20)
+        status_while_following = []
 
-            async def follow() -> list[int]:
-                return [it.iterations[0] async for it in b.follow()]
+        async def follow() -> list[int]:
+            return [it.iterations[0] async for it in b.follow()]
 
-            following = asyncio.create_task(follow())
-            while not following.done():  # one connection: a follow does not block other requests
-                status_while_following.append((await b.info()).state)
-                await asyncio.sleep(0.2)
-            assert await following == [1, 2]
-            assert status_while_following and status_while_following[0] == "running"
-            assert (await b.results()).state == "done"
-            signals = await aio.signals(as_frame=False)
-            assert {r["signal"] for r in signals} == {"SPEED.SPEED", STEER}  # what the agents record, canonical
-            assert all(r["vehicles"] == fleet.vehicle_ids for r in signals)
-            assert any(r["assignment"] == b.id and r["state"] == "done" for r in await aio.assignments(as_frame=False))
-            assert await b.cancel() == "done"
-            assert len(await aio.versions(b.id, as_frame=False)) == 0
-            with pytest.raises(RequestFailed, match="no assignment 99999"):
-                await aio.results(99999)
-        return {"results": results}
-
-    got = run(cell(), timeout=120)
+        following = asyncio.create_task(follow())
+        while not following.done():  # one connection: a follow does not block other requests
+            status_while_following.append((await b.info()).state)
+            await asyncio.sleep(0.2)
+        assert await following == [1, 2]
+        assert status_while_following and status_while_following[0] == "running"
+        assert (await b.results()).state == "done"
+        signals = await aio.signals(as_frame=False)
+        assert {r["signal"] for r in signals} == {"SPEED.SPEED", STEER}  # what the agents record, canonical
+        assert all(r["vehicles"] == fleet.vehicle_ids for r in signals)
+        assert any(r["assignment"] == b.id and r["state"] == "done" for r in await aio.assignments(as_frame=False))
+        assert await b.cancel() == "done"
+        assert len(await aio.versions(b.id, as_frame=False)) == 0
+        with pytest.raises(RequestFailed, match="no assignment 99999"):
+            await aio.results(99999)
+    got = {"results": results}
     assert got["results"].complete
     shown = terminal.getvalue()
     # "iteration 2 of 2: 3 of 3 answered, 12 s to the deadline", rewritten in place

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client.conftest import REPO, env_of
+from tests.client.helpers import REPO, env_of
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 
 import oodida
 from oodida.client import Results
-from tests.client.conftest import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
-from tests.client.conftest import oodida as run_oodida
+from tests.client.helpers import KMEANS, METHODS, PARAMS, REPO, STEER, env_of
+from tests.client.helpers import oodida as run_oodida
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_kmeans_centroids_and_their_movement(kmeans: Results) -> None:
     assert ax.get_xlabel() == "SPEED [km/h]" and ax.get_ylabel().startswith(STEER)
     assert "k-means centroids" in ax.get_title()
     lines = ax.get_lines()
-    assert [l.get_label() for l in lines] == ["centroid 0", "centroid 1"]
+    assert [line.get_label() for line in lines] == ["centroid 0", "centroid 1"]
     closed = [r for r in kmeans.reports if r.fleet["kmeans"].get("centroids")]
     assert len(lines[0].get_xdata()) == len(closed)  # one point per iteration that had centroids
     last = closed[-1].fleet["kmeans"]["centroids"]

@@ -79,7 +79,8 @@ def test_a_report_becomes_rows_for_vehicles_then_the_fleet() -> None:
 
 
 def test_a_modules_values_are_rows_too() -> None:
-    vehicles = {"car-1": VehicleReport(ok=True, code_hash="ab" * 32, value={"over": 3, "name": "x", "SPEED": {"top": 9}},
+    vehicles = {"car-1": VehicleReport(ok=True, code_hash="ab" * 32, value={"over": 3, "name": "x",
+                                                                            "SPEED": {"top": 9}},
                                        samples={"SPEED": 5})}
     report = IterationReport(id=1, assignment=1, iteration=1, iterations=1, status="complete", vehicles=vehicles,
                              missing=[], started=0.0, closed=1.0, fleet=None)

@@ -19,7 +19,7 @@ import pytest
 from oodida.demo import EXAMPLES, KMEANS, STATS, speeding
 from oodida.testing import LocalFleet, stop_processes
 from oodida.wire.messages import ModuleSource, WindowSpec
-from tests.dashboard.conftest import VEHICLES, Dashboard, secret_of, start_dashboard
+from tests.dashboard.helpers import VEHICLES, Dashboard, secret_of, start_dashboard
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -140,7 +140,7 @@ def test_analyst_sees_every_vehicle_on_the_fleet_page(browser: Any, fleet: Local
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and len(cookie["value"]) >= 40, cookie
     assert not browser.execute_script("return document.cookie.includes('oodida_session')")  # no script reads it
     for vehicle in fleet.vehicle_ids:
-        wait(f"{vehicle} online", lambda: "online" in browser.find_element(By.ID, f"vehicle-{vehicle}").text, 5)
+        wait(f"{vehicle} online", lambda v=vehicle: "online" in browser.find_element(By.ID, f"vehicle-{v}").text, 5)
     count = browser.find_element(By.ID, "fleet-count")
     assert count.get_attribute("data-vehicles") == str(VEHICLES)
     # live: the frames/s column fills in from successive status reads, with no reload
@@ -243,7 +243,8 @@ def test_built_in_methods_get_their_charts(browser: Any, fleet: LocalFleet, dash
         assert f"histogram of {signal}, iteration 2" in titles, titles
     assert browser.find_elements(By.CSS_SELECTOR, "svg.histogram rect.bar")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.series polygon.band")) >= 2 * 4  # spreads and quantile bands
-    wait("every vehicle ok in the table", lambda: len(rows := browser.find_elements(By.CSS_SELECTOR, "#vehicles tbody tr"))
+    wait("every vehicle ok in the table", lambda: len(rows := browser.find_elements(By.CSS_SELECTOR,
+                                                                                    "#vehicles tbody tr"))
          == VEHICLES and all("ok" in r.text for r in rows), 10)
     shot(browser, report_dir, "assignment-statistics")
     browser.get(f"{dashboard.url}/assignments/{second}")
@@ -331,7 +332,8 @@ def test_a_revoked_credential_ends_the_dashboard_session(browser: Any, fleet: Lo
     sign_in(browser, dashboard.url, "temp-reader", secret, role="reader")
     wait("the fleet page", lambda: browser.current_url.endswith("/fleet"))
     assert browser.find_element(By.ID, "vehicle-car-1")
-    revoked = subprocess.run([sys.executable, "-m", "oodida", "credentials", "revoke", "temp-reader", "--config", config],
+    revoked = subprocess.run([sys.executable, "-m", "oodida", "credentials", "revoke", "temp-reader", "--config",
+                              config],
                              capture_output=True, text=True, timeout=60)
     assert revoked.returncode == 0, revoked.stderr
     # no click, no reload: the server ends the connection, the page's stream says so

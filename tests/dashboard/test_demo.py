@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.test_processes import processes_mentioning
+from tests.helpers import processes_mentioning
 
 pytestmark = pytest.mark.integration
 

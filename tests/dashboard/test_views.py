@@ -44,7 +44,8 @@ def test_problems_come_newest_first_and_say_what() -> None:
     t.update(status([vehicle("car-1", malformed_frames=3), vehicle("car-2"), vehicle("car-3")]), now=20.0)
     failed = [{"name": "gps", "state": "failed", "frames": 0, "error": "device unplugged"}]
     rows = t.update(status([vehicle("car-1", malformed_frames=4), vehicle("car-2", sources=failed,
-                                                                         outbox_dropped=2), vehicle("car-3")]), now=30.0)
+                                                                         outbox_dropped=2), vehicle("car-3")]),
+                                                                         now=30.0)
     assert [r.vehicle for r in rows] == ["car-2", "car-1", "car-3"]
     assert [p for p, _ in rows[0].problems] == ["source gps failed: device unplugged", "outbox dropped 2 result(s)"]
     assert rows[1].problems == [("4 malformed frame(s)", 20.0)]  # first seen at 20, still there
@@ -64,9 +65,11 @@ def answer(value: object, ok: bool = True, **extra: object) -> dict:
 
 def test_fleet_value_with_the_per_vehicle_spread_leaves_out_set_aside_and_late() -> None:
     reports = [
-        report(1, {"mean": {"SPEED": 50.0}}, {"a": answer({"mean": {"SPEED": 40.0}}), "b": answer({"mean": {"SPEED": 60.0}}),
+        report(1, {"mean": {"SPEED": 50.0}}, {"a": answer({"mean": {"SPEED": 40.0}}),
+                                              "b": answer({"mean": {"SPEED": 60.0}}),
                                            "c": answer({"mean": {"SPEED": 999.0}}, late=True)}),
-        report(2, {"mean": {"SPEED": 55.0}}, {"a": answer({"mean": {"SPEED": 45.0}}), "b": answer({"mean": {"SPEED": 65.0}}),
+        report(2, {"mean": {"SPEED": 55.0}}, {"a": answer({"mean": {"SPEED": 45.0}}),
+                                              "b": answer({"mean": {"SPEED": 65.0}}),
                                            "d": answer({"mean": {"SPEED": -999.0}})}, set_aside={"d": "bb" * 32}),
     ]
     [chart] = views.assignment_charts(reports, [])
@@ -115,7 +118,8 @@ def test_charts_escape_what_the_analyst_named() -> None:
 
 
 def dashboard(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "oodida", "dashboard", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "oodida", "dashboard", *args], capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_bad_usage_is_refused_with_the_reason_and_no_traceback() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,3 @@ def tally(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     yield t
     t.write()
     assert not t.findings, f"{len(t.findings)} finding(s): {t.findings[:5]}"
-
-
-def scale() -> float:
-    """The campaign sets OODIDA_FUZZ_SCALE to run every test longer (1 in CI)."""
-    return float(os.environ.get("OODIDA_FUZZ_SCALE", "1"))

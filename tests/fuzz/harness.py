@@ -20,6 +20,7 @@ from typing import Any
 from oodida.link import Channel, connect
 from oodida.testing import LocalFleet
 from oodida.wire.messages import Role
+from tests.helpers import proc_read
 
 LIMITS_FOR_TESTS = {
     # short enough that a test sees them act, long enough for a loaded machine
@@ -62,27 +63,37 @@ async def authenticate(fleet: LocalFleet, role: Role, identity: str, timeout: fl
 
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, from /proc (VmRSS, in KiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in proc_read(pid, "status").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-def start_server(workdir: Path, vehicles: int = 0, **options: Any) -> LocalFleet:
-    """A server process (and `vehicles` real agents) with the test limits; returns once
-    the server accepts connections. Stop it with `fleet.stop()`."""
+def fleet_options(vehicles: int = 0, **options: Any) -> dict[str, Any]:
+    """LocalFleet's options for a fuzzed server (and `vehicles` real agents) with the test limits."""
     # plain TCP on loopback: the fuzzers aim at our protocol layer with raw bytes; TLS
     # beneath it is OpenSSL's (and tests/integration/test_security.py tests ours of it)
-    fleet = LocalFleet(workdir, vehicles=vehicles, signals=["SPEED"], tls=False,
-                       server_options={**LIMITS_FOR_TESTS, **options})
+    return {"vehicles": vehicles, "signals": ["SPEED"], "tls": False,
+            "server_options": {**LIMITS_FOR_TESTS, **options}}
+
+
+def start_accepting(fleet: LocalFleet) -> None:
+    """Start the fleet; return once the server accepts connections."""
     fleet.start()
 
     async def accepting() -> None:
         client = await fleet.client()
         await client.close()
 
+    asyncio.run(asyncio.wait_for(accepting(), 60))
+
+
+def start_server(workdir: Path, vehicles: int = 0, **options: Any) -> LocalFleet:
+    """A server process (and `vehicles` real agents) with the test limits; returns once
+    the server accepts connections. Stop it with `fleet.stop()`."""
+    fleet = LocalFleet(workdir, **fleet_options(vehicles, **options))
     try:
-        asyncio.run(asyncio.wait_for(accepting(), 60))
+        start_accepting(fleet)
     except BaseException:
         fleet.stop()
         raise

@@ -105,7 +105,7 @@ async def analyst_work(fleet: LocalFleet) -> None:
                            off_board_module=OFF_BOARD, name="modules", deadline=5.0)
         )
         seen = 0
-        async for report in client.results(module.assignment, follow=True):
+        async for _report in client.results(module.assignment, follow=True):
             seen += 1
             if seen == 2:
                 async for _ in other.deploy(assignment=module.assignment, side="on_board", module=ON_BOARD_V2):

@@ -76,8 +76,8 @@ def corpus() -> dict[str, Any]:
     c2s = [[p for d, p in s["frames"] if d == "c2s"] for s in sessions]
     out: dict[str, Any] = {
         "whole": c2s,
-        "vehicle": [f[1:] for s, f in zip(sessions, c2s) if s["role"] == "vehicle"],
-        "analyst": [f[1:] for s, f in zip(sessions, c2s) if s["role"] == "analyst"],
+        "vehicle": [f[1:] for s, f in zip(sessions, c2s, strict=True) if s["role"] == "vehicle"],
+        "analyst": [f[1:] for s, f in zip(sessions, c2s, strict=True) if s["role"] == "analyst"],
         "any": [f[1:] for f in c2s],
         "pool": [p for s in sessions for _, p in s["frames"]],  # server's frames too: the wrong way round
     }

@@ -25,7 +25,7 @@ from oodida.wire.connection import (
 from oodida.wire.errors import RemoteProtocolError
 from oodida.wire.framing import DEFAULT_MAX_FRAME, HEADER, encode_frame
 from oodida.wire.messages import Result
-from tests.fuzz.conftest import scale
+from tests.fuzz.helpers import scale
 from tests.fuzz.hostile import RAW, VALUES, Raw, dumps, near_valid, paths, replace
 from tests.fuzz.report import Tally
 from tests.wire.examples import EXAMPLES, FOLLOW_UP, Receiver, endpoints, frame
@@ -229,7 +229,8 @@ def test_a_message_just_under_the_item_budget_still_decodes() -> None:
 @pytest.mark.parametrize(
     ("message", "field"),
     [
-        ({"type": "hello", "version": 10**5000, "role": "vehicle", "identity": "v1", "nonce": b"\x07" * 24}, "$.version"),
+        ({"type": "hello", "version": 10**5000, "role": "vehicle", "identity": "v1", "nonce": b"\x07" * 24},
+         "$.version"),
         ({"type": "hello", "version": 2**64, "role": "vehicle", "identity": "v1", "nonce": b"\x07" * 24}, "$.version"),
         ({"type": "welcome", "version": -(10**5000), "session": "s"}, "$.version"),
         ({"type": "vehicle_status", "frames": 0, "unknown_frames": 0, "malformed_frames": 0, "signal_time": None,

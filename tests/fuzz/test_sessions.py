@@ -10,11 +10,11 @@ import shutil
 
 import pytest
 
-from tests.conftest import run
-from tests.fuzz.conftest import scale
 from tests.fuzz.harness import start_server
+from tests.fuzz.helpers import scale
 from tests.fuzz.report import Tally
 from tests.fuzz.sessions import fuzz_sessions
+from tests.helpers import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -149,5 +149,47 @@ def make_dbc(seed: int) -> str:
         out.append("")
     for m in messages:
         for line in m.extra:
-            out.append(line.replace(f" {m.frame_id} ", f" {m.frame_id | 0x80000000 if m.frame_id > 0x7FF else m.frame_id} ", 1))
+            out.append(line.replace(f" {m.frame_id} ",
+                                    f" {m.frame_id | 0x80000000 if m.frame_id > 0x7FF else m.frame_id} ", 1))
     return "\n".join(out) + "\n"
+
+
+# Layouts the RAV4 DBC lacks: multiplexing, float signals, 1-bit signed, little- and
+# big-endian signals at odd positions in one message, a 64-byte FD frame, an
+# extended id.
+SYNTHETIC_DBC = """\
+VERSION ""
+
+NS_ :
+
+BS_:
+
+BU_: ECU
+
+BO_ 256 MUXED: 8 ECU
+ SG_ MUX M : 0|8@1+ (1,0) [0|0] "" ECU
+ SG_ A m0 : 8|16@1- (0.5,10) [0|0] "" ECU
+ SG_ B m1 : 15|12@0+ (2,0) [0|0] "" ECU
+ SG_ C m1 : 39|8@0- (1,0) [0|0] "" ECU
+
+BO_ 257 FLOATY: 8 ECU
+ SG_ F : 0|32@1- (1,0) [0|0] "" ECU
+ SG_ G : 39|8@0+ (1,0) [0|0] "" ECU
+
+BO_ 258 MIXED: 8 ECU
+ SG_ LE_SIGNED : 3|13@1- (0.25,-3) [0|0] "" ECU
+ SG_ BE_SIGNED : 23|11@0- (0.1,0) [0|0] "" ECU
+ SG_ ONE_BIT : 16|1@1- (1,0) [0|0] "" ECU
+ SG_ BE_ODD : 33|7@0+ (3,-1.5) [0|0] "" ECU
+ SG_ LE_TAIL : 44|20@1+ (0.001,0) [0|0] "" ECU
+
+BO_ 259 FD64: 64 ECU
+ SG_ HI_LE : 500|12@1- (1,0) [0|0] "" ECU
+ SG_ HI_BE : 487|16@0+ (0.01,0) [0|0] "" ECU
+ SG_ LO_BE : 7|64@0+ (1,0) [0|0] "" ECU
+
+BO_ 2147484672 EXTENDED: 8 ECU
+ SG_ WIDE : 0|64@1- (1,0) [0|0] "" ECU
+
+SIG_VALTYPE_ 257 F : 1;
+"""

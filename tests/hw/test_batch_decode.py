@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from oodida.hw.dbc import SignalDecoder
 from oodida.hw.frames import FrameBatch
-from tests.hw.test_dbc import SYNTHETIC_DBC
+from tests.hw.dbc_styles import SYNTHETIC_DBC
 
 Decoded = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -100,7 +100,8 @@ def test_batches_of_any_size_give_what_one_batch_gives(
             parts.setdefault(name, []).append(tv)
     joined = {name: (np.concatenate([t for t, _ in p]), np.concatenate([v for _, v in p])) for name, p in parts.items()}
     _assert_same(joined, expected)
-    assert (pieces.frames, pieces.unknown_frames) == (whole.frames, whole.unknown_frames) == (3000, whole.unknown_frames)
+    assert (pieces.frames, pieces.unknown_frames) == (whole.frames, whole.unknown_frames) == (3000,
+                                                                                              whole.unknown_frames)
 
 
 def test_short_and_unknown_frames_are_counted_as_decode_counts_them(

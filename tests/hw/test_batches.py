@@ -27,7 +27,8 @@ def _keys(messages: list[can.Message]) -> list[tuple[float, int, bytes]]:
 
 
 @pytest.mark.parametrize(("channel", "offset", "size"), [(None, 0.0, 4096), ("can0", 30.0, 1000), ("can1", 0.0, 1)])
-def test_replay_batches_hold_every_frame_of_frames(log_path: Path, channel: str | None, offset: float, size: int) -> None:
+def test_replay_batches_hold_every_frame_of_frames(log_path: Path, channel: str | None, offset: float,
+                                                   size: int) -> None:
     replay = LogReplay(log_path, speed=0, channel=channel, offset=offset)
     expected = _keys(list(replay.frames(threading.Event())))
     batches = list(LogReplay(log_path, speed=0, channel=channel, offset=offset).batches(threading.Event(), size))
@@ -36,7 +37,8 @@ def test_replay_batches_hold_every_frame_of_frames(log_path: Path, channel: str 
 
 
 def test_looping_batches_shift_timestamps_as_frames_does(log_path: Path) -> None:
-    expected = _keys(list(itertools.islice(LogReplay(log_path, speed=0, loop=True, channel="can0", offset=50).frames(threading.Event()), 30_000)))
+    expected = _keys(list(itertools.islice(LogReplay(log_path, speed=0, loop=True, channel="can0",
+                                                     offset=50).frames(threading.Event()), 30_000)))
     replay = LogReplay(log_path, speed=0, loop=True, channel="can0", offset=50)
     got = _rows(list(itertools.islice(replay.batches(threading.Event(), 777), 40)))[:30_000]
     assert got == expected  # bit-equal timestamps across the seam, too

@@ -69,7 +69,8 @@ def _overlaps(message: Message) -> bool:
 
 
 def _keys(message: Message, mux: Signal) -> dict[int, str]:
-    keys = {k: str(k) for child in message.signals if child.multiplexer_signal == mux.name for k in child.multiplexer_ids or ()}
+    keys = {k: str(k) for child in message.signals if child.multiplexer_signal == mux.name
+            for k in child.multiplexer_ids or ()}
     keys.update({int(k): str(v) for k, v in (mux.conversion.choices or {}).items()})
     return keys
 

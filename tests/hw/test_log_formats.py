@@ -13,7 +13,6 @@ import importlib.util
 import itertools
 import os
 import threading
-import time
 from pathlib import Path
 
 import can
@@ -25,7 +24,7 @@ from oodida.agent.store import SignalStore, Window
 from oodida.hw.dbc import SignalDecoder
 from oodida.hw.sources import LogReplay
 from oodida.wire.messages import WindowSpec
-from tests.conftest import run
+from tests.helpers import eventually_blocking
 from tests.hw.paths import DBC, LOG
 
 SECONDS = 6.0
@@ -63,31 +62,27 @@ def logs(drive_slice: list[can.Message], tmp_path_factory: pytest.TempPathFactor
             if suffix == ".db":
                 # python-can's SqliteWriter drops what it has not written when stopped
                 # (it writes 501 rows at a time from a thread); wait until it has all.
-                deadline = time.monotonic() + 30
-                while writer.num_frames < len(drive_slice) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                eventually_blocking(lambda: writer.num_frames >= len(drive_slice), 30,
+                                    what="python-can's SqliteWriter to write every frame")
         written[suffix] = path
     return written
 
 
-def _window(path: Path, spec: WindowSpec) -> tuple[Window, SignalDecoder]:
-    async def main():
-        decoder = SignalDecoder(DBC, SIGNALS)
-        store = SignalStore(retention=1e9, max_samples=1_000_000)
-        store.declare(list(decoder.signal_names))
-        store.bind_loop(asyncio.get_running_loop())
-        pump = Pump("format", LogReplay(path, speed=0), decoder, store)
-        waiting = asyncio.create_task(store.window({s: s for s in decoder.signal_names}, spec, timeout=30))
-        await asyncio.sleep(0)
-        pump.start()
-        try:
-            window = await waiting
-            await asyncio.to_thread(pump._thread.join, 30)  # the whole log, for the counters
-            return window, decoder
-        finally:
-            pump.stop()
-
-    return run(main())
+async def _window(path: Path, spec: WindowSpec) -> tuple[Window, SignalDecoder]:
+    decoder = SignalDecoder(DBC, SIGNALS)
+    store = SignalStore(retention=1e9, max_samples=1_000_000)
+    store.declare(list(decoder.signal_names))
+    store.bind_loop(asyncio.get_running_loop())
+    pump = Pump("format", LogReplay(path, speed=0), decoder, store)
+    waiting = asyncio.create_task(store.window({s: s for s in decoder.signal_names}, spec, timeout=30))
+    await asyncio.sleep(0)
+    pump.start()
+    try:
+        window = await waiting
+        await asyncio.to_thread(pump._thread.join, 30)  # the whole log, for the counters
+        return window, decoder
+    finally:
+        pump.stop()
 
 
 def test_the_slice_is_a_real_piece_of_the_drive(drive_slice: list[can.Message]) -> None:
@@ -106,11 +101,12 @@ def test_every_format_replays_every_frame(suffix: str, logs: dict[str, Path], dr
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
-@pytest.mark.parametrize("spec", [WindowSpec(amount=2.0, kind="first"), WindowSpec(amount=150, unit="samples", kind="first")],
+@pytest.mark.parametrize("spec", [WindowSpec(amount=2.0, kind="first"), WindowSpec(amount=150, unit="samples",
+                                                                                   kind="first")],
                          ids=["2s", "150samples"])
-def test_every_format_gives_the_candump_logs_window(suffix: str, spec: WindowSpec, logs: dict[str, Path]) -> None:
-    want, want_decoder = _window(logs[".log"], spec)
-    got, decoder = _window(logs[suffix], spec)
+async def test_every_format_gives_the_candump_logs_window(suffix: str, spec: WindowSpec, logs: dict[str, Path]) -> None:
+    want, want_decoder = await _window(logs[".log"], spec)
+    got, decoder = await _window(logs[suffix], spec)
     assert got.samples == want.samples
     assert min(want.samples.values()) > 0
     for name, series in want.series.items():

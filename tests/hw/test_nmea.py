@@ -5,39 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from pathlib import Path
 
 import pytest
 
 from oodida.hw.nmea import KNOTS_TO_KMH, MAX_LINE, NmeaDecoder, signal_names
-from tests.hw.nmea_text import checksum, line, sentence
-
-RECORDING = Path(__file__).with_name("data") / "gothenburg.nmea"
-GGA = "GPGGA,073003.00,5742.53220,N,01158.47360,E,1,09,0.80,13.2,M,36.2,M,,"
-RMC = "GPRMC,073004.00,A,5742.53273,N,01158.47260,E,2.700,314.67,120626,,,A"
+from tests.hw.nmea_text import GGA, RECORDING, RMC, checksum, line, reference, sentence
 
 
 def flat(decoded: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
     return [pair for values in decoded for pair in values]
-
-
-def reference(text: str) -> list[tuple[str, float]]:
-    """The recording's values computed by splitting fields by hand, not by pynmea2."""
-    out = []
-    for raw in text.splitlines():
-        fields = raw.split("*")[0].split(",")
-        if fields[0] == "$GPGGA":
-            out.append(("GPS.FIX_QUALITY", float(fields[6])))
-            if fields[6] != "0":
-                lat = int(fields[2][:2]) + float(fields[2][2:]) / 60
-                lon = int(fields[4][:3]) + float(fields[4][3:]) / 60
-                out += [("GPS.LATITUDE", lat), ("GPS.LONGITUDE", lon), ("GPS.SATELLITES", float(fields[7])),
-                        ("GPS.HDOP", float(fields[8])), ("GPS.ALTITUDE", float(fields[9]))]
-        elif fields[0] == "$GPRMC" and fields[2] == "A":
-            when = dt.datetime.strptime(fields[9] + fields[1], "%d%m%y%H%M%S.%f").replace(tzinfo=dt.UTC)
-            out += [("GPS.SPEED", float(fields[7]) * 1.852), ("GPS.COURSE", float(fields[8])),
-                    ("GPS.UTC", when.timestamp())]
-    return out
 
 
 def test_recording_checksums_are_valid() -> None:

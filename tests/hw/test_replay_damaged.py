@@ -21,7 +21,6 @@ from oodida.hw.frames import FrameBatch
 from oodida.hw.logread import RELATIVE
 from oodida.hw.sources import LogReplay
 from oodida.wire.messages import WindowSpec
-from tests.conftest import run
 from tests.hw.paths import DBC, LOG
 
 SMALL_DBC = """VERSION ""
@@ -109,7 +108,7 @@ def test_a_log_out_of_timestamp_order_replays_in_timestamp_order(tmp_path: Path,
     assert "out of timestamp order" in replay.describe()
 
 
-def test_a_shuffled_log_fills_its_window_like_the_sorted_one(tmp_path: Path) -> None:
+async def test_a_shuffled_log_fills_its_window_like_the_sorted_one(tmp_path: Path) -> None:
     """The RAV4 drive's first 3 s with every 50-line block reversed: `oodida try`'s
     path (replay, pump, store, a `next` window) gives the sorted log's answer, with no
     traceback in the loop's callbacks and no stalled window."""
@@ -120,27 +119,24 @@ def test_a_shuffled_log_fills_its_window_like_the_sorted_one(tmp_path: Path) -> 
     (tmp_path / "sorted.log").write_text("".join(head))
     (tmp_path / "shuffled.log").write_text("".join(shuffled))
 
-    def window(path: Path):
-        async def main():
-            decoder = SignalDecoder(DBC, ["SPEED"])
-            store = SignalStore(retention=1e9, max_samples=1_000_000)
-            store.declare(["SPEED"])
-            store.bind_loop(asyncio.get_running_loop())
-            loop_errors: list[dict] = []
-            asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(context))
-            pump = Pump("t", LogReplay(path, speed=0, channel="can0"), decoder, store)
-            waiting = asyncio.create_task(store.window({"SPEED": "SPEED"}, WindowSpec(amount=2.0), timeout=20))
-            await asyncio.sleep(0)
-            pump.start()
-            try:
-                return await waiting, loop_errors, store
-            finally:
-                pump.stop()
+    async def window(path: Path):
+        decoder = SignalDecoder(DBC, ["SPEED"])
+        store = SignalStore(retention=1e9, max_samples=1_000_000)
+        store.declare(["SPEED"])
+        store.bind_loop(asyncio.get_running_loop())
+        loop_errors: list[dict] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(context))
+        pump = Pump("t", LogReplay(path, speed=0, channel="can0"), decoder, store)
+        waiting = asyncio.create_task(store.window({"SPEED": "SPEED"}, WindowSpec(amount=2.0), timeout=20))
+        await asyncio.sleep(0)
+        pump.start()
+        try:
+            return await waiting, loop_errors, store
+        finally:
+            pump.stop()
 
-        return run(main())
-
-    want, _, _ = window(tmp_path / "sorted.log")
-    got, errors, store = window(tmp_path / "shuffled.log")
+    want, _, _ = await window(tmp_path / "sorted.log")
+    got, errors, store = await window(tmp_path / "shuffled.log")
     assert errors == []
     assert got.series["SPEED"].t.tolist() == want.series["SPEED"].t.tolist()
     assert got.series["SPEED"].v.tolist() == want.series["SPEED"].v.tolist()
@@ -198,18 +194,21 @@ def test_error_frames_are_counted_as_errors_and_remote_frames_as_remote(tmp_path
         else:
             values = {}
             for m in _all(replay):
-                key = m.arbitration_id | (0x20000000 if m.is_error_frame else 0) | (0x40000000 if m.is_remote_frame else 0)
+                flags = (0x20000000 if m.is_error_frame else 0) | (0x40000000 if m.is_remote_frame else 0)
+                key = m.arbitration_id | flags
                 for name, value in decoder.decode(key, bytes(m.data)) or ():
                     values.setdefault(name, []).append(value)
         assert values == {"PLAIN.VALUE": [7.0, 9.0], "WIDE_ID.ANYTHING": [0.0]}
-        assert (decoder.error_frames, decoder.remote_frames, decoder.malformed_frames, decoder.unknown_frames) == (1, 1, 0, 0)
+        counts = (decoder.error_frames, decoder.remote_frames, decoder.malformed_frames, decoder.unknown_frames)
+        assert counts == (1, 1, 0, 0)
         assert decoder.frames == 5
 
 
 def test_error_and_remote_frames_through_the_pump(tmp_path: Path, small_dbc: Path) -> None:
     path = tmp_path / "special.log"
     # candump -L: an error frame (CAN_ERR_FLAG | bus error) and a remote request
-    path.write_text("(1.0) can0 123#0700\n(1.1) can0 20000080#0000000000000000\n(1.2) can0 123#R\n(1.3) can0 123#0900\n")
+    path.write_text("(1.0) can0 123#0700\n(1.1) can0 20000080#0000000000000000\n"
+                    "(1.2) can0 123#R\n(1.3) can0 123#0900\n")
     decoder = SignalDecoder(small_dbc)
     store = _pump_all(LogReplay(path, speed=0), decoder)
     assert store._buffers["PLAIN.VALUE"].ordered()[1].tolist() == [7.0, 9.0]
@@ -304,7 +303,8 @@ def test_a_bad_line_in_the_middle_of_any_text_format_costs_only_that_line(tmp_pa
     plain = _write(tmp_path / f"whole{suffix.removesuffix('.gz')}", messages)
     lines = plain.read_text().splitlines(keepends=True)
     # the line holding frame 7: the one whose removal loses it
-    bad = next(i for i in range(len(lines)) if _frame_values(tmp_path / f"probe{i}{plain.suffix}", lines[:i] + lines[i + 1:])
+    bad = next(i for i in range(len(lines)) if _frame_values(tmp_path / f"probe{i}{plain.suffix}",
+                                                             lines[:i] + lines[i + 1:])
                == [k for k in range(12) if k != 7])
     lines[bad] = lines[bad][: len(lines[bad]) // 2] + ",@@ 99 ZZ #\n"
     path = tmp_path / f"damaged{suffix}"

@@ -5,12 +5,10 @@ matches."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import time
 
 import cantools
 import pytest
@@ -18,36 +16,28 @@ import pytest
 from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import DBC, run
-from tests.integration.conftest import start_replayed
+from tests.fleets import FleetSpec, start_replayed
+from tests.helpers import DBC, eventually
 
 pytestmark = pytest.mark.integration
 
 OFFSETS = [0.0, 20.0]
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Two agents recording every signal of the DBC, replayed once from 0 and 20 s in."""
-    fleet = LocalFleet(tmp_path_factory.mktemp("catalogue"), vehicles=2, speed=0.0, loop=False, offsets=OFFSETS)
-    with fleet:
-        start_replayed(fleet)
-        yield fleet
+# two agents recording every signal of the DBC, replayed once from 0 and 20 s in
+FLEET = FleetSpec.of("catalogue", start_replayed, vehicles=2, speed=0.0, loop=False, offsets=OFFSETS)
 
 
-def _catalogue(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            return await client.signals(), await client.signals("car-2")
-        finally:
-            await client.close()
-
-    return run(main())
+async def _catalogue(fleet):
+    client = await fleet.client()
+    try:
+        return await client.signals(), await client.signals("car-2")
+    finally:
+        await client.close()
 
 
-def test_every_dbc_signal_is_in_the_catalogue_with_its_unit_and_range(fleet) -> None:
-    everyone, one = _catalogue(fleet)
+async def test_every_dbc_signal_is_in_the_catalogue_with_its_unit_and_range(fleet) -> None:
+    everyone, one = await _catalogue(fleet)
     db = cantools.database.load_file(str(DBC), strict=False)
     dbc = {f"{m.name}.{s.name}": s for m in db.messages for s in m.signals}
     assert [v.vehicle for v in everyone.vehicles] == ["car-1", "car-2"]
@@ -63,25 +53,25 @@ def test_every_dbc_signal_is_in_the_catalogue_with_its_unit_and_range(fleet) -> 
     assert {s.name: s.unit for s in one.vehicles[0].signals}["SPEED.SPEED"] == "km/h"
 
 
-def _settled(fleet, decoded_log, timeout: float = 30.0):
+async def _settled(fleet, decoded_log, timeout: float = 30.0):
     """The catalogue once every vehicle's counts are those of its whole replay: the
     agent sends small changes at most every `refresh` (10 status intervals, 5 s here)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        everyone, _ = _catalogue(fleet)
-        settled = all(
+    async def settled():
+        everyone, _ = await _catalogue(fleet)
+        done = all(
             {s.name: s.samples for s in v.signals}.get(name)
             == int((t >= decoded_log["first"] + offset).sum())
             for v, offset in zip(everyone.vehicles, OFFSETS, strict=True)
             for name, (t, _) in decoded_log["series"].items()
         )
-        if settled or time.monotonic() > deadline:
-            return everyone
-        time.sleep(0.5)
+        return everyone if done else None
+
+    return await eventually(settled, timeout, what="every vehicle's counts to be those of its whole replay",
+                            interval=0.5)
 
 
-def test_each_vehicle_reports_the_rate_it_measured_on_its_part_of_the_log(fleet, decoded_log) -> None:
-    everyone = _settled(fleet, decoded_log)
+async def test_each_vehicle_reports_the_rate_it_measured_on_its_part_of_the_log(fleet, decoded_log) -> None:
+    everyone = await _settled(fleet, decoded_log)
     for vehicle, offset in zip(everyone.vehicles, OFFSETS, strict=True):
         got = {s.name: s for s in vehicle.signals}
         measured = 0
@@ -98,30 +88,27 @@ def test_each_vehicle_reports_the_rate_it_measured_on_its_part_of_the_log(fleet,
         assert all(got[n].rate is None and got[n].samples == 0 for n in never)
 
 
-def _submit(fleet, signals):
+async def _submit(fleet, signals):
     spec = AssignmentSpec(signals=signals, window=WindowSpec(amount=1.0, kind="latest"), deadline=10.0)
 
-    async def main():
-        client = await fleet.client()
-        try:
-            return await client.submit(spec)
-        finally:
-            await client.close()
-
-    return run(main())
+    client = await fleet.client()
+    try:
+        return await client.submit(spec)
+    finally:
+        await client.close()
 
 
-def test_a_wrong_signal_name_is_refused_at_submit_with_close_matches(fleet) -> None:
+async def test_a_wrong_signal_name_is_refused_at_submit_with_close_matches(fleet) -> None:
     with pytest.raises(RequestFailed) as refused:
-        _submit(fleet, ["SPEED", "VEHICLE_SPEED"])
+        await _submit(fleet, ["SPEED", "VEHICLE_SPEED"])
     reason = refused.value.reason
     assert "'VEHICLE_SPEED'" in reason and "SPEED.SPEED" in reason
     assert "'SPEED'" not in reason  # the bare name of a catalogued signal is fine
     assert refused.value.code == "refused"
 
 
-def test_bare_and_full_names_of_catalogued_signals_are_accepted(fleet) -> None:
-    submitted = _submit(fleet, ["SPEED", "STEER_ANGLE_SENSOR.STEER_RATE"])
+async def test_bare_and_full_names_of_catalogued_signals_are_accepted(fleet) -> None:
+    submitted = await _submit(fleet, ["SPEED", "STEER_ANGLE_SENSOR.STEER_RATE"])
     assert submitted.vehicles == ["car-1", "car-2"]
 
 
@@ -161,7 +148,8 @@ def test_submit_of_a_wrong_signal_from_the_cli_exits_1_with_the_suggestion(fleet
     assert "SPEED.SPEED" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash(tmp_path) -> None:
+@pytest.mark.timeout(90)
+async def test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash(tmp_path) -> None:
     """car-1 records SPEED and STEER_RATE, car-2 only SPEED: a submit of STEER_RATE to
     both is accepted (car-1 serves it) and car-2 answers with an error, still serving."""
     steer = "STEER_ANGLE_SENSOR.STEER_RATE"
@@ -172,21 +160,20 @@ def test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash(tmp_path) ->
         mixed.start_agent(1, signals=["SPEED"])
         spec = AssignmentSpec(signals=[steer], window=WindowSpec(amount=1.0, kind="latest"), deadline=10.0)
 
-        async def main():
-            client = await mixed.client()
-            try:
-                await mixed.wait_connected(client)
-                while not all(len(v.signals) for v in (await client.signals()).vehicles) or len(
-                    (await client.signals()).vehicles
-                ) < 2:
-                    await asyncio.sleep(0.1)
-                submitted = await client.submit(spec)
-                items = [r async for r in client.results(submitted.assignment, follow=True)]
-                return items, await client.status()
-            finally:
-                await client.close()
+        client = await mixed.client()
+        try:
+            await mixed.wait_connected(client)
 
-        items, status = run(main(), timeout=90)
+            async def both_listed() -> bool:
+                vehicles = (await client.signals()).vehicles
+                return len(vehicles) >= 2 and all(len(v.signals) for v in vehicles)
+
+            await eventually(both_listed, 60, what="both cars to list their signals")
+            submitted = await client.submit(spec)
+            items = [r async for r in client.results(submitted.assignment, follow=True)]
+            status = await client.status()
+        finally:
+            await client.close()
     report = items[0]
     assert report.vehicles["car-1"].ok
     assert not report.vehicles["car-2"].ok and steer in report.vehicles["car-2"].error

@@ -12,29 +12,13 @@ import sys
 
 import pytest
 
-from oodida.testing import LocalFleet
-from tests.conftest import run
+from tests.fleets import FleetSpec, start_first_agent
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Credentials for two vehicles, only car-1 running: car-2 never answers."""
-    fleet = LocalFleet(tmp_path_factory.mktemp("exits"), vehicles=2, speed=0.0, loop=True, signals=["SPEED"])
-    with fleet:
-        fleet.start_server()
-        fleet.start_agent(0)
-
-        async def ready():
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client, ["car-1"])
-            finally:
-                await client.close()
-
-        run(ready(), timeout=90)
-        yield fleet
+# credentials for two vehicles, only car-1 running: car-2 never answers
+FLEET = FleetSpec.of("exits", start_first_agent, vehicles=2, speed=0.0, loop=True, signals=["SPEED"])
 
 
 def oodida(fleet, *args: str, env=None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

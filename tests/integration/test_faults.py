@@ -60,8 +60,7 @@ from oodida.wire.messages import (
     ResultsEnd,
     WindowSpec,
 )
-from tests.conftest import run
-from tests.integration.conftest import wait_sources
+from tests.fleets import wait_sources
 from tests.integration.proxy import CuttingProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -205,7 +204,7 @@ class Chaos:
 
 
 @pytest.mark.timeout(300)  # a calm run and a stormy one; the storm alone is bounded by CHAOS_BUDGET
-def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undisturbed_run(tmp_path):
+async def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undisturbed_run(tmp_path):
     seed = int(os.environ.get(SEED_ENV) or secrets.randbits(32))
     print(f"fault schedule seed {seed}; reproduce with {SEED_ENV}={seed}", flush=True)
     fleet = ProxiedFleet(
@@ -213,7 +212,7 @@ def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undistu
     )
     database = tmp_path / "server.sqlite3"
 
-    async def main() -> tuple[int, int, Chaos]:
+    with fleet:
         proxy = CuttingProxy(fleet.port)
         fleet.proxy_port = await proxy.start()
         try:
@@ -250,23 +249,15 @@ def test_results_survive_random_kills_and_cuts_exactly_once_and_equal_an_undistu
                 await chaos.strike(closed)
                 struck_at = closed
             chaos.note(f"assignment {state}", closed)
-            return calm, stormy, chaos
         finally:
             await proxy.stop()
 
-    with fleet:
-        calm, stormy, chaos = run(main(), timeout=CHAOS_BUDGET + 120)
-
-        async def after() -> tuple[list[IterationReport], ResultsEnd, list[IterationReport]]:
-            client = await fleet.client(timeout=60)  # the server as the faults left it (restarted or not)
-            try:
-                stormy_reports, end = await all_reports(client, stormy, follow=False)
-                calm_reports, _ = await all_reports(client, calm, follow=False)
-                return stormy_reports, end, calm_reports
-            finally:
-                await client.close()
-
-        stormy_reports, end, calm_reports = run(after(), timeout=60)
+        client = await fleet.client(timeout=60)  # the server as the faults left it (restarted or not)
+        try:
+            stormy_reports, end = await all_reports(client, stormy, follow=False)
+            calm_reports, _ = await all_reports(client, calm, follow=False)
+        finally:
+            await client.close()
     # every process is stopped now: the logs and the database are final
 
     faults = "\n".join(chaos.events)

@@ -3,6 +3,7 @@ assignments over real TCP, and the fleet results equal numpy on the decoded log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,8 +15,7 @@ import pytest
 from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_replayed
+from tests.fleets import start_replayed
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def expected(decoded_log, name: str) -> list[np.ndarray]:
     return [v[t >= decoded_log["first"] + off] for off in OFFSETS]
 
 
-def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded_log):
+async def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded_log):
     spec = AssignmentSpec(
         name="exact",
         signals=["SPEED", STEER],
@@ -55,15 +55,12 @@ def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded
         deadline=30.0,
     )
 
-    async def main():
-        client = await replayed_fleet.client()
-        try:
-            submitted = await client.submit(spec)
-            return [r async for r in client.results(submitted.assignment, follow=True)]
-        finally:
-            await client.close()
-
-    items = run(main())
+    client = await replayed_fleet.client()
+    try:
+        submitted = await client.submit(spec)
+        items = [r async for r in client.results(submitted.assignment, follow=True)]
+    finally:
+        await client.close()
     reports, end = items[:-1], items[-1]
     assert end.state == "done" and [r.iteration for r in reports] == [1, 2]
     from oodida.commands.render import plain
@@ -86,7 +83,7 @@ def test_fleet_statistics_equal_numpy_on_the_decoded_log(replayed_fleet, decoded
             assert fleet["histogram"][asked]["counts"] == counts.tolist()
             assert fleet["histogram"][asked]["below"] == int((allv < edges[0]).sum())
             assert fleet["histogram"][asked]["above"] == int((allv > edges[-1]).sum())
-            for vehicle, part in zip(replayed_fleet.vehicle_ids, parts):
+            for vehicle, part in zip(replayed_fleet.vehicle_ids, parts, strict=True):
                 mine = plain(report.vehicles[vehicle].value)
                 assert mine["count"][asked] == part.size
                 assert mine["mean"][asked] == pytest.approx(part.mean(), rel=1e-12)
@@ -122,7 +119,7 @@ def test_submit_wait_json_prints_one_object_per_iteration(replayed_fleet):
     assert all(v["status"]["unknown_frames"] > 0 for v in report["vehicles"])  # counted, not fatal
 
 
-def test_a_signal_no_vehicle_has_is_refused_at_submit_and_every_agent_goes_on(replayed_fleet):
+async def test_a_signal_no_vehicle_has_is_refused_at_submit_and_every_agent_goes_on(replayed_fleet):
     # Since the signal catalogue the server refuses it at once instead of letting every
     # vehicle find out; a signal one vehicle lacks is still that vehicle's error result
     # (tests/integration/test_catalogue.py::test_a_signal_one_vehicle_lacks_is_its_error_result_not_a_crash).
@@ -130,21 +127,19 @@ def test_a_signal_no_vehicle_has_is_refused_at_submit_and_every_agent_goes_on(re
         signals=["NO_SUCH_SIGNAL"], window=WindowSpec(amount=1.0, kind="latest"), iterations=1, deadline=10
     )
 
-    async def main():
-        client = await replayed_fleet.client()
-        try:
-            with pytest.raises(RequestFailed) as refused:
-                await client.submit(spec)
-            return refused.value, await client.status()
-        finally:
-            await client.close()
-
-    refused, status = run(main())
+    client = await replayed_fleet.client()
+    try:
+        with pytest.raises(RequestFailed) as refused:
+            await client.submit(spec)
+        refused, status = refused.value, await client.status()
+    finally:
+        await client.close()
     assert refused.code == "refused" and "NO_SUCH_SIGNAL" in refused.reason
     assert len(status.vehicles) == 3  # every agent still serving
 
 
-def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decoded_log):
+@pytest.mark.timeout(120)
+async def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decoded_log):
     """Agents replay in (4x) real time; `next 2 s` windows cover 2 s of signal time
     each. After iteration 1, car-3 is killed: it is reported missing, the assignment
     still completes, on quorum, without waiting on the dead."""
@@ -156,22 +151,18 @@ def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decod
     with fleet:
         fleet.start()
 
-        async def main():
-            client = await fleet.client()
-            try:
-                await fleet.wait_connected(client)
-                submitted = await client.submit(spec)
-                reports = []
-                async for item in client.results(submitted.assignment, follow=True):
-                    reports.append(item)
-                    if getattr(item, "iteration", None) == 1:
-                        fleet.kill_agent("car-3")
-                status = await client.status()
-                return reports, status
-            finally:
-                await client.close()
-
-        reports, status = run(main(), timeout=120)
+        client = await fleet.client()
+        try:
+            await fleet.wait_connected(client)
+            submitted = await client.submit(spec)
+            reports = []
+            async for item in client.results(submitted.assignment, follow=True):
+                reports.append(item)
+                if getattr(item, "iteration", None) == 1:
+                    fleet.kill_agent("car-3")
+            status = await client.status()
+        finally:
+            await client.close()
     iterations, end = reports[:-1], reports[-1]
     assert end.state == "done"
     assert [r.iteration for r in iterations] == [1, 2, 3, 4]
@@ -187,7 +178,7 @@ def test_next_windows_over_several_iterations_then_an_agent_dies(tmp_path, decod
     assert "car-3" not in {v.vehicle for v in status.vehicles}
 
 
-def test_cancel_and_results_from_the_command_line(replayed_fleet):
+async def test_cancel_and_results_from_the_command_line(replayed_fleet):
     """An open-ended assignment runs until `oodida cancel`; `oodida results` then
     replays every stored iteration and says how it ended."""
     env = {**os.environ, "OODIDA_CREDENTIALS": str(replayed_fleet.analyst_credentials)}
@@ -196,31 +187,28 @@ def test_cancel_and_results_from_the_command_line(replayed_fleet):
         signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=0, on_board=["count"]
     )
 
-    async def main():
-        client = await replayed_fleet.client()
-        try:
-            submitted = await client.submit(spec)
-            async for item in client.results(submitted.assignment, follow=True):
-                if item.iteration == 3:
-                    break
-            return submitted.assignment
-        finally:
-            await client.close()
-
-    assignment = run(main())
-    cancel = subprocess.run(
+    client = await replayed_fleet.client()
+    try:
+        submitted = await client.submit(spec)
+        async for item in client.results(submitted.assignment, follow=True):
+            if item.iteration == 3:
+                break
+        assignment = submitted.assignment
+    finally:
+        await client.close()
+    cancel = await asyncio.to_thread(subprocess.run,
         [sys.executable, "-m", "oodida", "cancel", str(assignment), "--json", *server],
         env=env, capture_output=True, text=True, timeout=30,
     )
     assert cancel.returncode == 0, cancel.stderr
     assert json.loads(cancel.stdout) == {"assignment": assignment, "state": "cancelled"}
-    follow = subprocess.run(
+    follow = await asyncio.to_thread(subprocess.run,
         [sys.executable, "-m", "oodida", "results", str(assignment), "--follow", *server],
         env=env, capture_output=True, text=True, timeout=30,
     )
     assert f"assignment {assignment}: cancelled" in follow.stdout
     assert follow.stdout.count(f"── assignment {assignment} · iteration") >= 3
-    missing = subprocess.run(
+    missing = await asyncio.to_thread(subprocess.run,
         [sys.executable, "-m", "oodida", "results", "9999", *server],
         env=env, capture_output=True, text=True, timeout=30,
     )

@@ -33,7 +33,8 @@ def test_hundreds_of_simulated_vehicles_every_result_stored_once_and_acknowledge
     assert "check: fleet count, mean, min and max equal numpy's" in text
     db = sqlite3.connect(tmp_path / str(VEHICLES) / "server.sqlite3")
     try:
-        rows = db.execute("SELECT iteration, COUNT(*), COUNT(DISTINCT vehicle) FROM results GROUP BY iteration").fetchall()
+        rows = db.execute(
+            "SELECT iteration, COUNT(*), COUNT(DISTINCT vehicle) FROM results GROUP BY iteration").fetchall()
         assert rows == [(i, VEHICLES, VEHICLES) for i in range(1, ITERATIONS + 1)]
         statuses = db.execute("SELECT status FROM iterations ORDER BY iteration").fetchall()
         assert statuses == [("complete",)] * ITERATIONS

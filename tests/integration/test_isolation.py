@@ -8,10 +8,8 @@ import asyncio
 
 import pytest
 
-from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_replayed
+from tests.fleets import FleetSpec, start_replayed
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +24,8 @@ def tagged(tag: int) -> ModuleSource:
     ))
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    fleet = LocalFleet(
-        tmp_path_factory.mktemp("isolation"), vehicles=2, speed=0.0, loop=False, offsets=[0.0, 20.0],
-        signals=["SPEED"], agent_sandbox={"call_timeout": 5.0},
-    )
-    with fleet:
-        start_replayed(fleet)
-        yield fleet
+FLEET = FleetSpec.of("isolation", start_replayed, vehicles=2, speed=0.0, loop=False, offsets=[0.0, 20.0],
+                     signals=["SPEED"], agent_sandbox={"call_timeout": 5.0})
 
 
 def spec(module: ModuleSource, iterations: int = 2) -> AssignmentSpec:
@@ -62,19 +53,17 @@ async def settled(client, done, timeout: float = 10.0) -> dict[str, tuple]:
         await asyncio.sleep(0.1)
 
 
-def test_assignments_on_one_agent_each_run_in_their_own_worker(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            before = sandboxes(await client.status())
-            ids = [(await client.submit(spec(tagged(t)))).assignment for t in (1, 2, 3)]
-            items = await asyncio.gather(*(follow(client, a) for a in ids))
-            return before, items, await settled(client, lambda s: all(started >= 3 + before[v][1]
-                                                                      for v, (_, started, _) in s.items()))
-        finally:
-            await client.close()
-
-    before, items, after = run(main(), timeout=120)
+@pytest.mark.timeout(120)
+async def test_assignments_on_one_agent_each_run_in_their_own_worker(fleet):
+    client = await fleet.client()
+    try:
+        before = sandboxes(await client.status())
+        ids = [(await client.submit(spec(tagged(t)))).assignment for t in (1, 2, 3)]
+        items = await asyncio.gather(*(follow(client, a) for a in ids))
+        before, items, after = before, items, await settled(client, lambda s: all(started >= 3 + before[v][1]
+                                                                  for v, (_, started, _) in s.items()))
+    finally:
+        await client.close()
     for tag, got in zip((1, 2, 3), items, strict=True):
         reports, end = got[:-1], got[-1]
         assert end.state == "done" and len(reports) == 2
@@ -100,22 +89,20 @@ BIG = {
 }
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", list(BIG))
-def test_a_result_over_the_budget_is_result_too_large_from_the_vehicle_and_no_worker_dies(fleet, case):
+async def test_a_result_over_the_budget_is_result_too_large_from_the_vehicle_and_no_worker_dies(fleet, case):
     expression, expected = BIG[case]
     module = ModuleSource(name="big.py", source=(
         f"import numpy as np\n\ndef on_board(window, params, state):\n    return {expression}\n"))
 
-    async def main():
-        client = await fleet.client()
-        try:
-            got = await follow(client, (await client.submit(spec(module, iterations=1))).assignment)
-            await asyncio.sleep(1.2)  # two status reports (every 0.5 s): a worker killed would show
-            return got, sandboxes(await client.status())
-        finally:
-            await client.close()
-
-    got, after = run(main(), timeout=120)
+    client = await fleet.client()
+    try:
+        got = await follow(client, (await client.submit(spec(module, iterations=1))).assignment)
+        await asyncio.sleep(1.2)  # two status reports (every 0.5 s): a worker killed would show
+        after = sandboxes(await client.status())
+    finally:
+        await client.close()
     report = got[0]
     assert report.status == "failed"
     for vehicle in fleet.vehicle_ids:

@@ -17,11 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from oodida.link import HandshakeRefused, connect
 from oodida.link.tls import client_context
-from oodida.testing import REPO, LocalFleet, free_port
+from oodida.testing import REPO, free_port
 from oodida.wire import Role
 from oodida.wire.messages import AssignmentSpec, DeployEnd, IterationReport, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_connected
+from tests.fleets import FleetSpec
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +61,8 @@ def wait_for(url: str, check: Callable[[Samples], bool], timeout: float = 60.0) 
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    fleet = LocalFleet(
-        tmp_path_factory.mktemp("metrics"), vehicles=2, speed=1.0, loop=True, signals=["SPEED"],
-        agent_sandbox={"call_timeout": 1.0}, metrics=True,
-    )
-    with fleet:
-        start_connected(fleet)
-        yield fleet
+FLEET = FleetSpec.of("metrics", vehicles=2, speed=1.0, loop=True, signals=["SPEED"],
+                     agent_sandbox={"call_timeout": 1.0}, metrics=True)
 
 
 def test_a_vehicle_that_connects_is_counted_on_both_sides(fleet):
@@ -109,7 +101,7 @@ def test_frames_per_source_grow_while_the_log_replays(fleet):
     assert value(later, "oodida_agent_event_loop_lag_seconds_count") > 0
 
 
-def test_refused_handshakes_are_counted_by_reason(fleet):
+async def test_refused_handshakes_are_counted_by_reason(fleet):
     url = fleet.metrics_url()
     before = scrape(url)
     context = client_context(ca=str(fleet.deployment.vehicles["car-1"] / "ca.pem"))
@@ -119,8 +111,8 @@ def test_refused_handshakes_are_counted_by_reason(fleet):
             await connect("127.0.0.1", fleet.port, role=Role.VEHICLE, identity=identity, secret=secret,
                           ssl_context=context)
 
-    run(refused("car-1", "not-the-secret-of-car-1"))
-    run(refused("car-99", "x" * 43))
+    await refused("car-1", "not-the-secret-of-car-1")
+    await refused("car-99", "x" * 43)
     after = scrape(url)
     for reason in ("wrong_proof", "unknown_identity"):
         assert value(after, "oodida_server_handshake_refusals_total", reason=reason) == (
@@ -131,18 +123,16 @@ def test_refused_handshakes_are_counted_by_reason(fleet):
     )
 
 
-def test_results_stored_and_iterations_closed_move_the_counters(fleet):
+async def test_results_stored_and_iterations_closed_move_the_counters(fleet):
     server, agent = fleet.metrics_url(), fleet.metrics_url("car-1")
     before, agent_before = scrape(server), scrape(agent)
     spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=0.5, kind="next"), iterations=2,
                           on_board=["mean"], deadline=30)
 
-    async def main() -> list:
-        async with await fleet.client() as client:
-            submitted = await client.submit(spec)
-            return [r async for r in client.results(submitted.assignment, follow=True)]
-
-    reports = [r for r in run(main(), timeout=90) if isinstance(r, IterationReport)]
+    async with await fleet.client() as client:
+        submitted = await client.submit(spec)
+        items = [r async for r in client.results(submitted.assignment, follow=True)]
+    reports = [r for r in items if isinstance(r, IterationReport)]
     assert [r.status for r in reports] == ["complete", "complete"]
     after, agent_after = scrape(server), scrape(agent)
 
@@ -160,7 +150,8 @@ def test_results_stored_and_iterations_closed_move_the_counters(fleet):
     assert value(agent_after, "oodida_agent_outbox_dropped_total") == 0
 
 
-def test_a_module_that_loops_forever_is_killed_and_counted(fleet):
+@pytest.mark.timeout(120)
+async def test_a_module_that_loops_forever_is_killed_and_counted(fleet):
     """A module in force on board, then a deploy of one that never returns: the deploy
     is timed, the worker is killed at the call's budget and a fresh one started, the
     iteration fails; the off-board step ran in the server's sandbox meanwhile."""
@@ -169,26 +160,23 @@ def test_a_module_that_loops_forever_is_killed_and_counted(fleet):
     spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=0.3, kind="next"), iterations=0,
                           on_board_module=SPEEDING, off_board_module=SPEEDING, params={"limit": 65.0}, deadline=15)
 
-    async def main() -> list:
-        # two connections: a followed results stream holds its client until it ends
-        async with await fleet.client() as client, await fleet.client() as follower:
-            submitted = await client.submit(spec)
-            a = submitted.assignment
-            reports = follower.results(a, follow=True)
-            first = await anext(reports)
-            assert isinstance(first, IterationReport) and first.status == "complete"
-            end = [e async for e in client.deploy(assignment=a, side="on_board", module=FOREVER)][-1]
-            assert isinstance(end, DeployEnd) and end.complete
-            seen = [first]
-            async for report in reports:  # until an iteration ran the new version
-                seen.append(report)
-                if isinstance(report, IterationReport) and report.status == "failed":
-                    break
-            await client.cancel(a)
-            await reports.aclose()
-            return seen
-
-    reports = run(main(), timeout=120)
+    # two connections: a followed results stream holds its client until it ends
+    async with await fleet.client() as client, await fleet.client() as follower:
+        submitted = await client.submit(spec)
+        a = submitted.assignment
+        reports = follower.results(a, follow=True)
+        first = await anext(reports)
+        assert isinstance(first, IterationReport) and first.status == "complete"
+        end = [e async for e in client.deploy(assignment=a, side="on_board", module=FOREVER)][-1]
+        assert isinstance(end, DeployEnd) and end.complete
+        seen = [first]
+        async for report in reports:  # until an iteration ran the new version
+            seen.append(report)
+            if isinstance(report, IterationReport) and report.status == "failed":
+                break
+        await client.cancel(a)
+        await reports.aclose()
+        reports = seen
     assert reports[-1].status == "failed"
     after = scrape(server)
     agent_after = wait_for(agent, lambda s: value(s, "oodida_sandbox_worker_starts_total")

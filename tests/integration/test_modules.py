@@ -13,8 +13,7 @@ import pytest
 from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_replayed
+from tests.fleets import FleetSpec, start_replayed
 
 pytestmark = pytest.mark.integration
 
@@ -23,42 +22,33 @@ SPEEDING = ModuleSource(name="speeding.py", source=(EXAMPLES / "speeding.py").re
 HOSTILE = ModuleSource(
     name="hostile.py",
     # through an alias the compile check cannot follow, so the vehicles must refuse it at run time
-    source="import numpy as np\n\ndef on_board(window, params, state):\n    mods = [np]\n    return mods[0].load('/etc/passwd')\n",
+    source=("import numpy as np\n\ndef on_board(window, params, state):\n    mods = [np]\n"
+            "    return mods[0].load('/etc/passwd')\n"),
 )
 SLOW = ModuleSource(name="slow.py", source="def on_board(window, params, state):\n    while True:\n        pass\n")
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    fleet = LocalFleet(
-        tmp_path_factory.mktemp("modules"), vehicles=3, speed=0.0, loop=False, offsets=[0.0, 20.0, 40.0],
-        signals=["SPEED"], agent_sandbox={"call_timeout": 2.0},
-    )
-    with fleet:
-        start_replayed(fleet)
-        yield fleet
+FLEET = FleetSpec.of("modules", start_replayed, vehicles=3, speed=0.0, loop=False, offsets=[0.0, 20.0, 40.0],
+                     signals=["SPEED"], agent_sandbox={"call_timeout": 2.0})
 
 
-def follow(fleet: LocalFleet, spec: AssignmentSpec):
-    async def main():
-        client = await fleet.client()
-        try:
-            submitted = await client.submit(spec)
-            items = [r async for r in client.results(submitted.assignment, follow=True)]
-            status = await client.status()
-            return items, status
-        finally:
-            await client.close()
-
-    return run(main(), timeout=90)
+async def follow(fleet: LocalFleet, spec: AssignmentSpec):
+    client = await fleet.client()
+    try:
+        submitted = await client.submit(spec)
+        items = [r async for r in client.results(submitted.assignment, follow=True)]
+        status = await client.status()
+        return items, status
+    finally:
+        await client.close()
 
 
-def test_on_board_and_off_board_modules_compute_exactly(fleet, decoded_log):
+async def test_on_board_and_off_board_modules_compute_exactly(fleet, decoded_log):
     spec = AssignmentSpec(
         signals=["SPEED"], window=WindowSpec(amount=100.0, kind="latest"), iterations=2,
         on_board_module=SPEEDING, off_board_module=SPEEDING, params={"limit": 65.0}, deadline=30,
     )
-    items, _ = follow(fleet, spec)
+    items, _ = await follow(fleet, spec)
     reports, end = items[:-1], items[-1]
     assert end.state == "done" and len(reports) == 2
     t, v = decoded_log["series"]["SPEED.SPEED"]
@@ -78,12 +68,12 @@ def test_on_board_and_off_board_modules_compute_exactly(fleet, decoded_log):
     assert reports[0].fleet["trend"] is None and reports[1].fleet["trend"] == 0.0  # state carried to iteration 2
 
 
-def test_a_hostile_module_gets_its_rule_in_the_results_and_everything_goes_on(fleet):
+async def test_a_hostile_module_gets_its_rule_in_the_results_and_everything_goes_on(fleet):
     spec = AssignmentSpec(
         signals=["SPEED"], window=WindowSpec(amount=5.0, kind="latest"), iterations=1,
         on_board_module=HOSTILE, deadline=20,
     )
-    items, status = follow(fleet, spec)
+    items, status = await follow(fleet, spec)
     report = items[0]
     assert report.status == "failed"
     for vehicle in fleet.vehicle_ids:
@@ -93,28 +83,26 @@ def test_a_hostile_module_gets_its_rule_in_the_results_and_everything_goes_on(fl
         signals=["SPEED"], window=WindowSpec(amount=5.0, kind="latest"), iterations=1,
         on_board_module=SLOW, deadline=20,
     )
-    items, status = follow(fleet, slow)
+    items, status = await follow(fleet, slow)
     for vehicle in fleet.vehicle_ids:
         assert items[0].vehicles[vehicle].error.startswith("timeout: the call took longer than 2 s")
     assert len(status.vehicles) == 3
-    items, _ = follow(fleet, AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=5.0, kind="latest"),
+    items, _ = await follow(fleet, AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=5.0, kind="latest"),
                                             on_board=["count"]))
     assert items[0].status == "complete"  # agents and server go on serving
 
 
-def test_a_module_that_breaks_the_policy_is_refused_at_submit_with_every_problem(fleet):
-    bad = ModuleSource(name="bad.py", source="import os\n\ndef on_board(window, params, state):\n    return open('x')\n")
+async def test_a_module_that_breaks_the_policy_is_refused_at_submit_with_every_problem(fleet):
+    bad = ModuleSource(name="bad.py",
+                       source="import os\n\ndef on_board(window, params, state):\n    return open('x')\n")
 
-    async def main():
-        client = await fleet.client()
-        try:
+    client = await fleet.client()
+    try:
+        with pytest.raises(RequestFailed) as err:
             await client.submit(AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0),
                                                on_board_module=bad))
-        finally:
-            await client.close()
-
-    with pytest.raises(RequestFailed) as err:
-        run(main())
+    finally:
+        await client.close()
     assert "bad.py: line 1: forbidden import: os" in err.value.reason
     assert "bad.py: line 4: forbidden name: open" in err.value.reason
 
@@ -141,10 +129,10 @@ def test_check_and_try_from_the_command_line(tmp_path):
     assert result["value"]["samples"] == result["window"]["samples"]["SPEED"]
 
 
-def test_nan_in_a_module_result_is_kept_and_flagged_for_the_analyst(fleet):
+async def test_nan_in_a_module_result_is_kept_and_flagged_for_the_analyst(fleet):
     nan = ModuleSource(name="nan.py", source="def on_board(window, params, state):\n    return {'x': float('nan')}\n")
     spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), on_board_module=nan)
-    items, _ = follow(fleet, spec)
+    items, _ = await follow(fleet, spec)
     for vehicle in fleet.vehicle_ids:
         r = items[0].vehicles[vehicle]
         assert r.ok and r.flags == ["nan at $.x"]

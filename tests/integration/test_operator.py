@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DBC, LOG
+from tests.helpers import DBC, LOG
 
 OODIDA = [sys.executable, "-m", "oodida"]
 VEHICLES = ("car-1", "car-2")

@@ -24,7 +24,7 @@ import pytest
 from oodida.commands.render import render_status
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import run
+from tests.helpers import eventually_blocking, run
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +63,11 @@ def agent_log(fleet: LocalFleet, vehicle: str) -> str:
 
 
 def wait_for_log(fleet: LocalFleet, vehicle: str, text: str, count: int = 1, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while agent_log(fleet, vehicle).count(text) < count:
-        assert time.monotonic() < deadline, f"{vehicle} did not log {text!r} {count} time(s):\n{agent_log(fleet, vehicle)[-3000:]}"
-        time.sleep(0.1)
+    try:
+        eventually_blocking(lambda: agent_log(fleet, vehicle).count(text) >= count, timeout,
+                            what=f"{vehicle} to log {text!r} {count} time(s)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{agent_log(fleet, vehicle)[-3000:]}") from None
 
 
 async def wait_delivered(fleet: LocalFleet, timeout: float = 60) -> str:

@@ -16,8 +16,8 @@ import pytest
 from oodida.client.protocol import RequestFailed
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_replayed
+from tests.fleets import FleetSpec, start_replayed
+from tests.helpers import run
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,7 @@ SHAPES = {  # 250 KB modules that took the server's event loop for tens of secon
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # any control character but tab and newline
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    fleet = LocalFleet(tmp_path_factory.mktemp("policy"), vehicles=1, speed=0.0, loop=False, signals=["SPEED"])
-    with fleet:
-        start_replayed(fleet)
-        yield fleet
+FLEET = FleetSpec.of("policy", start_replayed, vehicles=1, speed=0.0, loop=False, signals=["SPEED"])
 
 
 async def status_latencies_during(fleet: LocalFleet, source: str) -> tuple[list[float], str | None]:
@@ -101,29 +96,27 @@ def test_oodida_check_on_the_hostile_modules_is_fast_and_clear(tmp_path):
         print(f"oodida check, {shape}: {took:.2f} s")  # was more than 60 s for 250 KB
 
 
-def test_text_from_modules_reaches_no_terminal_and_no_log_raw(fleet, tmp_path):
+@pytest.mark.timeout(90)
+async def test_text_from_modules_reaches_no_terminal_and_no_log_raw(fleet, tmp_path):
     returned = (HOSTILE / "224_control_characters_returned.py").read_text()
     raising = ("def off_board(results, params, state):\n"
                "    raise ValueError('\\x1b[2J\\n2026-01-01 00:00:00,000 CRITICAL server: forged record')\n")
 
-    async def go():
-        client = await fleet.client()
-        try:
-            spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=1,
-                                  on_board_module=ModuleSource(name="returns.py", source=returned),
-                                  off_board_module=ModuleSource(name="raises.py", source=raising), deadline=30)
-            submitted = await client.submit(spec)
-            items = [r async for r in client.results(submitted.assignment, follow=True)]
-            return submitted.assignment, items
-        finally:
-            await client.close()
-
-    assignment, items = run(go(), timeout=90)
+    client = await fleet.client()
+    try:
+        spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1.0, kind="latest"), iterations=1,
+                              on_board_module=ModuleSource(name="returns.py", source=returned),
+                              off_board_module=ModuleSource(name="raises.py", source=raising), deadline=30)
+        submitted = await client.submit(spec)
+        items = [r async for r in client.results(submitted.assignment, follow=True)]
+        assignment, items = submitted.assignment, items
+    finally:
+        await client.close()
     [vehicle] = fleet.vehicle_ids
     report = items[0]
     assert report.vehicles[vehicle].ok  # the value is data, stored as it is
     assert "\x1b[2J\nCRITICAL x" in report.vehicles[vehicle].value
-    out = subprocess.run(
+    out = await asyncio.to_thread(subprocess.run,
         [sys.executable, "-m", "oodida", "results", str(assignment), "--server", f"127.0.0.1:{fleet.port}",
          "--credentials", str(fleet.analyst_credentials)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

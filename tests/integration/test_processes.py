@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, WindowSpec
-from tests.conftest import run
+from tests.helpers import processes_mentioning, run
 
 pytestmark = pytest.mark.integration
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line mentions `text` (the demo's work dir is in every child's)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and int(proc.name) != os.getpid():
-            found.append(int(proc.name))
-    return found
 
 
 def test_demo_runs_to_the_end_and_exits_0(tmp_path):

@@ -14,18 +14,14 @@ import pytest
 
 from oodida.client.protocol import RequestFailed
 from oodida.sandbox.supervisor import source_hash
-from oodida.testing import LocalFleet
 from oodida.wire.messages import (
     AssignmentSpec,
-    DeployEnd,
-    Deploying,
-    DeployProgress,
     IterationReport,
     ModuleSource,
     WindowSpec,
 )
-from tests.conftest import run
-from tests.integration.conftest import start_connected
+from tests.fleets import FleetSpec
+from tests.integration.assignments import deploy, finish, processes, wait_iterations
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +61,7 @@ V1, V2, V3 = on_board(1), on_board(2), on_board(3)
 H = {m.name: source_hash(m.source) for m in (V1, V2, V3, OFF_V1, OFF_V2)}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    fleet = LocalFleet(
-        tmp_path_factory.mktemp("replacement"), vehicles=3, speed=1.0, loop=True, offsets=[0.0, 20.0, 40.0],
-        signals=["SPEED"],
-    )
-    with fleet:
-        start_connected(fleet)
-        yield fleet
+FLEET = FleetSpec.of("replacement", vehicles=3, speed=1.0, loop=True, offsets=[0.0, 20.0, 40.0], signals=["SPEED"])
 
 
 def spec(on: ModuleSource, off: ModuleSource | None = None, **kw) -> AssignmentSpec:
@@ -85,94 +73,47 @@ def spec(on: ModuleSource, off: ModuleSource | None = None, **kw) -> AssignmentS
     )
 
 
-async def reports(client, assignment: int) -> list[IterationReport]:
-    return [r async for r in client.results(assignment) if isinstance(r, IterationReport)]
-
-
-async def wait_iterations(client, assignment: int, count: int, *, after: float = 0.0, timeout: float = 30.0):
-    """Until `count` iterations that started after `after` (wall clock) have closed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = [r for r in await reports(client, assignment) if r.started > after]
-        if len(got) >= count:
-            return got
-        assert time.monotonic() < deadline, f"only {len(got)} of {count} iterations within {timeout} s"
-        await asyncio.sleep(0.1)
-
-
-async def finish(client, assignment: int) -> list[IterationReport]:
-    """Cancel and return every iteration but the one the cancel cut short."""
-    await client.cancel(assignment)
-    got = [r async for r in client.results(assignment, follow=True) if isinstance(r, IterationReport)]
-    assert got[-1].status == "cancelled"
-    return got[:-1]
-
-
-async def deploy(client, **fields) -> tuple[list, DeployEnd]:
-    """[Deploying, each vehicle's answer (DeployAnswer)..., DeployEnd]"""
-    events = [e async for e in client.deploy(**fields)]
-    assert isinstance(events[0], Deploying) and isinstance(events[-1], DeployEnd)
-    assert all(isinstance(e, DeployProgress) for e in events[1:-1])
-    answers = [a for e in events[1:-1] for a in e.answers]
-    return [events[0], *answers, events[-1]], events[-1]
-
-
-async def processes(client) -> dict[str, tuple]:
-    """Every process that could have been restarted: agents, their workers, the server and its worker."""
-    status = await client.status()
-
-    def worker(info):
-        return None if info is None else (info.pid, info.started, info.restarts)
-
-    out = {"server": (status.pid, worker(status.sandbox))}
-    for v in status.vehicles:
-        out[v.vehicle] = (v.status.pid, worker(v.status.sandbox))
-    return out
-
-
 def version_of(report: IterationReport) -> set[int]:
     """The versions that computed the aggregated results (the set-aside ones excluded)."""
     return {r.value["version"] for v, r in report.vehicles.items() if r.ok and v not in report.set_aside}
 
 
-def test_on_board_and_off_board_replaced_mid_assignment_without_restarting_anything(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            a = (await client.submit(spec(V1, OFF_V1))).assignment
-            await wait_iterations(client, a, 2)
-            before = await processes(client)
-            assert set(before) == {"server", *fleet.vehicle_ids}
-            assert before["server"][0] == fleet.server.pid
-            for vehicle, proc in fleet.agents.items():
-                assert before[vehicle][0] == proc.pid and before[vehicle][1][0] is not None
+@pytest.mark.timeout(120)
+async def test_on_board_and_off_board_replaced_mid_assignment_without_restarting_anything(fleet):
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1, OFF_V1))).assignment
+        await wait_iterations(client, a, 2)
+        before = await processes(client)
+        assert set(before) == {"server", *fleet.vehicle_ids}
+        assert before["server"][0] == fleet.server.pid
+        for vehicle, proc in fleet.agents.items():
+            assert before[vehicle][0] == proc.pid and before[vehicle][1][0] is not None
 
-            t0 = time.time()
-            events, end = await deploy(client, assignment=a, side="on_board", module=V2)
-            t1 = time.time()
-            assert events[0].code_hash == H[V2.name] and sorted(events[0].vehicles) == fleet.vehicle_ids
-            assert sorted(e.vehicle for e in events[1:-1]) == fleet.vehicle_ids and all(e.ok for e in events[1:-1])
-            assert end.complete and sorted(end.acked) == fleet.vehicle_ids and not end.refused and not end.waiting
-            await wait_iterations(client, a, 2, after=t1)
+        t0 = time.time()
+        events, end = await deploy(client, assignment=a, side="on_board", module=V2)
+        t1 = time.time()
+        assert events[0].code_hash == H[V2.name] and sorted(events[0].vehicles) == fleet.vehicle_ids
+        assert sorted(e.vehicle for e in events[1:-1]) == fleet.vehicle_ids and all(e.ok for e in events[1:-1])
+        assert end.complete and sorted(end.acked) == fleet.vehicle_ids and not end.refused and not end.waiting
+        await wait_iterations(client, a, 2, after=t1)
 
-            t2 = time.time()
-            _, off_end = await deploy(client, assignment=a, side="off_board", module=OFF_V2)
-            t3 = time.time()
-            assert off_end.complete and off_end.acked == ["server"]
-            await wait_iterations(client, a, 2, after=t3)
-            after = await processes(client)
-            return a, await finish(client, a), before, after, (t0, t1, t2, t3), await client.versions(a)
-        finally:
-            await client.close()
-
-    a, got, before, after, (t0, t1, t2, t3), versions = run(main(), timeout=120)
+        t2 = time.time()
+        _, off_end = await deploy(client, assignment=a, side="off_board", module=OFF_V2)
+        t3 = time.time()
+        assert off_end.complete and off_end.acked == ["server"]
+        await wait_iterations(client, a, 2, after=t3)
+        after = await processes(client)
+        got, versions = await finish(client, a), await client.versions(a)
+    finally:
+        await client.close()
     # nothing restarted: the same agent and server processes, the same sandbox workers
     assert after == before
     for vehicle, proc in fleet.agents.items():
         assert proc.poll() is None and after[vehicle][0] == proc.pid
     assert fleet.server.poll() is None
 
-    last_round = None
+    last_round = last_off = None
     for r in got:
         assert r.status == "complete", r.reason
         assert not r.set_aside, f"iteration {r.iteration} mixed versions: {r.set_aside}"
@@ -207,31 +148,29 @@ def test_on_board_and_off_board_replaced_mid_assignment_without_restarting_anyth
 
     db = sqlite3.connect(f"file:{fleet.workdir / 'server.sqlite3'}?mode=ro", uri=True)
     actions = [row for row in db.execute("SELECT action, detail FROM audit WHERE assignment = ? ORDER BY id", (a,))]
-    assert [act for act, _ in actions] == ["submit", "submit", "deploy", "deploy", "migrate", "cancel"]  # finish() cancels
+    assert [act for act, _ in actions] == ["submit", "submit", "deploy", "deploy", "migrate",
+                                           "cancel"]  # finish() cancels
     assert H[V2.name] in actions[2][1] and H[OFF_V2.name] in actions[3][1]
 
 
-def test_a_minority_on_another_version_is_set_aside_by_the_vote(fleet):
+@pytest.mark.timeout(90)
+async def test_a_minority_on_another_version_is_set_aside_by_the_vote(fleet):
     first, second, third = fleet.vehicle_ids
 
-    async def main():
-        client = await fleet.client()
-        try:
-            a = (await client.submit(spec(V1, OFF_V1))).assignment
-            await wait_iterations(client, a, 1)
-            _, end = await deploy(client, assignment=a, side="on_board", module=V2, vehicles=[first])
-            assert end.complete and end.acked == [first]
-            t1 = time.time()
-            minority = await wait_iterations(client, a, 2, after=t1)
-            _, end = await deploy(client, assignment=a, side="on_board", module=V2, vehicles=[second])
-            t2 = time.time()
-            majority = await wait_iterations(client, a, 2, after=t2)
-            await finish(client, a)
-            return minority, majority
-        finally:
-            await client.close()
-
-    minority, majority = run(main(), timeout=90)
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1, OFF_V1))).assignment
+        await wait_iterations(client, a, 1)
+        _, end = await deploy(client, assignment=a, side="on_board", module=V2, vehicles=[first])
+        assert end.complete and end.acked == [first]
+        t1 = time.time()
+        minority = await wait_iterations(client, a, 2, after=t1)
+        _, end = await deploy(client, assignment=a, side="on_board", module=V2, vehicles=[second])
+        t2 = time.time()
+        majority = await wait_iterations(client, a, 2, after=t2)
+        await finish(client, a)
+    finally:
+        await client.close()
     for r in minority:  # one vehicle on v2: v1 wins, the v2 result is kept but not aggregated
         assert r.code_hash == H[V1.name] and r.set_aside == {first: H[V2.name]}
         assert r.vehicles[first].ok and r.vehicles[first].value["version"] == 2
@@ -242,36 +181,36 @@ def test_a_minority_on_another_version_is_set_aside_by_the_vote(fleet):
         assert r.fleet["versions"] == [2] and version_of(r) == {2}
 
 
-def test_a_broken_module_is_refused_and_the_old_version_keeps_running(fleet):
+@pytest.mark.timeout(90)
+async def test_a_broken_module_is_refused_and_the_old_version_keeps_running(fleet):
     broken = {
-        "forbidden import": ModuleSource(name="bad.py", source="import os\ndef on_board(window, params, state):\n    return 1\n"),
+        "forbidden import": ModuleSource(name="bad.py",
+                                         source="import os\ndef on_board(window, params, state):\n    return 1\n"),
         "does not define on_board": ModuleSource(
             name="offonly.py", source="def off_board(results, params, state):\n    return 1\n"
         ),
-        "ZeroDivisionError": ModuleSource(name="boom.py", source="X = 1 / 0\ndef on_board(window, params, state):\n    return X\n"),
+        "ZeroDivisionError": ModuleSource(name="boom.py",
+                                          source="X = 1 / 0\ndef on_board(window, params, state):\n    return X\n"),
     }
 
-    async def main():
-        client = await fleet.client()
-        try:
-            a = (await client.submit(spec(V1))).assignment
-            await wait_iterations(client, a, 1)
-            reasons = {}
-            for expect, module in broken.items():
-                with pytest.raises(RequestFailed) as info:
-                    await deploy(client, assignment=a, side="on_board", module=module)
-                reasons[expect] = info.value.reason
-            with pytest.raises(RequestFailed) as info:  # built-in fleet step: nothing to replace off board
-                await deploy(client, assignment=a, side="off_board", module=OFF_V1)
-            reasons["built-in"] = info.value.reason
-            t = time.time()
-            later = await wait_iterations(client, a, 2, after=t)
-            await finish(client, a)
-            return a, reasons, later, await client.versions(a)
-        finally:
-            await client.close()
-
-    a, reasons, later, versions = run(main(), timeout=90)
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1))).assignment
+        await wait_iterations(client, a, 1)
+        reasons = {}
+        for expect, module in broken.items():
+            with pytest.raises(RequestFailed) as info:
+                await deploy(client, assignment=a, side="on_board", module=module)
+            reasons[expect] = info.value.reason
+        with pytest.raises(RequestFailed) as info:  # built-in fleet step: nothing to replace off board
+            await deploy(client, assignment=a, side="off_board", module=OFF_V1)
+        reasons["built-in"] = info.value.reason
+        t = time.time()
+        later = await wait_iterations(client, a, 2, after=t)
+        await finish(client, a)
+        a, reasons, later, versions = a, reasons, later, await client.versions(a)
+    finally:
+        await client.close()
     for expect, reason in reasons.items():
         assert expect in reason, reason
     assert "the running version stays" in reasons["forbidden import"]
@@ -283,25 +222,23 @@ def test_a_broken_module_is_refused_and_the_old_version_keeps_running(fleet):
     assert actions == ["submit"] + ["deploy refused"] * 4 + ["cancel"]  # finish() cancels
 
 
-def test_rollback_deploys_an_earlier_version_by_its_hash(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            a = (await client.submit(spec(V1))).assignment
-            await deploy(client, assignment=a, side="on_board", module=V2)
-            await wait_iterations(client, a, 1, after=time.time())
-            events, end = await deploy(client, assignment=a, side="on_board", code_hash=H[V1.name][:10])
-            assert events[0].rollback and events[0].code_hash == H[V1.name] and end.complete
-            t = time.time()
-            back = await wait_iterations(client, a, 2, after=t)
-            with pytest.raises(RequestFailed) as info:
-                await deploy(client, assignment=a, side="on_board", code_hash=H[V3.name][:10])
-            await finish(client, a)
-            return back, info.value.reason, await client.versions(a)
-        finally:
-            await client.close()
-
-    back, unknown, versions = run(main(), timeout=90)
+@pytest.mark.timeout(90)
+async def test_rollback_deploys_an_earlier_version_by_its_hash(fleet):
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1))).assignment
+        await deploy(client, assignment=a, side="on_board", module=V2)
+        await wait_iterations(client, a, 1, after=time.time())
+        events, end = await deploy(client, assignment=a, side="on_board", code_hash=H[V1.name][:10])
+        assert events[0].rollback and events[0].code_hash == H[V1.name] and end.complete
+        t = time.time()
+        back = await wait_iterations(client, a, 2, after=t)
+        with pytest.raises(RequestFailed) as info:
+            await deploy(client, assignment=a, side="on_board", code_hash=H[V3.name][:10])
+        await finish(client, a)
+        back, unknown, versions = back, info.value.reason, await client.versions(a)
+    finally:
+        await client.close()
     for r in back:
         assert r.code_hash == H[V1.name] and version_of(r) == {1} and not r.set_aside
     assert "never ran" in unknown
@@ -309,32 +246,30 @@ def test_rollback_deploys_an_earlier_version_by_its_hash(fleet):
     assert [v.current for v in versions.versions] == [False, False, True]
 
 
-def test_an_agent_offline_during_a_deploy_gets_the_current_version_when_it_returns(fleet):
+@pytest.mark.timeout(120)
+async def test_an_agent_offline_during_a_deploy_gets_the_current_version_when_it_returns(fleet):
     gone = fleet.vehicle_ids[-1]
 
-    async def main():
-        client = await fleet.client()
-        try:
-            # quorum all, short deadline: iterations close at the deadline while it is gone, and
-            # once it is back it answers every iteration (with a quorum of 2 the restarted,
-            # slowest vehicle could be cut from each one)
-            a = (await client.submit(spec(V1, deadline=2.0))).assignment
-            await wait_iterations(client, a, 1)
-            fleet.kill_agent(gone)
-            events, end = await deploy(client, assignment=a, side="on_board", module=V3)
-            assert events[0].offline == [gone] and gone not in events[0].vehicles
-            assert end.complete and end.waiting == [gone]
-            fleet.start_agent(fleet.vehicle_ids.index(gone))
-            await fleet.wait_connected(client, [gone])
-            t = time.time()
-            later = await wait_iterations(client, a, 3, after=t)
-            status = await client.status()
-            await finish(client, a)
-            return a, later, status, await client.versions(a)
-        finally:
-            await client.close()
-
-    a, later, status, versions = run(main(), timeout=120)
+    client = await fleet.client()
+    try:
+        # quorum all, short deadline: iterations close at the deadline while it is gone, and
+        # once it is back it answers every iteration (with a quorum of 2 the restarted,
+        # slowest vehicle could be cut from each one)
+        a = (await client.submit(spec(V1, deadline=2.0))).assignment
+        await wait_iterations(client, a, 1)
+        fleet.kill_agent(gone)
+        events, end = await deploy(client, assignment=a, side="on_board", module=V3)
+        assert events[0].offline == [gone] and gone not in events[0].vehicles
+        assert end.complete and end.waiting == [gone]
+        fleet.start_agent(fleet.vehicle_ids.index(gone))
+        await fleet.wait_connected(client, [gone])
+        t = time.time()
+        later = await wait_iterations(client, a, 3, after=t)
+        status = await client.status()
+        await finish(client, a)
+        a, later, status, versions = a, later, status, await client.versions(a)
+    finally:
+        await client.close()
     answered = [r.vehicles[gone] for r in later if gone in r.vehicles]
     assert answered, "the returning agent answered no iteration"
     assert all(v.code_hash == H[V3.name] and v.value["version"] == 3 for v in answered)
@@ -346,27 +281,25 @@ def test_an_agent_offline_during_a_deploy_gets_the_current_version_when_it_retur
     assert gone in deployed.acked
 
 
-def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
+async def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
     import os
     import subprocess
     import sys
 
     def oodida(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "OODIDA_CREDENTIALS": str(fleet.analyst_credentials), "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
+        env = {**os.environ, "OODIDA_CREDENTIALS": str(fleet.analyst_credentials),
+               "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
         return subprocess.run([sys.executable, "-m", "oodida", *args], capture_output=True, text=True, env=env,
                               timeout=60)
 
-    async def submit() -> int:
-        client = await fleet.client()
-        try:
-            return (await client.submit(spec(V1))).assignment
-        finally:
-            await client.close()
-
-    a = run(submit(), timeout=30)
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1))).assignment
+    finally:
+        await client.close()
     path = tmp_path / V2.name
     path.write_text(V2.source)
-    out = oodida("deploy", str(path), "--assignment", str(a), "--on-board")
+    out = await asyncio.to_thread(oodida, "deploy", str(path), "--assignment", str(a), "--on-board")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"deploying count_v2.py {H[V2.name][:12]} to assignment {a} (on board): 3 vehicles")
@@ -376,34 +309,32 @@ def test_the_analyst_commands_deploy_versions_and_rollback(fleet, tmp_path):
 
     bad = tmp_path / "bad.py"
     bad.write_text("import os\ndef on_board(window, params, state):\n    return 1\n")
-    out = oodida("deploy", str(bad), "--assignment", str(a), "--on-board")
+    out = await asyncio.to_thread(oodida, "deploy", str(bad), "--assignment", str(a), "--on-board")
     assert out.returncode == 1 and "forbidden import" in out.stderr and "the running version stays" in out.stderr
 
-    out = oodida("rollback", str(a), H[V1.name][:8])  # the side is found from the versions
+    out = await asyncio.to_thread(oodida, "rollback", str(a), H[V1.name][:8])  # the side is found from the versions
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"rolling back to count_v1.py {H[V1.name][:12]}")
 
-    out = oodida("versions", str(a))
+    out = await asyncio.to_thread(oodida, "versions", str(a))
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "on board" in line]
     assert [r[1:].split()[4] for r in rows] == ["submit", "deploy", "rollback"]
     assert rows[-1].startswith("*") and not rows[0].startswith("*")
 
-    out = oodida("versions", str(a), "--json")
+    out = await asyncio.to_thread(oodida, "versions", str(a), "--json")
     table = __import__("json").loads(out.stdout)
     assert [v["code_hash"] for v in table["versions"]] == [H[V1.name], H[V2.name], H[V1.name]]
 
-    async def cancel() -> None:
-        client = await fleet.client()
-        try:
-            await finish(client, a)
-        finally:
-            await client.close()
-
-    run(cancel(), timeout=30)
+    client = await fleet.client()
+    try:
+        await finish(client, a)
+    finally:
+        await client.close()
 
 
-def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alone(fleet):
+@pytest.mark.timeout(90)
+async def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alone(fleet):
     slow = ModuleSource(
         name="slow.py",
         source=(
@@ -415,27 +346,24 @@ def test_a_task_cancelled_in_the_middle_of_a_sandbox_call_leaves_the_worker_alon
         ),
     )
 
-    async def main():
-        client = await fleet.client()
-        try:
-            a = (await client.submit(spec(V1))).assignment  # every agent has its worker running
-            await wait_iterations(client, a, 1)
-            await finish(client, a)
-            before = await processes(client)
-            while True:  # agents report every 0.5 s: a worker started just now shows in the next report
-                await asyncio.sleep(1.1)
-                if (settled := await processes(client)) == before:
-                    break
-                before = settled
-            # the calls outlive the deadline, so the server cancels every vehicle's task mid-call
-            b = (await client.submit(spec(slow, iterations=2, deadline=0.5, params={"loops": 20_000_000}))).assignment
-            got = [r async for r in client.results(b, follow=True) if isinstance(r, IterationReport)]
-            await asyncio.sleep(3.0)  # the abandoned calls run to their end
-            return got, before, await processes(client)
-        finally:
-            await client.close()
-
-    got, before, after = run(main(), timeout=90)
+    client = await fleet.client()
+    try:
+        a = (await client.submit(spec(V1))).assignment  # every agent has its worker running
+        await wait_iterations(client, a, 1)
+        await finish(client, a)
+        before = await processes(client)
+        while True:  # agents report every 0.5 s: a worker started just now shows in the next report
+            await asyncio.sleep(1.1)
+            if (settled := await processes(client)) == before:
+                break
+            before = settled
+        # the calls outlive the deadline, so the server cancels every vehicle's task mid-call
+        b = (await client.submit(spec(slow, iterations=2, deadline=0.5, params={"loops": 20_000_000}))).assignment
+        got = [r async for r in client.results(b, follow=True) if isinstance(r, IterationReport)]
+        await asyncio.sleep(3.0)  # the abandoned calls run to their end
+        after = await processes(client)
+    finally:
+        await client.close()
     assert [r.status for r in got] == ["failed", "failed"] and all(sorted(r.missing) == fleet.vehicle_ids for r in got)
     # Same processes (agents, their zygotes, the server), none replaced: each agent
     # started exactly one worker more, assignment b's own, and restarted none.

@@ -36,7 +36,6 @@ from oodida.wire.messages import (
     StatusRequest,
     WindowSpec,
 )
-from tests.conftest import run
 from tests.credentials import ANALYST_SECRET, READER_SECRET, VEHICLE_SECRET, plain_config
 from tests.wire.examples import ONE_OF_EACH, frame
 
@@ -48,12 +47,6 @@ def deployment(tmp_path: Path, **options: object) -> Deployment:
         tmp_path / "d", vehicles=["car-1", "car-2"], analysts=["alice"], readers=["bob"], hosts=HOSTS, port=free_port(),
         **options,  # type: ignore[arg-type]
     )
-
-
-async def tls_server(d: Deployment) -> Server:
-    server = Server(load_server_config(d.server_config))
-    await server.start()
-    return server
 
 
 def vehicle_context(d: Deployment, vehicle: str, *, cert_of: str | None = None) -> ssl.SSLContext:
@@ -82,7 +75,7 @@ async def as_vehicle(server: Server, d: Deployment, vehicle: str, *, secret: str
 # --- the handshake over TLS: who gets in, and why not ----------------------------------------
 
 
-def test_credentials_from_init_connect_over_tls_and_refusals_say_why(tmp_path: Path) -> None:
+async def test_credentials_from_init_connect_over_tls_and_refusals_say_why(tmp_path: Path, start_server) -> None:
     d = deployment(tmp_path)
     store = Credentials(d.database)
     old_secret = store.add("old-car", Role.VEHICLE, expires=time.time() - 60)
@@ -90,128 +83,111 @@ def test_credentials_from_init_connect_over_tls_and_refusals_say_why(tmp_path: P
     store.revoke("gone-car")
     store.close()
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            channel = await as_vehicle(server, d, "car-1")
-            assert channel.writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
-            await channel.close()
-            async with await AnalystClient.from_file(d.clients["alice"], server=("127.0.0.1", server.port)) as alice:
-                assert isinstance(await alice.status(), StatusReply)
-            context = vehicle_context(d, "car-1")
+    server = await start_server(load_server_config(d.server_config))
+    channel = await as_vehicle(server, d, "car-1")
+    assert channel.writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+    await channel.close()
+    async with await AnalystClient.from_file(d.clients["alice"], server=("127.0.0.1", server.port)) as alice:
+        assert isinstance(await alice.status(), StatusReply)
+    context = vehicle_context(d, "car-1")
 
-            async def refused(identity: str, secret: str, role: Role = Role.VEHICLE) -> str:
-                with pytest.raises(HandshakeRefused) as info:
-                    await connect("127.0.0.1", server.port, role=role, identity=identity, secret=secret,
-                                  ssl_context=context)
-                assert info.value.code is ErrorCode.AUTH
-                return info.value.reason
+    async def refused(identity: str, secret: str, role: Role = Role.VEHICLE) -> str:
+        with pytest.raises(HandshakeRefused) as info:
+            await connect("127.0.0.1", server.port, role=role, identity=identity, secret=secret,
+                          ssl_context=context)
+        assert info.value.code is ErrorCode.AUTH
+        return info.value.reason
 
-            assert await refused("car-9", "x" * 43) == "no credential for vehicle 'car-9'"
-            assert await refused("car-1", "not-the-secret-of-car-1") == (
-                "wrong proof (wrong secret, or a replayed handshake) for vehicle car-1"
-            )
-            assert (await refused("car-1", secret_of(d, "car-2"))).startswith("wrong proof")
-            assert await refused("car-1", secret_of(d, "car-1"), Role.ANALYST) == (
-                "credential of car-1 is for role vehicle, not analyst"
-            )
-            assert await refused("bob", "whatever-secret", Role.ANALYST) == (
-                "credential of bob is for role reader, not analyst"
-            )
-            assert (await refused("old-car", old_secret)).startswith("credential of old-car expired at 20")
-            assert (await refused("gone-car", gone_secret)).startswith("credential of gone-car was revoked at")
-            # and the server goes on serving the honest
-            channel = await as_vehicle(server, d, "car-2")
-            await channel.close()
-        finally:
-            await server.stop()
-
-    run(main())
+    assert await refused("car-9", "x" * 43) == "no credential for vehicle 'car-9'"
+    assert await refused("car-1", "not-the-secret-of-car-1") == (
+        "wrong proof (wrong secret, or a replayed handshake) for vehicle car-1"
+    )
+    assert (await refused("car-1", secret_of(d, "car-2"))).startswith("wrong proof")
+    assert await refused("car-1", secret_of(d, "car-1"), Role.ANALYST) == (
+        "credential of car-1 is for role vehicle, not analyst"
+    )
+    assert await refused("bob", "whatever-secret", Role.ANALYST) == (
+        "credential of bob is for role reader, not analyst"
+    )
+    assert (await refused("old-car", old_secret)).startswith("credential of old-car expired at 20")
+    assert (await refused("gone-car", gone_secret)).startswith("credential of gone-car was revoked at")
+    # and the server goes on serving the honest
+    channel = await as_vehicle(server, d, "car-2")
+    await channel.close()
 
 
-def test_a_replayed_handshake_is_refused(tmp_path: Path) -> None:
+async def test_a_replayed_handshake_is_refused(tmp_path: Path, start_server) -> None:
     """Record every byte a real client sends in a successful handshake (plain TCP on
     loopback, so the bytes are readable), then send the same bytes on a new
     connection: the server's fresh nonce makes the recorded proof worthless."""
     config = plain_config(tmp_path, vehicles=("car-1",))
 
-    async def main() -> None:
-        server = Server(config)
-        await server.start()
-        recorded: list[bytes] = []
+    server = await start_server(config)
+    recorded: list[bytes] = []
 
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: list[bytes] | None) -> None:
-            try:
-                while data := await reader.read(65536):
-                    if keep is not None:
-                        keep.append(data)
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                writer.close()
-
-        async def recorder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
-            await asyncio.gather(pipe(reader, up_writer, recorded), pipe(up_reader, writer, None))
-
-        proxy = await asyncio.start_server(recorder, "127.0.0.1", 0)
-        proxy_port = proxy.sockets[0].getsockname()[1]
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: list[bytes] | None) -> None:
         try:
-            channel, welcome = await connect("127.0.0.1", proxy_port, role=Role.VEHICLE, identity="car-1",
-                                             secret=VEHICLE_SECRET)
-            assert welcome.signature
-            await channel.close()
-            handshake_bytes = b"".join(recorded)
-            assert b"car-1" in handshake_bytes and VEHICLE_SECRET.encode() not in handshake_bytes
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            writer.write(handshake_bytes)  # hello and proof, exactly as recorded
-            await writer.drain()
-            answer = await asyncio.wait_for(reader.read(), 10)  # until the server closes
-            writer.close()
-            assert b"challenge" in answer  # a fresh challenge, which the replay cannot answer
-            assert b"wrong proof (wrong secret, or a replayed handshake)" in answer
-            assert b"welcome" not in answer
+            while data := await reader.read(65536):
+                if keep is not None:
+                    keep.append(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
         finally:
-            proxy.close()
-            await proxy.wait_closed()
-            await server.stop()
+            writer.close()
 
-    run(main())
+    async def recorder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.gather(pipe(reader, up_writer, recorded), pipe(up_reader, writer, None))
+
+    proxy = await asyncio.start_server(recorder, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    try:
+        channel, welcome = await connect("127.0.0.1", proxy_port, role=Role.VEHICLE, identity="car-1",
+                                         secret=VEHICLE_SECRET)
+        assert welcome.signature
+        await channel.close()
+        handshake_bytes = b"".join(recorded)
+        assert b"car-1" in handshake_bytes and VEHICLE_SECRET.encode() not in handshake_bytes
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(handshake_bytes)  # hello and proof, exactly as recorded
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+        writer.close()
+        assert b"challenge" in answer  # a fresh challenge, which the replay cannot answer
+        assert b"wrong proof (wrong secret, or a replayed handshake)" in answer
+        assert b"welcome" not in answer
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
 
 
 # --- roles: every message type each role may not send is refused, the session goes on ------------
 
 
-def test_every_message_a_role_may_not_send_is_refused_with_a_reason_and_the_session_goes_on(tmp_path: Path) -> None:
+async def test_every_message_a_role_may_not_send_is_refused_with_a_reason_and_the_session_goes_on(
+        tmp_path: Path, start_server) -> None:
     config = plain_config(tmp_path, vehicles=("car-1",), analysts=("alice",), readers=("bob",))
     peers = {Role.VEHICLE: ("car-1", VEHICLE_SECRET), Role.ANALYST: ("alice", ANALYST_SECRET),
              Role.READER: ("bob", READER_SECRET)}
     assert set(ONE_OF_EACH) == set(MESSAGE_TYPES.values())  # every type of the protocol has an example
 
-    async def main() -> None:
-        server = Server(config)
-        await server.start()
-        try:
-            for role, (identity, secret) in peers.items():
-                channel, _ = await connect("127.0.0.1", server.port, role=role, identity=identity, secret=secret)
-                allowed = RECEIVABLE[(Side.SERVER, State.READY, role)]
-                refused = sorted((cls for cls in ONE_OF_EACH if cls not in allowed), key=lambda c: c.__name__)
-                assert refused, role
-                for cls in refused:
-                    await channel.send_bytes(frame(ONE_OF_EACH[cls]))  # past our own client's checks
-                    reply = await asyncio.wait_for(channel.recv(), 10)
-                    tag = cls.__struct_config__.tag
-                    assert isinstance(reply, Error), (role, cls)
-                    assert f"{tag!r} is not allowed from a {role.value}" in reply.reason, reply.reason
-                    assert reply.id == getattr(ONE_OF_EACH[cls], "id", None)
-                await still_served(channel, role)
-                await channel.close()
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(config)
+    for role, (identity, secret) in peers.items():
+        channel, _ = await connect("127.0.0.1", server.port, role=role, identity=identity, secret=secret)
+        allowed = RECEIVABLE[(Side.SERVER, State.READY, role)]
+        refused = sorted((cls for cls in ONE_OF_EACH if cls not in allowed), key=lambda c: c.__name__)
+        assert refused, role
+        for cls in refused:
+            await channel.send_bytes(frame(ONE_OF_EACH[cls]))  # past our own client's checks
+            reply = await asyncio.wait_for(channel.recv(), 10)
+            tag = cls.__struct_config__.tag
+            assert isinstance(reply, Error), (role, cls)
+            assert f"{tag!r} is not allowed from a {role.value}" in reply.reason, reply.reason
+            assert reply.id == getattr(ONE_OF_EACH[cls], "id", None)
+        await still_served(channel, role)
+        await channel.close()
 
 
 async def still_served(channel: Channel, role: Role, identity: str = "car-1") -> None:
@@ -228,115 +204,85 @@ async def still_served(channel: Channel, role: Role, identity: str = "car-1") ->
         assert isinstance(reply, StatusReply) and reply.id == 77
 
 
-def test_a_reader_reads_but_may_not_submit_cancel_or_deploy(tmp_path: Path) -> None:
+async def test_a_reader_reads_but_may_not_submit_cancel_or_deploy(tmp_path: Path, start_server) -> None:
     d = deployment(tmp_path)
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            async with await AnalystClient.from_file(d.clients["bob"], server=("127.0.0.1", server.port)) as bob:
-                assert isinstance(await bob.status(), StatusReply)
-                with pytest.raises(RequestFailed, match="a reader may not send 'cancel'"):
-                    await bob.cancel(1)
-                with pytest.raises(RequestFailed, match="a reader may not send 'submit'"):
-                    await bob.submit(AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1)))
-                with pytest.raises(RequestFailed, match="no assignment 1"):  # reads go through
-                    await bob.versions(1)
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(load_server_config(d.server_config))
+    async with await AnalystClient.from_file(d.clients["bob"], server=("127.0.0.1", server.port)) as bob:
+        assert isinstance(await bob.status(), StatusReply)
+        with pytest.raises(RequestFailed, match="a reader may not send 'cancel'"):
+            await bob.cancel(1)
+        with pytest.raises(RequestFailed, match="a reader may not send 'submit'"):
+            await bob.submit(AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1)))
+        with pytest.raises(RequestFailed, match="no assignment 1"):  # reads go through
+            await bob.versions(1)
 
 
 # --- TLS ---------------------------------------------------------------------------------------
 
 
-def test_a_plain_client_against_the_tls_server_fails_cleanly(tmp_path: Path) -> None:
+async def test_a_plain_client_against_the_tls_server_fails_cleanly(tmp_path: Path, start_server) -> None:
     d = deployment(tmp_path)
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            started = time.monotonic()
-            with pytest.raises(ChannelError):
-                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
-                              secret=secret_of(d, "car-1"), timeout=20)
-            assert time.monotonic() - started < 15  # refused, not left to time out
-            channel = await as_vehicle(server, d, "car-1")  # and the server still serves TLS
-            await channel.close()
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(load_server_config(d.server_config))
+    started = time.monotonic()
+    with pytest.raises(ChannelError):
+        await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
+                      secret=secret_of(d, "car-1"), timeout=20)
+    assert time.monotonic() - started < 15  # refused, not left to time out
+    channel = await as_vehicle(server, d, "car-1")  # and the server still serves TLS
+    await channel.close()
 
 
-def test_a_server_certificate_from_another_ca_is_refused_by_the_client(tmp_path: Path) -> None:
+async def test_a_server_certificate_from_another_ca_is_refused_by_the_client(tmp_path: Path, start_server) -> None:
     d = deployment(tmp_path)
     other = init_deployment(tmp_path / "other", vehicles=["car-1"], hosts=HOSTS, port=free_port())
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            with pytest.raises(ChannelError, match="not trusted"):
-                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
-                              secret=secret_of(d, "car-1"), ssl_context=vehicle_context(other, "car-1"))
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(load_server_config(d.server_config))
+    with pytest.raises(ChannelError, match="not trusted"):
+        await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
+                      secret=secret_of(d, "car-1"), ssl_context=vehicle_context(other, "car-1"))
 
 
-def test_a_server_certificate_for_another_host_is_refused_by_the_client(tmp_path: Path) -> None:
+async def test_a_server_certificate_for_another_host_is_refused_by_the_client(tmp_path: Path, start_server) -> None:
     d = init_deployment(tmp_path / "d", vehicles=["car-1"], hosts=["fleet.example.com"], port=free_port(),
                         listen="127.0.0.1")
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            with pytest.raises(ChannelError, match="not trusted.*(match|mismatch)"):
-                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
-                              secret=secret_of(d, "car-1"), ssl_context=vehicle_context(d, "car-1"))
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(load_server_config(d.server_config))
+    with pytest.raises(ChannelError, match="not trusted.*(match|mismatch)"):
+        await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
+                      secret=secret_of(d, "car-1"), ssl_context=vehicle_context(d, "car-1"))
 
 
-def test_mutual_tls_vehicles_must_present_their_own_certificate(tmp_path: Path) -> None:
+async def test_mutual_tls_vehicles_must_present_their_own_certificate(tmp_path: Path, start_server) -> None:
     d = deployment(tmp_path, vehicle_certificates=True)
     stranger_ca = make_ca("a stranger's CA")
     stranger = issue(stranger_ca, "car-1")
     stranger.write(tmp_path / "stranger.pem", tmp_path / "stranger.key")
 
-    async def main() -> None:
-        server = await tls_server(d)
-        try:
-            channel = await as_vehicle(server, d, "car-1")  # its own certificate: in
-            await channel.close()
-            with pytest.raises(HandshakeRefused) as info:  # car-2's certificate, car-1's secret
-                await as_vehicle(server, d, "car-1", context=vehicle_context(d, "car-1", cert_of="car-2"))
-            assert info.value.reason == "the client certificate is for car-2, not vehicle car-1"
-            with pytest.raises(HandshakeRefused) as info:  # no certificate at all
-                await as_vehicle(server, d, "car-1", context=vehicle_context(d, "car-1"))
-            assert "presented no client certificate" in info.value.reason
-            context = client_context(ca=str(d.ca), cert=str(tmp_path / "stranger.pem"),
-                                     key=str(tmp_path / "stranger.key"))
-            with pytest.raises(ChannelError) as failed:  # a certificate the server's CA did not sign
-                await as_vehicle(server, d, "car-1", context=context)
-            assert not isinstance(failed.value, HandshakeRefused)  # TLS itself said no
-            # analysts need no certificate on the same port
-            async with await AnalystClient.from_file(d.clients["alice"], server=("127.0.0.1", server.port)) as alice:
-                assert isinstance(await alice.status(), StatusReply)
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(load_server_config(d.server_config))
+    channel = await as_vehicle(server, d, "car-1")  # its own certificate: in
+    await channel.close()
+    with pytest.raises(HandshakeRefused) as info:  # car-2's certificate, car-1's secret
+        await as_vehicle(server, d, "car-1", context=vehicle_context(d, "car-1", cert_of="car-2"))
+    assert info.value.reason == "the client certificate is for car-2, not vehicle car-1"
+    with pytest.raises(HandshakeRefused) as info:  # no certificate at all
+        await as_vehicle(server, d, "car-1", context=vehicle_context(d, "car-1"))
+    assert "presented no client certificate" in info.value.reason
+    context = client_context(ca=str(d.ca), cert=str(tmp_path / "stranger.pem"),
+                             key=str(tmp_path / "stranger.key"))
+    with pytest.raises(ChannelError) as failed:  # a certificate the server's CA did not sign
+        await as_vehicle(server, d, "car-1", context=context)
+    assert not isinstance(failed.value, HandshakeRefused)  # TLS itself said no
+    # analysts need no certificate on the same port
+    async with await AnalystClient.from_file(d.clients["alice"], server=("127.0.0.1", server.port)) as alice:
+        assert isinstance(await alice.status(), StatusReply)
 
 
 # --- configuration: plain TCP only on loopback, asked for explicitly ------------------------------
 
 
-def test_plain_tcp_is_refused_at_config_load_off_loopback(tmp_path: Path) -> None:
+async def test_plain_tcp_is_refused_at_config_load_off_loopback(tmp_path: Path) -> None:
     server_toml = tmp_path / "server.toml"
     server_toml.write_text('[listen]\nhost = "0.0.0.0"\nplain = true\n')
     with pytest.raises(ConfigError, match="plain TCP is only allowed on a loopback address.*'0.0.0.0'"):
@@ -375,16 +321,14 @@ def test_plain_tcp_is_refused_at_config_load_off_loopback(tmp_path: Path) -> Non
     assert load_agent_config(agent_toml).server.secret() == "s" * 43
 
     cli = tmp_path / "alice.toml"
-    cli.write_text('identity = "alice"\nrole = "analyst"\nsecret = "' + "s" * 43 + '"\nhost = "10.0.0.1"\nplain = true\n')
+    cli.write_text('identity = "alice"\nrole = "analyst"\nsecret = "' + "s" * 43
+                   + '"\nhost = "10.0.0.1"\nplain = true\n')
     cli.chmod(0o600)
     with pytest.raises(CredentialFileError, match="plain TCP is only allowed on a loopback address.*10.0.0.1"):
         load_client_credentials(cli)
 
-    async def dial() -> None:
-        await connect("192.0.2.1", 7400, role=Role.VEHICLE, identity="car-1", secret="s" * 43)
-
     with pytest.raises(ChannelError, match="plain TCP is only allowed"):  # the dialer checks too
-        run(dial())
+        await connect("192.0.2.1", 7400, role=Role.VEHICLE, identity="car-1", secret="s" * 43)
 
 
 def test_a_credential_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -399,7 +343,7 @@ def test_a_credential_file_readable_by_others_is_refused(tmp_path: Path) -> None
 # --- the real processes ------------------------------------------------------------------------
 
 
-def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credential_file(tmp_path: Path) -> None:
+async def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credential_file(tmp_path: Path) -> None:
     """`oodida server` and `oodida agent` as processes, vehicles presenting their
     certificates, an assignment through, and the CLI as a reader: reads, no submit."""
     import os
@@ -410,7 +354,7 @@ def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credentia
 
     fleet = LocalFleet(tmp_path, vehicles=2, speed=4.0, loop=True, signals=["SPEED"], vehicle_certificates=True)
 
-    async def main() -> int:
+    with fleet:
         fleet.start()
         client = await fleet.client()
         try:
@@ -421,63 +365,56 @@ def test_server_and_agent_processes_over_mutual_tls_and_the_cli_with_a_credentia
             reports = [r async for r in client.results(submitted.assignment, follow=True)]
             assert reports[-1].state == "done"  # type: ignore[union-attr]
             assert all(set(r.vehicles) == {"car-1", "car-2"} for r in reports[:-1])  # type: ignore[union-attr]
-            return submitted.assignment
+            assignment = submitted.assignment
         finally:
             await client.close()
-
-    with fleet:
-        assignment = run(main())
         assert "(TLS)" in (tmp_path / "server.log").read_text()
         env = {**os.environ, "OODIDA_CREDENTIALS": str(fleet.reader_credentials),
                "OODIDA_SERVER": f"127.0.0.1:{fleet.port}"}
-        read = subprocess.run([sys.executable, "-m", "oodida", "results", str(assignment), "--json"],
-                              capture_output=True, text=True, env=env, timeout=60)
+        read = await asyncio.to_thread(subprocess.run,
+                                       [sys.executable, "-m", "oodida", "results", str(assignment), "--json"],
+                                       capture_output=True, text=True, env=env, timeout=60)
         assert read.returncode == 0, read.stderr
-        submit = subprocess.run([sys.executable, "-m", "oodida", "submit", "--signals", "SPEED", "--window", "1s"],
-                                capture_output=True, text=True, env=env, timeout=60)
+        submit = await asyncio.to_thread(subprocess.run,
+                                         [sys.executable, "-m", "oodida", "submit", "--signals", "SPEED",
+                                          "--window", "1s"],
+                                         capture_output=True, text=True, env=env, timeout=60)
         assert submit.returncode == 1 and "a reader may not send 'submit'" in submit.stderr, submit.stderr
 
 
 # --- revocation ends live sessions ----------------------------------------------------------------
 
 
-def test_revoking_a_credential_ends_its_live_sessions_with_the_reason(tmp_path: Path) -> None:
+async def test_revoking_a_credential_ends_its_live_sessions_with_the_reason(tmp_path: Path, start_server) -> None:
     config = msgspec_replace(plain_config(tmp_path, vehicles=("car-1", "car-2"), analysts=("alice",)),
                              credential_check=0.2)
 
-    async def main() -> None:
-        server = Server(config)
-        await server.start()
-        try:
-            car1, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
-                                    secret=VEHICLE_SECRET)
-            car2, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
-                                    secret=VEHICLE_SECRET)
-            alice, _ = await connect("127.0.0.1", server.port, role=Role.ANALYST, identity="alice",
-                                     secret=ANALYST_SECRET)
-            store = Credentials(config.database)  # as `oodida credentials revoke` does, from outside
-            store.revoke("car-1")
-            store.revoke("alice")
-            store.close()
-            for channel, who in ((car1, "car-1"), (alice, "alice")):
-                error = await asyncio.wait_for(channel.recv(), 20)
-                assert isinstance(error, Error) and error.code is ErrorCode.AUTH
-                assert error.reason.startswith(f"credential of {who} was revoked at")
-                with pytest.raises(ChannelError):
-                    await asyncio.wait_for(channel.recv(), 20)
-            await still_served(car2, Role.VEHICLE, "car-2")  # the others go on
-            forged = Result(assignment=99, iteration=1, vehicle="car-1", ok=True, code_hash="h", value=1)
-            await car2.send(forged)  # and a vehicle speaks for itself only
-            error = await asyncio.wait_for(car2.recv(), 10)
-            assert isinstance(error, Error) and error.reason == "vehicle car-2 may not send results of car-1"
-            with pytest.raises(HandshakeRefused, match="revoked"):
-                await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1", secret=VEHICLE_SECRET)
-            for channel in (car1, car2, alice):
-                await channel.close()
-        finally:
-            await server.stop()
-
-    run(main())
+    server = await start_server(config)
+    car1, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1",
+                            secret=VEHICLE_SECRET)
+    car2, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
+                            secret=VEHICLE_SECRET)
+    alice, _ = await connect("127.0.0.1", server.port, role=Role.ANALYST, identity="alice",
+                             secret=ANALYST_SECRET)
+    store = Credentials(config.database)  # as `oodida credentials revoke` does, from outside
+    store.revoke("car-1")
+    store.revoke("alice")
+    store.close()
+    for channel, who in ((car1, "car-1"), (alice, "alice")):
+        error = await asyncio.wait_for(channel.recv(), 20)
+        assert isinstance(error, Error) and error.code is ErrorCode.AUTH
+        assert error.reason.startswith(f"credential of {who} was revoked at")
+        with pytest.raises(ChannelError):
+            await asyncio.wait_for(channel.recv(), 20)
+    await still_served(car2, Role.VEHICLE, "car-2")  # the others go on
+    forged = Result(assignment=99, iteration=1, vehicle="car-1", ok=True, code_hash="h", value=1)
+    await car2.send(forged)  # and a vehicle speaks for itself only
+    error = await asyncio.wait_for(car2.recv(), 10)
+    assert isinstance(error, Error) and error.reason == "vehicle car-2 may not send results of car-1"
+    with pytest.raises(HandshakeRefused, match="revoked"):
+        await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-1", secret=VEHICLE_SECRET)
+    for channel in (car1, car2, alice):
+        await channel.close()
 
 
 def msgspec_replace(config: object, **changes: object) -> object:

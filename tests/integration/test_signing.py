@@ -12,6 +12,7 @@ that restarts gets the signed version again from the server and runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -27,14 +28,8 @@ from oodida.core.signing import load_signing_key
 from oodida.sandbox.supervisor import source_hash
 from oodida.testing import REPO, LocalFleet
 from oodida.wire.messages import AssignmentSpec, ModuleSource, WindowSpec
-from tests.conftest import run
-from tests.integration.conftest import start_connected
-from tests.integration.test_replacement import (
-    deploy,
-    finish,
-    processes,
-    wait_iterations,
-)
+from tests.fleets import FleetSpec
+from tests.integration.assignments import deploy, finish, processes, wait_iterations
 
 pytestmark = pytest.mark.integration
 
@@ -77,10 +72,7 @@ def oodida(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("signing")
-    fleet = SigningFleet(workdir, vehicles=3, speed=1.0, loop=True, offsets=[0.0, 20.0, 40.0], signals=["SPEED"])
+def keys_and_modules(fleet: SigningFleet, workdir: Path) -> None:
     for name in ("alice", "mallory"):
         made = oodida(fleet, "keygen", name, "--json")
         assert made.returncode == 0, made.stderr
@@ -89,26 +81,26 @@ def fleet(tmp_path_factory):
     fleet.trusted = ("alice.pub",)  # relative to the agent's config, which is in the same folder
     for v in (1, 2, 3):
         (workdir / f"count_v{v}.py").write_text(on_board(v))
-    with fleet:
-        start_connected(fleet)
-        yield fleet
 
 
-def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
-    async def main():
-        client = await fleet.client()
-        try:
-            spec = AssignmentSpec(
-                signals=["SPEED"], window=WindowSpec(amount=0.3), iterations=1, deadline=10.0,
-                on_board_module=ModuleSource(name="count_v1.py", source=on_board(1)),
-            )
-            a = (await client.submit(spec)).assignment
-            got = [r async for r in client.results(a, follow=True) if hasattr(r, "vehicles")]
-            return got, await client.versions(a)
-        finally:
-            await client.close()
+FLEET = FleetSpec("signing", kind=SigningFleet, prepare=keys_and_modules,
+                  options={"vehicles": 3, "speed": 1.0, "loop": True, "offsets": [0.0, 20.0, 40.0],
+                           "signals": ["SPEED"]})
 
-    got, versions = run(main(), timeout=60)
+
+@pytest.mark.timeout(60)
+async def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
+    client = await fleet.client()
+    try:
+        spec = AssignmentSpec(
+            signals=["SPEED"], window=WindowSpec(amount=0.3), iterations=1, deadline=10.0,
+            on_board_module=ModuleSource(name="count_v1.py", source=on_board(1)),
+        )
+        a = (await client.submit(spec)).assignment
+        got = [r async for r in client.results(a, follow=True) if hasattr(r, "vehicles")]
+        versions = await client.versions(a)
+    finally:
+        await client.close()
     assert len(got) == 1 and got[0].status == "failed"
     assert sorted(got[0].vehicles) == fleet.vehicle_ids
     for report in got[0].vehicles.values():
@@ -117,68 +109,64 @@ def test_an_unsigned_submit_runs_nowhere_and_each_vehicle_says_why(fleet):
     assert versions.versions[0].acked == [] and versions.versions[0].signer is None
 
 
-def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(fleet):
+async def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(fleet):
     alice = load_signing_key(fleet.workdir / "alice")
     mallory = load_signing_key(fleet.workdir / "mallory")
 
-    submitted = oodida(
+    submitted = await asyncio.to_thread(oodida,
         fleet, "submit", "--signals", "SPEED", "--window", "0.3s", "--iterations", "0", "--deadline", "10",
         "--on-board-module", "count_v1.py", "--sign", "alice", "--json",
     )
     assert submitted.returncode == 0, submitted.stderr
     a = json.loads(submitted.stdout.splitlines()[0])["assignment"]
 
-    async def ready() -> None:
-        client = await fleet.client()
-        try:
-            got = await wait_iterations(client, a, 2)
-            assert all(r.status == "complete" and r.code_hash == H1 for r in got)
-        finally:
-            await client.close()
+    client = await fleet.client()
+    try:
+        got = await wait_iterations(client, a, 2)
+        assert all(r.status == "complete" and r.code_hash == H1 for r in got)
+    finally:
+        await client.close()
 
-    run(ready(), timeout=60)
-
-    signed = oodida(fleet, "deploy", "count_v2.py", "--assignment", str(a), "--on-board", "--sign", "alice")
+    signed = await asyncio.to_thread(oodida, fleet, "deploy", "count_v2.py", "--assignment", str(a), "--on-board",
+                                     "--sign", "alice")
     assert signed.returncode == 0, signed.stdout + signed.stderr
     assert f"signed count_v2.py with key {alice.key_id}" in signed.stdout
     assert f"3 of 3 run {H2[:12]}" in signed.stdout
 
-    unsigned = oodida(fleet, "deploy", "count_v3.py", "--assignment", str(a), "--on-board")
+    unsigned = await asyncio.to_thread(oodida, fleet, "deploy", "count_v3.py", "--assignment", str(a), "--on-board")
     assert unsigned.returncode == 1
     for vehicle in fleet.vehicle_ids:  # the analyst sees each vehicle's refusal and its reason
         assert any(
-            line.split()[0] == vehicle and "REFUSED it, keeps its version" in line and "count_v3.py is not signed" in line
+            line.split()[0] == vehicle and "REFUSED it, keeps its version" in line
+            and "count_v3.py is not signed" in line
             for line in unsigned.stdout.splitlines() if line.startswith("  ")
         ), unsigned.stdout
     assert f"0 of 3 run {H3[:12]}" in unsigned.stdout and "refused by car-1, car-2, car-3" in unsigned.stdout
 
-    async def main():
-        client = await fleet.client()
-        try:
-            before = await processes(client)
-            refusals = {}
-            _, end = await deploy(
-                client, assignment=a, side="on_board",
-                module=mallory.sign(ModuleSource(name="count_v3.py", source=on_board(3)), "on_board"),
-            )
-            refusals["untrusted"] = end
+    client = await fleet.client()
+    try:
+        before = await processes(client)
+        refusals = {}
+        _, end = await deploy(
+            client, assignment=a, side="on_board",
+            module=mallory.sign(ModuleSource(name="count_v3.py", source=on_board(3)), "on_board"),
+        )
+        refusals["untrusted"] = end
 
-            # a compromised server: the stored v1 is altered in the server's own database, and a
-            # rollback sends the altered source with the analyst's valid signature of v1
-            db = sqlite3.connect(fleet.workdir / "server.sqlite3", timeout=30)
-            with db:
-                assert db.execute("UPDATE modules SET source = ? WHERE hash = ?", (EVIL, H1)).rowcount == 1
-            db.close()
-            _, end = await deploy(client, assignment=a, side="on_board", code_hash=H1[:10])
-            refusals["tampered"] = end
+        # a compromised server: the stored v1 is altered in the server's own database, and a
+        # rollback sends the altered source with the analyst's valid signature of v1
+        db = sqlite3.connect(fleet.workdir / "server.sqlite3", timeout=30)
+        with db:
+            assert db.execute("UPDATE modules SET source = ? WHERE hash = ?", (EVIL, H1)).rowcount == 1
+        db.close()
+        _, end = await deploy(client, assignment=a, side="on_board", code_hash=H1[:10])
+        refusals["tampered"] = end
 
-            t = time.time()
-            after = await wait_iterations(client, a, 3, after=t)
-            return refusals, after, before, await processes(client)
-        finally:
-            await client.close()
-
-    refusals, after, before, still = run(main(), timeout=90)
+        t = time.time()
+        after = await wait_iterations(client, a, 3, after=t)
+        still = await processes(client)
+    finally:
+        await client.close()
     untrusted, tampered = refusals["untrusted"], refusals["tampered"]
     assert untrusted.acked == [] and sorted(untrusted.refused) == fleet.vehicle_ids
     for reason in untrusted.refused.values():
@@ -203,17 +191,14 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
     fleet.kill_agent(restarted, signal.SIGTERM)
     fleet.start_agent(0)
 
-    async def back():
-        client = await fleet.client()
-        try:
-            await fleet.wait_connected(client, [restarted])
-            t = time.time()
-            got = await wait_iterations(client, a, 2, after=t)
-            return got, await client.versions(a), await finish(client, a)
-        finally:
-            await client.close()
-
-    got, versions, _ = run(back(), timeout=90)
+    client = await fleet.client()
+    try:
+        await fleet.wait_connected(client, [restarted])
+        t = time.time()
+        got = await wait_iterations(client, a, 2, after=t)
+        versions, _ = await client.versions(a), await finish(client, a)
+    finally:
+        await client.close()
     for r in got:
         assert r.status == "complete" and r.code_hash == H2 and sorted(r.vehicles) == fleet.vehicle_ids
     listed = [(v.kind, v.code_hash, v.signer, sorted(v.acked)) for v in versions.versions]
@@ -224,7 +209,7 @@ def test_only_modules_signed_by_a_trusted_key_run_whatever_the_server_sends(flee
         ("deploy", H3, mallory.key_id, []),
         ("rollback", source_hash(EVIL), alice.key_id, []),
     ]
-    shown = oodida(fleet, "versions", str(a))
+    shown = await asyncio.to_thread(oodida, fleet, "versions", str(a))
     assert shown.returncode == 0 and alice.key_id in shown.stdout and "unsigned" in shown.stdout
 
 

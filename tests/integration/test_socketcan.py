@@ -34,7 +34,8 @@ def test_socketcan_suite_inside_uml(tmp_path: Path) -> None:
         if os.environ.get("OODIDA_REQUIRE_UML") == "1":
             pytest.fail(f"OODIDA_REQUIRE_UML=1 but {uml}")
         pytest.skip(uml)
-    guest = host.boot(uml, REPO, tmp_path, [SUITE, "-p", "no:cacheprovider", "--basetemp=/dev/shm/pytest", "--durations=0"],
+    guest = host.boot(uml, REPO, tmp_path, [SUITE, "-p", "no:cacheprovider", "--basetemp=/dev/shm/pytest",
+                                            "--durations=0"],
                       timeout=BOOT_TIMEOUT)
     fault = host.host_fault(guest.console)
     if fault is not None and not guest.report:  # PID 1 died before the guest started: the host's doing

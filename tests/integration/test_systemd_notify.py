@@ -17,7 +17,7 @@ import pytest
 
 from oodida.testing import LocalFleet
 from oodida.wire.messages import AssignmentSpec, IterationReport, WindowSpec
-from tests.conftest import run
+from tests.helpers import run
 
 pytestmark = pytest.mark.integration
 

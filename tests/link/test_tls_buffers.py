@@ -7,6 +7,8 @@ import asyncio
 import os
 from asyncio import sslproto
 
+import pytest
+
 from oodida.link.tls import (
     TLS_READ_BUFFER,
     client_context,
@@ -14,10 +16,10 @@ from oodida.link.tls import (
     server_context,
 )
 from oodida.server.pki import issue, make_ca
-from tests.conftest import run
 
 
-def test_small_tls_read_buffers_still_carry_a_message_far_larger_than_them(tmp_path, monkeypatch):
+@pytest.mark.timeout(60)
+async def test_small_tls_read_buffers_still_carry_a_message_far_larger_than_them(tmp_path, monkeypatch):
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", sslproto.SSLProtocol.max_size)  # undone after the test
     limit_tls_read_buffers()
     assert sslproto.SSLProtocol.max_size == TLS_READ_BUFFER == 32 * 1024
@@ -32,20 +34,17 @@ def test_small_tls_read_buffers_still_carry_a_message_far_larger_than_them(tmp_p
         await writer.drain()
         writer.close()
 
-    async def main() -> bytes:
-        server = await asyncio.start_server(
-            echo, "127.0.0.1", 0, ssl=server_context(cert=str(tmp_path / "s.pem"), key=str(tmp_path / "s.key"))
-        )
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(ca=str(tmp_path / "ca.pem"))
-        )
-        writer.write(payload)
-        await writer.drain()
-        back = await reader.readexactly(len(payload))
-        writer.close()
-        server.close()
-        await server.wait_closed()
-        return back
-
-    assert run(main(), timeout=60) == payload
+    server = await asyncio.start_server(
+        echo, "127.0.0.1", 0, ssl=server_context(cert=str(tmp_path / "s.pem"), key=str(tmp_path / "s.key"))
+    )
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(ca=str(tmp_path / "ca.pem"))
+    )
+    writer.write(payload)
+    await writer.drain()
+    back = await reader.readexactly(len(payload))
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    assert back == payload

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from oodida.cli import commands
-from tests.conftest import DBC, LOG
+from tests.helpers import DBC, LOG
 
 ASCII = {"LANG": "C", "LC_ALL": "C", "PYTHONIOENCODING": "ascii"}
 
@@ -32,7 +32,8 @@ def off_board(results, params, state):
 '''
 
 
-def oodida(*args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
+def oodida(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+           **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "oodida", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, **kw,

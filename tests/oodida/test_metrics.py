@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from oodida.core.metrics import Exporter, MetricsError, listen_problem, split_listen
 from oodida.testing import REPO
-from tests.conftest import run
+from tests.helpers import eventually
 
 
 @pytest.mark.parametrize(
@@ -52,48 +52,40 @@ def _scrape(port: int) -> dict[str, float]:
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
-def test_the_exporter_serves_its_own_registry_measures_lag_and_lets_its_port_go():
+@pytest.mark.timeout(30)
+async def test_the_exporter_serves_its_own_registry_measures_lag_and_lets_its_port_go():
     registry = CollectorRegistry()
     counter = Counter("oodida_test_events", "events", registry=registry)
     lags: list[float] = []
 
-    async def main() -> int:
-        exporter = Exporter(registry, "127.0.0.1:0")
-        exporter.start(lags.append)
-        try:
-            counter.inc(3)
-            samples = await asyncio.to_thread(_scrape, exporter.port)
-            assert samples["oodida_test_events_total"] == 3
-            assert "oodida_test_events_created" not in samples  # no _created series
-            assert "process_cpu_seconds_total" not in samples  # not the global default registry
-            while not lags:
-                await asyncio.sleep(0.05)
-            assert all(lag >= 0 for lag in lags)
-            return exporter.port
-        finally:
-            exporter.stop()
-
-    port = run(main(), timeout=30)
-
-    async def again() -> None:  # a restarted service gets its port back at once
-        exporter = Exporter(registry, f"127.0.0.1:{port}")
-        exporter.start()
+    exporter = Exporter(registry, "127.0.0.1:0")
+    exporter.start(lags.append)
+    try:
+        counter.inc(3)
+        samples = await asyncio.to_thread(_scrape, exporter.port)
+        assert samples["oodida_test_events_total"] == 3
+        assert "oodida_test_events_created" not in samples  # no _created series
+        assert "process_cpu_seconds_total" not in samples  # not the global default registry
+        await eventually(lambda: lags, what="the exporter to measure the loop's lag")
+        assert all(lag >= 0 for lag in lags)
+        port = exporter.port
+    finally:
         exporter.stop()
 
-    run(again())
+    # a restarted service gets its port back at once
+    exporter = Exporter(registry, f"127.0.0.1:{port}")
+    exporter.start()
+    exporter.stop()
 
 
-def test_a_taken_port_is_a_metrics_error_naming_the_address():
+async def test_a_taken_port_is_a_metrics_error_naming_the_address():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
 
-        async def main() -> None:
-            Exporter(CollectorRegistry(), f"127.0.0.1:{port}").start()
-
         with pytest.raises(MetricsError, match=rf"cannot listen on 127.0.0.1:{port}: Address already in use"):
-            run(main())
+            Exporter(CollectorRegistry(), f"127.0.0.1:{port}").start()
 
 
 def test_without_metrics_prometheus_client_is_not_imported():

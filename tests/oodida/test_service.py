@@ -11,7 +11,6 @@ import time
 import pytest
 
 from oodida.core.service import Notifier
-from tests.conftest import run
 
 
 @pytest.fixture
@@ -24,11 +23,11 @@ def notify_socket(tmp_path):
     sock.close()
 
 
-def test_silent_without_systemd():
+async def test_silent_without_systemd():
     n = Notifier({})
     assert not n.enabled and n.watchdog_period is None
     assert n.ready("up") is False and n.ping() is False and n.stopping() is False
-    run(n.watchdog(), timeout=1)  # returns at once: no watchdog configured
+    await asyncio.wait_for(n.watchdog(), 1)  # returns at once: no watchdog configured
 
 
 def test_ready_status_stopping_are_datagrams(notify_socket):
@@ -66,66 +65,60 @@ def test_watchdog_pid_of_another_process_disables_it(notify_socket):
     assert Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "0"}).watchdog_period is None
 
 
-def test_watchdog_pings_at_half_the_period_and_only_while_healthy(notify_socket):
+@pytest.mark.timeout(10)
+async def test_watchdog_pings_at_half_the_period_and_only_while_healthy(notify_socket):
     path, sock = notify_socket
     sock.setblocking(False)
     n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})  # 0.2 s: a ping every 0.1 s
     healthy = True
 
-    async def scenario() -> tuple[list[float], list[float]]:
-        loop = asyncio.get_running_loop()
-        job = asyncio.create_task(n.watchdog(lambda: None if healthy else "broken"))
+    loop = asyncio.get_running_loop()
+    job = asyncio.create_task(n.watchdog(lambda: None if healthy else "broken"))
 
-        async def pings(seconds: float) -> list[float]:
-            got, end = [], loop.time() + seconds
-            while loop.time() < end:
-                try:
-                    assert sock.recv(4096) == b"WATCHDOG=1"
-                    got.append(loop.time())
-                except BlockingIOError:
-                    await asyncio.sleep(0.01)
-            return got
-
-        first = await pings(1.0)
-        nonlocal healthy
-        healthy = False
-        await asyncio.sleep(0.15)
-        while True:  # drain what was sent before the check failed
+    async def pings(seconds: float) -> list[float]:
+        got, end = [], loop.time() + seconds
+        while loop.time() < end:
             try:
-                sock.recv(4096)
+                assert sock.recv(4096) == b"WATCHDOG=1"
+                got.append(loop.time())
             except BlockingIOError:
-                break
-        sick = await pings(0.5)
-        job.cancel()
-        return first, sick
+                await asyncio.sleep(0.01)
+        return got
 
-    first, sick = run(scenario(), timeout=10)
+    first = await pings(1.0)
+    healthy = False
+    await asyncio.sleep(0.15)
+    while True:  # drain what was sent before the check failed
+        try:
+            sock.recv(4096)
+        except BlockingIOError:
+            break
+    sick = await pings(0.5)
+    job.cancel()
     assert 8 <= len(first) <= 12  # every 0.1 s
     gaps = [b - a for a, b in itertools.pairwise(first)]
     assert all(0.07 < g < 0.2 for g in gaps), gaps
     assert sick == []
 
 
-def test_a_wedged_loop_sends_no_ping(notify_socket):
+@pytest.mark.timeout(5)
+async def test_a_wedged_loop_sends_no_ping(notify_socket):
     path, sock = notify_socket
     sock.setblocking(False)
     n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
 
-    async def scenario() -> int:
-        job = asyncio.create_task(n.watchdog())
-        await asyncio.sleep(0.01)  # the first ping
-        time.sleep(0.5)  # noqa: ASYNC251 — on purpose: a blocking call on the loop: five periods without a ping
-        count = 0
-        while True:
-            try:
-                sock.recv(4096)
-                count += 1
-            except BlockingIOError:
-                break
-        job.cancel()
-        return count
-
-    assert run(scenario(), timeout=5) == 1
+    job = asyncio.create_task(n.watchdog())
+    await asyncio.sleep(0.01)  # the first ping
+    time.sleep(0.5)  # noqa: ASYNC251 — on purpose: a blocking call on the loop: five periods without a ping
+    count = 0
+    while True:
+        try:
+            sock.recv(4096)
+            count += 1
+        except BlockingIOError:
+            break
+    job.cancel()
+    assert count == 1
 
 
 def test_a_reader_that_does_not_keep_up_costs_messages_never_a_blocked_loop(notify_socket, caplog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cantools
 
 from oodida.core.suggest import close_matches, did_you_mean
-from tests.conftest import DBC
+from tests.helpers import DBC
 
 DBC_NAMES = [
     f"{m.name}.{s.name}" for m in cantools.database.load_file(str(DBC), strict=False).messages for s in m.signals

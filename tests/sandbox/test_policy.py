@@ -207,8 +207,8 @@ def memory_outcomes() -> dict[str, list[Any]]:
     modules = by_stage("runtime", memory=True)
     script = MEMORY_RUNNER.format(root=str(ROOT), ids=[m.id for m in modules])
     env = {"PATH": os.environ.get("PATH", ""), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60, env=env,
-                          cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60,
+                          env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
@@ -488,7 +488,8 @@ def test_any_text_gets_a_list_of_problems_never_an_exception(text):
 @given(st.lists(st.sampled_from([
     "import os\n", "import numpy as np\n", "x = np.load\n", "y = open\n", "z = ().__class__\n",
     "class A: pass\n", "def on_board(w, p, s):\n    return 1\n", "def off_board(r, p, s):\n    return r\n",
-    "q = '{}'.format\n", "from math import sqrt\n", "w = [i for i in range(3)]\n", "try:\n    pass\nexcept* E:\n    pass\n",
+    "q = '{}'.format\n", "from math import sqrt\n", "w = [i for i in range(3)]\n",
+    "try:\n    pass\nexcept* E:\n    pass\n",
 ]), max_size=8))
 @settings(max_examples=100, deadline=None)
 def test_a_module_loads_exactly_when_the_check_finds_nothing(lines):

@@ -32,7 +32,8 @@ from oodida.sandbox import hardening
 from oodida.sandbox.errors import PolicyError, Rule, SandboxError
 from oodida.sandbox.spawner import WORKER_ENV, Zygote, import_path
 from oodida.sandbox.supervisor import MiB, SandboxLimits, Supervisor
-from tests.conftest import run
+from tests.helpers import eventually_blocking, proc_exists, proc_read
+from tests.sandbox.workers import worker_busy
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOTED = os.geteuid() == 0
@@ -70,13 +71,13 @@ def shared():
 
 
 def status(pid: int) -> dict[str, str]:
-    text = Path(f"/proc/{pid}/status").read_text()
+    text = proc_read(pid, "status")
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
 def limits_of(pid: int) -> dict[str, tuple[str, str]]:
     out = {}
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+    for line in proc_read(pid, "limits").splitlines()[1:]:
         m = re.match(r"(Max [a-z ]+?)\s{2,}(\S+)\s+(\S+)", line)
         if m:
             out[m.group(1)] = (m.group(2), m.group(3))
@@ -143,7 +144,7 @@ def test_only_its_pipes_are_open(shared):
     others = {fd: target for fd, target in fds.items() if fd > 1}
     assert len(others) == 3 and all(t.startswith("pipe:") for t in others.values()), fds  # stderr, request, reply
     # the arena is mapped (read-only, shared), but no descriptor to it is left
-    maps = Path(f"/proc/{pid}/maps").read_text()
+    maps = proc_read(pid, "maps")
     arena = [line for line in maps.splitlines() if "oodida-arena" in line]
     assert arena and all(line.split()[1] == "r--s" for line in arena), arena
 
@@ -250,9 +251,10 @@ def test_the_filter_refuses_what_an_escape_would_try_and_kills_exec():
     }
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install strace)")
-def test_the_loop_uses_only_allowed_syscalls(tmp_path):
+async def test_the_loop_uses_only_allowed_syscalls(tmp_path):
     """The allow-list's evidence: the whole loop under strace, filter on. After the
     filter loads, no call may be refused, and none may be outside the list."""
 
@@ -277,32 +279,29 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
                 "off_board"),
     }
 
-    async def main():
-        limits = SandboxLimits(call_timeout=30, memory_mb=256, arena_mb=4, max_message_bytes=8 * MiB,
-                               max_result_bytes=7 * MiB)
-        s = Supervisor(limits, zygote=Traced())
-        await s.start()
-        try:
-            outcomes = {}
-            small = {SIGNAL: (np.arange(1000.0), np.linspace(0, 120, 1000))}  # through the arena
-            large = {SIGNAL: (np.arange(3e5), np.ones(300_000))}  # 4.8 MB: inline, through the pipe
-            huge = {SIGNAL: (np.arange(1e6), np.ones(10**6))}  # 16 MB: a new worker with a bigger arena
-            for name, (source, entry) in modules.items():
-                digest = await s.load(source, f"{name}.py")
-                if entry == "off_board":
-                    o = await s.call(digest, entry, results={"a": {"a": np.arange(5.0)}}, params={}, state=None)
-                else:
-                    o = await s.call(digest, entry, window=large if name == "big" else small,
-                                     params={"signal": SIGNAL, "limit": 50.0}, state={"x": np.ones(3)})
-                outcomes[name] = o
-            outcomes["huge"] = await s.call(await s.load(STATS, "stats.py"), "on_board", window=huge,
-                                            params={"signal": SIGNAL, "limit": 0.5})
-            return outcomes
-        finally:
-            await s.close()
-            await s.zygote.close()
-
-    outcomes = run(main(), timeout=180)
+    limits = SandboxLimits(call_timeout=30, memory_mb=256, arena_mb=4, max_message_bytes=8 * MiB,
+                           max_result_bytes=7 * MiB)
+    s = Supervisor(limits, zygote=Traced())
+    await s.start()
+    try:
+        outcomes = {}
+        small = {SIGNAL: (np.arange(1000.0), np.linspace(0, 120, 1000))}  # through the arena
+        large = {SIGNAL: (np.arange(3e5), np.ones(300_000))}  # 4.8 MB: inline, through the pipe
+        huge = {SIGNAL: (np.arange(1e6), np.ones(10**6))}  # 16 MB: a new worker with a bigger arena
+        for name, (source, entry) in modules.items():
+            digest = await s.load(source, f"{name}.py")
+            if entry == "off_board":
+                o = await s.call(digest, entry, results={"a": {"a": np.arange(5.0)}}, params={}, state=None)
+            else:
+                o = await s.call(digest, entry, window=large if name == "big" else small,
+                                 params={"signal": SIGNAL, "limit": 50.0}, state={"x": np.ones(3)})
+            outcomes[name] = o
+        outcomes["huge"] = await s.call(await s.load(STATS, "stats.py"), "on_board", window=huge,
+                                        params={"signal": SIGNAL, "limit": 0.5})
+        outcomes = outcomes
+    finally:
+        await s.close()
+        await s.zygote.close()
     assert outcomes["stats"].ok and outcomes["big"].ok and outcomes["off"].ok and outcomes["huge"].ok
     assert outcomes["errors"].rule is Rule.ERROR and outcomes["recursion"].rule is Rule.ERROR
     assert outcomes["memory"].rule is Rule.MEMORY and outcomes["growth"].rule is Rule.MEMORY
@@ -339,16 +338,6 @@ def test_the_loop_uses_only_allowed_syscalls(tmp_path):
 
 
 # --- the supervisor ----------------------------------------------------------------------------
-
-
-async def _worker_busy(supervisor, settle=0.3):
-    """Wait until a worker is up (a replacement may still be starting on a loaded
-    machine), then a little more for the request to reach it."""
-    deadline = time.monotonic() + 30
-    while supervisor.pid is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(settle)
-    return supervisor.pid
 
 
 async def _load_and_call(supervisor, source, entry="on_board", **kwargs):
@@ -436,98 +425,83 @@ def test_compile_refusals_are_policy_errors_even_for_sources_that_break_the_pars
     assert supervisor.pid == pid
 
 
-def test_many_calls_reuse_one_long_lived_worker():
-    async def main():
-        async with Supervisor() as s:
-            digest = await s.load(MEAN, "mean.py")
-            pid = s.pid
-            window = {"x": (np.arange(10.0), np.arange(10.0))}
-            values = [(await s.call(digest, "on_board", window=window)).value for _ in range(300)]
-            return pid, s.pid, s.restarts, s.spawned, values
-
-    before, after, restarts, spawned, values = run(main())
+async def test_many_calls_reuse_one_long_lived_worker():
+    async with Supervisor() as s:
+        digest = await s.load(MEAN, "mean.py")
+        pid = s.pid
+        window = {"x": (np.arange(10.0), np.arange(10.0))}
+        values = [(await s.call(digest, "on_board", window=window)).value for _ in range(300)]
+        before, after, restarts, spawned, values = pid, s.pid, s.restarts, s.spawned, values
     assert before == after and restarts == 0 and spawned == 1 and values == [4.5] * 300
 
 
-def test_a_timeout_kills_the_worker_and_a_fresh_one_gets_the_modules_back():
-    async def main():
-        async with Supervisor(SandboxLimits(call_timeout=1.0)) as s:
-            mean = await s.load(MEAN, "mean.py")
-            spin = await s.load(SPIN, "spin.py")
-            first = s.pid
-            started = time.monotonic()
-            timeout = await s.call(spin, "on_board", window={})
-            took = time.monotonic() - started
-            gone = not Path(f"/proc/{first}").exists()
-            again = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})  # no load()
-            return first, s.pid, timeout, took, gone, again, s.restarts
-
-    first, second, timeout, took, gone, again, restarts = run(main())
+async def test_a_timeout_kills_the_worker_and_a_fresh_one_gets_the_modules_back():
+    async with Supervisor(SandboxLimits(call_timeout=1.0)) as s:
+        mean = await s.load(MEAN, "mean.py")
+        spin = await s.load(SPIN, "spin.py")
+        first = s.pid
+        started = time.monotonic()
+        timeout = await s.call(spin, "on_board", window={})
+        took = time.monotonic() - started
+        gone = not proc_exists(first)
+        again = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})  # no load()
+        first, second, timeout, took, gone, again, restarts = first, s.pid, timeout, took, gone, again, s.restarts
     assert timeout.rule is Rule.TIMEOUT and "1 s" in timeout.message and str(first) in timeout.message
     assert 1.0 <= took < 2.0 and gone
     assert second != first and again.ok and again.value == 1.5 and restarts == 1
 
 
-def test_deaths_are_crashes_with_the_signal_and_the_worker_is_replaced():
-    async def main():
-        async with Supervisor(SandboxLimits(call_timeout=10)) as s:
-            spin = await s.load(SPIN, "spin.py")
-            mean = await s.load(MEAN, "mean.py")
-            outcomes = []
-            for sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL):
-                call = asyncio.create_task(s.call(spin, "on_board", window={}))
-                os.kill(await _worker_busy(s), sig)
-                outcomes.append(await call)
-            after = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})
-            return outcomes, after, s.restarts
-
-    outcomes, after, restarts = run(main())
-    for outcome, name in zip(outcomes, ("SIGSEGV", "SIGABRT", "SIGKILL")):
+async def test_deaths_are_crashes_with_the_signal_and_the_worker_is_replaced():
+    async with Supervisor(SandboxLimits(call_timeout=10)) as s:
+        spin = await s.load(SPIN, "spin.py")
+        mean = await s.load(MEAN, "mean.py")
+        outcomes = []
+        for sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL):
+            call = asyncio.create_task(s.call(spin, "on_board", window={}))
+            os.kill(await worker_busy(s), sig)
+            outcomes.append(await call)
+        after = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})
+        outcomes, after, restarts = outcomes, after, s.restarts
+    for outcome, name in zip(outcomes, ("SIGSEGV", "SIGABRT", "SIGKILL"), strict=True):
         assert outcome.rule is Rule.CRASH and f"died of {name}" in outcome.message, outcome
     assert after.ok and after.value == 1.5 and restarts == 3
 
 
-def test_the_cpu_budget_kills_a_runaway_and_recycling_keeps_calls_clear_of_it():
+@pytest.mark.timeout(120)
+async def test_the_cpu_budget_kills_a_runaway_and_recycling_keeps_calls_clear_of_it():
     busy = "def on_board(window, params, state):\n    n = 0\n    for i in range(3000000):\n" \
            "        n += i\n    return n\n"
 
-    async def main():
-        # cpu_seconds=2: a spinning call meets RLIMIT_CPU (SIGXCPU) long before its 10 s budget
-        async with Supervisor(SandboxLimits(call_timeout=10, cpu_seconds=2)) as s:
-            spin = await s.load(SPIN, "spin.py")
-            runaway = await s.call(spin, "on_board", window={})
-        # cpu_seconds=4: recycled once past half of it, so no call ever meets the limit
-        async with Supervisor(SandboxLimits(call_timeout=10, cpu_seconds=4)) as s:
-            digest = await s.load(busy, "busy.py")
-            first, outcomes = s.pid, []
-            for _ in range(30):  # each call ~0.3-0.5 s of CPU: recycled after a handful
-                outcomes.append(await s.call(digest, "on_board", window={}))
-                if s.recycles:
-                    break
-            outcomes.append(await s.call(digest, "on_board", window={}))  # on the fresh worker
-            return runaway, outcomes, first, s.pid, s.recycles, s.restarts
-
-    runaway, outcomes, first, second, recycles, restarts = run(main(), timeout=120)
+    # cpu_seconds=2: a spinning call meets RLIMIT_CPU (SIGXCPU) long before its 10 s budget
+    async with Supervisor(SandboxLimits(call_timeout=10, cpu_seconds=2)) as s:
+        spin = await s.load(SPIN, "spin.py")
+        runaway = await s.call(spin, "on_board", window={})
+    # cpu_seconds=4: recycled once past half of it, so no call ever meets the limit
+    async with Supervisor(SandboxLimits(call_timeout=10, cpu_seconds=4)) as s:
+        digest = await s.load(busy, "busy.py")
+        first, outcomes = s.pid, []
+        for _ in range(30):  # each call ~0.3-0.5 s of CPU: recycled after a handful
+            outcomes.append(await s.call(digest, "on_board", window={}))
+            if s.recycles:
+                break
+        outcomes.append(await s.call(digest, "on_board", window={}))  # on the fresh worker
+        runaway, outcomes, first, second, recycles, restarts = runaway, outcomes, first, s.pid, s.recycles, s.restarts
     assert runaway.rule is Rule.TIMEOUT and "SIGXCPU" in runaway.message, runaway
     assert all(o.ok for o in outcomes), outcomes
     assert recycles == 1 and second not in (None, first) and restarts == 0
 
 
-def test_windows_too_big_for_the_arena_go_inline_then_grow_it():
+async def test_windows_too_big_for_the_arena_go_inline_then_grow_it():
     src = "import numpy as np\n\ndef on_board(window, params, state):\n    return float(np.sum(window['x'].v))\n"
 
-    async def main():
-        limits = SandboxLimits(arena_mb=1, arena_max_mb=8, max_message_bytes=4 * MiB, max_result_bytes=3 * MiB)
-        async with Supervisor(limits) as s:
-            digest = await s.load(src, "sum.py")
-            pid = s.pid
-            out = []
-            for n in (1000, 100_000, 400_000, 10**6):  # 16 KB, 1.6 MB (inline), 6.4 MB (grown), 16 MB (too big)
-                o = await s.call(digest, "on_board", window={"x": (np.arange(float(n)), np.ones(n))})
-                out.append((o, s.pid))
-            return pid, out
-
-    pid, out = run(main())
+    limits = SandboxLimits(arena_mb=1, arena_max_mb=8, max_message_bytes=4 * MiB, max_result_bytes=3 * MiB)
+    async with Supervisor(limits) as s:
+        digest = await s.load(src, "sum.py")
+        pid = s.pid
+        out = []
+        for n in (1000, 100_000, 400_000, 10**6):  # 16 KB, 1.6 MB (inline), 6.4 MB (grown), 16 MB (too big)
+            o = await s.call(digest, "on_board", window={"x": (np.arange(float(n)), np.ones(n))})
+            out.append((o, s.pid))
     (a, pa), (b, pb), (c, pc), (d, _) = out
     assert a.value == 1000.0 and pa == pid
     assert b.value == 100_000.0 and pb == pid  # through the pipe, same worker
@@ -535,57 +509,47 @@ def test_windows_too_big_for_the_arena_go_inline_then_grow_it():
     assert d.rule is Rule.MEMORY and "arena_max_mb" in d.message
 
 
-def test_a_module_whose_top_level_breaks_a_rule_fails_every_call_until_loaded_again():
+async def test_a_module_whose_top_level_breaks_a_rule_fails_every_call_until_loaded_again():
     looping = "while True:\n    pass\n\ndef on_board(window, params, state):\n    return 1\n"
     failing = "x = 1 / 0\n\ndef on_board(window, params, state):\n    return 1\n"
 
-    async def main():
-        async with Supervisor(SandboxLimits(call_timeout=1.0)) as s:
-            loop_hash = await s.load(looping, "looping.py")  # costs one timeout, not an exception
-            first = await s.call(loop_hash, "on_board", window={})
-            started = time.monotonic()
-            second = await s.call(loop_hash, "on_board", window={})  # remembered: no second timeout
-            quick = time.monotonic() - started
-            fail_hash = await s.load(failing, "failing.py")
-            failed = await s.call(fail_hash, "on_board", window={})
-            return first, second, quick, failed, s.restarts
-
-    first, second, quick, failed, restarts = run(main())
+    async with Supervisor(SandboxLimits(call_timeout=1.0)) as s:
+        loop_hash = await s.load(looping, "looping.py")  # costs one timeout, not an exception
+        first = await s.call(loop_hash, "on_board", window={})
+        started = time.monotonic()
+        second = await s.call(loop_hash, "on_board", window={})  # remembered: no second timeout
+        quick = time.monotonic() - started
+        fail_hash = await s.load(failing, "failing.py")
+        failed = await s.call(fail_hash, "on_board", window={})
+        first, second, quick, failed, restarts = first, second, quick, failed, s.restarts
     assert first.rule is second.rule is Rule.TIMEOUT and "while loading looping.py" in first.message
     assert quick < 0.1 and restarts == 1
     assert failed.rule is Rule.ERROR and "ZeroDivisionError" in failed.message and failed.line == 1
 
 
-def test_a_cancelled_call_costs_the_worker_not_the_next_answer():
-    async def main():
-        async with Supervisor(SandboxLimits(call_timeout=10)) as s:
-            spin = await s.load(SPIN, "spin.py")
-            mean = await s.load(MEAN, "mean.py")
-            first = s.pid
-            call = asyncio.create_task(s.call(spin, "on_board", window={}))
-            await _worker_busy(s)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            after = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})
-            return first, s.pid, after
-
-    first, second, after = run(main())
+async def test_a_cancelled_call_costs_the_worker_not_the_next_answer():
+    async with Supervisor(SandboxLimits(call_timeout=10)) as s:
+        spin = await s.load(SPIN, "spin.py")
+        mean = await s.load(MEAN, "mean.py")
+        first = s.pid
+        call = asyncio.create_task(s.call(spin, "on_board", window={}))
+        await worker_busy(s)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        after = await s.call(mean, "on_board", window={"x": (np.arange(4.0), np.arange(4.0))})
+        second = s.pid
     assert second != first and after.ok and after.value == 1.5
 
 
-def test_close_reaps_the_worker():
-    async def main():
-        s = Supervisor()
-        await s.start()
-        pid = s.pid
-        await s.close()
-        return pid
-
-    pid = run(main())
-    assert not Path(f"/proc/{pid}").exists()  # exited and reaped, no zombie
+async def test_close_reaps_the_worker():
+    s = Supervisor()
+    await s.start()
+    pid = s.pid
+    await s.close()
+    assert not proc_exists(pid)  # exited and reaped, no zombie
     with pytest.raises(SandboxError):
-        run(_call_after_close())
+        await _call_after_close()
 
 
 async def _call_after_close():
@@ -614,22 +578,21 @@ def test_a_worker_dies_with_its_supervisor():
     agent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(agent.stdout.readline())
-        time.sleep(0.3)
-        assert Path(f"/proc/{pid}/stat").read_text().split()[2] == "R"  # spinning
+        eventually_blocking(lambda: proc_read(pid, "stat").split()[2] == "R", 10, what=f"worker {pid} to spin")
     finally:
         agent.kill()
         agent.wait()
         agent.stdout.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def dead() -> bool:
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+            return proc_read(pid, "stat").split()[2] in ("Z", "X")
         except FileNotFoundError:
-            break
-        if state in ("Z", "X"):
-            break
-        time.sleep(0.05)
-    else:
+            return True
+
+    try:
+        eventually_blocking(dead, 5, what=f"worker {pid} to die with its supervisor")
+    except AssertionError:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the worker outlived its supervisor")
 
@@ -670,28 +633,27 @@ while True:
 
 
 @pytest.mark.parametrize("mode", ["oversize", "tag", "bomb", "rule", "chatty", "exit", "silent"])
-def test_a_worker_that_breaks_the_protocol_is_killed_and_reported(mode):
+async def test_a_worker_that_breaks_the_protocol_is_killed_and_reported(mode):
     class Compromised(Zygote):  # its "workers": a program that is not ours any more
         async def fork(self, config, fds):
             rfd, wfd, err, _arena = fds
             c = dict(config, rfd=rfd, wfd=wfd, path=import_path())
-            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", FAKE.replace("MODE", repr(mode)), json.dumps(c)],
+            # the supervisor takes a Popen-like worker from its zygote (poll, pid), as from the real one
+            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", FAKE.replace("MODE", repr(mode)),  # noqa: ASYNC220
+                                     json.dumps(c)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     pass_fds=(rfd, wfd), start_new_session=True)
             proc.lost = False  # the supervisor's question of a worker that went down with its zygote
             proc.exited = lambda: proc.poll() is not None
             return proc
 
-    async def main():
-        async with Supervisor(SandboxLimits(call_timeout=2.0), zygote=Compromised()) as s:
-            digest = await s.load(MEAN, "mean.py")
-            first = s.pid
-            outcome = await s.call(digest, "on_board", window={})
-            return first, outcome, s.restarts
-
-    first, outcome, restarts = run(main())
+    async with Supervisor(SandboxLimits(call_timeout=2.0), zygote=Compromised()) as s:
+        digest = await s.load(MEAN, "mean.py")
+        first = s.pid
+        outcome = await s.call(digest, "on_board", window={})
+        restarts = s.restarts
     assert not outcome.ok and restarts == 1
-    assert not Path(f"/proc/{first}").exists()
+    assert not proc_exists(first)
     if mode == "silent":
         assert outcome.rule is Rule.TIMEOUT
     elif mode == "exit":

@@ -166,7 +166,7 @@ def test_withdrawn_between_names_revocations_and_expiries_in_the_window(tmp_path
     store.close()
 
 
-def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connect(tmp_path: Path) -> None:
+async def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connect(tmp_path: Path) -> None:
     import asyncio
 
     from oodida.client.protocol import AnalystClient
@@ -174,7 +174,6 @@ def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connec
     from oodida.link.tls import client_context
     from oodida.server.app import Server
     from oodida.server.config import load_server_config
-    from tests.conftest import run
 
     d = init_deployment(tmp_path / "d", vehicles=["car-1"], hosts=["127.0.0.1"], port=47_123)
     config = str(d.server_config)
@@ -191,18 +190,15 @@ def test_credentials_add_writes_a_vehicle_folder_and_an_analyst_file_that_connec
     folder = tmp_path / "car-2"
     assert "vehicle_certificates" not in (folder / "agent.toml").read_text()
 
-    async def main() -> None:
-        server = Server(load_server_config(d.server_config))
-        await server.start()
-        try:
-            context = client_context(ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"),
-                                     key=str(folder / "key.pem"))
-            channel, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
-                                       secret=(folder / "secret").read_text().strip(), ssl_context=context)
-            await channel.close()
-            async with await AnalystClient.from_file(tmp_path / "carol.toml", server=("127.0.0.1", server.port)) as c:
-                await asyncio.wait_for(c.status(), 10)
-        finally:
-            await server.stop()
-
-    run(main())
+    server = Server(load_server_config(d.server_config))
+    await server.start()
+    try:
+        context = client_context(ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"),
+                                 key=str(folder / "key.pem"))
+        channel, _ = await connect("127.0.0.1", server.port, role=Role.VEHICLE, identity="car-2",
+                                   secret=(folder / "secret").read_text().strip(), ssl_context=context)
+        await channel.close()
+        async with await AnalystClient.from_file(tmp_path / "carol.toml", server=("127.0.0.1", server.port)) as c:
+            await asyncio.wait_for(c.status(), 10)
+    finally:
+        await server.stop()

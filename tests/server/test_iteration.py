@@ -93,7 +93,7 @@ def versioned(vehicle: str, code_hash: str, ok: bool = True) -> Result:
 
 def test_vote_aggregates_only_the_majority_version_and_sets_the_others_aside():
     it = make(selected=("a", "b", "c", "d", "e"))
-    for v, h in zip("abcde", ["new", "old", "new", "new", "old"]):
+    for v, h in zip("abcde", ["new", "old", "new", "new", "old"], strict=True):
         it.add(versioned(v, h))
     outcome = it.close(0.0)
     assert outcome.code_hash == "new"

@@ -9,8 +9,8 @@ from oodida.wire.messages import StatusReply, VehicleInfo, VehicleStatus
 def status(**outbox: object) -> str:
     vehicle = VehicleStatus(frames=10, unknown_frames=0, malformed_frames=0, signal_time=1.0, sources=[],
                             signals=["SPEED"], pending_results=3, **outbox)
-    reply = StatusReply(id=1, server_time=2.0, assignments=[],
-                        vehicles=[VehicleInfo(vehicle="car-1", connected_at=0.0, address="127.0.0.1:1", status=vehicle)])
+    info = VehicleInfo(vehicle="car-1", connected_at=0.0, address="127.0.0.1:1", status=vehicle)
+    reply = StatusReply(id=1, server_time=2.0, assignments=[], vehicles=[info])
     return render_status(reply)
 
 

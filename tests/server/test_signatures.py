@@ -32,9 +32,8 @@ from oodida.wire.messages import (
     ModuleSource,
     WindowSpec,
 )
-from tests.conftest import run
 from tests.credentials import plain_config
-from tests.server.test_app import AT, OPEN, STATUS, VT, Started
+from tests.servers import AT, OPEN, STATUS, VT, Started
 
 
 def module(version: int) -> ModuleSource:
@@ -73,7 +72,8 @@ class Vehicle:
         return await asyncio.wait_for(self.loads.get(), 10)
 
 
-def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path):
+@pytest.mark.timeout(60)
+async def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path):
     for name in ("alice", "carol"):
         generate_key(tmp_path / name)
     alice, carol = load_signing_key(tmp_path / "alice"), load_signing_key(tmp_path / "carol")
@@ -81,66 +81,63 @@ def test_signatures_travel_with_every_load_and_a_known_key_must_verify(tmp_path)
     v1, v2 = alice.sign(module(1), "on_board"), alice.sign(module(2), "on_board")
     bad = msgspec.structs.replace(carol.sign(module(3), "on_board"), source=module(4).source)
 
-    async def main():
-        server = Started(config)
-        await server.start()
-        car = Vehicle()
-        try:
-            await car.connect(server.port)
-            analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
-            spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), iterations=0, deadline=600,
-                                  on_board_module=bad)
-            with pytest.raises(RequestFailed, match=f"signature by key {carol.key_id} does not verify"):
-                await analyst.submit(spec)  # a key the server knows: refused here, before any vehicle sees it
-            a = (await analyst.submit(msgspec.structs.replace(spec, on_board_module=v1))).assignment
-            assert (await car.next_load()).module == v1  # alice is not known to the server: passed on, signed
+    server = Started(config)
+    await server.start()
+    car = Vehicle()
+    try:
+        await car.connect(server.port)
+        analyst = await AnalystClient.connect("127.0.0.1", server.port, AT, identity="analyst")
+        spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), iterations=0, deadline=600,
+                              on_board_module=bad)
+        with pytest.raises(RequestFailed, match=f"signature by key {carol.key_id} does not verify"):
+            await analyst.submit(spec)  # a key the server knows: refused here, before any vehicle sees it
+        a = (await analyst.submit(msgspec.structs.replace(spec, on_board_module=v1))).assignment
+        assert (await car.next_load()).module == v1  # alice is not known to the server: passed on, signed
 
-            async def deploy(**fields) -> DeployEnd:
-                events = [e async for e in analyst.deploy(assignment=a, side="on_board", timeout=10, **fields)]
-                return events[-1]
+        async def deploy(**fields) -> DeployEnd:
+            events = [e async for e in analyst.deploy(assignment=a, side="on_board", timeout=10, **fields)]
+            return events[-1]
 
-            assert (await deploy(module=v2)).acked == ["v1"]
-            assert (await car.next_load()).module == v2
-            with pytest.raises(RequestFailed, match="does not verify.*the running version stays"):
-                await deploy(module=bad)
-            short = msgspec.structs.replace(v2, signature=v2.signature[:63])  # malformed: refused as it arrives
-            with pytest.raises(RequestFailed, match=r"Expected `bytes` of length >= 64 - at `\$.module.signature`"):
-                await deploy(module=short)
-            unsigned = module(5)
-            assert (await deploy(module=unsigned)).acked == ["v1"]  # the server requires nothing
-            assert (await car.next_load()).module == unsigned
-            assert (await deploy(module=v2)).acked == ["v1"]  # the same content, signed again
-            assert (await car.next_load()).module == v2
+        assert (await deploy(module=v2)).acked == ["v1"]
+        assert (await car.next_load()).module == v2
+        with pytest.raises(RequestFailed, match="does not verify.*the running version stays"):
+            await deploy(module=bad)
+        short = msgspec.structs.replace(v2, signature=v2.signature[:63])  # malformed: refused as it arrives
+        with pytest.raises(RequestFailed, match=r"Expected `bytes` of length >= 64 - at `\$.module.signature`"):
+            await deploy(module=short)
+        unsigned = module(5)
+        assert (await deploy(module=unsigned)).acked == ["v1"]  # the server requires nothing
+        assert (await car.next_load()).module == unsigned
+        assert (await deploy(module=v2)).acked == ["v1"]  # the same content, signed again
+        assert (await car.next_load()).module == v2
 
-            await car.disconnect()  # a vehicle that reconnects gets its version with the signature
-            await car.connect(server.port)
-            assert (await car.next_load()).module == v2
+        await car.disconnect()  # a vehicle that reconnects gets its version with the signature
+        await car.connect(server.port)
+        assert (await car.next_load()).module == v2
 
-            end = [e async for e in analyst.deploy(assignment=a, side="on_board", code_hash=source_hash(v1.source)[:8],
-                                                   timeout=10)][-1]
-            assert end.acked == ["v1"]
-            assert (await car.next_load()).module == v1  # a rollback sends the signature stored with the version
+        end = [e async for e in analyst.deploy(assignment=a, side="on_board", code_hash=source_hash(v1.source)[:8],
+                                               timeout=10)][-1]
+        assert end.acked == ["v1"]
+        assert (await car.next_load()).module == v1  # a rollback sends the signature stored with the version
 
-            versions = (await analyst.versions(a)).versions
-            assert [(v.kind, v.code_hash, v.signer) for v in versions] == [
-                ("submit", source_hash(v1.source), alice.key_id),
-                ("deploy", source_hash(v2.source), alice.key_id),
-                ("deploy", source_hash(unsigned.source), None),
-                ("deploy", source_hash(v2.source), alice.key_id),
-                ("rollback", source_hash(v1.source), alice.key_id),
-            ]
-            text = render_versions(await analyst.versions(a))
-            assert text.count(alice.key_id) == 4 and "unsigned" in text
-            await analyst.close()
-        finally:
-            await server.stop()
-        db = sqlite3.connect(config.database)
-        audit = [r[0] for r in db.execute("SELECT detail FROM audit WHERE action = 'deploy refused'")]
-        assert len(audit) == 1 and "does not verify" in audit[0]
-        assert db.execute("SELECT COUNT(*) FROM deployment_signatures").fetchone()[0] == 4
-        db.close()
-
-    run(main(), timeout=60)
+        versions = (await analyst.versions(a)).versions
+        assert [(v.kind, v.code_hash, v.signer) for v in versions] == [
+            ("submit", source_hash(v1.source), alice.key_id),
+            ("deploy", source_hash(v2.source), alice.key_id),
+            ("deploy", source_hash(unsigned.source), None),
+            ("deploy", source_hash(v2.source), alice.key_id),
+            ("rollback", source_hash(v1.source), alice.key_id),
+        ]
+        text = render_versions(await analyst.versions(a))
+        assert text.count(alice.key_id) == 4 and "unsigned" in text
+        await analyst.close()
+    finally:
+        await server.stop()
+    db = sqlite3.connect(config.database)
+    audit = [r[0] for r in db.execute("SELECT detail FROM audit WHERE action = 'deploy refused'")]
+    assert len(audit) == 1 and "does not verify" in audit[0]
+    assert db.execute("SELECT COUNT(*) FROM deployment_signatures").fetchone()[0] == 4
+    db.close()
 
 
 def test_server_known_keys_are_relative_to_its_config_and_a_bad_one_is_a_config_error(tmp_path):
@@ -167,7 +164,8 @@ def test_the_store_keeps_a_signature_per_deploy_and_gives_back_the_latest_for_a_
     try:
         m = module(1)
         h = source_hash(m.source)
-        a = store.create_assignment(AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=m), ["v1"])
+        spec = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=m)
+        a = store.create_assignment(spec, ["v1"])
         store.add_module(h, m.name, m.source)
         signed = {}
         for key, side in ((alice, "on_board"), (None, "on_board"), (bob, "on_board"), (alice, "off_board")):
@@ -203,7 +201,8 @@ def test_one_file_for_both_sides_goes_to_the_vehicles_with_its_on_board_signatur
     generate_key(tmp_path / "alice")
     alice = load_signing_key(tmp_path / "alice")
     trust = Trust.from_files([tmp_path / "alice.pub"], require=True)
-    both = ModuleSource(name="speeding.py", source=module(1).source + "def off_board(results, params, state):\n    return 1\n")
+    both = ModuleSource(name="speeding.py",
+                        source=module(1).source + "def off_board(results, params, state):\n    return 1\n")
     spec = sign_spec(alice, AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=1), on_board_module=both,
                                            off_board_module=both))
     h = source_hash(both.source)

@@ -4,8 +4,6 @@ deploy events and the version table read."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from oodida.commands.deploy import _ranges, render_deploy_event, render_versions
@@ -48,23 +46,20 @@ def test_off_board_versions_wait_for_the_next_iteration():
     assert v.off_board == H1 and v.off_board_next == H2
 
 
-def test_acks_reach_only_the_watchers_of_that_version_and_those_vehicles():
-    async def main():
-        v = AssignmentVersions(["a", "b"])
-        w2 = v.watch(H2, ["a"])
-        w3 = v.watch(H3, ["a", "b"])
-        v.on_ack("a", ModuleAck(assignment=1, code_hash=H2, ok=True))
-        v.on_ack("b", ModuleAck(assignment=1, code_hash=H2, ok=True))  # b was not asked by w2
-        v.on_ack("b", ModuleAck(assignment=1, code_hash=H3, ok=False, error="policy"))
-        assert v.acked == {"a": H2, "b": H2}  # a refusal does not change what b runs
-        assert [w2.answers.get_nowait().vehicle] == ["a"] and w2.answers.empty()
-        answer = w3.answers.get_nowait()
-        assert (answer.vehicle, answer.ok, answer.error) == ("b", False, "policy")
-        v.unwatch(w2)
-        v.on_ack("a", ModuleAck(assignment=1, code_hash=H2, ok=True))
-        assert w2.answers.empty()
-
-    asyncio.run(main())
+async def test_acks_reach_only_the_watchers_of_that_version_and_those_vehicles():
+    v = AssignmentVersions(["a", "b"])
+    w2 = v.watch(H2, ["a"])
+    w3 = v.watch(H3, ["a", "b"])
+    v.on_ack("a", ModuleAck(assignment=1, code_hash=H2, ok=True))
+    v.on_ack("b", ModuleAck(assignment=1, code_hash=H2, ok=True))  # b was not asked by w2
+    v.on_ack("b", ModuleAck(assignment=1, code_hash=H3, ok=False, error="policy"))
+    assert v.acked == {"a": H2, "b": H2}  # a refusal does not change what b runs
+    assert [w2.answers.get_nowait().vehicle] == ["a"] and w2.answers.empty()
+    answer = w3.answers.get_nowait()
+    assert (answer.vehicle, answer.ok, answer.error) == ("b", False, "policy")
+    v.unwatch(w2)
+    v.on_ack("a", ModuleAck(assignment=1, code_hash=H2, ok=True))
+    assert w2.answers.empty()
 
 
 def row(i: int, side: str, h: str, kind: str = "deploy", vehicles: list[str] | None = None) -> DeploymentRow:

@@ -12,8 +12,8 @@ import can
 
 from oodida.hw.dbc import SignalDecoder
 from oodida.hw.sources import BusSource
-from tests.conftest import DBC
-from tests.socketcan.conftest import CHANNEL, receive, replay_onto
+from tests.helpers import DBC
+from tests.socketcan.helpers import CHANNEL, receive, replay_onto
 
 # Big enough for every frame of a burst even if the reader falls behind: a dropped
 # frame must mean a bug, never a slow guest. (Root may exceed rmem_max; UML runs as root.)

@@ -104,7 +104,8 @@ def _can_confine() -> str | None:
         import pyseccomp  # noqa: F401
     except (ImportError, OSError, RuntimeError):
         return "needs pyseccomp and libseccomp"
-    userns = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-Un", "true"], check=False)
+    userns = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-Un",
+                             "true"], check=False)
     if userns.returncode != 0:
         return "unprivileged user namespaces are off on this kernel: the worker's network namespace cannot apply"
     return None
@@ -171,7 +172,7 @@ def test_the_agent_runs_a_module_under_its_units_confinement(tmp_path):
 
     from oodida.testing import LocalFleet
     from oodida.wire.messages import AssignmentSpec, IterationReport, ModuleSource, WindowSpec
-    from tests.conftest import run
+    from tests.helpers import run
 
     shared = Path(tempfile.mkdtemp(prefix="oodida-unit-"))  # readable by the agent's uid
     shared.chmod(0o755)

@@ -68,7 +68,8 @@ class GuestRun:
         root = ElementTree.parse(path).getroot()
         suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
         names = tuple(
-            f"{case.get('classname', '')}::{case.get('name', '')}" for suite in suites for case in suite.iter("testcase")
+            f"{case.get('classname', '')}::{case.get('name', '')}"
+            for suite in suites for case in suite.iter("testcase")
         )
         return Junit(
             tests=sum(int(s.get("tests", 0)) for s in suites),

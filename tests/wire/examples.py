@@ -365,7 +365,8 @@ EXAMPLES: list[Example] = [
         Deploy(id=5, assignment=3, side="on_board", module=MODULE, vehicles=["v1", "v2"], quorum=0.5, timeout=10.0),
         Receiver.SERVER_OF_ANALYST,
     ),
-    Example("deploy-rollback", Deploy(id=6, assignment=3, side="off_board", code_hash=H1[:8]), Receiver.SERVER_OF_ANALYST),
+    Example("deploy-rollback", Deploy(id=6, assignment=3, side="off_board", code_hash=H1[:8]),
+            Receiver.SERVER_OF_ANALYST),
     Example(
         "deploying",
         Deploying(id=5, assignment=3, side="on_board", code_hash=H1, name="speeding.py", rollback=False,
@@ -530,7 +531,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return (math.isnan(a) and math.isnan(b)) or struct.pack(">d", a) == struct.pack(">d", b)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     return bool(a == b)

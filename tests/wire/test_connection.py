@@ -129,7 +129,8 @@ def test_accept_sets_the_peer_and_welcomes() -> None:
     data = server.accept(h, session="abc", server="srv", signature=b"s" * 32)
     assert server.state is State.READY
     assert (server.peer_role, server.peer_identity) == (Role.ANALYST, "alice")
-    assert decode_payload(data[4:]) == Welcome(version=PROTOCOL_VERSION, session="abc", server="srv", signature=b"s" * 32)
+    assert decode_payload(data[4:]) == Welcome(version=PROTOCOL_VERSION, session="abc", server="srv",
+                                               signature=b"s" * 32)
 
 
 def test_accept_needs_a_server_that_received_a_hello() -> None:

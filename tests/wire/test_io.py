@@ -56,7 +56,8 @@ def test_round_trip(example: Example) -> None:
     assert encode_payload(decoded) == payload  # and back to the very same bytes
 
 
-SENT_BY_A_PEER = [e for e in EXAMPLES if e.receiver not in (Receiver.CLIENT_HANDSHAKE, Receiver.CLIENT_PROVED)]  # challenge(), accept()
+SENT_BY_A_PEER = [e for e in EXAMPLES if e.receiver not in (Receiver.CLIENT_HANDSHAKE,
+                                                            Receiver.CLIENT_PROVED)]  # challenge(), accept()
 
 
 @pytest.mark.parametrize("example", SENT_BY_A_PEER, ids=[e.id for e in SENT_BY_A_PEER])
@@ -243,7 +244,8 @@ def test_a_client_hello_is_what_the_server_reads() -> None:
     client = Connection(Side.CLIENT, role=Role.ANALYST)
     server = Connection(Side.SERVER)
     server.receive_data(client.hello("alice@lab", b"n" * 16, software="cli"))
-    assert server.next_event() == Hello(version=1, role=Role.ANALYST, identity="alice@lab", nonce=b"n" * 16, software="cli")
+    assert server.next_event() == Hello(version=1, role=Role.ANALYST, identity="alice@lab", nonce=b"n" * 16,
+                                        software="cli")
 
 
 def test_frame_header_is_big_endian_length() -> None:

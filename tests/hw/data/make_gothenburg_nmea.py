@@ -10,6 +10,7 @@ drive, and every checksum is computed. Re-run to regenerate:
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def _bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def _along(travelled: float) -> tuple[float, float, float]:
     """Position and course after `travelled` metres along the route."""
-    for a, b in zip(ROUTE, ROUTE[1:]):
+    for a, b in itertools.pairwise(ROUTE):
         leg = _distance(a, b)
         if travelled <= leg:
             f = travelled / leg
@@ -91,7 +92,8 @@ def lines() -> list[str]:
         hdop = 0.8 + 0.1 * ((second // 7) % 4)
         alt = 12.0 + 6.0 * math.sin(second / 15)
         out += [
-            sentence(f"GPGGA,{t},{_nmea_angle(lat, 2)},N,{_nmea_angle(lon, 3)},E,1,{sats:02d},{hdop:.2f},{alt:.1f},M,36.2,M,,"),
+            sentence(f"GPGGA,{t},{_nmea_angle(lat, 2)},N,{_nmea_angle(lon, 3)},E,1,{sats:02d},{hdop:.2f},"
+                     f"{alt:.1f},M,36.2,M,,"),
             sentence(f"GPRMC,{t},A,{_nmea_angle(lat, 2)},N,{_nmea_angle(lon, 3)},E,{kmh / 1.852:.3f},"
                      f"{course if kmh else 0:.2f},{DATE},,,A"),
             sentence("GPGSA,A,3,05,13,15,18,20,23,24,29,30,,,," + f"{hdop + 0.6:.2f},{hdop:.2f},1.10"),
