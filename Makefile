@@ -18,7 +18,8 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/oodida demo
 
-test: $(STAMP)
+# lint first: a finding fails `make test` (and so CI) before the suite runs
+test: lint
 	$(BIN)/python -m pytest
 
 # ruff, mypy (strict on core, wire, link, analytics), then the import contracts
