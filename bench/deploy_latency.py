@@ -107,7 +107,7 @@ def on_board(window, params, state):
     return {{"version": VERSION, "samples": len(speed), "mean": float(speed.mean()) if len(speed) else None}}
 '''
 BIG = 1000  # from here: one sandbox worker per process, one restart by default
-PACER = "pacer"  # named by the target assignment, never connects: its iteration stays open
+PACER = "pacer"  # named by the target assignment, has a credential, never connects: its iteration stays open
 TARGET_P99_MS = 50.0  # the aim at 100 agents
 LOADED = re.compile(r"on-board module deploy_bench\.py version ([0-9a-f]{12}) loaded in ([0-9.]+) ms")
 
@@ -436,6 +436,7 @@ def bench_one(agents: int, args: argparse.Namespace, root: Path) -> dict[str, An
         processes=processes,
         status_interval=args.status_interval,
         share_sandbox=shared,
+        absent_vehicles=[PACER],
     )
     where = layout(processes, per, shared, agents)
     say = print

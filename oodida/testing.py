@@ -96,6 +96,9 @@ class LocalFleet:
     vehicle_certificates: bool = False  # mutual TLS: vehicles must also present their certificate
     metrics: bool = False  # a /metrics page on the server and on every agent, each on a free port
     metrics_ports: dict[str, int] = field(default_factory=dict)  # "server" or a vehicle -> its metrics port
+    # vehicles with a credential that never start: an assignment may name them (the server
+    # refuses a vehicle it has no credential for), and their iterations stay open
+    absent_vehicles: list[str] = field(default_factory=list)
     server: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -118,7 +121,7 @@ class LocalFleet:
         if pki.exists():
             return load_deployment(pki)
         return init_deployment(
-            pki, vehicles=self.vehicle_ids, analysts=["demo"], readers=["viewer"],
+            pki, vehicles=[*self.vehicle_ids, *self.absent_vehicles], analysts=["demo"], readers=["viewer"],
             hosts=["127.0.0.1", "localhost"], port=self.port, database=str(self.workdir / "server.sqlite3"),
             plain=not self.tls,
         )
