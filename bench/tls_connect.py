@@ -141,8 +141,8 @@ async def measure(
     if ssl_buffer:
         args += ["--ssl-buffer", str(ssl_buffer)]
     # started before the timing, with a preexec_fn asyncio's subprocesses do not take
-    server = subprocess.Popen(args, stdout=subprocess.PIPE,  # noqa: ASYNC220 env=dict(os.environ, TLS_BENCH_TOKEN=token),
-                              preexec_fn=_die_with_parent)  # noqa: PLW1509
+    server = subprocess.Popen(args, stdout=subprocess.PIPE,  # noqa: ASYNC220 (see above)
+                              env=dict(os.environ, TLS_BENCH_TOKEN=token), preexec_fn=_die_with_parent)
     sims: list[asyncio.subprocess.Process] = []
     try:
         assert server.stdout is not None
