@@ -34,6 +34,9 @@ lint: $(STAMP)
 test-socketcan: $(STAMP)
 	OODIDA_REQUIRE_UML=1 $(BIN)/python -m pytest tests/integration/test_socketcan.py -v
 
+# bench/tls_connect.py is left out: its stand-in server still speaks the token handshake
+# the challenge-response one replaced, so bench/fleet_sim.py cannot connect to it (an
+# open follow-up); bench/handshake.py and bench/fleet_scale.py --tls measure TLS today.
 bench: $(STAMP)
 	$(BIN)/python bench/decode_throughput.py
 	$(BIN)/python bench/iteration_roundtrip.py
@@ -46,7 +49,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/handshake.py
 	$(BIN)/python bench/fleet_scale.py
-	$(BIN)/python bench/tls_connect.py
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/db_check.py
 
