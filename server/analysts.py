@@ -28,7 +28,7 @@ from oodida.server.deploys import Deployer, DeployRefused
 from oodida.server.modules import OffBoardRunner, check_spec_modules, fit, refusal
 from oodida.server.reports import build_report
 from oodida.server.runner import AssignmentRunner
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.server.vehicles import VehicleRoom
 from oodida.server.versions import version_table
 from oodida.wire import Role

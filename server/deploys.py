@@ -27,7 +27,7 @@ from oodida.sandbox.supervisor import source_hash
 from oodida.server import metrics
 from oodida.server.modules import OffBoardRunner, check_module, refusal
 from oodida.server.runner import AssignmentRunner
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.wire.messages import (
     Deploy,
     DeployAnswer,

@@ -25,7 +25,7 @@ from oodida.analytics.arrays import from_wire, to_wire
 from oodida.analytics.series import Series
 from oodida.sandbox.host import SandboxHost
 from oodida.server.runner import AssignmentRunner
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.wire.messages import (
     BUILTIN_CODE_HASH,
     CancelTask,

@@ -14,7 +14,8 @@ from typing import Any
 
 from oodida.analytics import registry
 from oodida.analytics.arrays import from_wire, to_wire
-from oodida.server.store import IterationRow, Store
+from oodida.server.storage import Store
+from oodida.server.store import IterationRow
 from oodida.wire.messages import AssignmentSpec, IterationReport, VehicleReport
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import logging
 
 from oodida.server import metrics
 from oodida.server.dbcheck import corruption
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.wire.messages import Result
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from oodida.server.modules import OffBoardRunner
 from oodida.server.runner import AssignmentRunner, Fleet
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.server.versions import AssignmentVersions, expand_map
 from oodida.wire.messages import Task
 from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState

@@ -28,7 +28,7 @@ from oodida.server import metrics
 from oodida.server.iteration import Iteration, Status, quorum_count
 from oodida.server.methods import OffBoard, off_board_step
 from oodida.server.modules import OffBoardRunner
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.server.versions import AssignmentVersions, compact_map
 from oodida.wire.messages import AssignmentSpec, LoadModule, Message, ModuleAck, Result, Task
 from oodida.wire.states import ASSIGNMENT, AssignmentEvent, AssignmentState

@@ -229,7 +229,7 @@ def _result_params(result: Result, late: bool, received: float) -> tuple[Any, ..
     )
 
 
-class Store:
+class SqliteStore:
     """Thin, synchronous: every call is one short transaction on a local file."""
 
     def __init__(self, path: str | Path) -> None:
@@ -699,3 +699,7 @@ class Store:
                 (assignment,),
             )
         return [AuditRow(*r) for r in rows]
+
+
+# callers that open the SQLite database by name (app, tests, benches) keep using `Store(path)`
+Store = SqliteStore

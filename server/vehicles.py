@@ -24,7 +24,7 @@ from oodida.server.config import ServerConfig
 from oodida.server.credentials import iso
 from oodida.server.result_writer import ResultWriter
 from oodida.server.runner import AssignmentRunner
-from oodida.server.store import Store
+from oodida.server.storage import Store
 from oodida.wire import LocalProtocolError, Role
 from oodida.wire.connection import encode_message
 from oodida.wire.messages import (

@@ -11,8 +11,8 @@ from oodida.wire.values import NDArray
 SPEC = AssignmentSpec(signals=["SPEED"], window=WindowSpec(amount=5), iterations=2, on_board=["mean"])
 
 
-def test_a_result_delivered_twice_is_stored_once(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_a_result_delivered_twice_is_stored_once(tmp_path, store_factory):
+    store = store_factory(tmp_path / "s.sqlite3")
     a = store.create_assignment(SPEC, ["v1"])
     store.open_iteration(a, 1, 0.0)
     r = Result(assignment=a, iteration=1, vehicle="v1", ok=True, code_hash="h", value={"mean": {"SPEED": {"n": 3}}})
@@ -21,8 +21,8 @@ def test_a_result_delivered_twice_is_stored_once(tmp_path):
     assert len(store.results(a, 1)) == 1
 
 
-def test_arrays_and_floats_survive_storage_bit_for_bit(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_arrays_and_floats_survive_storage_bit_for_bit(tmp_path, store_factory):
+    store = store_factory(tmp_path / "s.sqlite3")
     a = store.create_assignment(SPEC, ["v1"])
     arr = NDArray("<f8", (3,), struct.pack("<3d", 0.1, float("nan"), -1e300))
     value = {"x": arr, "y": 1 / 3, "z": [1, "two", None, True]}
@@ -31,29 +31,29 @@ def test_arrays_and_floats_survive_storage_bit_for_bit(tmp_path):
     assert back["x"] == arr and back["y"] == 1 / 3 and back["z"] == [1, "two", None, True]
 
 
-def test_running_assignments_are_marked_interrupted_on_reopen(tmp_path):
+def test_running_assignments_are_marked_interrupted_on_reopen(tmp_path, store_factory):
     path = tmp_path / "s.sqlite3"
-    store = Store(path)
+    store = store_factory(path)
     a = store.create_assignment(SPEC, ["v1"])
     store.close()
-    store = Store(path)
+    store = store_factory(path)
     assert store.interrupt_running("restarted") == [a]
     row = store.assignment(a)
     assert row is not None and row.state == "interrupted" and row.reason == "restarted"
     assert row.spec == SPEC
 
 
-def test_late_results_are_kept_apart(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_late_results_are_kept_apart(tmp_path, store_factory):
+    store = store_factory(tmp_path / "s.sqlite3")
     a = store.create_assignment(SPEC, ["v1", "v2"])
     store.add_result(Result(assignment=a, iteration=1, vehicle="v1", ok=True, code_hash="h"))
     store.add_result(Result(assignment=a, iteration=1, vehicle="v2", ok=True, code_hash="h"), late=True)
     assert store.late_vehicles(a, 1) == {"v2"}
 
 
-def test_versions_deploys_acks_and_audit_are_kept_and_survive_reopen(tmp_path):
+def test_versions_deploys_acks_and_audit_are_kept_and_survive_reopen(tmp_path, store_factory):
     path = tmp_path / "s.sqlite3"
-    store = Store(path)
+    store = store_factory(path)
     a = store.create_assignment(SPEC, ["v1", "v2"])
     store.add_module("h1", "m.py", "def on_board(w, p, s):\n    return 1\n")
     store.add_module("h1", "renamed.py", "ignored: the hash names the content")
@@ -71,7 +71,7 @@ def test_versions_deploys_acks_and_audit_are_kept_and_survive_reopen(tmp_path):
     store.audit("bo", "deploy", a, "on_board m.py h2 to v2")
     store.close()
 
-    store = Store(path)
+    store = store_factory(path)
     assert store.module("h1") == ("m.py", "def on_board(w, p, s):\n    return 1\n")
     assert store.module("nope") is None
     rows = store.deployments(a)
