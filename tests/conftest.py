@@ -3,6 +3,7 @@ in-process servers that are stopped at teardown (whatever the test did)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,3 +105,18 @@ def decoded_log() -> dict[str, Any]:
         "first": first,
         "series": {k: (np.array(t), np.array(v)) for k, (t, v) in series.items()},
     }
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL (tests/postgres.py); skips saying how to install it, or fails
+    with OODIDA_REQUIRE_POSTGRES=1 (CI)."""
+    from tests import postgres
+
+    problem = postgres.problem()
+    if problem is not None:
+        if os.environ.get("OODIDA_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"OODIDA_REQUIRE_POSTGRES=1 but {problem}")
+        pytest.skip(problem)
+    with postgres.cluster() as url:
+        yield url
